@@ -1,0 +1,188 @@
+package dbrouter
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+)
+
+// Operation names used in errors, traces and logs.
+const (
+	opExec  = "exec"
+	opQuery = "query"
+	opBegin = "begin"
+	opConn  = "conn"
+)
+
+// Cluster is an ordered list of nodes that may each be the writer of the
+// same data, typically a circular replication ring A→B→C→A. Calls go to the
+// writer, the first node in configured order that is believed healthy and
+// writable, and fail over to the next node when the rules of DESIGN.md §3
+// allow it: a statement that provably never reached a server is retried on
+// the next node; one that may have reached it is returned as
+// *OutcomeUnknownError (writes) or retried (reads).
+//
+// A Cluster is safe for concurrent use. Get one from Router.Cluster.
+type Cluster struct {
+	name   string
+	nodes  []*node
+	log    *slog.Logger
+	writer atomic.Pointer[node] // last node that served a write
+	closed atomic.Bool
+}
+
+// Name returns the cluster's configured name.
+func (c *Cluster) Name() string { return c.name }
+
+// Nodes returns the nodes' addresses in configured (failover) order.
+func (c *Cluster) Nodes() []string {
+	addrs := make([]string, len(c.nodes))
+	for i, n := range c.nodes {
+		addrs[i] = n.addr
+	}
+	return addrs
+}
+
+// ExecContext runs a statement that does not return rows on the writer.
+//
+// If the statement provably did not reach a node, it is retried on the next
+// one within ctx's deadline. If the connection broke after the statement may
+// have reached a node, ExecContext returns an *OutcomeUnknownError
+// (errors.Is(err, ErrOutcomeUnknown)) and does not retry: the statement may
+// or may not have been applied. Server errors (*mysql.MySQLError) are
+// returned as they are, except read-only refusals, which move the writer to
+// the next node. When no node can take the statement the error is a
+// *NoWriterError listing each node's failure.
+func (c *Cluster) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	var res sql.Result
+	err := c.call(ctx, opExec, false, func(n *node) (bool, error) {
+		conn, err := n.db.Conn(ctx)
+		if err != nil {
+			return false, err
+		}
+		defer conn.Close()
+		res, err = conn.ExecContext(ctx, query, args...)
+		return true, err
+	})
+	return res, err
+}
+
+// QueryContext runs a query on the writer (reads see the cluster's latest
+// writes) and returns its rows. A query whose first keyword is SELECT, SHOW,
+// DESCRIBE or EXPLAIN is a read and is retried on the next node whatever the
+// failure; any other statement is treated as a write, as in ExecContext.
+// Failures while iterating the returned rows are reported by Rows.Err and are
+// not retried.
+func (c *Cluster) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	var rows *sql.Rows
+	err := c.call(ctx, opQuery, isReadStatement(query), func(n *node) (bool, error) {
+		var err error
+		rows, err = n.db.QueryContext(ctx, query, args...)
+		return true, err
+	})
+	return rows, err
+}
+
+// QueryRowContext runs a query that is expected to return at most one row,
+// with the failover rules of QueryContext. Errors are deferred until Row's
+// Scan is called.
+func (c *Cluster) QueryRowContext(ctx context.Context, query string, args ...any) *Row {
+	rows, err := c.QueryContext(ctx, query, args...)
+	return &Row{rows: rows, err: err}
+}
+
+// BeginTx starts a transaction on the writer. The transaction keeps one
+// connection to that node for its whole life and never moves: if the node
+// fails, the transaction's calls fail. BeginTx itself fails over like a
+// statement that was not sent.
+func (c *Cluster) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) {
+	var tx *Tx
+	err := c.call(ctx, opBegin, false, func(n *node) (bool, error) {
+		conn, err := n.db.Conn(ctx)
+		if err != nil {
+			return false, err
+		}
+		stx, err := conn.BeginTx(ctx, opts)
+		if err != nil {
+			conn.Close()
+			// START TRANSACTION changes nothing, so a failure here is
+			// safe to retry on the next node whatever its cause.
+			if classify(err, true) == ClassServerError {
+				return true, err
+			}
+			return false, err
+		}
+		tx = &Tx{tx: stx, conn: conn, cluster: c.name, node: n.addr}
+		return true, nil
+	})
+	return tx, err
+}
+
+// Conn returns a dedicated connection to the writer, for session state that
+// must stay on one connection (temporary tables, user locks). The caller
+// must Close it. The connection does not fail over.
+func (c *Cluster) Conn(ctx context.Context) (*sql.Conn, error) {
+	var conn *sql.Conn
+	err := c.call(ctx, opConn, false, func(n *node) (bool, error) {
+		var err error
+		conn, err = n.db.Conn(ctx)
+		return false, err
+	})
+	return conn, err
+}
+
+// Writer returns the connection pool of the current writer, for code that
+// needs a plain *sql.DB (sqlx.NewDb(c.Writer(), "mysql"), migrations, ...).
+// Calls made through it go to that node only and do not fail over; call
+// Writer again after a failover to get the new writer's pool. The pool is
+// owned by the router: do not close it.
+func (c *Cluster) Writer() *sql.DB {
+	var buf [8]*node
+	return c.order(buf[:0])[0].db
+}
+
+// WriterAddr returns the address of the node Writer would return.
+func (c *Cluster) WriterAddr() string {
+	var buf [8]*node
+	return c.order(buf[:0])[0].addr
+}
+
+// close closes every node's pool.
+func (c *Cluster) close() error {
+	c.closed.Store(true)
+	var errs []error
+	for _, n := range c.nodes {
+		errs = append(errs, n.db.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Row is the result of QueryRowContext, like *sql.Row.
+type Row struct {
+	rows *sql.Rows
+	err  error
+}
+
+// Err returns the error, if any, of the query that produced the row.
+func (r *Row) Err() error { return r.err }
+
+// Scan copies the columns of the first row into dest, like sql.Row.Scan. It
+// returns sql.ErrNoRows when the query returned no rows.
+func (r *Row) Scan(dest ...any) error {
+	if r.err != nil {
+		return r.err
+	}
+	defer r.rows.Close()
+	if !r.rows.Next() {
+		if err := r.rows.Err(); err != nil {
+			return err
+		}
+		return sql.ErrNoRows
+	}
+	if err := r.rows.Scan(dest...); err != nil {
+		return err
+	}
+	return r.rows.Close()
+}

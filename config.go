@@ -1,0 +1,580 @@
+package dbrouter
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"go.yaml.in/yaml/v3"
+)
+
+// Default values applied by Open (and by Config.Validate's checks) to fields
+// left at their zero value.
+const (
+	// DefaultConnectTimeout bounds the dial and the MySQL handshake of every
+	// new connection. A frozen server accepts the TCP connection and then
+	// never answers, so this bound, not the dial timeout, is what turns a
+	// frozen node into a failover.
+	DefaultConnectTimeout = 1 * time.Second
+
+	// DefaultMaxIdleConns is the number of idle connections kept per node
+	// (database/sql's own default is 2, which makes a busy app reconnect).
+	DefaultMaxIdleConns = 10
+
+	// DefaultPort is used for a node address given without a port.
+	DefaultPort = 3306
+)
+
+// Config is a router's configuration: connection defaults and named clusters.
+// Build it as a Go struct literal, or with ParseConfig or LoadConfig from
+// YAML; the caller may edit it before passing it to Open. Zero values mean
+// the documented default. A Config must not be modified while Open uses it.
+type Config struct {
+	// Defaults apply to every cluster; a cluster's own non-zero settings
+	// override them field by field.
+	Defaults ConnConfig `yaml:"defaults"`
+
+	// Clusters maps a cluster's name to its nodes and settings.
+	Clusters map[string]ClusterConfig `yaml:"clusters"`
+
+	// Logger receives the router's log lines (failovers, node failures).
+	// Nil means slog.Default(). It cannot be set from YAML.
+	Logger *slog.Logger `yaml:"-"`
+}
+
+// ClusterConfig describes one cluster: its nodes in failover order and its
+// connection settings.
+type ClusterConfig struct {
+	// Nodes are the cluster's servers as "host:port" (port 3306 when
+	// omitted), in failover order: writes go to the first healthy one.
+	Nodes []string `yaml:"nodes"`
+
+	// ConnConfig overrides Config.Defaults for this cluster.
+	ConnConfig `yaml:",inline"`
+}
+
+// ConnConfig holds the connection settings of a cluster's nodes.
+type ConnConfig struct {
+	// User is the MySQL user. Required (here or in Defaults).
+	User string `yaml:"user"`
+
+	// Password is the user's password. In YAML, write ${ENV_VAR} to keep it
+	// out of the file. It never appears in errors, logs or String().
+	Password string `yaml:"password"`
+
+	// Database is the default schema of every connection.
+	Database string `yaml:"database"`
+
+	// Params are go-sql-driver DSN parameters (parseTime, interpolateParams,
+	// loc, collation, ...); names the driver does not know are session
+	// variables set on every new connection. A cluster's Params are merged
+	// over Defaults.Params key by key.
+	Params map[string]string `yaml:"params"`
+
+	// ConnectTimeout bounds establishing a connection: dial, TLS and the
+	// MySQL handshake. Zero means DefaultConnectTimeout.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+
+	// ReadTimeout and WriteTimeout are the driver's I/O timeouts on an
+	// established connection. Zero means none: a statement may run as long
+	// as the caller's context allows.
+	ReadTimeout  time.Duration `yaml:"read_timeout"`
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+
+	// MaxOpenConns limits open connections per node; zero means unlimited.
+	MaxOpenConns int `yaml:"max_open_conns"`
+
+	// MaxIdleConns is the idle pool size per node; zero means
+	// DefaultMaxIdleConns.
+	MaxIdleConns int `yaml:"max_idle_conns"`
+
+	// ConnMaxLifetime and ConnMaxIdleTime bound a pooled connection's age
+	// and idle time; zero means no limit.
+	ConnMaxLifetime time.Duration `yaml:"conn_max_lifetime"`
+	ConnMaxIdleTime time.Duration `yaml:"conn_max_idle_time"`
+
+	// TLS, when set, makes every connection use TLS. A cluster's TLS
+	// replaces Defaults.TLS as a whole.
+	TLS *TLSConfig `yaml:"tls"`
+}
+
+// TLSConfig holds TLS settings. Files are read by Open (and Validate).
+type TLSConfig struct {
+	// CAFile is a PEM file of CA certificates to verify servers with. Empty
+	// means the system's roots.
+	CAFile string `yaml:"ca_file"`
+
+	// CertFile and KeyFile are the client certificate and key (PEM), for
+	// servers that require X.509 client authentication. Set both or neither.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+
+	// ServerName is the name verified in the server's certificate. Empty
+	// means each node's host.
+	ServerName string `yaml:"server_name"`
+
+	// DangerousSkipVerify disables verification of the server's certificate:
+	// anyone on the path can then impersonate the server and read the
+	// password. Only for tests.
+	DangerousSkipVerify bool `yaml:"dangerous_skip_verify"`
+}
+
+// LoadConfig reads and parses a YAML configuration file; see ParseConfig.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("dbrouter: config: %w", err)
+	}
+	cfg, err := ParseConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w (in %s)", err, path)
+	}
+	return cfg, nil
+}
+
+// ParseConfig parses a YAML configuration, expands ${VAR} and ${VAR:-default}
+// references to environment variables in every value ("$${" is a literal
+// "${"), rejects unknown fields, and validates the result. An unset variable
+// without a default is an error that names it.
+func ParseConfig(data []byte) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("dbrouter: config: invalid YAML: %w", err)
+	}
+	if err := expandNode(&root, os.LookupEnv); err != nil {
+		return nil, err
+	}
+	cfg := new(Config)
+	if len(root.Content) == 0 { // empty document
+		return cfg, cfg.Validate()
+	}
+	budget := 100000 // nodes visited; bounds alias bombs, which Decode rejects
+	if err := checkKnownFields(root.Content[0], reflect.TypeOf(cfg).Elem(), "", &budget); err != nil {
+		return nil, err
+	}
+	if err := root.Decode(cfg); err != nil {
+		return nil, fmt.Errorf("dbrouter: config: %s", strings.ReplaceAll(err.Error(), "\n ", ""))
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// expandNode replaces ${VAR} references in every scalar of the tree.
+func expandNode(n *yaml.Node, lookup func(string) (string, bool)) error {
+	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "$") {
+		v, err := expandEnv(n.Value, lookup)
+		if err != nil {
+			return &ConfigError{Field: fmt.Sprintf("line %d", n.Line), Msg: err.Error()}
+		}
+		if v != n.Value {
+			n.Value = v
+			// A value that came from the environment is a string even if
+			// it looks like a number or a boolean to YAML.
+			if n.Tag == "" || n.Tag == "!!str" || n.Style != 0 {
+				n.Style = yaml.DoubleQuotedStyle
+			}
+		}
+	}
+	for _, c := range n.Content {
+		if err := expandNode(c, lookup); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkKnownFields rejects a mapping key that names no field of t, so that a
+// misspelt setting is an error rather than silently ignored. path is the
+// YAML path of n.
+func checkKnownFields(n *yaml.Node, t reflect.Type, path string, budget *int) error {
+	if *budget--; *budget < 0 {
+		return nil
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case n.Kind == yaml.AliasNode && n.Alias != nil:
+		return checkKnownFields(n.Alias, t, path, budget)
+	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
+		fields := yamlFields(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key, val := n.Content[i], n.Content[i+1]
+			if key.Value == "<<" { // merge key
+				if err := checkKnownFields(val, t, path, budget); err != nil {
+					return err
+				}
+				continue
+			}
+			ft, ok := fields[key.Value]
+			if !ok {
+				known := make([]string, 0, len(fields))
+				for k := range fields {
+					known = append(known, k)
+				}
+				slices.Sort(known)
+				return &ConfigError{Field: joinPath(path, key.Value),
+					Msg: fmt.Sprintf("unknown field (line %d); known fields here: %s", key.Line, strings.Join(known, ", "))}
+			}
+			if err := checkKnownFields(val, ft, joinPath(path, key.Value), budget); err != nil {
+				return err
+			}
+		}
+	case t.Kind() == reflect.Map && n.Kind == yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if err := checkKnownFields(n.Content[i+1], t.Elem(), joinPath(path, n.Content[i].Value), budget); err != nil {
+				return err
+			}
+		}
+	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+		for i, c := range n.Content {
+			if err := checkKnownFields(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), budget); err != nil {
+				return err
+			}
+		}
+	}
+	return nil // type mismatches are reported by Decode
+}
+
+// yamlFields maps the YAML names of t's fields, inline ones included, to
+// their types.
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	fields := make(map[string]reflect.Type)
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("yaml")
+		name, opts, _ := strings.Cut(tag, ",")
+		switch {
+		case name == "-" || !f.IsExported():
+		case opts == "inline":
+			for k, v := range yamlFields(f.Type) {
+				fields[k] = v
+			}
+		case name == "":
+			fields[strings.ToLower(f.Name)] = f.Type
+		default:
+			fields[name] = f.Type
+		}
+	}
+	return fields
+}
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// expandEnv expands ${VAR} and ${VAR:-default} in s.
+func expandEnv(s string, lookup func(string) (string, bool)) (string, error) {
+	var b strings.Builder
+	for {
+		i := strings.Index(s, "${")
+		if i < 0 {
+			b.WriteString(s)
+			return b.String(), nil
+		}
+		if i > 0 && s[i-1] == '$' { // "$${" is a literal "${"
+			b.WriteString(s[:i])
+			b.WriteString("{")
+			s = s[i+2:]
+			continue
+		}
+		b.WriteString(s[:i])
+		end := strings.IndexByte(s[i:], '}')
+		if end < 0 {
+			return "", fmt.Errorf("unterminated ${ in %q", s[i:])
+		}
+		expr := s[i+2 : i+end]
+		s = s[i+end+1:]
+		name, def, hasDef := strings.Cut(expr, ":-")
+		if !validEnvName(name) {
+			return "", fmt.Errorf("invalid environment variable name %q", name)
+		}
+		v, ok := lookup(name)
+		switch {
+		case ok:
+			b.WriteString(v)
+		case hasDef:
+			b.WriteString(def)
+		default:
+			return "", fmt.Errorf("environment variable %s is not set (write ${%s:-default} for a default)", name, name)
+		}
+	}
+}
+
+func validEnvName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i, r := range name {
+		switch {
+		case r == '_', r >= 'A' && r <= 'Z', r >= 'a' && r <= 'z':
+		case r >= '0' && r <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Validate checks the configuration and returns a *ConfigError naming the
+// first invalid field and its value, or nil. Open calls it.
+func (c *Config) Validate() error {
+	if len(c.Clusters) == 0 {
+		return &ConfigError{Field: "clusters", Msg: "at least one cluster is required"}
+	}
+	if err := c.Defaults.validate("defaults"); err != nil {
+		return err
+	}
+	for _, name := range c.clusterNames() {
+		cc := c.Clusters[name]
+		path := "clusters." + name
+		if strings.TrimSpace(name) == "" {
+			return &ConfigError{Field: "clusters", Value: name, Msg: "cluster name must not be empty"}
+		}
+		if len(cc.Nodes) == 0 {
+			return &ConfigError{Field: path + ".nodes", Msg: "at least one node is required"}
+		}
+		seen := make(map[string]int, len(cc.Nodes))
+		for i, n := range cc.Nodes {
+			field := fmt.Sprintf("%s.nodes[%d]", path, i)
+			addr, err := normalizeAddr(n)
+			if err != nil {
+				return &ConfigError{Field: field, Value: n, Msg: err.Error()}
+			}
+			if j, dup := seen[addr]; dup {
+				return &ConfigError{Field: field, Value: n, Msg: fmt.Sprintf("same node as %s.nodes[%d]", path, j)}
+			}
+			seen[addr] = i
+		}
+		if err := cc.ConnConfig.validate(path); err != nil {
+			return err
+		}
+		eff := c.effective(name)
+		if eff.User == "" {
+			return &ConfigError{Field: path + ".user", Msg: "no user: set defaults.user or " + path + ".user"}
+		}
+		if _, err := eff.driverConfig(); err != nil {
+			var ce *ConfigError
+			if errors.As(err, &ce) {
+				ce.Field = path + "." + ce.Field
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// validate checks the fields of one ConnConfig; path is its YAML path.
+func (cc *ConnConfig) validate(path string) error {
+	durations := []struct {
+		name string
+		d    time.Duration
+	}{
+		{"connect_timeout", cc.ConnectTimeout},
+		{"read_timeout", cc.ReadTimeout},
+		{"write_timeout", cc.WriteTimeout},
+		{"conn_max_lifetime", cc.ConnMaxLifetime},
+		{"conn_max_idle_time", cc.ConnMaxIdleTime},
+	}
+	for _, f := range durations {
+		if f.d < 0 {
+			return &ConfigError{Field: path + "." + f.name, Value: f.d.String(), Msg: "must not be negative"}
+		}
+	}
+	if cc.MaxOpenConns < 0 {
+		return &ConfigError{Field: path + ".max_open_conns", Value: strconv.Itoa(cc.MaxOpenConns), Msg: "must not be negative"}
+	}
+	if cc.MaxIdleConns < 0 {
+		return &ConfigError{Field: path + ".max_idle_conns", Value: strconv.Itoa(cc.MaxIdleConns), Msg: "must not be negative"}
+	}
+	for k := range cc.Params {
+		if k == "" {
+			return &ConfigError{Field: path + ".params", Msg: "empty parameter name"}
+		}
+	}
+	if cc.TLS != nil {
+		if _, err := cc.TLS.build(path + ".tls"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// normalizeAddr checks a node address and adds the default port.
+func normalizeAddr(s string) (string, error) {
+	if strings.TrimSpace(s) != s || s == "" {
+		return "", errors.New("node address must be host:port with no spaces")
+	}
+	if strings.Contains(s, "@") || strings.Contains(s, "/") {
+		return "", errors.New("node address must be host:port, not a DSN (set user, password and database as fields)")
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		// No port: "db1" or "[::1]" or "::1".
+		host, port = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"), strconv.Itoa(DefaultPort)
+		if strings.Contains(host, "[") || strings.Contains(host, "]") {
+			return "", errors.New("invalid host")
+		}
+	}
+	if host == "" {
+		return "", errors.New("node address has no host")
+	}
+	for _, r := range host {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-_:%", r)) {
+			return "", fmt.Errorf("host %q has a character that no host name or IP address has: %q", host, r)
+		}
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return "", fmt.Errorf("port %q must be a number from 1 to 65535", port)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p)), nil
+}
+
+func (c *Config) clusterNames() []string {
+	names := make([]string, 0, len(c.Clusters))
+	for name := range c.Clusters {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// effective merges a cluster's settings over the defaults and applies the
+// package defaults to zero values.
+func (c *Config) effective(name string) ConnConfig {
+	d, o := c.Defaults, c.Clusters[name].ConnConfig
+	e := d
+	pick := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	pickDur := func(dst *time.Duration, v time.Duration) {
+		if v != 0 {
+			*dst = v
+		}
+	}
+	pickInt := func(dst *int, v int) {
+		if v != 0 {
+			*dst = v
+		}
+	}
+	pick(&e.User, o.User)
+	pick(&e.Password, o.Password)
+	pick(&e.Database, o.Database)
+	pickDur(&e.ConnectTimeout, o.ConnectTimeout)
+	pickDur(&e.ReadTimeout, o.ReadTimeout)
+	pickDur(&e.WriteTimeout, o.WriteTimeout)
+	pickDur(&e.ConnMaxLifetime, o.ConnMaxLifetime)
+	pickDur(&e.ConnMaxIdleTime, o.ConnMaxIdleTime)
+	pickInt(&e.MaxOpenConns, o.MaxOpenConns)
+	pickInt(&e.MaxIdleConns, o.MaxIdleConns)
+	if o.TLS != nil {
+		e.TLS = o.TLS
+	}
+	if len(d.Params)+len(o.Params) > 0 {
+		e.Params = make(map[string]string, len(d.Params)+len(o.Params))
+		for k, v := range d.Params {
+			e.Params[k] = v
+		}
+		for k, v := range o.Params {
+			e.Params[k] = v
+		}
+	}
+	if e.ConnectTimeout == 0 {
+		e.ConnectTimeout = DefaultConnectTimeout
+	}
+	if e.MaxIdleConns == 0 {
+		e.MaxIdleConns = DefaultMaxIdleConns
+	}
+	return e
+}
+
+// driverConfig builds the go-sql-driver configuration shared by a cluster's
+// nodes (Addr is set per node). Params go through the driver's own DSN
+// parser so that every driver option is accepted and checked.
+func (cc ConnConfig) driverConfig() (*mysql.Config, error) {
+	mc := mysql.NewConfig()
+	if len(cc.Params) > 0 {
+		keys := make([]string, 0, len(cc.Params))
+		for k := range cc.Params {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		q := make([]string, 0, len(keys))
+		for _, k := range keys {
+			q = append(q, url.QueryEscape(k)+"="+url.QueryEscape(cc.Params[k]))
+		}
+		parsed, err := mysql.ParseDSN("/?" + strings.Join(q, "&"))
+		if err != nil {
+			return nil, &ConfigError{Field: "params", Value: strings.Join(keys, ","), Msg: err.Error()}
+		}
+		mc = parsed
+	}
+	mc.User = cc.User
+	mc.Passwd = cc.Password
+	mc.DBName = cc.Database
+	mc.Net = "tcp"
+	mc.Timeout = cc.ConnectTimeout
+	mc.ReadTimeout = cc.ReadTimeout
+	mc.WriteTimeout = cc.WriteTimeout
+	if cc.TLS != nil {
+		t, err := cc.TLS.build("tls")
+		if err != nil {
+			return nil, err
+		}
+		mc.TLS = t
+	}
+	return mc, nil
+}
+
+// String returns the configuration as YAML with every password replaced by
+// "REDACTED".
+func (c Config) String() string {
+	cp := c
+	cp.Defaults = cp.Defaults.redacted()
+	cp.Clusters = make(map[string]ClusterConfig, len(c.Clusters))
+	for name, cc := range c.Clusters {
+		cc.ConnConfig = cc.ConnConfig.redacted()
+		cp.Clusters[name] = cc
+	}
+	type plain Config // no String method, so yaml does not recurse here
+	out, err := yaml.Marshal(plain(cp))
+	if err != nil {
+		return fmt.Sprintf("dbrouter.Config{%d clusters}", len(c.Clusters))
+	}
+	return string(out)
+}
+
+// String returns the cluster settings with the password redacted.
+func (cc ClusterConfig) String() string {
+	return fmt.Sprintf("{Nodes:%v %v}", cc.Nodes, cc.ConnConfig)
+}
+
+// String returns the settings with the password redacted.
+func (cc ConnConfig) String() string {
+	type plain ConnConfig
+	return fmt.Sprintf("%+v", plain(cc.redacted()))
+}
+
+func (cc ConnConfig) redacted() ConnConfig {
+	if cc.Password != "" {
+		cc.Password = "REDACTED"
+	}
+	return cc
+}

@@ -1,0 +1,73 @@
+package dbrouter
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// FuzzParseConfig checks that no input makes ParseConfig panic, and that a
+// configuration it accepts can be opened and closed.
+func FuzzParseConfig(f *testing.F) {
+	files, _ := filepath.Glob("testdata/config/*.yaml")
+	for _, p := range files {
+		if data, err := os.ReadFile(p); err == nil {
+			f.Add(data)
+		}
+	}
+	f.Add([]byte("clusters: {c: {nodes: [a]}}\ndefaults: {user: u, password: '${X:-y}'}"))
+	f.Add([]byte("defaults: &d {user: u}\nclusters: {c: {<<: *d, nodes: ['[::1]:1']}}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := ParseConfig(data)
+		if err != nil {
+			return
+		}
+		r, err := Open(cfg)
+		if err != nil {
+			// Open may still fail on what Validate cannot see (none
+			// today): it must say why.
+			if err.Error() == "" {
+				t.Fatal("empty error")
+			}
+			return
+		}
+		r.Close()
+	})
+}
+
+// FuzzExpandEnv checks that env expansion never panics and leaves text
+// without "${" unchanged.
+func FuzzExpandEnv(f *testing.F) {
+	for _, s := range []string{"${A}", "x$${A}", "${A:-b}", "${", "$", "${A}${B:-}", "}{$"} {
+		f.Add(s)
+	}
+	lookup := func(k string) (string, bool) { return "v", k == "A" }
+	f.Fuzz(func(t *testing.T, s string) {
+		out, err := expandEnv(s, lookup)
+		if err == nil && !strings.Contains(s, "${") && out != s {
+			t.Fatalf("expandEnv(%q) = %q, want it unchanged", s, out)
+		}
+	})
+}
+
+// FuzzNormalizeAddr checks that an accepted node address has a host and a
+// valid port and is stable under normalisation.
+func FuzzNormalizeAddr(f *testing.F) {
+	for _, s := range []string{"a", "a:1", "[::1]:3306", "::1", ":3306", "a:0", "a:99999", "a b", "u@tcp(a)/d"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		addr, err := normalizeAddr(s)
+		if err != nil {
+			return
+		}
+		again, err := normalizeAddr(addr)
+		if err != nil || again != addr {
+			t.Fatalf("normalizeAddr(%q) = %q, which normalises to %q, %v", s, addr, again, err)
+		}
+		if hostOf(addr) == "" {
+			t.Fatalf("normalizeAddr(%q) = %q has no host", s, addr)
+		}
+	})
+}

@@ -1,0 +1,170 @@
+package dbrouter
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadConfigValid(t *testing.T) {
+	t.Setenv("DBROUTER_TEST_PASSWORD", "pa:ss#word")
+	cfg, err := LoadConfig("testdata/config/valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Defaults.Password; got != "pa:ss#word" {
+		t.Errorf("password = %q, want the environment's value", got)
+	}
+	c1 := cfg.effective("cust-1")
+	if c1.User != "app" || c1.Database != "shop" || c1.ConnectTimeout != 500*time.Millisecond || c1.MaxIdleConns != 4 {
+		t.Errorf("cust-1 effective = %v", c1)
+	}
+	c2 := cfg.effective("cust-2")
+	if c2.User != "app2" || c2.ReadTimeout != 5*time.Second || c2.Params["parseTime"] != "false" || c2.Params["interpolateParams"] != "true" {
+		t.Errorf("cust-2 effective = %v", c2)
+	}
+	if c2.TLS == nil || c2.TLS.ServerName != "db.example" {
+		t.Errorf("cust-2 TLS = %+v", c2.TLS)
+	}
+	mc, err := c2.driverConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mc.ParseTime || !mc.InterpolateParams || mc.TLS == nil || mc.Timeout != DefaultConnectTimeout && mc.Timeout != 500*time.Millisecond {
+		t.Errorf("driver config = parseTime %v interpolate %v tls %v timeout %v", mc.ParseTime, mc.InterpolateParams, mc.TLS, mc.Timeout)
+	}
+	if addr, _ := normalizeAddr(cfg.Clusters["cust-1"].Nodes[2]); addr != "10.0.1.3:3306" {
+		t.Errorf("default port: %s", addr)
+	}
+}
+
+func TestLoadConfigDefaultFromEnvFallback(t *testing.T) {
+	// DBROUTER_TEST_PASSWORD unset: ${VAR:-default} gives the default.
+	os.Unsetenv("DBROUTER_TEST_PASSWORD")
+	cfg, err := LoadConfig("testdata/config/valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Defaults.Password != "s3cret-default" {
+		t.Errorf("password = %q", cfg.Defaults.Password)
+	}
+}
+
+// TestLoadConfigErrors loads every testdata/config/bad-*.yaml; the first line
+// of each says the error it must produce.
+func TestLoadConfigErrors(t *testing.T) {
+	files, err := filepath.Glob("testdata/config/bad-*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no fixtures: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			want := firstLineWant(t, f)
+			_, err := LoadConfig(f)
+			if err == nil {
+				t.Fatalf("loaded, want error containing %q", want)
+			}
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error:\n\t%v\nwant it to contain:\n\t%s", err, want)
+			}
+			if !strings.Contains(err.Error(), f) {
+				t.Errorf("error does not name the file: %v", err)
+			}
+		})
+	}
+}
+
+func firstLineWant(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Scan()
+	want, ok := strings.CutPrefix(sc.Text(), "# error: ")
+	if !ok {
+		t.Fatalf("%s: first line must be '# error: <text>'", path)
+	}
+	return want
+}
+
+func TestConfigErrorType(t *testing.T) {
+	cfg := &Config{
+		Defaults: ConnConfig{User: "app"},
+		Clusters: map[string]ClusterConfig{"c1": {Nodes: []string{"db1:0"}}},
+	}
+	err := cfg.Validate()
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Field != "clusters.c1.nodes[0]" || ce.Value != "db1:0" {
+		t.Fatalf("err = %#v, want *ConfigError for clusters.c1.nodes[0] db1:0", err)
+	}
+}
+
+func TestExpandEnv(t *testing.T) {
+	env := map[string]string{"A": "1", "EMPTY": ""}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	for _, tc := range []struct{ in, want, err string }{
+		{in: "x${A}y", want: "x1y"},
+		{in: "${A}${A}", want: "11"},
+		{in: "${EMPTY:-d}", want: ""},
+		{in: "${MISSING:-d:e}", want: "d:e"},
+		{in: "$${A}", want: "${A}"},
+		{in: "cost $5", want: "cost $5"},
+		{in: "${MISSING}", err: "environment variable MISSING is not set"},
+		{in: "${A", err: "unterminated"},
+		{in: "${1A}", err: "invalid environment variable name"},
+		{in: "${}", err: "invalid environment variable name"},
+	} {
+		got, err := expandEnv(tc.in, lookup)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("expandEnv(%q) err = %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("expandEnv(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestEnvValueStaysString(t *testing.T) {
+	// A password that YAML would read as a number or bool stays a string.
+	t.Setenv("DBROUTER_TEST_PW", "0123")
+	cfg, err := ParseConfig([]byte("defaults:\n  user: app\n  password: ${DBROUTER_TEST_PW}\nclusters: {c: {nodes: [a]}}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Defaults.Password != "0123" {
+		t.Errorf("password = %q", cfg.Defaults.Password)
+	}
+}
+
+func TestPasswordNeverPrinted(t *testing.T) {
+	const pw = "hunter2-very-secret"
+	cfg := &Config{
+		Defaults: ConnConfig{User: "app", Password: pw},
+		Clusters: map[string]ClusterConfig{"c1": {Nodes: []string{"127.0.0.1:1"}, ConnConfig: ConnConfig{Password: pw}}},
+	}
+	for name, s := range map[string]string{
+		"Config.String":        cfg.String(),
+		"%v Config":            fmt.Sprintf("%v", *cfg),
+		"%+v *Config":          fmt.Sprintf("%+v", cfg),
+		"ClusterConfig.String": cfg.Clusters["c1"].String(),
+		"ConnConfig.String":    cfg.Defaults.String(),
+	} {
+		if strings.Contains(s, pw) {
+			t.Errorf("%s shows the password: %s", name, s)
+		}
+		if !strings.Contains(s, "REDACTED") {
+			t.Errorf("%s does not say REDACTED: %s", name, s)
+		}
+	}
+}

@@ -1,0 +1,170 @@
+package dbrouter
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Sentinel errors. Every error returned by this package that belongs to one of
+// these classes matches it with errors.Is, and the underlying driver error is
+// always kept in the chain (errors.As finds *mysql.MySQLError, *net.OpError and
+// so on).
+var (
+	// ErrOutcomeUnknown means the connection to a node broke after the
+	// statement may have reached it: the statement may or may not have been
+	// applied. It is never retried automatically for writes. The concrete type
+	// is *OutcomeUnknownError.
+	ErrOutcomeUnknown = errors.New("dbrouter: outcome unknown")
+
+	// ErrNotSent means the statement provably never reached any server: every
+	// attempt failed before the statement was written (dial refused, handshake
+	// timed out, no connection before the deadline). It is safe to retry.
+	// *NoWriterError matches it, as does a context error returned before any
+	// statement was written.
+	ErrNotSent = errors.New("dbrouter: statement not sent")
+
+	// ErrNoWriter means no node of a cluster could take the call: every node
+	// was tried in order and each failed before the statement was applied. The
+	// concrete type is *NoWriterError, which lists each node's failure.
+	ErrNoWriter = errors.New("dbrouter: no writable node")
+
+	// ErrUnknownCluster is returned by Router.Cluster for a name that is not
+	// configured.
+	ErrUnknownCluster = errors.New("dbrouter: unknown cluster")
+
+	// ErrClosed is returned by calls made after Router.Close.
+	ErrClosed = errors.New("dbrouter: router closed")
+)
+
+// OutcomeUnknownError reports a statement whose connection broke after the
+// statement may have been sent, so it may or may not have been applied. It
+// matches ErrOutcomeUnknown with errors.Is; Err is the driver's error.
+type OutcomeUnknownError struct {
+	Cluster string // the cluster's configured name
+	Node    string // the node's address, host:port
+	Op      string // "exec", "query", "commit", ...
+	Err     error  // the underlying error
+}
+
+// Error describes the failure without any credentials.
+func (e *OutcomeUnknownError) Error() string {
+	return fmt.Sprintf("dbrouter: cluster %q node %s: %s outcome unknown (connection lost after the statement may have been sent; it may or may not have been applied): %v",
+		e.Cluster, e.Node, e.Op, e.Err)
+}
+
+// Unwrap returns the underlying error.
+func (e *OutcomeUnknownError) Unwrap() error { return e.Err }
+
+// Is reports whether target is ErrOutcomeUnknown.
+func (e *OutcomeUnknownError) Is(target error) bool { return target == ErrOutcomeUnknown }
+
+// NodeError is one node's failure within a call, as listed by NoWriterError.
+type NodeError struct {
+	Node  string     // the node's address, host:port
+	Class ErrorClass // how the failure was classified
+	Err   error      // the underlying error
+}
+
+// Error describes the failure without any credentials.
+func (e *NodeError) Error() string {
+	return fmt.Sprintf("%s: %s: %v", e.Node, e.Class, e.Err)
+}
+
+// Unwrap returns the underlying error.
+func (e *NodeError) Unwrap() error { return e.Err }
+
+// NoWriterError reports that every node of a cluster failed a call. It
+// matches ErrNoWriter with errors.Is, and ErrNotSent when no attempt's
+// outcome is unknown (always so for writes, which are never retried after an
+// outcome-unknown failure): nothing was applied anywhere, so the call is safe
+// to retry later. Attempts holds one *NodeError per node tried, in order.
+type NoWriterError struct {
+	Cluster  string
+	Op       string
+	Attempts []*NodeError
+}
+
+// Error lists each node's failure.
+func (e *NoWriterError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "dbrouter: cluster %q: no node could take the %s (%d tried)", e.Cluster, e.Op, len(e.Attempts))
+	for _, a := range e.Attempts {
+		b.WriteString("\n\t")
+		b.WriteString(a.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns each node's error, so errors.Is and errors.As look into all
+// of them (as with errors.Join).
+func (e *NoWriterError) Unwrap() []error {
+	errs := make([]error, len(e.Attempts))
+	for i, a := range e.Attempts {
+		errs[i] = a
+	}
+	return errs
+}
+
+// Is reports whether target is ErrNoWriter, or ErrNotSent when every
+// attempt failed before its statement could have been applied.
+func (e *NoWriterError) Is(target error) bool {
+	switch target {
+	case ErrNoWriter:
+		return true
+	case ErrNotSent:
+		for _, a := range e.Attempts {
+			if a.Class == ClassOutcomeUnknown {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// notSentError wraps a context error that ended a call before any statement
+// was written; it matches ErrNotSent as well as the context error.
+type notSentError struct {
+	cluster string
+	op      string
+	err     error
+	tried   []*NodeError
+}
+
+func (e *notSentError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "dbrouter: cluster %q: %s not sent: %v", e.cluster, e.op, e.err)
+	for _, a := range e.tried {
+		b.WriteString("\n\t")
+		b.WriteString(a.Error())
+	}
+	return b.String()
+}
+
+func (e *notSentError) Unwrap() []error {
+	errs := []error{e.err}
+	for _, a := range e.tried {
+		errs = append(errs, a)
+	}
+	return errs
+}
+
+func (e *notSentError) Is(target error) bool { return target == ErrNotSent }
+
+// ConfigError reports an invalid configuration value. Field is the path of
+// the offending field as written in YAML (for example
+// "clusters.cust-1.nodes[2]"), Value the offending value (never a password).
+type ConfigError struct {
+	Field string
+	Value string
+	Msg   string
+}
+
+// Error names the field, the value and what is wrong with it.
+func (e *ConfigError) Error() string {
+	if e.Value == "" {
+		return fmt.Sprintf("dbrouter: config: %s: %s", e.Field, e.Msg)
+	}
+	return fmt.Sprintf("dbrouter: config: %s: %q: %s", e.Field, e.Value, e.Msg)
+}
