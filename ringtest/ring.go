@@ -1,0 +1,305 @@
+package ringtest
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// Ring is one cluster: N servers in circular replication, node i replicating
+// from node (i-1+N)%N. Its methods are safe for concurrent use; operations
+// on the same node are serialised. Methods without an error result panic if
+// the node index is out of range.
+type Ring struct {
+	name    string
+	h       *Harness
+	servers []*server
+}
+
+func (r *Ring) node(i int) *server {
+	if i < 0 || i >= len(r.servers) {
+		panic(fmt.Sprintf("ringtest: %s: node %d out of range [0,%d)", r.name, i, len(r.servers)))
+	}
+	return r.servers[i]
+}
+
+func (r *Ring) nodeErr(i int) (*server, error) {
+	if i < 0 || i >= len(r.servers) {
+		return nil, fmt.Errorf("ringtest: %s: node %d out of range [0,%d)", r.name, i, len(r.servers))
+	}
+	return r.servers[i], nil
+}
+
+// Name returns the ring's name: "ring0", "ring1", ...
+func (r *Ring) Name() string { return r.name }
+
+// Len returns the number of servers in the ring.
+func (r *Ring) Len() int { return len(r.servers) }
+
+// Addr returns node i's TCP address, "127.0.0.1:PORT". The port stays the
+// same across Restart.
+func (r *Ring) Addr(i int) string { return r.node(i).addr() }
+
+// Addrs returns the TCP addresses of all nodes in index order.
+func (r *Ring) Addrs() []string {
+	a := make([]string, len(r.servers))
+	for i, s := range r.servers {
+		a[i] = s.addr()
+	}
+	return a
+}
+
+// DSN returns a go-sql-driver/mysql DSN for the application user over TCP to
+// node i with the harness database selected, e.g.
+// "app:app-secret@tcp(127.0.0.1:PORT)/ringtest".
+func (r *Ring) DSN(i int) string {
+	cfg := mysql.NewConfig()
+	cfg.User = r.h.opts.User
+	cfg.Passwd = r.h.opts.Password
+	cfg.Net = "tcp"
+	cfg.Addr = r.node(i).addr()
+	cfg.DBName = r.h.opts.Database
+	return cfg.FormatDSN()
+}
+
+// AdminDB returns a connection pool with root privileges on node i over its
+// unix socket. It is opened lazily, shared by all callers and closed by
+// Harness.Close; do not close it yourself.
+func (r *Ring) AdminDB(i int) *sql.DB { return r.node(i).adminDB() }
+
+// PID returns the process id of node i's current (or last) mariadbd process,
+// or 0 if it never started.
+func (r *Ring) PID(i int) int { return r.node(i).pid() }
+
+// Running reports whether node i's process is alive. A frozen node counts as
+// running.
+func (r *Ring) Running(i int) bool { return r.node(i).alive() }
+
+// Frozen reports whether node i is alive and stopped by Freeze.
+func (r *Ring) Frozen(i int) bool { return r.node(i).isFrozen() }
+
+// Kill sends SIGKILL to node i and waits until the process has exited. It is
+// a no-op if the node is not running; a frozen node is killed too.
+func (r *Ring) Kill(i int) error {
+	s, err := r.nodeErr(i)
+	if err != nil {
+		return err
+	}
+	s.op.Lock()
+	defer s.op.Unlock()
+	if s.kill() {
+		r.h.opts.Logf("ringtest: %s: killed", s.label())
+	}
+	return nil
+}
+
+// Freeze stops node i with SIGSTOP and waits until all its threads have
+// stopped. Its connections stay open but nothing is answered until Thaw; replicas of it notice within a few seconds
+// (heartbeat 1s, slave_net_timeout 5s) and start reconnecting.
+func (r *Ring) Freeze(i int) error {
+	s, err := r.nodeErr(i)
+	if err != nil {
+		return err
+	}
+	s.op.Lock()
+	defer s.op.Unlock()
+	if err := s.signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	if err := s.waitStopped(true); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.frozen = true
+	s.mu.Unlock()
+	r.h.opts.Logf("ringtest: %s: frozen", s.label())
+	return nil
+}
+
+// Thaw resumes node i with SIGCONT after Freeze and waits until its threads
+// run again.
+func (r *Ring) Thaw(i int) error {
+	s, err := r.nodeErr(i)
+	if err != nil {
+		return err
+	}
+	s.op.Lock()
+	defer s.op.Unlock()
+	if err := s.signal(syscall.SIGCONT); err != nil {
+		return err
+	}
+	if err := s.waitStopped(false); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.frozen = false
+	s.mu.Unlock()
+	r.h.opts.Logf("ringtest: %s: thawed", s.label())
+	return nil
+}
+
+// Restart starts node i again with the same datadir and port, killing it
+// first if it is running (or frozen), and waits until it answers. It then
+// waits until the replication links touching the node are up again: the
+// node's own slave (restarted by the server from its master.info) if its
+// upstream is live, and the downstream peer's slave, which reconnects on its
+// own thanks to MASTER_CONNECT_RETRY=1; a peer slave that stopped instead of
+// retrying is started again with START SLAVE.
+func (r *Ring) Restart(i int) error {
+	s, err := r.nodeErr(i)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	t0 := time.Now()
+	s.op.Lock()
+	s.kill()
+	err = s.start(ctx)
+	s.op.Unlock()
+	if err != nil {
+		return err
+	}
+	if len(r.servers) > 1 {
+		if r.servers[r.upstream(i)].live() {
+			if err := r.waitLink(ctx, i, true); err != nil {
+				return err
+			}
+		}
+		if d := r.downstream(i); r.servers[d].live() {
+			if err := r.waitLink(ctx, d, true); err != nil {
+				return err
+			}
+		}
+	}
+	r.h.opts.Logf("ringtest: %s: restarted and reconnected in %v", s.label(), time.Since(t0).Round(time.Millisecond))
+	return nil
+}
+
+// SetReadOnly sets the global read_only flag on node i. Users without the
+// READ_ONLY ADMIN privilege (the application user) then get error 1290 on
+// writes; replication keeps applying changes. Like any SET GLOBAL, it does
+// not survive Restart.
+func (r *Ring) SetReadOnly(i int, ro bool) error {
+	s, err := r.nodeErr(i)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	v := 0
+	if ro {
+		v = 1
+	}
+	if _, err := s.adminDB().ExecContext(ctx, fmt.Sprintf("SET GLOBAL read_only = %d", v)); err != nil {
+		return fmt.Errorf("ringtest: %s: set read_only=%d: %w", s.label(), v, err)
+	}
+	return nil
+}
+
+// GTIDPos returns node i's @@gtid_current_pos, e.g. "1-1-5,2-2-3" (the
+// empty string before any transaction).
+func (r *Ring) GTIDPos(ctx context.Context, i int) (string, error) {
+	s, err := r.nodeErr(i)
+	if err != nil {
+		return "", err
+	}
+	var pos string
+	if err := s.adminDB().QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_current_pos").Scan(&pos); err != nil {
+		return "", fmt.Errorf("ringtest: %s: gtid_current_pos: %w", s.label(), err)
+	}
+	return pos, nil
+}
+
+// WaitConverged polls until every running, non-frozen node reports the same
+// @@gtid_current_pos (compared as sets of domain-server-seq) and each such
+// node's slave threads run (the IO thread is only required when the node's
+// upstream is itself running and not frozen). When ctx ends first it returns
+// an error listing each node's position and replication state.
+func (r *Ring) WaitConverged(ctx context.Context) error {
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	var last string
+	for {
+		report, ok := r.convergeState(ctx)
+		if ok {
+			return nil
+		}
+		// A poll cut short by ctx reports only "deadline exceeded"; keep
+		// the last complete one for the error.
+		if ctx.Err() == nil || last == "" {
+			last = report
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("ringtest: %s: not converged: %w\n%s", r.name, ctx.Err(), last)
+		case <-tick.C:
+		}
+	}
+}
+
+// convergeState checks convergence once, returning a per-node report.
+func (r *Ring) convergeState(ctx context.Context) (string, bool) {
+	var (
+		b      strings.Builder
+		ok     = true
+		first  []string
+		haveFt bool
+	)
+	for i, s := range r.servers {
+		fmt.Fprintf(&b, "  node %d %s: ", i, s.addr())
+		if !s.alive() {
+			b.WriteString("not running\n")
+			continue
+		}
+		if s.isFrozen() {
+			b.WriteString("frozen\n")
+			continue
+		}
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		pos, err := r.GTIDPos(qctx, i)
+		var st *slaveStatus
+		if err == nil && len(r.servers) > 1 {
+			st, err = s.slaveStatus(qctx)
+		}
+		cancel()
+		if err != nil {
+			ok = false
+			fmt.Fprintf(&b, "error: %v\n", err)
+			continue
+		}
+		fmt.Fprintf(&b, "gtid_current_pos=%q", pos)
+		if st != nil {
+			fmt.Fprintf(&b, " %s", st)
+			upLive := r.servers[r.upstream(i)].live()
+			if st.SQL != "Yes" || (upLive && st.IO != "Yes") {
+				ok = false
+			}
+		}
+		b.WriteByte('\n')
+		set := gtidSet(pos)
+		if !haveFt {
+			first, haveFt = set, true
+		} else if !slices.Equal(first, set) {
+			ok = false
+		}
+	}
+	return strings.TrimRight(b.String(), "\n"), ok
+}
+
+// gtidSet splits a GTID position into its sorted, de-duplicated elements.
+func gtidSet(pos string) []string {
+	var set []string
+	for _, g := range strings.Split(pos, ",") {
+		if g = strings.TrimSpace(g); g != "" {
+			set = append(set, g)
+		}
+	}
+	slices.Sort(set)
+	return slices.Compact(set)
+}

@@ -1,0 +1,365 @@
+// Package ringtest starts real MariaDB replication rings as native processes
+// for tests and demo programs.
+//
+// A Harness owns K rings; each Ring is N mariadbd servers in circular GTID
+// replication (node i replicates from node i-1, node 0 from node N-1), with
+// log_slave_updates so that a write on any node reaches every other node.
+// Every node uses auto_increment_increment=N and auto_increment_offset=i+1,
+// so concurrent inserts on different nodes never collide. Faults (Kill,
+// Freeze, Thaw, Restart, SetReadOnly) are injected per node.
+//
+// mariadb-install-db runs once per set of binaries: the initialised datadir
+// is cached under os.UserCacheDir()/ringtest and copied for every node. Set
+// the environment variable RINGTEST_CACHE=off to initialise a fresh template
+// inside BaseDir for every harness instead.
+//
+// Servers run in their own process group with a parent-death signal of
+// SIGKILL, so none outlives the Go program even if it is killed hard. Start
+// does not install signal handlers; programs that want Ctrl-C cleanup should
+// catch the signal and call Close. The package is Linux-only.
+package ringtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Defaults applied by Start to zero-valued Options fields.
+const (
+	// DefaultClusters is the default number of rings.
+	DefaultClusters = 1
+	// DefaultNodes is the default number of servers per ring.
+	DefaultNodes = 3
+	// DefaultDatabase is the default database created on every node.
+	DefaultDatabase = "ringtest"
+	// DefaultUser is the default application user.
+	DefaultUser = "app"
+	// DefaultPassword is the default application user's password.
+	DefaultPassword = "app-secret"
+	// DefaultStartTimeout is the default time allowed for one server to
+	// start.
+	DefaultStartTimeout = 30 * time.Second
+)
+
+// innodbLogFileSize is used for the template and every server; keeping it
+// small makes the template (and each copy of it) about 22 MB.
+const innodbLogFileSize = "4M"
+
+// maxSocketPath leaves room below the 108-byte sun_path limit.
+const maxSocketPath = 100
+
+// Options configures a Harness. Zero values mean defaults.
+type Options struct {
+	// Clusters is the number of rings (K); default 1.
+	Clusters int
+	// Nodes is the number of servers per ring (N); default 3.
+	Nodes int
+	// Database is created on every node; default "ringtest".
+	Database string
+	// User is the application user; default "app". It gets all privileges
+	// on Database only (plus replication monitoring), so read_only refuses
+	// its writes.
+	User string
+	// Password is User's password; default "app-secret".
+	Password string
+	// ServerPath is the mariadbd/mysqld binary; default FindServer().
+	ServerPath string
+	// BaseDir holds the datadirs; default a new os.MkdirTemp("", "ringtest-")
+	// directory that Close removes. A caller-supplied BaseDir is kept, and
+	// must not already contain the ring directories.
+	BaseDir string
+	// StartTimeout bounds the start of each server; default 30s.
+	StartTimeout time.Duration
+	// Logf receives progress messages; New defaults it to t.Logf, Start to
+	// a no-op.
+	Logf func(format string, args ...any)
+}
+
+func (o *Options) setDefaults() {
+	if o.Clusters <= 0 {
+		o.Clusters = DefaultClusters
+	}
+	if o.Nodes <= 0 {
+		o.Nodes = DefaultNodes
+	}
+	if o.Database == "" {
+		o.Database = DefaultDatabase
+	}
+	if o.User == "" {
+		o.User = DefaultUser
+	}
+	if o.Password == "" {
+		o.Password = DefaultPassword
+	}
+	if o.StartTimeout <= 0 {
+		o.StartTimeout = DefaultStartTimeout
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+}
+
+// Harness is a set of K independent MariaDB replication rings. Create it
+// with New or Start and release it with Close.
+type Harness struct {
+	opts    Options
+	baseDir string
+	ownBase bool   // baseDir was created by Start and is removed by Close
+	sockDir string // short directory for sockets when baseDir is too deep
+	rings   []*Ring
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New starts a Harness for a test or benchmark, failing it with t.Fatal if
+// the servers cannot be started, and registers Close with t.Cleanup.
+// Progress is logged with t.Logf unless opts.Logf is set.
+func New(t testing.TB, opts Options) *Harness {
+	t.Helper()
+	if opts.Logf == nil {
+		opts.Logf = t.Logf
+	}
+	h, err := Start(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("ringtest.New: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := h.Close(); err != nil {
+			t.Errorf("ringtest: Close: %v", err)
+		}
+	})
+	return h
+}
+
+// Start initialises a template datadir, starts every server of every ring
+// concurrently, creates the users and the database, wires each ring and
+// waits until all replication threads run. On error everything started so
+// far is torn down. ctx bounds only the start; the servers keep running
+// until Close.
+func Start(ctx context.Context, opts Options) (*Harness, error) {
+	opts.setDefaults()
+	if opts.Nodes > 999 {
+		return nil, fmt.Errorf("ringtest: %d nodes per ring; at most 999 are supported", opts.Nodes)
+	}
+	begin := time.Now()
+	if opts.ServerPath == "" {
+		p, err := FindServer()
+		if err != nil {
+			return nil, err
+		}
+		opts.ServerPath = p
+	} else if !isExecutable(opts.ServerPath) {
+		return nil, fmt.Errorf("ringtest: server binary %s is not an executable file; %s", opts.ServerPath, installHint)
+	}
+	installDB, err := findInstallDB(opts.ServerPath)
+	if err != nil {
+		return nil, err
+	}
+
+	h := &Harness{opts: opts}
+	if opts.BaseDir == "" {
+		h.baseDir, err = os.MkdirTemp("", "ringtest-")
+		h.ownBase = true
+	} else {
+		h.baseDir, err = filepath.Abs(opts.BaseDir)
+		if err == nil {
+			err = os.MkdirAll(h.baseDir, 0o755)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ringtest: base dir: %w", err)
+	}
+	if err := h.start(ctx, installDB); err != nil {
+		if cerr := h.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		return nil, err
+	}
+	opts.Logf("ringtest: %d ring(s) x %d node(s) ready in %v (base dir %s)",
+		opts.Clusters, opts.Nodes, time.Since(begin).Round(time.Millisecond), h.baseDir)
+	return h, nil
+}
+
+func (h *Harness) start(ctx context.Context, installDB string) error {
+	o := &h.opts
+	tpl, removeTpl, err := template(ctx, o.ServerPath, installDB, h.baseDir, o.Logf)
+	if err != nil {
+		return err
+	}
+	if removeTpl {
+		defer os.RemoveAll(tpl)
+	}
+
+	t0 := time.Now()
+	for k := 0; k < o.Clusters; k++ {
+		r := &Ring{name: fmt.Sprintf("ring%d", k), h: h}
+		for i := 0; i < o.Nodes; i++ {
+			dir := filepath.Join(h.baseDir, r.name, fmt.Sprintf("n%d", i))
+			if _, err := os.Stat(dir); err == nil {
+				return fmt.Errorf("ringtest: %s already exists; use an empty BaseDir", dir)
+			}
+			sock, err := h.socketPath(dir, r.name, i)
+			if err != nil {
+				return err
+			}
+			r.servers = append(r.servers, &server{
+				ring: r.name, idx: i, id: 1000*k + i + 1, n: o.Nodes,
+				bin: o.ServerPath, dir: dir, socket: sock,
+				timeout: o.StartTimeout, logf: o.Logf,
+			})
+		}
+		h.rings = append(h.rings, r)
+	}
+
+	// Start every server concurrently; each one copies the template, boots,
+	// and gets its users and database.
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		errs  []error
+		ports = map[int]bool{}
+	)
+	pickPort := func() (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		for range 20 {
+			p, err := freePort()
+			if err != nil {
+				return 0, err
+			}
+			if !ports[p] {
+				ports[p] = true
+				return p, nil
+			}
+		}
+		return 0, errors.New("ringtest: could not find a free TCP port")
+	}
+	for _, r := range h.rings {
+		for _, s := range r.servers {
+			wg.Go(func() {
+				if err := h.bootServer(ctx, s, tpl, pickPort); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+
+	o.Logf("ringtest: servers started and bootstrapped in %v", time.Since(t0).Round(time.Millisecond))
+
+	// Wire the rings only once every node has reset its binlog.
+	for _, r := range h.rings {
+		wg.Go(func() {
+			if err := r.wire(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// bootServer copies the template into the server's datadir, starts it on a
+// free port (retrying with another port if the bind fails) and bootstraps
+// users and database.
+func (h *Harness) bootServer(ctx context.Context, s *server, tpl string, pickPort func() (int, error)) error {
+	if err := os.CopyFS(s.dir, os.DirFS(tpl)); err != nil {
+		return fmt.Errorf("ringtest: %s node %d: copying template datadir: %w", s.ring, s.idx, err)
+	}
+	s.op.Lock()
+	defer s.op.Unlock()
+	var err error
+	for range 5 {
+		var port int
+		if port, err = pickPort(); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.port = port
+		s.mu.Unlock()
+		if err = s.start(ctx); !errors.Is(err, errBind) {
+			break
+		}
+		s.logf("ringtest: %s: port taken, retrying with another", s.label())
+	}
+	if err != nil {
+		return err
+	}
+	return s.bootstrap(ctx, h.opts.Database, h.opts.User, h.opts.Password)
+}
+
+// socketPath returns dir/mariadbd.sock, or a path in a short temporary
+// directory when that would exceed the unix socket path limit.
+func (h *Harness) socketPath(dir, ring string, i int) (string, error) {
+	p := filepath.Join(dir, "mariadbd.sock")
+	if len(p) <= maxSocketPath {
+		return p, nil
+	}
+	if h.sockDir == "" {
+		d, err := os.MkdirTemp("", "rts-")
+		if err != nil {
+			return "", fmt.Errorf("ringtest: socket dir: %w", err)
+		}
+		h.sockDir = d
+	}
+	return filepath.Join(h.sockDir, fmt.Sprintf("%s-n%d.sock", ring, i)), nil
+}
+
+// Rings returns the rings in order.
+func (h *Harness) Rings() []*Ring {
+	return append([]*Ring(nil), h.rings...)
+}
+
+// Ring returns ring k (0-based). It panics if k is out of range.
+func (h *Harness) Ring(k int) *Ring {
+	if k < 0 || k >= len(h.rings) {
+		panic(fmt.Sprintf("ringtest: ring %d out of range [0,%d)", k, len(h.rings)))
+	}
+	return h.rings[k]
+}
+
+// BaseDir returns the directory holding the datadirs (and error logs).
+func (h *Harness) BaseDir() string { return h.baseDir }
+
+// Close kills every server with SIGKILL (frozen ones included), waits until
+// each process has been reaped, closes the admin pools and removes BaseDir
+// if Start created it. It is safe to call more than once; later calls return
+// the first call's result.
+func (h *Harness) Close() error {
+	h.closeOnce.Do(func() {
+		var wg sync.WaitGroup
+		var errs []error
+		for _, r := range h.rings {
+			for _, s := range r.servers {
+				wg.Go(s.close)
+			}
+		}
+		wg.Wait()
+		if h.ownBase && h.baseDir != "" {
+			if err := os.RemoveAll(h.baseDir); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if h.sockDir != "" {
+			if err := os.RemoveAll(h.sockDir); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		h.closeErr = errors.Join(errs...)
+	})
+	return h.closeErr
+}
