@@ -1,0 +1,161 @@
+package dbrouter_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"os"
+
+	"github.com/dbrouter/dbrouter"
+	"github.com/dbrouter/dbrouter/ringtest"
+	"github.com/jmoiron/sqlx"
+)
+
+// ParseConfig reads YAML, expands ${VAR} from the environment and validates
+// the result; errors name the field and the value.
+func ExampleParseConfig() {
+	os.Setenv("DB_PASSWORD", "s3cret")
+	cfg, err := dbrouter.ParseConfig([]byte(`
+defaults:
+  user: app
+  password: ${DB_PASSWORD}
+  database: shop
+clusters:
+  cust-1: { nodes: [10.0.1.1:3306, 10.0.1.2:3306, 10.0.1.3:3306] }   # order = failover order
+`))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(cfg.Clusters["cust-1"].Nodes)
+
+	_, err = dbrouter.ParseConfig([]byte(`
+defaults: { user: app }
+clusters:
+  cust-1: { nodes: [10.0.1.1:3306, ":3306"] }
+`))
+	fmt.Println(err)
+	// Output:
+	// [10.0.1.1:3306 10.0.1.2:3306 10.0.1.3:3306]
+	// dbrouter: config: clusters.cust-1.nodes[1]: ":3306": node address has no host
+}
+
+// A Config can also be a Go struct literal. Open does no network I/O, so it
+// succeeds while the servers are down.
+func ExampleOpen() {
+	r, err := dbrouter.Open(&dbrouter.Config{
+		Defaults: dbrouter.ConnConfig{User: "app", Password: os.Getenv("DB_PASSWORD"), Database: "shop"},
+		Clusters: map[string]dbrouter.ClusterConfig{
+			"logs-web3": {Nodes: []string{"127.0.0.1:1", "127.0.0.1:2"}},
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+	logs, err := r.Cluster("logs-web3")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(logs.Name(), logs.Nodes(), "writer:", logs.WriterAddr())
+
+	_, err = r.Cluster("logs-web4")
+	fmt.Println(errors.Is(err, dbrouter.ErrUnknownCluster), err)
+	// Output:
+	// logs-web3 [127.0.0.1:1 127.0.0.1:2] writer: 127.0.0.1:1
+	// true dbrouter: unknown cluster "logs-web4" (configured: [logs-web3])
+}
+
+// Every call reports how it went: errors.Is tells whether a failed write is
+// safe to retry (ErrNotSent) or may have been applied (ErrOutcomeUnknown).
+func ExampleOutcomeUnknownError() {
+	r, err := dbrouter.Open(&dbrouter.Config{
+		Defaults: dbrouter.ConnConfig{User: "app"},
+		Clusters: map[string]dbrouter.ClusterConfig{"c": {Nodes: []string{"127.0.0.1:1"}}}, // nothing listens there
+		Logger:   slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+	c, _ := r.Cluster("c")
+	_, err = c.ExecContext(context.Background(), "INSERT INTO orders (id) VALUES (?)", 42)
+	switch {
+	case err == nil:
+		fmt.Println("written")
+	case errors.Is(err, dbrouter.ErrOutcomeUnknown):
+		fmt.Println("may or may not be written: check before retrying")
+	case errors.Is(err, dbrouter.ErrNotSent):
+		fmt.Println("not written anywhere: safe to retry later")
+	default:
+		fmt.Println("the server refused it:", err)
+	}
+	// Output:
+	// not written anywhere: safe to retry later
+}
+
+// Example_ring runs against a real three-node MariaDB ring started by
+// ringtest: writes, reads, a transaction, and sqlx on the writer's pool.
+func Example_ring() {
+	ctx := context.Background()
+	h, err := ringtest.Start(ctx, ringtest.Options{Nodes: 3})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer h.Close()
+	ring := h.Ring(0)
+
+	r, err := dbrouter.Open(&dbrouter.Config{
+		Defaults: dbrouter.ConnConfig{User: "app", Password: "app-secret", Database: "ringtest"},
+		Clusters: map[string]dbrouter.ClusterConfig{"shop": {Nodes: ring.Addrs()}},
+		Logger:   slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+	shop, _ := r.Cluster("shop")
+
+	if _, err := shop.ExecContext(ctx, "CREATE TABLE customer (name VARCHAR(40) PRIMARY KEY, balance INT)"); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := shop.ExecContext(ctx, "INSERT INTO customer VALUES (?, ?), (?, ?)", "Smith", 100, "Jones", 50); err != nil {
+		log.Fatal(err)
+	}
+
+	tx, err := shop.BeginTx(ctx, nil) // pinned to the writer
+	if err != nil {
+		log.Fatal(err)
+	}
+	tx.ExecContext(ctx, "UPDATE customer SET balance = balance - 10 WHERE name = 'Smith'")
+	tx.ExecContext(ctx, "UPDATE customer SET balance = balance + 10 WHERE name = 'Jones'")
+	if err := tx.Commit(); err != nil {
+		log.Fatal(err)
+	}
+
+	var balance int
+	if err := shop.QueryRowContext(ctx, "SELECT balance FROM customer WHERE name = ?", "Smith").Scan(&balance); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("Smith:", balance)
+
+	// sqlx (or any database/sql code) on the writer's *sql.DB.
+	db := sqlx.NewDb(shop.Writer(), "mysql")
+	var names []string
+	if err := db.SelectContext(ctx, &names, "SELECT name FROM customer ORDER BY name"); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(names)
+
+	// The ring replicated everything to the third node.
+	if err := ring.WaitConverged(ctx); err != nil {
+		log.Fatal(err)
+	}
+	ring.AdminDB(2).QueryRowContext(ctx, "SELECT balance FROM ringtest.customer WHERE name = 'Jones'").Scan(&balance)
+	fmt.Println("Jones on node C:", balance)
+	// Output:
+	// Smith: 90
+	// [Jones Smith]
+	// Jones on node C: 60
+}
