@@ -1,0 +1,34 @@
+# dbrouter: two commands do all setup on a fresh Debian machine.
+#   make demo   runs examples/failover against a MariaDB ring it starts itself
+#   make test   go vet, gofmt check, and go test -race on real MariaDB rings
+# Both install mariadb-server from Debian's packages when no server is found.
+
+export PATH := $(PATH):/usr/local/go/bin
+GO ?= go
+TEST_TIMEOUT ?= 20m
+
+.PHONY: test demo deps vet fmt-check fuzz
+
+deps:
+	@scripts/ensure-mariadb.sh
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+test: deps vet fmt-check
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	@scripts/check-orphans.sh
+
+demo: deps
+	$(GO) run ./examples/failover
+
+# fuzz runs each fuzz target for FUZZTIME (default 30s).
+FUZZTIME ?= 30s
+fuzz:
+	for f in FuzzParseConfig FuzzExpandEnv FuzzNormalizeAddr; do \
+		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) . || exit 1; \
+	done
