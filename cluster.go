@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"log/slog"
+	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Operation names used in errors, traces and logs.
@@ -26,11 +28,52 @@ const (
 //
 // A Cluster is safe for concurrent use. Get one from Router.Cluster.
 type Cluster struct {
-	name   string
-	nodes  []*node
-	log    *slog.Logger
-	writer atomic.Pointer[node] // last node that served a write
+	name     string
+	nodes    []*node
+	settings Settings // effective settings, defaults applied
+	log      *slog.Logger
+	events   *dispatcher // nil: no events (tests)
+
+	pick   atomic.Pointer[picker] // routing snapshot, rebuilt on health changes
+	rr     atomic.Uint64          // round-robin read counter
 	closed atomic.Bool
+
+	mu         sync.Mutex   // guards health, writerIdx and failbackTo
+	health     []nodeHealth // parallel to nodes
+	writerIdx  int          // -1: none
+	failbackTo int          // failback candidate, -1: none
+
+	// gate fences failback: every write holds it shared for its duration
+	// (a transaction until Commit or Rollback), and a failback holds it
+	// exclusively while the new writer catches up with the old one.
+	gate        sync.RWMutex
+	failingBack atomic.Bool
+
+	ctx         context.Context // cancelled by close; bounds probes
+	cancel      context.CancelFunc
+	stop        chan struct{}
+	probeNow    []chan struct{}
+	probersOnce sync.Once
+	wg          sync.WaitGroup
+}
+
+// initHealth sets up health tracking and the first picker, once nodes are
+// in place. Every node starts Up: until a probe or a call says otherwise,
+// the first node is the writer.
+func (c *Cluster) initHealth() {
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.stop = make(chan struct{})
+	c.health = make([]nodeHealth, len(c.nodes))
+	c.probeNow = make([]chan struct{}, len(c.nodes))
+	now := time.Now()
+	for i := range c.nodes {
+		c.probeNow[i] = make(chan struct{}, 1)
+		c.health[i].changedAt = now
+	}
+	c.writerIdx, c.failbackTo = -1, -1
+	c.mu.Lock()
+	c.rebuild(now) // the first choice is not news: no event
+	c.mu.Unlock()
 }
 
 // Name returns the cluster's configured name.
@@ -56,8 +99,10 @@ func (c *Cluster) Nodes() []string {
 // the next node. When no node can take the statement the error is a
 // *NoWriterError listing each node's failure.
 func (c *Cluster) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	c.gate.RLock()
+	defer c.gate.RUnlock()
 	var res sql.Result
-	err := c.call(ctx, opExec, false, func(n *node) (bool, error) {
+	err := c.call(ctx, opExec, false, false, func(n *node) (bool, error) {
 		conn, err := n.db.Conn(ctx)
 		if err != nil {
 			return false, err
@@ -69,15 +114,21 @@ func (c *Cluster) ExecContext(ctx context.Context, query string, args ...any) (s
 	return res, err
 }
 
-// QueryContext runs a query on the writer (reads see the cluster's latest
-// writes) and returns its rows. A query whose first keyword is SELECT, SHOW,
+// QueryContext runs a query on the node chosen by the cluster's read policy
+// (by default the writer, so reads see the caller's own writes) and returns
+// its rows. A query whose first keyword is SELECT, SHOW,
 // DESCRIBE or EXPLAIN is a read and is retried on the next node whatever the
 // failure; any other statement is treated as a write, as in ExecContext.
 // Failures while iterating the returned rows are reported by Rows.Err and are
 // not retried.
 func (c *Cluster) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	var rows *sql.Rows
-	err := c.call(ctx, opQuery, isReadStatement(query), func(n *node) (bool, error) {
+	read := isReadStatement(query)
+	if !read {
+		c.gate.RLock()
+		defer c.gate.RUnlock()
+	}
+	err := c.call(ctx, opQuery, read, read, func(n *node) (bool, error) {
 		var err error
 		rows, err = n.db.QueryContext(ctx, query, args...)
 		return true, err
@@ -99,7 +150,8 @@ func (c *Cluster) QueryRowContext(ctx context.Context, query string, args ...any
 // statement that was not sent.
 func (c *Cluster) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) {
 	var tx *Tx
-	err := c.call(ctx, opBegin, false, func(n *node) (bool, error) {
+	c.gate.RLock() // released by Commit or Rollback
+	err := c.call(ctx, opBegin, false, false, func(n *node) (bool, error) {
 		conn, err := n.db.Conn(ctx)
 		if err != nil {
 			return false, err
@@ -114,9 +166,12 @@ func (c *Cluster) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error)
 			}
 			return false, err
 		}
-		tx = &Tx{tx: stx, conn: conn, cluster: c.name, node: n.addr}
+		tx = &Tx{tx: stx, conn: conn, cluster: c.name, node: n.addr, release: c.gate.RUnlock}
 		return true, nil
 	})
+	if err != nil {
+		c.gate.RUnlock()
+	}
 	return tx, err
 }
 
@@ -125,7 +180,7 @@ func (c *Cluster) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error)
 // must Close it. The connection does not fail over.
 func (c *Cluster) Conn(ctx context.Context) (*sql.Conn, error) {
 	var conn *sql.Conn
-	err := c.call(ctx, opConn, false, func(n *node) (bool, error) {
+	err := c.call(ctx, opConn, false, false, func(n *node) (bool, error) {
 		var err error
 		conn, err = n.db.Conn(ctx)
 		return false, err
@@ -138,20 +193,34 @@ func (c *Cluster) Conn(ctx context.Context) (*sql.Conn, error) {
 // Calls made through it go to that node only and do not fail over; call
 // Writer again after a failover to get the new writer's pool. The pool is
 // owned by the router: do not close it.
+//
+// When no node qualifies as writer, Writer returns the first node's pool.
 func (c *Cluster) Writer() *sql.DB {
-	var buf [8]*node
-	return c.order(buf[:0])[0].db
+	c.startProbers()
+	if w := c.pick.Load().writer; w >= 0 {
+		return c.nodes[w].db
+	}
+	return c.nodes[0].db
 }
 
-// WriterAddr returns the address of the node Writer would return.
+// WriterAddr returns the address of the current writer, or "" when no node
+// is up and writable.
 func (c *Cluster) WriterAddr() string {
-	var buf [8]*node
-	return c.order(buf[:0])[0].addr
+	c.startProbers()
+	if w := c.pick.Load().writer; w >= 0 {
+		return c.nodes[w].addr
+	}
+	return ""
 }
 
-// close closes every node's pool.
+// close stops the probers and closes every node's pool.
 func (c *Cluster) close() error {
-	c.closed.Store(true)
+	if c.closed.Swap(true) {
+		return nil
+	}
+	c.cancel()
+	close(c.stop)
+	c.wg.Wait()
 	var errs []error
 	for _, n := range c.nodes {
 		errs = append(errs, n.db.Close())

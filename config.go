@@ -41,7 +41,7 @@ const (
 type Config struct {
 	// Defaults apply to every cluster; a cluster's own non-zero settings
 	// override them field by field.
-	Defaults ConnConfig `yaml:"defaults"`
+	Defaults Settings `yaml:"defaults"`
 
 	// Clusters maps a cluster's name to its nodes and settings.
 	Clusters map[string]ClusterConfig `yaml:"clusters"`
@@ -49,6 +49,12 @@ type Config struct {
 	// Logger receives the router's log lines (failovers, node failures).
 	// Nil means slog.Default(). It cannot be set from YAML.
 	Logger *slog.Logger `yaml:"-"`
+
+	// OnEvent, when set, receives every node state change and writer
+	// change (see Event), in order, on a goroutine of the router's: it must
+	// not block for long (events beyond a buffer of 1024 are dropped and
+	// counted in a log line). It cannot be set from YAML.
+	OnEvent func(Event) `yaml:"-"`
 }
 
 // ClusterConfig describes one cluster: its nodes in failover order and its
@@ -58,12 +64,13 @@ type ClusterConfig struct {
 	// omitted), in failover order: writes go to the first healthy one.
 	Nodes []string `yaml:"nodes"`
 
-	// ConnConfig overrides Config.Defaults for this cluster.
-	ConnConfig `yaml:",inline"`
+	// Settings overrides Config.Defaults for this cluster.
+	Settings `yaml:",inline"`
 }
 
-// ConnConfig holds the connection settings of a cluster's nodes.
-type ConnConfig struct {
+// Settings holds the settings of a cluster: connection parameters, health
+// probes and routing policy. In Config.Defaults they apply to every cluster.
+type Settings struct {
 	// User is the MySQL user. Required (here or in Defaults).
 	User string `yaml:"user"`
 
@@ -105,6 +112,68 @@ type ConnConfig struct {
 	// TLS, when set, makes every connection use TLS. A cluster's TLS
 	// replaces Defaults.TLS as a whole.
 	TLS *TLSConfig `yaml:"tls"`
+
+	// Health configures the background probes of every node.
+	Health HealthConfig `yaml:"health"`
+
+	// Failback says whether writes move back to an earlier node in the list
+	// once it has recovered and caught up: FailbackAuto (the default, "")
+	// or FailbackNever, which keeps the current writer until it fails.
+	Failback string `yaml:"failback"`
+
+	// ReadPolicy chooses the node of a read (QueryContext, QueryRowContext):
+	// ReadWriter (the default, ""; reads see the caller's own writes),
+	// ReadAnyUp (the first healthy node in configured order) or
+	// ReadRoundRobin (healthy nodes in turn).
+	ReadPolicy string `yaml:"read_policy"`
+
+	// MaxLag, when set, keeps reads under ReadAnyUp and ReadRoundRobin off
+	// nodes that have not caught up with the writer for longer than this
+	// (see Lag in NodeStats). The writer itself always qualifies.
+	MaxLag time.Duration `yaml:"max_lag"`
+}
+
+// Failback and read policies.
+const (
+	FailbackAuto  = "auto"
+	FailbackNever = "never"
+
+	ReadWriter     = "writer"
+	ReadAnyUp      = "any-up"
+	ReadRoundRobin = "round-robin"
+)
+
+// Default health settings: a frozen writer is demoted within about
+// Interval*FailAfter + Timeout (0.7 s), and a node that failed serves again
+// after RecoverAfter good probes (0.75 s).
+const (
+	DefaultProbeInterval = 250 * time.Millisecond
+	DefaultProbeTimeout  = 200 * time.Millisecond
+	DefaultFailAfter     = 2
+	DefaultRecoverAfter  = 3
+)
+
+// HealthConfig configures a cluster's background probes. Zero values mean
+// the defaults above.
+type HealthConfig struct {
+	// Interval is the time between two probes of a node.
+	Interval time.Duration `yaml:"interval"`
+
+	// Timeout bounds one probe, a new connection's handshake included.
+	Timeout time.Duration `yaml:"timeout"`
+
+	// FailAfter is the number of consecutive failed probes that take a node
+	// Down. The first failure makes it Suspect.
+	FailAfter int `yaml:"fail_after"`
+
+	// RecoverAfter is the number of consecutive good probes that bring a
+	// Down node Up again, and that a node needs before writes move back to
+	// it.
+	RecoverAfter int `yaml:"recover_after"`
+
+	// Disabled turns the probes off: nodes are then judged by calls alone
+	// (a failed node is tried after the others until a call succeeds on it).
+	Disabled bool `yaml:"disabled"`
 }
 
 // TLSConfig holds TLS settings. Files are read by Open (and Validate).
@@ -360,7 +429,7 @@ func (c *Config) Validate() error {
 			}
 			seen[addr] = i
 		}
-		if err := cc.ConnConfig.validate(path); err != nil {
+		if err := cc.Settings.validate(path); err != nil {
 			return err
 		}
 		eff := c.effective(name)
@@ -378,8 +447,8 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// validate checks the fields of one ConnConfig; path is its YAML path.
-func (cc *ConnConfig) validate(path string) error {
+// validate checks the fields of one Settings; path is its YAML path.
+func (cc *Settings) validate(path string) error {
 	durations := []struct {
 		name string
 		d    time.Duration
@@ -410,6 +479,32 @@ func (cc *ConnConfig) validate(path string) error {
 		if _, err := cc.TLS.build(path + ".tls"); err != nil {
 			return err
 		}
+	}
+	h := cc.Health
+	if h.Interval < 0 {
+		return &ConfigError{Field: path + ".health.interval", Value: h.Interval.String(), Msg: "must not be negative"}
+	}
+	if h.Timeout < 0 {
+		return &ConfigError{Field: path + ".health.timeout", Value: h.Timeout.String(), Msg: "must not be negative"}
+	}
+	if h.FailAfter < 0 {
+		return &ConfigError{Field: path + ".health.fail_after", Value: strconv.Itoa(h.FailAfter), Msg: "must not be negative"}
+	}
+	if h.RecoverAfter < 0 {
+		return &ConfigError{Field: path + ".health.recover_after", Value: strconv.Itoa(h.RecoverAfter), Msg: "must not be negative"}
+	}
+	switch cc.Failback {
+	case "", FailbackAuto, FailbackNever:
+	default:
+		return &ConfigError{Field: path + ".failback", Value: cc.Failback, Msg: `unknown failback; use "auto" or "never"`}
+	}
+	switch cc.ReadPolicy {
+	case "", ReadWriter, ReadAnyUp, ReadRoundRobin:
+	default:
+		return &ConfigError{Field: path + ".read_policy", Value: cc.ReadPolicy, Msg: `unknown read policy; use "writer", "any-up" or "round-robin"`}
+	}
+	if cc.MaxLag < 0 {
+		return &ConfigError{Field: path + ".max_lag", Value: cc.MaxLag.String(), Msg: "must not be negative"}
 	}
 	return nil
 }
@@ -456,8 +551,8 @@ func (c *Config) clusterNames() []string {
 
 // effective merges a cluster's settings over the defaults and applies the
 // package defaults to zero values.
-func (c *Config) effective(name string) ConnConfig {
-	d, o := c.Defaults, c.Clusters[name].ConnConfig
+func (c *Config) effective(name string) Settings {
+	d, o := c.Defaults, c.Clusters[name].Settings
 	e := d
 	pick := func(dst *string, v string) {
 		if v != "" {
@@ -484,6 +579,14 @@ func (c *Config) effective(name string) ConnConfig {
 	pickDur(&e.ConnMaxIdleTime, o.ConnMaxIdleTime)
 	pickInt(&e.MaxOpenConns, o.MaxOpenConns)
 	pickInt(&e.MaxIdleConns, o.MaxIdleConns)
+	pick(&e.Failback, o.Failback)
+	pick(&e.ReadPolicy, o.ReadPolicy)
+	pickDur(&e.MaxLag, o.MaxLag)
+	pickDur(&e.Health.Interval, o.Health.Interval)
+	pickDur(&e.Health.Timeout, o.Health.Timeout)
+	pickInt(&e.Health.FailAfter, o.Health.FailAfter)
+	pickInt(&e.Health.RecoverAfter, o.Health.RecoverAfter)
+	e.Health.Disabled = d.Health.Disabled || o.Health.Disabled
 	if o.TLS != nil {
 		e.TLS = o.TLS
 	}
@@ -502,13 +605,32 @@ func (c *Config) effective(name string) ConnConfig {
 	if e.MaxIdleConns == 0 {
 		e.MaxIdleConns = DefaultMaxIdleConns
 	}
+	setDefault := func(dst *string, v string) {
+		if *dst == "" {
+			*dst = v
+		}
+	}
+	setDefault(&e.Failback, FailbackAuto)
+	setDefault(&e.ReadPolicy, ReadWriter)
+	if e.Health.Interval == 0 {
+		e.Health.Interval = DefaultProbeInterval
+	}
+	if e.Health.Timeout == 0 {
+		e.Health.Timeout = DefaultProbeTimeout
+	}
+	if e.Health.FailAfter == 0 {
+		e.Health.FailAfter = DefaultFailAfter
+	}
+	if e.Health.RecoverAfter == 0 {
+		e.Health.RecoverAfter = DefaultRecoverAfter
+	}
 	return e
 }
 
 // driverConfig builds the go-sql-driver configuration shared by a cluster's
 // nodes (Addr is set per node). Params go through the driver's own DSN
 // parser so that every driver option is accepted and checked.
-func (cc ConnConfig) driverConfig() (*mysql.Config, error) {
+func (cc Settings) driverConfig() (*mysql.Config, error) {
 	mc := mysql.NewConfig()
 	if len(cc.Params) > 0 {
 		keys := make([]string, 0, len(cc.Params))
@@ -550,7 +672,7 @@ func (c Config) String() string {
 	cp.Defaults = cp.Defaults.redacted()
 	cp.Clusters = make(map[string]ClusterConfig, len(c.Clusters))
 	for name, cc := range c.Clusters {
-		cc.ConnConfig = cc.ConnConfig.redacted()
+		cc.Settings = cc.Settings.redacted()
 		cp.Clusters[name] = cc
 	}
 	type plain Config // no String method, so yaml does not recurse here
@@ -563,16 +685,16 @@ func (c Config) String() string {
 
 // String returns the cluster settings with the password redacted.
 func (cc ClusterConfig) String() string {
-	return fmt.Sprintf("{Nodes:%v %v}", cc.Nodes, cc.ConnConfig)
+	return fmt.Sprintf("{Nodes:%v %v}", cc.Nodes, cc.Settings)
 }
 
 // String returns the settings with the password redacted.
-func (cc ConnConfig) String() string {
-	type plain ConnConfig
+func (cc Settings) String() string {
+	type plain Settings
 	return fmt.Sprintf("%+v", plain(cc.redacted()))
 }
 
-func (cc ConnConfig) redacted() ConnConfig {
+func (cc Settings) redacted() Settings {
 	if cc.Password != "" {
 		cc.Password = "REDACTED"
 	}

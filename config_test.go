@@ -97,7 +97,7 @@ func firstLineWant(t *testing.T, path string) string {
 
 func TestConfigErrorType(t *testing.T) {
 	cfg := &Config{
-		Defaults: ConnConfig{User: "app"},
+		Defaults: Settings{User: "app"},
 		Clusters: map[string]ClusterConfig{"c1": {Nodes: []string{"db1:0"}}},
 	}
 	err := cfg.Validate()
@@ -150,15 +150,15 @@ func TestEnvValueStaysString(t *testing.T) {
 func TestPasswordNeverPrinted(t *testing.T) {
 	const pw = "hunter2-very-secret"
 	cfg := &Config{
-		Defaults: ConnConfig{User: "app", Password: pw},
-		Clusters: map[string]ClusterConfig{"c1": {Nodes: []string{"127.0.0.1:1"}, ConnConfig: ConnConfig{Password: pw}}},
+		Defaults: Settings{User: "app", Password: pw},
+		Clusters: map[string]ClusterConfig{"c1": {Nodes: []string{"127.0.0.1:1"}, Settings: Settings{Password: pw}}},
 	}
 	for name, s := range map[string]string{
 		"Config.String":        cfg.String(),
 		"%v Config":            fmt.Sprintf("%v", *cfg),
 		"%+v *Config":          fmt.Sprintf("%+v", cfg),
 		"ClusterConfig.String": cfg.Clusters["c1"].String(),
-		"ConnConfig.String":    cfg.Defaults.String(),
+		"Settings.String":    cfg.Defaults.String(),
 	} {
 		if strings.Contains(s, pw) {
 			t.Errorf("%s shows the password: %s", name, s)

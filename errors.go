@@ -88,7 +88,7 @@ type NoWriterError struct {
 // Error lists each node's failure.
 func (e *NoWriterError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "dbrouter: cluster %q: no node could take the %s (%d tried)", e.Cluster, e.Op, len(e.Attempts))
+	fmt.Fprintf(&b, "dbrouter: cluster %q: no node could take the %s", e.Cluster, e.Op)
 	for _, a := range e.Attempts {
 		b.WriteString("\n\t")
 		b.WriteString(a.Error())

@@ -45,7 +45,7 @@ clusters:
 // succeeds while the servers are down.
 func ExampleOpen() {
 	r, err := dbrouter.Open(&dbrouter.Config{
-		Defaults: dbrouter.ConnConfig{User: "app", Password: os.Getenv("DB_PASSWORD"), Database: "shop"},
+		Defaults: dbrouter.Settings{User: "app", Password: os.Getenv("DB_PASSWORD"), Database: "shop"},
 		Clusters: map[string]dbrouter.ClusterConfig{
 			"logs-web3": {Nodes: []string{"127.0.0.1:1", "127.0.0.1:2"}},
 		},
@@ -71,7 +71,7 @@ func ExampleOpen() {
 // safe to retry (ErrNotSent) or may have been applied (ErrOutcomeUnknown).
 func ExampleOutcomeUnknownError() {
 	r, err := dbrouter.Open(&dbrouter.Config{
-		Defaults: dbrouter.ConnConfig{User: "app"},
+		Defaults: dbrouter.Settings{User: "app"},
 		Clusters: map[string]dbrouter.ClusterConfig{"c": {Nodes: []string{"127.0.0.1:1"}}}, // nothing listens there
 		Logger:   slog.New(slog.DiscardHandler),
 	})
@@ -107,7 +107,7 @@ func Example_ring() {
 	ring := h.Ring(0)
 
 	r, err := dbrouter.Open(&dbrouter.Config{
-		Defaults: dbrouter.ConnConfig{User: "app", Password: "app-secret", Database: "ringtest"},
+		Defaults: dbrouter.Settings{User: "app", Password: "app-secret", Database: "ringtest"},
 		Clusters: map[string]dbrouter.ClusterConfig{"shop": {Nodes: ring.Addrs()}},
 		Logger:   slog.New(slog.DiscardHandler),
 	})

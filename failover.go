@@ -2,6 +2,7 @@ package dbrouter
 
 import (
 	"context"
+	"time"
 	"database/sql"
 	"database/sql/driver"
 	"errors"
@@ -101,23 +102,44 @@ func isReadStatement(query string) bool {
 // may have been written when err is not nil.
 type attemptFunc func(n *node) (sent bool, err error)
 
-// call runs attempt on the cluster's nodes in failover order until one
+// picker is an immutable snapshot of the routing decision, rebuilt under
+// Cluster.mu whenever health changes and read lock-free by every call.
+type picker struct {
+	writer   int          // index of the writer, -1 for none
+	writes   []int        // attempt order for writes: writer, other Up writable nodes, Suspect ones
+	reads    []int        // attempt order for reads, per the read policy
+	rotate   bool         // reads rotate (round-robin)
+	excluded []*NodeError // nodes no call is sent to, and why
+}
+
+// call runs attempt on the cluster's nodes in the picker's order until one
 // succeeds, following the classification rules: not-sent and read-only
 // failures move on to the next node, server errors are returned as is, and
 // outcome-unknown failures are returned as *OutcomeUnknownError unless
 // retryUnknown (a read) allows the next node.
-func (c *Cluster) call(ctx context.Context, op string, retryUnknown bool, attempt attemptFunc) error {
+func (c *Cluster) call(ctx context.Context, op string, read, retryUnknown bool, attempt attemptFunc) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	var (
-		tried []*NodeError
-		buf   [8]*node
-	)
-	for _, n := range c.order(buf[:0]) {
+	c.startProbers()
+	p := c.pick.Load()
+	var buf [8]int
+	order := p.writes
+	if read {
+		order = p.reads
+		if p.rotate && len(order) > 1 {
+			k := int(c.rr.Add(1) % uint64(len(order)))
+			order = append(append(buf[:0], order[k:]...), order[:k]...)
+		}
+	}
+	var tried []*NodeError
+	for _, i := range order {
+		n := c.nodes[i]
 		sent, err := attempt(n)
 		if err == nil {
-			c.succeeded(n, op)
+			if NodeState(n.state.Load()) != StateUp {
+				c.reportCall(i, 0, nil)
+			}
 			traceOf(ctx).record(n.addr, tried)
 			return nil
 		}
@@ -137,84 +159,138 @@ func (c *Cluster) call(ctx context.Context, op string, retryUnknown bool, attemp
 			}
 			return &OutcomeUnknownError{Cluster: c.name, Node: n.addr, Op: op, Err: err}
 		}
-		switch class {
-		case ClassReadOnly:
-			c.markReadOnly(n, err)
-		case ClassNotSent:
-			c.markDown(n, op, err)
-		case ClassOutcomeUnknown:
-			c.markDown(n, op, err)
-			if !retryUnknown {
-				traceOf(ctx).record(n.addr, tried)
-				return &OutcomeUnknownError{Cluster: c.name, Node: n.addr, Op: op, Err: err}
-			}
+		c.reportCall(i, class, err)
+		if class == ClassOutcomeUnknown && !retryUnknown {
+			traceOf(ctx).record(n.addr, tried)
+			return &OutcomeUnknownError{Cluster: c.name, Node: n.addr, Op: op, Err: err}
 		}
 		tried = append(tried, &NodeError{Node: n.addr, Class: class, Err: err})
 	}
 	traceOf(ctx).record("", tried)
-	return &NoWriterError{Cluster: c.name, Op: op, Attempts: tried}
+	return &NoWriterError{Cluster: c.name, Op: op, Attempts: append(tried, p.excluded...)}
 }
 
-// order returns the cluster's nodes in the order a call tries them: nodes
-// believed healthy and writable first, then read-only ones, then those that
-// failed last time, each group in configured order. The current writer is
-// therefore the first node returned.
-func (c *Cluster) order(buf []*node) []*node {
-	// Snapshot each node's rank once, so that a node changing state while
-	// we look is listed exactly once.
-	var rb [8]int8
-	ranks := rb[:0]
-	for _, n := range c.nodes {
-		ranks = append(ranks, n.rank())
+// rebuild chooses the writer and builds a new picker from the nodes'
+// health. c.mu must be held. It returns the writer-change event, if any.
+func (c *Cluster) rebuild(now time.Time) []Event {
+	var evs []Event
+	w, fb := c.chooseWriter()
+	c.failbackTo = fb
+	if w != c.writerIdx {
+		from, to := "", ""
+		if c.writerIdx >= 0 {
+			from = c.nodes[c.writerIdx].addr
+		}
+		if w >= 0 {
+			to = c.nodes[w].addr
+		}
+		evs = append(evs, Event{Cluster: c.name, Node: to, Kind: EventWriter, From: from, To: to, Cause: c.writerCause(w), At: now})
+		c.writerIdx = w
 	}
-	for rank := int8(0); rank < 3; rank++ {
-		for i, n := range c.nodes {
-			if ranks[i] == rank {
-				buf = append(buf, n)
+	for i, n := range c.nodes {
+		n.state.Store(int32(c.health[i].state))
+	}
+	p := &picker{writer: c.writerIdx, rotate: c.settings.ReadPolicy == ReadRoundRobin}
+	writable := func(i int, st NodeState) bool {
+		return c.health[i].state == st && !c.health[i].readOnly && i != c.writerIdx
+	}
+	if c.writerIdx >= 0 {
+		p.writes = append(p.writes, c.writerIdx)
+	}
+	for _, st := range []NodeState{StateUp, StateSuspect} {
+		for i := range c.nodes {
+			if writable(i, st) {
+				p.writes = append(p.writes, i)
 			}
 		}
 	}
-	return buf
-}
-
-// rank orders nodes for failover: 0 healthy and writable, 1 read-only,
-// 2 failed.
-func (n *node) rank() int8 {
-	switch {
-	case n.down.Load():
-		return 2
-	case n.readOnly.Load():
-		return 1
-	}
-	return 0
-}
-
-// succeeded records that n served a call.
-func (c *Cluster) succeeded(n *node, op string) {
-	if n.down.CompareAndSwap(true, false) {
-		c.log.Info("node is back", "node", n.addr, "op", op)
-	}
-	if op == opQuery {
-		return
-	}
-	n.readOnly.Store(false)
-	if old := c.writer.Swap(n); old != n {
-		from := ""
-		if old != nil {
-			from = old.addr
+	switch c.settings.ReadPolicy {
+	case ReadAnyUp, ReadRoundRobin:
+		for i := range c.nodes {
+			h := &c.health[i]
+			fresh := c.settings.MaxLag == 0 || i == c.writerIdx ||
+				(!h.caughtUpAt.IsZero() && now.Sub(h.caughtUpAt) <= c.settings.MaxLag)
+			if h.state == StateUp && fresh {
+				p.reads = append(p.reads, i)
+			}
 		}
-		c.log.Info("writer changed", "from", from, "to", n.addr)
+		if len(p.reads) == 0 && c.writerIdx >= 0 {
+			p.reads = append(p.reads, c.writerIdx)
+		}
+	default: // ReadWriter: the write order, then read-only nodes
+		p.reads = append(p.reads, p.writes...)
+		for _, st := range []NodeState{StateUp, StateSuspect} {
+			for i := range c.nodes {
+				if c.health[i].state == st && c.health[i].readOnly {
+					p.reads = append(p.reads, i)
+				}
+			}
+		}
 	}
+	for i, n := range c.nodes {
+		h := &c.health[i]
+		if h.state == StateDown || h.readOnly {
+			err := fmt.Errorf("not tried: node is %s, read_only %s", h.state, onOff(h.readOnly))
+			if h.lastErr != nil {
+				err = fmt.Errorf("%w; last probe: %w", err, h.lastErr)
+			}
+			p.excluded = append(p.excluded, &NodeError{Node: n.addr, Class: ClassNotSent, Err: err})
+		}
+	}
+	c.pick.Store(p)
+	return evs
 }
 
-func (c *Cluster) markDown(n *node, op string, err error) {
-	if n.down.CompareAndSwap(false, true) {
-		c.log.Warn("node failed; trying the next one", "node", n.addr, "op", op, "err", err)
+// chooseWriter applies the convergent rule of DESIGN.md §3: the writer is
+// the first node in configured order that is Up, not read-only, and not
+// behind the current writer. When the current writer has failed, the first
+// Up and writable node takes over at once. Moving back to an earlier node
+// while the writer is healthy (failback) is not decided here: it needs a
+// fenced switch (see failback) and chooseWriter only names the candidate.
+// c.mu must be held.
+func (c *Cluster) chooseWriter() (writer, failbackTo int) {
+	eligible := func(i int) bool { return c.health[i].state == StateUp && !c.health[i].readOnly }
+	cur := c.writerIdx
+	if cur >= 0 && eligible(cur) {
+		if c.settings.Failback == FailbackNever {
+			return cur, -1
+		}
+		for i := 0; i < cur; i++ {
+			if eligible(i) && c.caughtUp(i, cur) {
+				if c.settings.Health.Disabled {
+					return i, -1 // no probes, no positions: calls alone decide
+				}
+				return cur, i
+			}
+		}
+		return cur, -1
 	}
+	for i := range c.nodes {
+		if eligible(i) {
+			return i, -1
+		}
+	}
+	return -1, -1
 }
 
-func (c *Cluster) markReadOnly(n *node, err error) {
-	if n.readOnly.CompareAndSwap(false, true) {
-		c.log.Warn("node is read-only; trying the next one", "node", n.addr, "err", err)
+// caughtUp reports whether node i may take over from the healthy writer w.
+func (c *Cluster) caughtUp(i, w int) bool {
+	if c.settings.Health.Disabled {
+		return true // no positions to compare: calls alone decide
 	}
+	hi, hw := &c.health[i], &c.health[w]
+	return hi.consecOK >= c.settings.Health.RecoverAfter && hi.havePos && hw.havePos && hi.pos.contains(hw.pos)
+}
+
+func (c *Cluster) writerCause(w int) string {
+	switch {
+	case w < 0:
+		return "no node is up and writable"
+	case c.writerIdx < 0:
+		return "first up and writable node in order"
+	case w < c.writerIdx && c.health[c.writerIdx].state == StateUp && !c.health[c.writerIdx].readOnly:
+		return "failback: recovered and caught up with " + c.nodes[c.writerIdx].addr
+	}
+	h := c.health[c.writerIdx]
+	return fmt.Sprintf("%s is %s, read_only %s", c.nodes[c.writerIdx].addr, h.state, onOff(h.readOnly))
 }

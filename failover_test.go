@@ -120,7 +120,7 @@ func TestExecFailover(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c, srv := newFakeCluster(t, 3, ConnConfig{ConnectTimeout: 100 * time.Millisecond})
+			c, srv := newFakeCluster(t, 3, Settings{ConnectTimeout: 100 * time.Millisecond})
 			srv[0].set(tc.breakA)
 			var tr Trace
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -182,7 +182,7 @@ func fmtTrace(tr Trace) string {
 
 func TestExecDeadlineMidStatementIsOutcomeUnknown(t *testing.T) {
 	t.Parallel()
-	c, srv := newFakeCluster(t, 2, ConnConfig{})
+	c, srv := newFakeCluster(t, 2, Settings{})
 	srv[0].set(func(s *fakeServer) {
 		s.execFn = func(ctx context.Context, _ string) error { return blockUntilDone(ctx) }
 	})
@@ -201,7 +201,7 @@ func TestExecDeadlineMidStatementIsOutcomeUnknown(t *testing.T) {
 func TestExecDeadlineBeforeConnectionIsNotSent(t *testing.T) {
 	t.Parallel()
 	// connect_timeout (5 s) is longer than the caller's deadline (100 ms).
-	c, srv := newFakeCluster(t, 2, ConnConfig{ConnectTimeout: 5 * time.Second})
+	c, srv := newFakeCluster(t, 2, Settings{ConnectTimeout: 5 * time.Second})
 	srv[0].set(func(s *fakeServer) { s.connectFn = blockUntilDone })
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -223,7 +223,7 @@ func TestExecDeadlineBeforeConnectionIsNotSent(t *testing.T) {
 
 func TestAllNodesDownThenRecovery(t *testing.T) {
 	t.Parallel()
-	c, srv := newFakeCluster(t, 3, ConnConfig{})
+	c, srv := newFakeCluster(t, 3, Settings{})
 	for _, s := range srv {
 		s.set(func(s *fakeServer) { s.connectErr = errDialRefused })
 	}
@@ -259,7 +259,7 @@ func TestQueryRetriesReadsOnly(t *testing.T) {
 	t.Parallel()
 	t.Run("read is retried after outcome unknown", func(t *testing.T) {
 		t.Parallel()
-		c, srv := newFakeCluster(t, 2, ConnConfig{})
+		c, srv := newFakeCluster(t, 2, Settings{})
 		srv[0].set(func(s *fakeServer) { s.execErr = mysql.ErrInvalidConn })
 		var node string
 		if err := c.QueryRowContext(context.Background(), "SELECT node FROM t WHERE id = ?", 1).Scan(&node); err != nil {
@@ -271,7 +271,7 @@ func TestQueryRetriesReadsOnly(t *testing.T) {
 	})
 	t.Run("write through Query is not retried", func(t *testing.T) {
 		t.Parallel()
-		c, srv := newFakeCluster(t, 2, ConnConfig{})
+		c, srv := newFakeCluster(t, 2, Settings{})
 		srv[0].set(func(s *fakeServer) { s.execErr = mysql.ErrInvalidConn })
 		_, err := c.QueryContext(context.Background(), "INSERT INTO t VALUES (1) RETURNING id")
 		if !errors.Is(err, ErrOutcomeUnknown) {
@@ -283,7 +283,7 @@ func TestQueryRetriesReadsOnly(t *testing.T) {
 	})
 	t.Run("no rows", func(t *testing.T) {
 		t.Parallel()
-		c, _ := newFakeCluster(t, 1, ConnConfig{})
+		c, _ := newFakeCluster(t, 1, Settings{})
 		var s string
 		if err := c.QueryRowContext(context.Background(), "SHOW nothing").Scan(&s, &s); err == nil {
 			t.Error("Scan with wrong arity succeeded")
@@ -305,7 +305,7 @@ func TestCommitClassification(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c, srv := newFakeCluster(t, 2, ConnConfig{})
+			c, srv := newFakeCluster(t, 2, Settings{})
 			ctx := context.Background()
 			tx, err := c.BeginTx(ctx, nil)
 			if err != nil {
@@ -331,7 +331,7 @@ func TestCommitClassification(t *testing.T) {
 
 func TestBeginTxFailsOver(t *testing.T) {
 	t.Parallel()
-	c, srv := newFakeCluster(t, 2, ConnConfig{})
+	c, srv := newFakeCluster(t, 2, Settings{})
 	srv[0].set(func(s *fakeServer) { s.connectErr = errDialRefused })
 	tx, err := c.BeginTx(context.Background(), &sql.TxOptions{})
 	if err != nil {
@@ -345,7 +345,7 @@ func TestBeginTxFailsOver(t *testing.T) {
 
 func TestConnFailsOver(t *testing.T) {
 	t.Parallel()
-	c, srv := newFakeCluster(t, 2, ConnConfig{})
+	c, srv := newFakeCluster(t, 2, Settings{})
 	srv[0].set(func(s *fakeServer) { s.connectErr = errDialRefused })
 	conn, err := c.Conn(context.Background())
 	if err != nil {
@@ -359,7 +359,7 @@ func TestConnFailsOver(t *testing.T) {
 
 func TestClosedCluster(t *testing.T) {
 	t.Parallel()
-	c, _ := newFakeCluster(t, 1, ConnConfig{})
+	c, _ := newFakeCluster(t, 1, Settings{})
 	c.close()
 	if _, err := c.ExecContext(context.Background(), "SELECT 1"); !errors.Is(err, ErrClosed) {
 		t.Errorf("err = %v, want ErrClosed", err)

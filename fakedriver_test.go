@@ -23,6 +23,8 @@ type fakeServer struct {
 	execErr    error                       // returned by Exec/Query/Commit when set
 	execFn     func(ctx context.Context, query string) error
 	commitErr  error
+	readOnly   bool   // @@read_only as probes see it
+	gtid       string // @@gtid_current_pos as probes see it
 
 	connects atomic.Int64 // successful connects
 	execs    atomic.Int64 // statements that reached the "server"
@@ -64,8 +66,12 @@ type fakeConn struct {
 
 func (c *fakeConn) stmt(ctx context.Context, query string) error {
 	c.srv.mu.Lock()
-	err, fn := c.srv.execErr, c.srv.execFn
+	err, fn, down := c.srv.execErr, c.srv.execFn, c.srv.connectErr != nil
 	c.srv.mu.Unlock()
+	if down { // a server that refuses connections has dropped the old ones too
+		c.bad = true
+		return driver.ErrBadConn
+	}
 	if fn != nil {
 		if err := fn(ctx, query); err != nil {
 			c.bad = true
@@ -94,7 +100,23 @@ func (c *fakeConn) QueryContext(ctx context.Context, query string, _ []driver.Na
 	if err := c.stmt(ctx, query); err != nil {
 		return nil, err
 	}
-	return &fakeRows{node: c.srv.addr}, nil
+	switch query {
+	case probeVersion:
+		return &fakeRows{cols: []string{"version", "comment"}, vals: []driver.Value{"10.11.19-MariaDB-0+deb12u1", "Debian 12"}}, nil
+	case "SELECT @@global.gtid_current_pos":
+		c.srv.mu.Lock()
+		gtid := c.srv.gtid
+		c.srv.mu.Unlock()
+		return &fakeRows{cols: []string{"gtid"}, vals: []driver.Value{gtid}}, nil
+	case "SELECT MASTER_GTID_WAIT(?, ?)":
+		return &fakeRows{cols: []string{"r"}, vals: []driver.Value{int64(0)}}, nil
+	case probeMariaDB:
+		c.srv.mu.Lock()
+		ro, gtid := c.srv.readOnly, c.srv.gtid
+		c.srv.mu.Unlock()
+		return &fakeRows{cols: []string{"ro", "gtid"}, vals: []driver.Value{ro, gtid}}, nil
+	}
+	return &fakeRows{cols: []string{"node"}, vals: []driver.Value{c.srv.addr}}, nil
 }
 
 func (c *fakeConn) Prepare(string) (driver.Stmt, error) { return nil, errors.New("fake: no prepare") }
@@ -125,37 +147,49 @@ func (t *fakeTx) Commit() error {
 
 func (t *fakeTx) Rollback() error { return nil }
 
-// fakeRows returns one row with one column: the node's address.
+// fakeRows returns one row.
 type fakeRows struct {
-	node string
+	cols []string
+	vals []driver.Value
 	done bool
 }
 
-func (r *fakeRows) Columns() []string { return []string{"node"} }
+func (r *fakeRows) Columns() []string { return r.cols }
 func (r *fakeRows) Close() error      { return nil }
 func (r *fakeRows) Next(dest []driver.Value) error {
 	if r.done {
 		return io.EOF
 	}
 	r.done = true
-	dest[0] = r.node
+	copy(dest, r.vals)
 	return nil
 }
 
-// newFakeCluster returns a cluster over n fake servers named a:1, b:1, ...
-func newFakeCluster(t *testing.T, n int, cc ConnConfig) (*Cluster, []*fakeServer) {
+// newFakeCluster returns a cluster over n fake servers named a:3306,
+// b:3306, ... with health probes disabled: calls alone judge the nodes.
+func newFakeCluster(t *testing.T, n int, cc Settings) (*Cluster, []*fakeServer) {
 	t.Helper()
-	if cc.ConnectTimeout == 0 {
-		cc.ConnectTimeout = DefaultConnectTimeout
-	}
-	cc.MaxIdleConns = DefaultMaxIdleConns
-	c := &Cluster{name: "fake", log: slog.New(slog.DiscardHandler)}
+	cc.Health.Disabled = true
+	return newFakeClusterWithProbes(t, n, cc, nil)
+}
+
+// newFakeClusterWithProbes is newFakeCluster with the health settings of cc
+// (probes on unless cc.Health.Disabled) and events sent to onEvent.
+func newFakeClusterWithProbes(t *testing.T, n int, cc Settings, onEvent func(Event)) (*Cluster, []*fakeServer) {
+	t.Helper()
+	cfg := &Config{Defaults: cc, Clusters: map[string]ClusterConfig{"fake": {Nodes: []string{"x"}}}}
+	log := slog.New(slog.DiscardHandler)
+	c := &Cluster{name: "fake", settings: cfg.effective("fake"), log: log, events: newDispatcher(log, onEvent)}
 	var servers []*fakeServer
 	for i := range n {
-		s := &fakeServer{addr: string(rune('a'+i)) + ":3306"}
+		s := &fakeServer{addr: string(rune('a'+i)) + ":3306", gtid: "0-1-1"}
 		servers = append(servers, s)
-		c.nodes = append(c.nodes, newNodeWithConnector(s.addr, s, cc))
+		c.nodes = append(c.nodes, newNodeWithConnector(s.addr, s, c.settings))
 	}
-	t.Cleanup(func() { c.close() })
+	c.initHealth()
+	t.Cleanup(func() {
+		c.close()
+		c.events.close()
+	})
 	return c, servers
 }

@@ -28,7 +28,7 @@ func startRing(t *testing.T, n int, tune func(*dbrouter.Config)) (*ringtest.Ring
 	h := ringtest.New(t, ringtest.Options{Nodes: n, Password: ringPassword})
 	ring := h.Ring(0)
 	cfg := &dbrouter.Config{
-		Defaults: dbrouter.ConnConfig{User: "app", Password: ringPassword, Database: "ringtest"},
+		Defaults: dbrouter.Settings{User: "app", Password: ringPassword, Database: "ringtest"},
 		Clusters: map[string]dbrouter.ClusterConfig{"ring": {Nodes: ring.Addrs()}},
 		Logger:   slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
@@ -371,10 +371,14 @@ func TestAllNodesDownThenOneReturns(t *testing.T) {
 	if err := ring.Restart(1); err != nil {
 		t.Fatal(err)
 	}
+	// The health probes bring node 1 back after recover_after good probes.
+	restarted := time.Now()
 	var tr dbrouter.Trace
-	if _, err := c.ExecContext(dbrouter.WithTrace(ctx, &tr), "INSERT INTO t (id) VALUES ('down-2')"); err != nil {
-		t.Fatalf("after node 1 returned: %v", err)
-	}
+	waitFor(t, ctx, "a write to succeed", func() bool {
+		_, err := c.ExecContext(dbrouter.WithTrace(ctx, &tr), "INSERT INTO t (id) VALUES ('down-2')")
+		return err == nil
+	})
+	t.Logf("node 1 ready to first write served: %v", time.Since(restarted).Round(time.Millisecond))
 	if tr.Node != ring.Addr(1) {
 		t.Errorf("served by %s, want %s", tr.Node, ring.Addr(1))
 	}
@@ -388,7 +392,7 @@ func TestFrozenServerHandshakeIsBounded(t *testing.T) {
 	t.Parallel()
 	ring, _, _ := startRing(t, 2, nil)
 	cfg := &dbrouter.Config{
-		Defaults: dbrouter.ConnConfig{User: "app", Password: ringPassword, Database: "ringtest", ConnectTimeout: 300 * time.Millisecond},
+		Defaults: dbrouter.Settings{User: "app", Password: ringPassword, Database: "ringtest", ConnectTimeout: 300 * time.Millisecond},
 		Clusters: map[string]dbrouter.ClusterConfig{"ring": {Nodes: ring.Addrs()}},
 		Logger:   slog.New(slog.DiscardHandler),
 	}

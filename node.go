@@ -4,10 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -18,18 +21,87 @@ type node struct {
 	addr string
 	db   *sql.DB
 
-	// down is set when a call failed to reach the node; such a node is
-	// tried only after every healthy one. readOnly is set when the node
-	// refused a write as read-only; it may still serve reads.
-	down     atomic.Bool
-	readOnly atomic.Bool
+	// state mirrors the node's NodeState for a lock-free check on the
+	// call path; Cluster.mu guards the authoritative copy.
+	state atomic.Int32
+
+	// conns tracks the node's open network connections so that they can
+	// all be closed, idle and in use, when the node goes Down.
+	connsMu sync.Mutex
+	conns   map[*trackedConn]struct{}
+	maxIdle int
+}
+
+// dial opens a TCP connection for the driver and tracks it.
+func (n *node) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: conn, node: n}
+	n.connsMu.Lock()
+	if n.conns == nil {
+		n.conns = make(map[*trackedConn]struct{})
+	}
+	n.conns[tc] = struct{}{}
+	n.connsMu.Unlock()
+	return tc, nil
+}
+
+// closeConns closes every open connection to the node: calls in flight on
+// it fail at once (a write with an outcome-unknown error, a read moves to
+// the next node) instead of waiting for their deadline, and no idle pooled
+// connection is handed out again.
+func (n *node) closeConns() {
+	n.connsMu.Lock()
+	conns := make([]*trackedConn, 0, len(n.conns))
+	for c := range n.conns {
+		conns = append(conns, c)
+	}
+	n.connsMu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+	// Drop the idle pool's entries for the closed connections now.
+	n.db.SetMaxIdleConns(0)
+	n.db.SetMaxIdleConns(n.maxIdle)
+}
+
+// trackedConn is a net.Conn that leaves its node's set when closed.
+type trackedConn struct {
+	net.Conn
+	node *node
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.node.connsMu.Lock()
+		delete(c.node.conns, c)
+		c.node.connsMu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// SyscallConn exposes the socket so that go-sql-driver can check a pooled
+// connection's liveness before using it (it skips the check otherwise, and
+// a write on a dead connection would then look outcome-unknown).
+func (c *trackedConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("dbrouter: connection has no file descriptor")
+	}
+	return sc.SyscallConn()
 }
 
 // newNode builds the node's pool from the cluster's driver configuration.
 // It does no network I/O.
-func newNode(addr string, base *mysql.Config, cc ConnConfig, log *slog.Logger) (*node, error) {
+func newNode(addr string, base *mysql.Config, cc Settings, log *slog.Logger) (*node, error) {
+	n := &node{addr: addr}
 	mc := base.Clone()
 	mc.Addr = addr
+	mc.DialFunc = n.dial
 	mc.Logger = driverLogger{log: log.With("node", addr)}
 	if mc.TLS != nil && mc.TLS.ServerName == "" && !mc.TLS.InsecureSkipVerify {
 		mc.TLS = mc.TLS.Clone()
@@ -39,18 +111,25 @@ func newNode(addr string, base *mysql.Config, cc ConnConfig, log *slog.Logger) (
 	if err != nil {
 		return nil, fmt.Errorf("dbrouter: node %s: %w", addr, err)
 	}
-	return newNodeWithConnector(addr, inner, cc), nil
+	n.setPool(inner, cc)
+	return n, nil
 }
 
 // newNodeWithConnector builds a node on any driver.Connector; tests use it
 // with a fake driver.
-func newNodeWithConnector(addr string, inner driver.Connector, cc ConnConfig) *node {
+func newNodeWithConnector(addr string, inner driver.Connector, cc Settings) *node {
+	n := &node{addr: addr}
+	n.setPool(inner, cc)
+	return n
+}
+
+func (n *node) setPool(inner driver.Connector, cc Settings) {
 	db := sql.OpenDB(&boundedConnector{inner: inner, timeout: cc.ConnectTimeout})
 	db.SetMaxOpenConns(cc.MaxOpenConns)
 	db.SetMaxIdleConns(cc.MaxIdleConns)
 	db.SetConnMaxLifetime(cc.ConnMaxLifetime)
 	db.SetConnMaxIdleTime(cc.ConnMaxIdleTime)
-	return &node{addr: addr, db: db}
+	n.db, n.maxIdle = db, cc.MaxIdleConns
 }
 
 // boundedConnector bounds the whole connection setup (dial, TLS, MySQL

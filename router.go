@@ -14,6 +14,7 @@ type Router struct {
 	clusters map[string]*Cluster
 	names    []string
 	log      *slog.Logger
+	events   *dispatcher
 
 	closeOnce sync.Once
 	closeErr  error
@@ -33,9 +34,9 @@ func Open(cfg *Config) (*Router, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	r := &Router{clusters: make(map[string]*Cluster, len(cfg.Clusters)), log: log}
+	r := &Router{clusters: make(map[string]*Cluster, len(cfg.Clusters)), log: log, events: newDispatcher(log, cfg.OnEvent)}
 	for _, name := range cfg.clusterNames() {
-		c, err := newCluster(name, cfg, log)
+		c, err := newCluster(name, cfg, log, r.events)
 		if err != nil {
 			r.Close()
 			return nil, err
@@ -46,13 +47,13 @@ func Open(cfg *Config) (*Router, error) {
 	return r, nil
 }
 
-func newCluster(name string, cfg *Config, log *slog.Logger) (*Cluster, error) {
+func newCluster(name string, cfg *Config, log *slog.Logger, events *dispatcher) (*Cluster, error) {
 	cc := cfg.effective(name)
 	mc, err := cc.driverConfig()
 	if err != nil {
 		return nil, fmt.Errorf("dbrouter: cluster %q: %w", name, err)
 	}
-	c := &Cluster{name: name, log: log.With("cluster", name)}
+	c := &Cluster{name: name, settings: cc, log: log.With("cluster", name), events: events}
 	for _, a := range cfg.Clusters[name].Nodes {
 		addr, err := normalizeAddr(a)
 		if err != nil {
@@ -64,6 +65,7 @@ func newCluster(name string, cfg *Config, log *slog.Logger) (*Cluster, error) {
 		}
 		c.nodes = append(c.nodes, n)
 	}
+	c.initHealth()
 	return c, nil
 }
 
@@ -80,14 +82,27 @@ func (r *Router) Cluster(name string) (*Cluster, error) {
 // Clusters returns the configured cluster names, sorted.
 func (r *Router) Clusters() []string { return slices.Clone(r.names) }
 
-// Close closes every node's connection pool. Calls made afterwards return
+// Stats returns a snapshot of every cluster's health, in name order.
+func (r *Router) Stats() []ClusterStats {
+	out := make([]ClusterStats, 0, len(r.names))
+	for _, name := range r.names {
+		out = append(out, r.clusters[name].Stats())
+	}
+	return out
+}
+
+// Close stops the health probes, closes every node's connection pool and
+// delivers the events already queued. Calls made afterwards return
 // ErrClosed. Close is idempotent and safe for concurrent use.
 func (r *Router) Close() error {
 	r.closeOnce.Do(func() {
 		var errs []error
 		for _, name := range r.names {
-			errs = append(errs, r.clusters[name].close())
+			if c := r.clusters[name]; c != nil {
+				errs = append(errs, c.close())
+			}
 		}
+		r.events.close()
 		r.closeErr = errors.Join(errs...)
 	})
 	return r.closeErr

@@ -55,11 +55,11 @@ func TestTLSConfig(t *testing.T) {
 	cert, key := writeCert(t, dir, "client")
 
 	cfg := &Config{
-		Defaults: ConnConfig{User: "app", TLS: &TLSConfig{CAFile: ca, CertFile: cert, KeyFile: key}},
+		Defaults: Settings{User: "app", TLS: &TLSConfig{CAFile: ca, CertFile: cert, KeyFile: key}},
 		Clusters: map[string]ClusterConfig{
 			"verified": {Nodes: []string{"db1.example:3306"}},
-			"named":    {Nodes: []string{"10.0.0.1"}, ConnConfig: ConnConfig{TLS: &TLSConfig{CAFile: ca, ServerName: "db.example"}}},
-			"insecure": {Nodes: []string{"10.0.0.2"}, ConnConfig: ConnConfig{TLS: &TLSConfig{DangerousSkipVerify: true}}},
+			"named":    {Nodes: []string{"10.0.0.1"}, Settings: Settings{TLS: &TLSConfig{CAFile: ca, ServerName: "db.example"}}},
+			"insecure": {Nodes: []string{"10.0.0.2"}, Settings: Settings{TLS: &TLSConfig{DangerousSkipVerify: true}}},
 		},
 	}
 	if err := cfg.Validate(); err != nil {
@@ -110,8 +110,8 @@ func TestTLSConfigErrors(t *testing.T) {
 		{TLSConfig{KeyFile: cert}, `dbrouter: config: clusters.c.tls.cert_file: key_file is set but cert_file is not`},
 	} {
 		cfg := &Config{
-			Defaults: ConnConfig{User: "app"},
-			Clusters: map[string]ClusterConfig{"c": {Nodes: []string{"a"}, ConnConfig: ConnConfig{TLS: &tc.tls}}},
+			Defaults: Settings{User: "app"},
+			Clusters: map[string]ClusterConfig{"c": {Nodes: []string{"a"}, Settings: Settings{TLS: &tc.tls}}},
 		}
 		if err := cfg.Validate(); err == nil || err.Error() != tc.want {
 			t.Errorf("Validate:\n\t%v\nwant\n\t%s", err, tc.want)

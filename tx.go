@@ -3,6 +3,7 @@ package dbrouter
 import (
 	"context"
 	"database/sql"
+	"sync"
 )
 
 // Tx is a transaction pinned to one connection on the node that was writer
@@ -18,6 +19,13 @@ type Tx struct {
 	conn    *sql.Conn
 	cluster string
 	node    string
+	release func() // releases the cluster's failback fence
+	done    sync.Once
+}
+
+func (t *Tx) finish() {
+	t.conn.Close()
+	t.done.Do(t.release)
 }
 
 // Node returns the address of the node the transaction runs on.
@@ -45,7 +53,7 @@ func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sq
 
 // Commit commits the transaction and releases its connection.
 func (t *Tx) Commit() error {
-	defer t.conn.Close()
+	defer t.finish()
 	err := t.tx.Commit()
 	if err == nil {
 		return nil
@@ -61,6 +69,6 @@ func (t *Tx) Commit() error {
 
 // Rollback aborts the transaction and releases its connection.
 func (t *Tx) Rollback() error {
-	defer t.conn.Close()
+	defer t.finish()
 	return t.tx.Rollback()
 }

@@ -71,7 +71,7 @@ func run(ctx context.Context, duration, killAfter time.Duration, writers int, ve
 		logLevel = slog.LevelInfo
 	}
 	r, err := dbrouter.Open(&dbrouter.Config{
-		Defaults: dbrouter.ConnConfig{User: "app", Password: "app-secret", Database: "ringtest"},
+		Defaults: dbrouter.Settings{User: "app", Password: "app-secret", Database: "ringtest"},
 		Clusters: map[string]dbrouter.ClusterConfig{"orders": {Nodes: ring.Addrs()}},
 		Logger:   slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: logLevel})),
 	})
