@@ -158,7 +158,7 @@ func TestPasswordNeverPrinted(t *testing.T) {
 		"%v Config":            fmt.Sprintf("%v", *cfg),
 		"%+v *Config":          fmt.Sprintf("%+v", cfg),
 		"ClusterConfig.String": cfg.Clusters["c1"].String(),
-		"Settings.String":    cfg.Defaults.String(),
+		"Settings.String":      cfg.Defaults.String(),
 	} {
 		if strings.Contains(s, pw) {
 			t.Errorf("%s shows the password: %s", name, s)

@@ -2,12 +2,12 @@ package dbrouter
 
 import (
 	"context"
-	"time"
 	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 )

@@ -186,7 +186,10 @@ func TestMaxLagKeepsReadsOffLaggingNodes(t *testing.T) {
 	c.WriterAddr()
 	eventually(t, "b and c caught up", func() bool { st := c.Stats(); return st.Nodes[1].Lag >= 0 && st.Nodes[2].Lag >= 0 })
 	srv[0].set(func(s *fakeServer) { s.gtid = "0-1-9" }) // the writer moves on; b and c stay at 0-1-1
-	eventually(t, "b and c lagging", func() bool { st := c.Stats(); return st.Nodes[1].Lag > 100*time.Millisecond && st.Nodes[2].Lag > 100*time.Millisecond })
+	eventually(t, "b and c lagging", func() bool {
+		st := c.Stats()
+		return st.Nodes[1].Lag > 100*time.Millisecond && st.Nodes[2].Lag > 100*time.Millisecond
+	})
 	time.Sleep(20 * time.Millisecond)
 	for range 10 {
 		var node string
