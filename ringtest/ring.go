@@ -42,9 +42,48 @@ func (r *Ring) Name() string { return r.name }
 // Len returns the number of servers in the ring.
 func (r *Ring) Len() int { return len(r.servers) }
 
-// Addr returns node i's TCP address, "127.0.0.1:PORT". The port stays the
-// same across Restart.
+// Addr returns node i's TCP address for callers, "127.0.0.1:PORT": the
+// proxy's when Options.Proxy is set, otherwise the server's own. The port
+// stays the same across Restart.
 func (r *Ring) Addr(i int) string { return r.node(i).addr() }
+
+// ServerAddr returns node i's own TCP address, bypassing any proxy. It is
+// the same as Addr when Options.Proxy is not set.
+func (r *Ring) ServerAddr(i int) string { return r.node(i).serverAddr() }
+
+// Cut blackholes the path from callers of Addr to node i: connections
+// through the proxy, open or new, hang (nothing is refused or closed) until
+// Heal. The node itself keeps running and replicating with its peers, and
+// AdminDB still reaches it. Cut needs Options.Proxy; without it, it returns
+// an error. Cutting a cut node is a no-op.
+func (r *Ring) Cut(i int) error { return r.setCut(i, true) }
+
+// Heal restores the path that Cut blackholed; data held during the cut is
+// delivered then. Healing a node that is not cut is a no-op.
+func (r *Ring) Heal(i int) error { return r.setCut(i, false) }
+
+// IsCut reports whether node i's path is cut.
+func (r *Ring) IsCut(i int) bool {
+	s := r.node(i)
+	return s.proxy != nil && s.proxy.isCut()
+}
+
+func (r *Ring) setCut(i int, cut bool) error {
+	s, err := r.nodeErr(i)
+	if err != nil {
+		return err
+	}
+	if s.proxy == nil {
+		return fmt.Errorf("ringtest: %s: Cut/Heal need Options.Proxy", s.label())
+	}
+	s.proxy.setCut(cut)
+	if cut {
+		r.h.opts.Logf("ringtest: %s: cut at proxy %s", s.label(), s.proxy.addr())
+	} else {
+		r.h.opts.Logf("ringtest: %s: healed at proxy %s", s.label(), s.proxy.addr())
+	}
+	return nil
+}
 
 // Addrs returns the TCP addresses of all nodes in index order.
 func (r *Ring) Addrs() []string {

@@ -76,6 +76,13 @@ type Options struct {
 	BaseDir string
 	// StartTimeout bounds the start of each server; default 30s.
 	StartTimeout time.Duration
+	// Proxy places an in-process TCP proxy between callers and each
+	// server: Addr, Addrs and DSN then name the proxy, ServerAddr the
+	// server itself, and Cut/Heal blackhole and restore that path while
+	// replication (which does not pass through the proxy) goes on. A
+	// killed server behind a proxy is seen as a connection closed during
+	// the handshake rather than a refused connect.
+	Proxy bool
 	// Logf receives progress messages; New defaults it to t.Logf, Start to
 	// a no-op.
 	Logf func(format string, args ...any)
@@ -209,11 +216,17 @@ func (h *Harness) start(ctx context.Context, installDB string) error {
 			if err != nil {
 				return err
 			}
-			r.servers = append(r.servers, &server{
+			s := &server{
 				ring: r.name, idx: i, id: 1000*k + i + 1, n: o.Nodes,
 				bin: o.ServerPath, dir: dir, socket: sock,
 				timeout: o.StartTimeout, logf: o.Logf,
-			})
+			}
+			if o.Proxy {
+				if s.proxy, err = newProxy(s.serverAddr); err != nil {
+					return err
+				}
+			}
+			r.servers = append(r.servers, s)
 		}
 		h.rings = append(h.rings, r)
 	}

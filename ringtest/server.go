@@ -47,6 +47,10 @@ type server struct {
 	frozen bool
 	admin  *sql.DB
 	closed bool
+
+	// proxy, when Options.Proxy is set, sits between callers of addr and
+	// the server; it is created before the first start and never replaced.
+	proxy *proxy
 }
 
 // process is one run of mariadbd. done is closed once Wait has returned.
@@ -71,10 +75,19 @@ func (s *server) pidFile() string  { return filepath.Join(s.dir, "mariadbd.pid")
 
 // label identifies the server in errors: "ring0 node 1 (127.0.0.1:41234)".
 func (s *server) label() string {
-	return fmt.Sprintf("%s node %d (%s)", s.ring, s.idx, s.addr())
+	return fmt.Sprintf("%s node %d (%s)", s.ring, s.idx, s.serverAddr())
 }
 
+// addr is the address callers use: the proxy's when there is one.
 func (s *server) addr() string {
+	if s.proxy != nil {
+		return s.proxy.addr()
+	}
+	return s.serverAddr()
+}
+
+// serverAddr is the server's own TCP address, bypassing any proxy.
+func (s *server) serverAddr() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
@@ -373,6 +386,9 @@ func (s *server) close() {
 	s.closed = true
 	db := s.admin
 	s.mu.Unlock()
+	if s.proxy != nil {
+		s.proxy.close()
+	}
 	if db != nil {
 		// The only possible error is failing to say goodbye to the server
 		// that was just killed.
