@@ -29,6 +29,6 @@ demo: deps
 # fuzz runs each fuzz target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
 fuzz:
-	for f in FuzzParseConfig FuzzExpandEnv FuzzNormalizeAddr; do \
+	for f in FuzzParseConfig FuzzExpandEnv FuzzNormalizeAddr FuzzShardMap; do \
 		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) . || exit 1; \
 	done

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -38,6 +39,14 @@ type Cluster struct {
 	rr     atomic.Uint64          // round-robin read counter
 	closed atomic.Bool
 
+	// Calls in flight, counted so that a cluster retired by Router.Reload
+	// is closed only after they end (a transaction counts until Commit or
+	// Rollback).
+	inflight  atomic.Int64
+	retiring  atomic.Bool
+	drained   chan struct{}
+	drainOnce sync.Once
+
 	mu         sync.Mutex   // guards health, writerIdx and failbackTo
 	health     []nodeHealth // parallel to nodes
 	writerIdx  int          // -1: none
@@ -63,6 +72,7 @@ type Cluster struct {
 func (c *Cluster) initHealth() {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.stop = make(chan struct{})
+	c.drained = make(chan struct{})
 	c.health = make([]nodeHealth, len(c.nodes))
 	c.probeNow = make([]chan struct{}, len(c.nodes))
 	now := time.Now()
@@ -150,7 +160,14 @@ func (c *Cluster) QueryRowContext(ctx context.Context, query string, args ...any
 // statement that was not sent.
 func (c *Cluster) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) {
 	var tx *Tx
+	if err := c.enter(); err != nil {
+		return nil, err
+	}
 	c.gate.RLock() // released by Commit or Rollback
+	release := func() {
+		c.gate.RUnlock()
+		c.leave()
+	}
 	err := c.call(ctx, opBegin, false, false, func(n *node) (bool, error) {
 		conn, err := n.db.Conn(ctx)
 		if err != nil {
@@ -166,11 +183,11 @@ func (c *Cluster) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error)
 			}
 			return false, err
 		}
-		tx = &Tx{tx: stx, conn: conn, cluster: c.name, node: n.addr, release: c.gate.RUnlock}
+		tx = &Tx{tx: stx, conn: conn, cluster: c.name, node: n.addr, release: release}
 		return true, nil
 	})
 	if err != nil {
-		c.gate.RUnlock()
+		release()
 	}
 	return tx, err
 }
@@ -211,6 +228,39 @@ func (c *Cluster) WriterAddr() string {
 		return c.nodes[w].addr
 	}
 	return ""
+}
+
+// enter counts a call in flight; it fails once the cluster is retired or
+// closed.
+func (c *Cluster) enter() error {
+	c.inflight.Add(1)
+	if c.retiring.Load() {
+		c.leave()
+		return &notSentError{cluster: c.name, op: "call", err: fmt.Errorf("%w: the cluster was removed or replaced by Router.Reload; get it from the router again", ErrClosed)}
+	}
+	if c.closed.Load() {
+		c.leave()
+		return ErrClosed
+	}
+	return nil
+}
+
+// leave ends a call counted by enter.
+func (c *Cluster) leave() {
+	if c.inflight.Add(-1) == 0 && c.retiring.Load() {
+		c.drainOnce.Do(func() { close(c.drained) })
+	}
+}
+
+// retire refuses new calls, waits until the calls in flight have ended and
+// closes the cluster.
+func (c *Cluster) retire() {
+	c.retiring.Store(true)
+	if c.inflight.Load() == 0 {
+		c.drainOnce.Do(func() { close(c.drained) })
+	}
+	<-c.drained
+	c.close()
 }
 
 // close stops the probers and closes every node's pool.

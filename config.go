@@ -46,6 +46,10 @@ type Config struct {
 	// Clusters maps a cluster's name to its nodes and settings.
 	Clusters map[string]ClusterConfig `yaml:"clusters"`
 
+	// ShardMaps maps a shard map's name to its strategy and table; see
+	// ShardMapConfig and Router.Route.
+	ShardMaps map[string]ShardMapConfig `yaml:"shard_maps"`
+
 	// Logger receives the router's log lines (failovers, node failures).
 	// Nil means slog.Default(). It cannot be set from YAML.
 	Logger *slog.Logger `yaml:"-"`
@@ -444,7 +448,65 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
-	return nil
+	_, err := c.buildShardMaps()
+	return err
+}
+
+// buildShardMaps builds every shard map and checks that each cluster it
+// names is configured.
+func (c *Config) buildShardMaps() (map[string]ShardMap, error) {
+	maps := make(map[string]ShardMap, len(c.ShardMaps))
+	for _, name := range sortedKeys(c.ShardMaps) {
+		smc := c.ShardMaps[name]
+		path := "shard_maps." + name
+		if strings.TrimSpace(name) == "" {
+			return nil, &ConfigError{Field: "shard_maps", Value: name, Msg: "shard map name must not be empty"}
+		}
+		m, err := NewShardMap(smc)
+		if err != nil {
+			var ce *ConfigError
+			if errors.As(err, &ce) {
+				ce.Field = path + "." + ce.Field
+				return nil, ce
+			}
+			return nil, fmt.Errorf("dbrouter: config: %s: %w", path, err)
+		}
+		check := func(field, cluster string) error {
+			if _, ok := c.Clusters[cluster]; !ok {
+				return &ConfigError{Field: path + "." + field, Value: cluster,
+					Msg: fmt.Sprintf("unknown cluster (configured: %s)", strings.Join(c.clusterNames(), ", "))}
+			}
+			return nil
+		}
+		var errs []error
+		for _, k := range sortedKeys(smc.Ranges) {
+			errs = append(errs, check("ranges."+k, smc.Ranges[k]))
+		}
+		for _, k := range sortedKeys(smc.Entries) {
+			errs = append(errs, check("entries."+k, smc.Entries[k]))
+		}
+		for i, cl := range smc.Clusters {
+			errs = append(errs, check(fmt.Sprintf("clusters[%d]", i), cl))
+		}
+		if smc.Other != "" {
+			errs = append(errs, check("other", smc.Other))
+		}
+		if smc.Default != "" {
+			errs = append(errs, check("default", smc.Default))
+		}
+		if l, ok := m.(ClusterLister); ok {
+			for _, cl := range l.Clusters() {
+				errs = append(errs, check("clusters", cl))
+			}
+		}
+		for _, err := range errs {
+			if err != nil {
+				return nil, err
+			}
+		}
+		maps[name] = m
+	}
+	return maps, nil
 }
 
 // validate checks the fields of one Settings; path is its YAML path.

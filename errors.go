@@ -33,8 +33,21 @@ var (
 	// configured.
 	ErrUnknownCluster = errors.New("dbrouter: unknown cluster")
 
-	// ErrClosed is returned by calls made after Router.Close.
-	ErrClosed = errors.New("dbrouter: router closed")
+	// ErrClosed is returned by calls made after Router.Close, and by calls
+	// on a *Cluster that Router.Reload removed or replaced.
+	ErrClosed = errors.New("dbrouter: closed")
+
+	// ErrUnknownShardMap is returned by Router.Route and Router.Each for a
+	// shard map name that is not configured.
+	ErrUnknownShardMap = errors.New("dbrouter: unknown shard map")
+
+	// ErrEmptyKey is returned by Router.Route (and every built-in ShardMap)
+	// for an empty key.
+	ErrEmptyKey = errors.New("dbrouter: empty shard key")
+
+	// ErrNoShard means a shard map has no cluster for a key: it is outside
+	// every range or entry and the map has no default.
+	ErrNoShard = errors.New("dbrouter: key is in no shard")
 )
 
 // OutcomeUnknownError reports a statement whose connection broke after the

@@ -64,7 +64,7 @@ func ExampleOpen() {
 	fmt.Println(errors.Is(err, dbrouter.ErrUnknownCluster), err)
 	// Output:
 	// logs-web3 [127.0.0.1:1 127.0.0.1:2] writer: 127.0.0.1:1
-	// true dbrouter: unknown cluster "logs-web4" (configured: [logs-web3])
+	// true dbrouter: unknown cluster "logs-web4" (configured: logs-web3)
 }
 
 // Every call reports how it went: errors.Is tells whether a failed write is

@@ -118,9 +118,10 @@ type picker struct {
 // outcome-unknown failures are returned as *OutcomeUnknownError unless
 // retryUnknown (a read) allows the next node.
 func (c *Cluster) call(ctx context.Context, op string, read, retryUnknown bool, attempt attemptFunc) error {
-	if c.closed.Load() {
-		return ErrClosed
+	if err := c.enter(); err != nil {
+		return err
 	}
+	defer c.leave()
 	c.startProbers()
 	p := c.pick.Load()
 	var buf [8]int

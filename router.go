@@ -4,25 +4,42 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 )
 
-// Router routes calls to named clusters. Open one with Open; it is safe for
-// concurrent use.
+// Router routes calls to named clusters, directly by name or through named
+// shard maps. Open one with Open; it is safe for concurrent use, and
+// Reload replaces its clusters and shard maps while calls go on.
 type Router struct {
-	clusters map[string]*Cluster
-	names    []string
-	log      *slog.Logger
-	events   *dispatcher
+	table  atomic.Pointer[routeTable]
+	log    *slog.Logger
+	events *dispatcher
+
+	reloadMu sync.Mutex     // serialises Reload and Close
+	retiring sync.WaitGroup // clusters draining after a Reload
+	closed   bool           // under reloadMu
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
+// routeTable is an immutable snapshot of what the router routes to.
+type routeTable struct {
+	cfg      *Config
+	clusters map[string]*Cluster
+	names    []string // sorted
+	maps     map[string]ShardMap
+	mapNames []string // sorted
+}
+
 // Open validates cfg and builds a Router with one connection pool per node.
 // It does no network I/O: connections are made when first used, so Open
-// succeeds while servers are down. The caller must Close the router.
+// succeeds while servers are down. The caller must Close the router. Open
+// keeps a copy of cfg; later changes to cfg have no effect.
 func Open(cfg *Config) (*Router, error) {
 	if cfg == nil {
 		return nil, errors.New("dbrouter: Open: nil *Config")
@@ -34,17 +51,65 @@ func Open(cfg *Config) (*Router, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	r := &Router{clusters: make(map[string]*Cluster, len(cfg.Clusters)), log: log, events: newDispatcher(log, cfg.OnEvent)}
-	for _, name := range cfg.clusterNames() {
-		c, err := newCluster(name, cfg, log, r.events)
-		if err != nil {
-			r.Close()
-			return nil, err
-		}
-		r.clusters[name] = c
-		r.names = append(r.names, name)
+	r := &Router{log: log, events: newDispatcher(log, cfg.OnEvent)}
+	t, _, err := r.buildTable(cfg, nil)
+	if err != nil {
+		r.events.close()
+		return nil, err
 	}
+	r.table.Store(t)
 	return r, nil
+}
+
+// buildTable builds the routing table for cfg (already validated), reusing
+// the clusters of old whose configuration is unchanged. It returns the
+// clusters of old that are not reused.
+func (r *Router) buildTable(cfg *Config, old *routeTable) (*routeTable, []*Cluster, error) {
+	maps, err := cfg.buildShardMaps()
+	if err != nil {
+		return nil, nil, err
+	}
+	cp := *cfg
+	t := &routeTable{cfg: &cp, clusters: make(map[string]*Cluster, len(cfg.Clusters)), maps: maps}
+	var created []*Cluster
+	for _, name := range cfg.clusterNames() {
+		if old != nil {
+			if c := old.clusters[name]; c != nil && sameCluster(old.cfg, cfg, name) {
+				t.clusters[name] = c
+				t.names = append(t.names, name)
+				continue
+			}
+		}
+		c, err := newCluster(name, cfg, r.log, r.events)
+		if err != nil {
+			for _, c := range created {
+				c.close()
+			}
+			return nil, nil, err
+		}
+		created = append(created, c)
+		t.clusters[name] = c
+		t.names = append(t.names, name)
+	}
+	t.mapNames = sortedKeys(maps)
+	var retired []*Cluster
+	if old != nil {
+		for _, name := range old.names {
+			if c := old.clusters[name]; t.clusters[name] != c {
+				retired = append(retired, c)
+			}
+		}
+	}
+	return t, retired, nil
+}
+
+// sameCluster reports whether cluster name has the same nodes and effective
+// settings in a and b.
+func sameCluster(a, b *Config, name string) bool {
+	ca, okA := a.Clusters[name]
+	cb, okB := b.Clusters[name]
+	return okA && okB && slices.Equal(ca.Nodes, cb.Nodes) &&
+		reflect.DeepEqual(a.effective(name), b.effective(name))
 }
 
 func newCluster(name string, cfg *Config, log *slog.Logger, events *dispatcher) (*Cluster, error) {
@@ -70,38 +135,94 @@ func newCluster(name string, cfg *Config, log *slog.Logger, events *dispatcher) 
 }
 
 // Cluster returns the named cluster, or an error matching ErrUnknownCluster
-// that names it.
+// that names it. It is cheap: call it per request rather than keeping the
+// *Cluster across a Reload that may replace it.
 func (r *Router) Cluster(name string) (*Cluster, error) {
-	c, ok := r.clusters[name]
+	t := r.table.Load()
+	c, ok := t.clusters[name]
 	if !ok {
-		return nil, fmt.Errorf("%w %q (configured: %v)", ErrUnknownCluster, name, r.names)
+		return nil, fmt.Errorf("%w %q (configured: %s)", ErrUnknownCluster, name, strings.Join(t.names, ", "))
 	}
 	return c, nil
 }
 
+// Route returns the cluster that shard map mapName assigns to key. An
+// unknown map is an error matching ErrUnknownShardMap; a key that cannot be
+// routed gives a *RouteError, matching ErrEmptyKey, ErrNoShard (the key is
+// outside every range and the map has no default) or ErrUnknownCluster (a
+// user-defined map returned a cluster that is not configured), naming the
+// map and the key. Route does not allocate when it succeeds with a built-in
+// map, and is safe for concurrent use, Reload included.
+func (r *Router) Route(mapName, key string) (*Cluster, error) {
+	t := r.table.Load()
+	m, ok := t.maps[mapName]
+	if !ok {
+		return nil, fmt.Errorf("%w %q (configured: %s)", ErrUnknownShardMap, mapName, strings.Join(t.mapNames, ", "))
+	}
+	if key == "" {
+		return nil, &RouteError{Map: mapName, Err: ErrEmptyKey}
+	}
+	name, err := m.Lookup(key)
+	if err != nil {
+		return nil, &RouteError{Map: mapName, Key: key, Err: err}
+	}
+	c, ok := t.clusters[name]
+	if !ok {
+		return nil, &RouteError{Map: mapName, Key: key,
+			Err: fmt.Errorf("%w %q (configured: %s)", ErrUnknownCluster, name, strings.Join(t.names, ", "))}
+	}
+	return c, nil
+}
+
+// RouteError reports a key that Router.Route could not route. Err is the
+// cause: it matches ErrEmptyKey, ErrNoShard, ErrUnknownCluster or a
+// user-defined map's own error.
+type RouteError struct {
+	Map string // the shard map's name
+	Key string // the key as given
+	Err error
+}
+
+// Error names the map, the key and the cause.
+func (e *RouteError) Error() string {
+	return fmt.Sprintf("dbrouter: shard map %q: key %q: %s", e.Map, e.Key, strings.TrimPrefix(e.Err.Error(), "dbrouter: "))
+}
+
+// Unwrap returns the cause.
+func (e *RouteError) Unwrap() error { return e.Err }
+
 // Clusters returns the configured cluster names, sorted.
-func (r *Router) Clusters() []string { return slices.Clone(r.names) }
+func (r *Router) Clusters() []string { return slices.Clone(r.table.Load().names) }
+
+// ShardMaps returns the configured shard map names, sorted.
+func (r *Router) ShardMaps() []string { return slices.Clone(r.table.Load().mapNames) }
 
 // Stats returns a snapshot of every cluster's health, in name order.
 func (r *Router) Stats() []ClusterStats {
-	out := make([]ClusterStats, 0, len(r.names))
-	for _, name := range r.names {
-		out = append(out, r.clusters[name].Stats())
+	t := r.table.Load()
+	out := make([]ClusterStats, 0, len(t.names))
+	for _, name := range t.names {
+		out = append(out, t.clusters[name].Stats())
 	}
 	return out
 }
 
 // Close stops the health probes, closes every node's connection pool and
-// delivers the events already queued. Calls made afterwards return
-// ErrClosed. Close is idempotent and safe for concurrent use.
+// delivers the events already queued. Clusters retired by Reload are closed
+// once their calls in flight end, and Close waits for that too. Calls made
+// afterwards return ErrClosed. Close is idempotent and safe for concurrent
+// use.
 func (r *Router) Close() error {
 	r.closeOnce.Do(func() {
+		r.reloadMu.Lock()
+		r.closed = true
+		t := r.table.Load()
+		r.reloadMu.Unlock()
 		var errs []error
-		for _, name := range r.names {
-			if c := r.clusters[name]; c != nil {
-				errs = append(errs, c.close())
-			}
+		for _, name := range t.names {
+			errs = append(errs, t.clusters[name].close())
 		}
+		r.retiring.Wait()
 		r.events.close()
 		r.closeErr = errors.Join(errs...)
 	})

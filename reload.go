@@ -1,0 +1,120 @@
+package dbrouter
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Reload replaces the router's clusters and shard maps with those of cfg,
+// atomically: every Route, Cluster and Each call sees either the old
+// configuration or the new one, never a mix. cfg is validated first; an
+// invalid cfg is rejected whole, with the validation error, and the old
+// configuration stays in force.
+//
+// A cluster whose nodes and effective settings are unchanged is kept as it
+// is, with its pools, health and writer. A cluster that is removed or whose
+// configuration changed is retired: calls already running on it (and open
+// transactions) finish there, new calls on a *Cluster value obtained before
+// the Reload return an error matching both ErrClosed and ErrNotSent (nothing
+// was sent: route again and retry), and its pools are closed
+// once its calls in flight have ended. Get clusters from the router per
+// request (Route and Cluster are cheap) to follow reloads.
+//
+// cfg.Logger and cfg.OnEvent are ignored: those of Open stay in force.
+// Reload is safe for concurrent use; reloads are serialised.
+func (r *Router) Reload(cfg *Config) error {
+	if cfg == nil {
+		return errors.New("dbrouter: Reload: nil *Config")
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("dbrouter: Reload rejected, configuration unchanged: %w", err)
+	}
+	r.reloadMu.Lock()
+	defer r.reloadMu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	old := r.table.Load()
+	t, retired, err := r.buildTable(cfg, old)
+	if err != nil {
+		return fmt.Errorf("dbrouter: Reload rejected, configuration unchanged: %w", err)
+	}
+	r.table.Store(t)
+	for _, c := range retired {
+		r.retiring.Add(1)
+		go func() {
+			defer r.retiring.Done()
+			c.retire()
+		}()
+	}
+	r.log.Info("dbrouter: configuration reloaded", "clusters", len(t.names), "shard_maps", len(t.mapNames), "retired", len(retired))
+	return nil
+}
+
+// DefaultWatchInterval is how often WatchConfigFile reads the file when its
+// interval is zero.
+const DefaultWatchInterval = time.Second
+
+// WatchConfigFile reads the YAML file at path every interval (zero means
+// DefaultWatchInterval) and, when its content differs from the last content
+// seen and has stayed the same for one more interval (so that a file caught
+// mid-write is not applied; writing it atomically with a rename is better
+// still), parses it as LoadConfig does and applies it with Reload. The content at
+// the first read is taken as current, not applied. A file that cannot be
+// read or parsed, or a rejected reload, is reported to onError (nil: logged
+// at error level by the router's logger) and the router keeps its current
+// configuration; the same content is not retried until it changes again.
+// WatchConfigFile blocks until ctx is done or the router is closed; run it in
+// its own goroutine.
+func (r *Router) WatchConfigFile(ctx context.Context, path string, interval time.Duration, onError func(error)) {
+	if interval <= 0 {
+		interval = DefaultWatchInterval
+	}
+	if onError == nil {
+		onError = func(err error) { r.log.Error("dbrouter: config watch", "path", path, "err", err) }
+	}
+	last, err := os.ReadFile(path)
+	if err != nil {
+		onError(fmt.Errorf("dbrouter: config watch: %w", err))
+	}
+	var pending []byte
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			onError(fmt.Errorf("dbrouter: config watch: %w", err))
+			continue
+		}
+		if bytes.Equal(data, last) {
+			pending = nil
+			continue
+		}
+		if !bytes.Equal(data, pending) {
+			// Changed since the last read: wait until it stays the same
+			// for one interval, so a file caught mid-write is not applied.
+			pending = data
+			continue
+		}
+		last, pending = data, nil
+		cfg, err := ParseConfig(data)
+		if err == nil {
+			err = r.Reload(cfg)
+		}
+		if errors.Is(err, ErrClosed) {
+			return
+		}
+		if err != nil {
+			onError(fmt.Errorf("%w (in %s)", err, path))
+		}
+	}
+}
