@@ -108,11 +108,15 @@ func (c *Cluster) Nodes() []string {
 // returned as they are, except read-only refusals, which move the writer to
 // the next node. When no node can take the statement the error is a
 // *NoWriterError listing each node's failure.
+//
+// A statement that is safe to apply twice (an upsert to a fixed value, a
+// DELETE by key) can be marked with WithIdempotent(ctx): it is then retried
+// on the next node after an outcome-unknown failure too.
 func (c *Cluster) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	c.gate.RLock()
 	defer c.gate.RUnlock()
 	var res sql.Result
-	err := c.call(ctx, opExec, false, false, func(n *node) (bool, error) {
+	err := c.call(ctx, opExec, false, isIdempotent(ctx), func(n *node) (bool, error) {
 		conn, err := n.db.Conn(ctx)
 		if err != nil {
 			return false, err
@@ -138,7 +142,7 @@ func (c *Cluster) QueryContext(ctx context.Context, query string, args ...any) (
 		c.gate.RLock()
 		defer c.gate.RUnlock()
 	}
-	err := c.call(ctx, opQuery, read, read, func(n *node) (bool, error) {
+	err := c.call(ctx, opQuery, read, read || isIdempotent(ctx), func(n *node) (bool, error) {
 		var err error
 		rows, err = n.db.QueryContext(ctx, query, args...)
 		return true, err
@@ -183,7 +187,7 @@ func (c *Cluster) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error)
 			}
 			return false, err
 		}
-		tx = &Tx{tx: stx, conn: conn, cluster: c.name, node: n.addr, release: release}
+		tx = &Tx{tx: stx, conn: conn, cluster: c.name, node: n.addr, release: release, owner: c, idx: c.nodeIndex(n)}
 		return true, nil
 	})
 	if err != nil {
@@ -228,6 +232,16 @@ func (c *Cluster) WriterAddr() string {
 		return c.nodes[w].addr
 	}
 	return ""
+}
+
+// nodeIndex returns n's position in c.nodes.
+func (c *Cluster) nodeIndex(n *node) int {
+	for i, m := range c.nodes {
+		if m == n {
+			return i
+		}
+	}
+	return -1
 }
 
 // enter counts a call in flight; it fails once the cluster is retired or

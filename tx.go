@@ -3,7 +3,16 @@ package dbrouter
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
 	"sync"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 // Tx is a transaction pinned to one connection on the node that was writer
@@ -11,7 +20,8 @@ import (
 // failures: a COMMIT that provably was not sent returns an error matching
 // ErrNotSent (the transaction was rolled back by the server when the
 // connection dropped), and one whose answer was lost returns an
-// *OutcomeUnknownError.
+// *OutcomeUnknownError. Cluster.RunInTx re-runs a transaction on the next
+// writer when that is safe.
 //
 // A Tx is not safe for concurrent use, like *sql.Tx.
 type Tx struct {
@@ -21,11 +31,27 @@ type Tx struct {
 	node    string
 	release func() // releases the cluster's failback fence
 	done    sync.Once
+	owner   *Cluster // nil in tests that build a Tx by hand
+	idx     int      // the node's index in owner.nodes
 }
 
 func (t *Tx) finish() {
 	t.conn.Close()
 	t.done.Do(t.release)
+}
+
+// report tells the cluster's health tracking about a failed statement, so
+// that a dead node is noticed by the next call too.
+func (t *Tx) report(err error) {
+	if t.owner == nil || t.idx < 0 || err == nil {
+		return
+	}
+	switch class := classify(err, true); class {
+	case ClassOutcomeUnknown, ClassNotSent, ClassReadOnly:
+		if connectionLost(err) || class == ClassReadOnly {
+			t.owner.reportCall(t.idx, class, err)
+		}
+	}
 }
 
 // Node returns the address of the node the transaction runs on.
@@ -37,12 +63,16 @@ func (t *Tx) Tx() *sql.Tx { return t.tx }
 
 // ExecContext runs a statement in the transaction.
 func (t *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return t.tx.ExecContext(ctx, query, args...)
+	res, err := t.tx.ExecContext(ctx, query, args...)
+	t.report(err)
+	return res, err
 }
 
 // QueryContext runs a query in the transaction.
 func (t *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return t.tx.QueryContext(ctx, query, args...)
+	rows, err := t.tx.QueryContext(ctx, query, args...)
+	t.report(err)
+	return rows, err
 }
 
 // QueryRowContext runs a query in the transaction that returns at most one
@@ -58,6 +88,7 @@ func (t *Tx) Commit() error {
 	if err == nil {
 		return nil
 	}
+	t.report(err)
 	switch classify(err, true) {
 	case ClassNotSent:
 		return &notSentError{cluster: t.cluster, op: "commit on " + t.node, err: err}
@@ -71,4 +102,120 @@ func (t *Tx) Commit() error {
 func (t *Tx) Rollback() error {
 	defer t.finish()
 	return t.tx.Rollback()
+}
+
+// MaxTxAttempts is how many times RunInTx runs a transaction at most.
+const MaxTxAttempts = 5
+
+// errDeadlock is ER_LOCK_DEADLOCK: the server rolled the whole transaction
+// back.
+const errDeadlock = 1213
+
+// RunInTx runs fn in a transaction on the writer and commits it.
+//
+// When the transaction fails before its COMMIT was sent, nothing of it was
+// applied: the node's connection was lost (the server rolls back an
+// unfinished transaction when its client goes), the node refused writes as
+// read-only, or the server rolled it back as a deadlock victim. RunInTx
+// then rolls back and runs fn again from the start, in a new transaction on
+// the writer of that moment (the next node if this one failed), up to
+// MaxTxAttempts times in all and while ctx lasts. A COMMIT that provably was
+// not sent, or that the server refused (read_only was set meanwhile, or a
+// deadlock), is re-run the same way. A COMMIT whose answer was lost returns
+// the *OutcomeUnknownError and is never re-run.
+//
+// Any other error returned by fn — the caller's own, or a server error such
+// as a duplicate key — rolls the transaction back and is returned as is;
+// when ctx ended before COMMIT, the error also matches ErrNotSent.
+// fn should only run statements on tx: anything else it does may happen
+// more than once. Statements that commit implicitly (DDL) or write
+// non-transactional tables must not be used in fn.
+func (c *Cluster) RunInTx(ctx context.Context, opts *sql.TxOptions, fn func(ctx context.Context, tx *Tx) error) error {
+	var (
+		last     error
+		lastNode string
+	)
+	for attempt := 1; attempt <= MaxTxAttempts; attempt++ {
+		if attempt > 1 {
+			if err := ctx.Err(); err != nil {
+				return &notSentError{cluster: c.name, op: "transaction", err: err, tried: []*NodeError{{Node: lastNode, Class: ClassNotSent, Err: last}}}
+			}
+		}
+		tx, err := c.BeginTx(ctx, opts)
+		if err != nil {
+			return err // not sent: BeginTx already tried every node
+		}
+		lastNode = tx.Node()
+		if err := fn(ctx, tx); err != nil {
+			tx.Rollback()
+			if ctx.Err() != nil {
+				// No COMMIT was sent: nothing of the transaction applied.
+				return &notSentError{cluster: c.name, op: "transaction on " + tx.Node(), err: err}
+			}
+			if !rerunnable(err) {
+				return err
+			}
+			last = err
+			backoff(ctx, err)
+			continue
+		}
+		err = tx.Commit()
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, ErrNotSent) || isDeadlock(err) || classify(err, true) == ClassReadOnly {
+			// Not sent, or refused (deadlock victim, read_only set while
+			// the transaction was open): nothing was applied.
+			last = err
+			backoff(ctx, err)
+			continue
+		}
+		return err
+	}
+	return &NoWriterError{Cluster: c.name, Op: fmt.Sprintf("transaction (%d attempts)", MaxTxAttempts), Attempts: []*NodeError{{Node: lastNode, Class: ClassNotSent, Err: last}}}
+}
+
+// rerunnable reports whether a failure inside a transaction (before its
+// COMMIT) means the node lost or refused it, so that it left no trace and
+// may be run again.
+func rerunnable(err error) bool {
+	if isDeadlock(err) {
+		return true
+	}
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		return me.Number == errOptionPreventsStatement || me.Number == errReadOnlyMode
+	}
+	return connectionLost(err)
+}
+
+func isDeadlock(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && me.Number == errDeadlock
+}
+
+// connectionLost reports whether err says the connection to the node failed
+// (as opposed to the caller's own error or a context ending).
+func connectionLost(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var ce *connectError
+	var ne net.Error
+	return errors.As(err, &ce) || errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, sql.ErrConnDone) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.As(err, &ne)
+}
+
+// backoff pauses briefly before re-running a transaction: long enough for a
+// deadlock's other party to finish, short next to a failover.
+func backoff(ctx context.Context, err error) {
+	d := time.Millisecond
+	if isDeadlock(err) {
+		d = time.Duration(1+rand.IntN(10)) * time.Millisecond
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
 }

@@ -3,6 +3,7 @@ package ringtest
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -223,7 +224,11 @@ func (r *Ring) Restart(i int) error {
 // SetReadOnly sets the global read_only flag on node i. Users without the
 // READ_ONLY ADMIN privilege (the application user) then get error 1290 on
 // writes; replication keeps applying changes. Like any SET GLOBAL, it does
-// not survive Restart.
+// not survive Restart. Open transactions block SET GLOBAL read_only = 1
+// while their own next statements wait for it; after 1 s (lock_wait_timeout)
+// SetReadOnly kills the connections of the application user, as an
+// operator demoting a busy master would, and tries again: callers in a
+// transaction then see their connection lost.
 func (r *Ring) SetReadOnly(i int, ro bool) error {
 	s, err := r.nodeErr(i)
 	if err != nil {
@@ -235,10 +240,62 @@ func (r *Ring) SetReadOnly(i int, ro bool) error {
 	if ro {
 		v = 1
 	}
-	if _, err := s.adminDB().ExecContext(ctx, fmt.Sprintf("SET GLOBAL read_only = %d", v)); err != nil {
+	conn, err := s.adminDB().Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("ringtest: %s: set read_only=%d: %w", s.label(), v, err)
+	}
+	defer conn.Close()
+	// SET GLOBAL read_only = 1 waits for open transactions to end, and
+	// their next statements wait for it: a deadlock until a timeout. Do
+	// what an operator demoting a busy master does: wait a little, then
+	// kill the application user's connections and try again.
+	if _, err := conn.ExecContext(ctx, "SET SESSION lock_wait_timeout = 1"); err != nil {
+		return fmt.Errorf("ringtest: %s: set read_only=%d: %w", s.label(), v, err)
+	}
+	for attempt := 1; ; attempt++ {
+		_, err = conn.ExecContext(ctx, fmt.Sprintf("SET GLOBAL read_only = %d", v))
+		var me *mysql.MySQLError
+		if err == nil || attempt == 5 || !errors.As(err, &me) || me.Number != 1205 {
+			break
+		}
+		killed, kerr := killUserConns(ctx, conn, r.h.opts.User)
+		if kerr != nil {
+			return fmt.Errorf("ringtest: %s: set read_only=%d: %w", s.label(), v, kerr)
+		}
+		r.h.opts.Logf("ringtest: %s: read_only=%d waited on open transactions; killed %d connection(s) of %s", s.label(), v, killed, r.h.opts.User)
+	}
+	if err != nil {
 		return fmt.Errorf("ringtest: %s: set read_only=%d: %w", s.label(), v, err)
 	}
 	return nil
+}
+
+// killUserConns kills every connection of user on conn's server.
+func killUserConns(ctx context.Context, conn *sql.Conn, user string) (int, error) {
+	rows, err := conn.QueryContext(ctx, "SELECT id FROM information_schema.processlist WHERE user = ?", user)
+	if err != nil {
+		return 0, err
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, id := range ids {
+		if _, err := conn.ExecContext(ctx, fmt.Sprintf("KILL CONNECTION %d", id)); err == nil {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // GTIDPos returns node i's @@gtid_current_pos, e.g. "1-1-5,2-2-3" (the

@@ -1,0 +1,128 @@
+package dbrouter
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// TestRunInTx checks when RunInTx re-runs a transaction and when it must
+// not, each failure forced on node a by the fake driver.
+func TestRunInTx(t *testing.T) {
+	userErr := errors.New("insufficient funds")
+	tests := []struct {
+		name      string
+		arrange   func(a *fakeServer)
+		fnErr     error // returned by fn on its first run
+		wantRuns  int   // times fn ran
+		wantErr   error // nil: success
+		wantOn    string
+		wantCommA int64 // commits that reached a
+	}{
+		{name: "ok", wantRuns: 1, wantOn: "a:3306", wantCommA: 1},
+		{name: "connection lost mid-transaction → re-run on b",
+			arrange:  func(a *fakeServer) { a.execErr = mysql.ErrInvalidConn },
+			wantRuns: 2, wantOn: "b:3306"},
+		{name: "read-only refusal → re-run on b",
+			arrange:  func(a *fakeServer) { a.execErr = &mysql.MySQLError{Number: 1290, Message: "read-only"} },
+			wantRuns: 2, wantOn: "b:3306"},
+		{name: "COMMIT answer lost → outcome unknown, no re-run",
+			arrange:  func(a *fakeServer) { a.commitErr = mysql.ErrInvalidConn },
+			wantRuns: 1, wantErr: ErrOutcomeUnknown},
+		{name: "COMMIT provably not sent → re-run on b",
+			arrange:  func(a *fakeServer) { a.commitErr = fmt.Errorf("wrapped: %w", errBadConnForTest) },
+			wantRuns: 2, wantOn: "b:3306"},
+		{name: "server error (duplicate key) → returned, no re-run",
+			arrange:  func(a *fakeServer) { a.execErr = &mysql.MySQLError{Number: 1062, Message: "Duplicate entry"} },
+			wantRuns: 1, wantErr: &mysql.MySQLError{Number: 1062}},
+		{name: "caller's own error → returned, no re-run",
+			fnErr: userErr, wantRuns: 1, wantErr: userErr},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, srv := newFakeCluster(t, 2, Settings{})
+			if tc.arrange != nil {
+				srv[0].set(tc.arrange)
+			}
+			runs, on := 0, ""
+			err := c.RunInTx(context.Background(), nil, func(ctx context.Context, tx *Tx) error {
+				runs++
+				on = tx.Node()
+				if runs == 1 && tc.fnErr != nil {
+					return tc.fnErr
+				}
+				_, err := tx.ExecContext(ctx, "UPDATE accounts SET balance = balance - 5 WHERE id = 1")
+				return err
+			})
+			if runs != tc.wantRuns {
+				t.Errorf("fn ran %d times, want %d", runs, tc.wantRuns)
+			}
+			var me *mysql.MySQLError
+			switch {
+			case tc.wantErr == nil && err != nil:
+				t.Fatalf("RunInTx: %v", err)
+			case tc.wantErr == nil:
+				if on != tc.wantOn {
+					t.Errorf("committed on %s, want %s", on, tc.wantOn)
+				}
+			case errors.As(tc.wantErr, &me):
+				var got *mysql.MySQLError
+				if !errors.As(err, &got) || got.Number != me.Number {
+					t.Errorf("err = %v, want MySQL error %d", err, me.Number)
+				}
+			case !errors.Is(err, tc.wantErr):
+				t.Errorf("err = %v, want %v", err, tc.wantErr)
+			}
+			if got := srv[0].commits.Load(); got != tc.wantCommA {
+				t.Errorf("%d commits reached a, want %d", got, tc.wantCommA)
+			}
+		})
+	}
+}
+
+// errBadConnForTest is what go-sql-driver returns when it finds the
+// connection dead before writing.
+var errBadConnForTest = driver.ErrBadConn
+
+// TestRunInTxGivesUp checks that a transaction failing on every node stops
+// after MaxTxAttempts with an error matching ErrNotSent and naming the node.
+func TestRunInTxGivesUp(t *testing.T) {
+	c, srv := newFakeCluster(t, 2, Settings{})
+	for _, s := range srv {
+		s.set(func(s *fakeServer) { s.execErr = mysql.ErrInvalidConn })
+	}
+	runs := 0
+	err := c.RunInTx(context.Background(), nil, func(ctx context.Context, tx *Tx) error {
+		runs++
+		_, err := tx.ExecContext(ctx, "UPDATE t SET x = x + 1")
+		return err
+	})
+	if runs != MaxTxAttempts || !errors.Is(err, ErrNotSent) || !strings.Contains(err.Error(), ":3306") {
+		t.Fatalf("after %d runs: %v", runs, err)
+	}
+}
+
+// TestWithIdempotent checks that only a marked Exec is retried after an
+// outcome-unknown failure.
+func TestWithIdempotent(t *testing.T) {
+	c, srv := newFakeCluster(t, 2, Settings{})
+	srv[0].set(func(s *fakeServer) { s.execErr = mysql.ErrInvalidConn })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.ExecContext(ctx, "DELETE FROM sessions WHERE id = 7"); !errors.Is(err, ErrOutcomeUnknown) {
+		t.Fatalf("unmarked: %v, want outcome unknown", err)
+	}
+	ctx = WithTrace(WithIdempotent(ctx), new(Trace))
+	if _, err := c.ExecContext(ctx, "DELETE FROM sessions WHERE id = 7"); err != nil {
+		t.Fatalf("marked idempotent: %v", err)
+	}
+	if srv[1].execs.Load() == 0 {
+		t.Fatal("the idempotent statement did not reach b")
+	}
+}
