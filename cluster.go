@@ -50,6 +50,7 @@ type Cluster struct {
 	mu         sync.Mutex   // guards health, writerIdx and failbackTo
 	health     []nodeHealth // parallel to nodes
 	writerIdx  int          // -1: none
+	lastWriter int          // the last writer there was, -1 before any
 	failbackTo int          // failback candidate, -1: none
 
 	// gate fences failback: every write holds it shared for its duration
@@ -80,7 +81,7 @@ func (c *Cluster) initHealth() {
 		c.probeNow[i] = make(chan struct{}, 1)
 		c.health[i].changedAt = now
 	}
-	c.writerIdx, c.failbackTo = -1, -1
+	c.writerIdx, c.failbackTo, c.lastWriter = -1, -1, -1
 	c.mu.Lock()
 	c.rebuild(now) // the first choice is not news: no event
 	c.mu.Unlock()

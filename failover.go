@@ -187,6 +187,9 @@ func (c *Cluster) rebuild(now time.Time) []Event {
 		}
 		evs = append(evs, Event{Cluster: c.name, Node: to, Kind: EventWriter, From: from, To: to, Cause: c.writerCause(w), At: now})
 		c.writerIdx = w
+		if w >= 0 {
+			c.lastWriter = w
+		}
 	}
 	for i, n := range c.nodes {
 		n.state.Store(int32(c.health[i].state))
@@ -266,12 +269,33 @@ func (c *Cluster) chooseWriter() (writer, failbackTo int) {
 		}
 		return cur, -1
 	}
+	// The writer failed (or there was none): take the first eligible node
+	// that has everything the last writer was last seen to have, so that a
+	// node that came back behind it (a restarted old writer) is not chosen
+	// over a caught-up one; if none has, the first eligible node.
+	first := -1
 	for i := range c.nodes {
-		if eligible(i) {
+		if !eligible(i) {
+			continue
+		}
+		if first < 0 {
+			first = i
+		}
+		if c.hasAllOf(i, c.lastWriter) {
 			return i, -1
 		}
 	}
-	return -1, -1
+	return first, -1
+}
+
+// hasAllOf reports whether node i's last seen position contains node w's;
+// true when w is -1 or i, or when positions are not tracked.
+func (c *Cluster) hasAllOf(i, w int) bool {
+	if w < 0 || w == i || c.settings.Health.Disabled {
+		return true
+	}
+	hi, hw := &c.health[i], &c.health[w]
+	return hi.havePos && hw.havePos && hi.pos.contains(hw.pos)
 }
 
 // caughtUp reports whether node i may take over from the healthy writer w.

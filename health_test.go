@@ -129,6 +129,28 @@ func TestProbeStateMachineAndFailback(t *testing.T) {
 	}
 }
 
+// TestFailoverSkipsStaleNode checks that when the writer fails, a node that
+// came back behind it is passed over for one that has caught up.
+func TestFailoverSkipsStaleNode(t *testing.T) {
+	t.Parallel()
+	c, srv := newFakeClusterWithProbes(t, 3, fastProbes(), nil)
+	c.WriterAddr()
+	srv[0].set(func(s *fakeServer) { s.connectErr = errDialRefused })
+	eventually(t, "writer b", func() bool { return c.WriterAddr() == "b:3306" })
+	// b takes writes that c replicates; a comes back without them.
+	srv[1].set(func(s *fakeServer) { s.gtid = "0-1-1,1-2-7" })
+	srv[2].set(func(s *fakeServer) { s.gtid = "0-1-1,1-2-7" })
+	srv[0].set(func(s *fakeServer) { s.connectErr = nil })
+	eventually(t, "a Up", func() bool { return c.Stats().Nodes[0].State == StateUp })
+	eventually(t, "b's position seen", func() bool { return c.Stats().Nodes[1].GTIDPosition == "0-1-1,1-2-7" })
+	// b fails: c, caught up, must win over a, which is first but behind.
+	srv[1].set(func(s *fakeServer) { s.connectErr = errDialRefused })
+	eventually(t, "b not writer", func() bool { return c.WriterAddr() != "b:3306" })
+	if w := c.WriterAddr(); w != "c:3306" {
+		t.Fatalf("writer %q after b failed, want c:3306 (a is behind b)", w)
+	}
+}
+
 func TestProbeReadOnlyDemotes(t *testing.T) {
 	t.Parallel()
 	rec := &eventRecorder{}
