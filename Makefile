@@ -9,7 +9,7 @@ TEST_TIMEOUT ?= 20m
 # Test packages run one at a time (-p 1): each starts its own MariaDB rings,
 # and on 2 cores two packages' rings at once starve each other's timing.
 
-.PHONY: test demo deps vet fmt-check fuzz
+.PHONY: test demo deps vet fmt-check fuzz test-docker
 
 deps:
 	@scripts/ensure-mariadb.sh
@@ -24,6 +24,15 @@ fmt-check:
 test: deps vet fmt-check
 	$(GO) test -race -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./...
 	@scripts/check-orphans.sh
+
+# test-docker runs the same tests with every ring in Docker containers
+# (DBROUTER_RING_BACKEND=docker; needs a Docker engine, no registry): it
+# builds the local MariaDB image when absent, then checks that no container,
+# network or volume is left behind.
+test-docker: vet fmt-check
+	@scripts/build-mariadb-image.sh
+	@rc=0; DBROUTER_RING_BACKEND=docker $(GO) test -race -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./... || rc=$$?; \
+	scripts/check-docker-leftovers.sh || rc=1; exit $$rc
 
 demo: deps
 	$(GO) run ./examples/failover

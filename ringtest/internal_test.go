@@ -39,6 +39,7 @@ func TestQuote(t *testing.T) {
 // TestPortRetry hands the first start a port that is already taken and
 // checks that the server comes up on another one.
 func TestPortRetry(t *testing.T) {
+	nativeOnlyInternal(t)
 	bin, err := FindServer()
 	if err != nil {
 		t.Fatal(err) // a missing server is a failure, not a skip: make test installs it
@@ -95,6 +96,7 @@ func TestPortRetry(t *testing.T) {
 // TestStartFailureQuotesLog checks that a server that cannot start yields
 // an error containing the tail of its error log.
 func TestStartFailureQuotesLog(t *testing.T) {
+	nativeOnlyInternal(t)
 	bin, err := FindServer()
 	if err != nil {
 		t.Fatal(err) // a missing server is a failure, not a skip: make test installs it

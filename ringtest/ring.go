@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -20,17 +19,17 @@ import (
 type Ring struct {
 	name    string
 	h       *Harness
-	servers []*server
+	servers []node
 }
 
-func (r *Ring) node(i int) *server {
+func (r *Ring) node(i int) node {
 	if i < 0 || i >= len(r.servers) {
 		panic(fmt.Sprintf("ringtest: %s: node %d out of range [0,%d)", r.name, i, len(r.servers)))
 	}
 	return r.servers[i]
 }
 
-func (r *Ring) nodeErr(i int) (*server, error) {
+func (r *Ring) nodeErr(i int) (node, error) {
 	if i < 0 || i >= len(r.servers) {
 		return nil, fmt.Errorf("ringtest: %s: node %d out of range [0,%d)", r.name, i, len(r.servers))
 	}
@@ -65,8 +64,8 @@ func (r *Ring) Heal(i int) error { return r.setCut(i, false) }
 
 // IsCut reports whether node i's path is cut.
 func (r *Ring) IsCut(i int) bool {
-	s := r.node(i)
-	return s.proxy != nil && s.proxy.isCut()
+	p := r.node(i).cutProxy()
+	return p != nil && p.isCut()
 }
 
 func (r *Ring) setCut(i int, cut bool) error {
@@ -74,14 +73,58 @@ func (r *Ring) setCut(i int, cut bool) error {
 	if err != nil {
 		return err
 	}
-	if s.proxy == nil {
+	p := s.cutProxy()
+	if p == nil {
 		return fmt.Errorf("ringtest: %s: Cut/Heal need Options.Proxy", s.label())
 	}
-	s.proxy.setCut(cut)
+	p.setCut(cut)
 	if cut {
-		r.h.opts.Logf("ringtest: %s: cut at proxy %s", s.label(), s.proxy.addr())
+		r.h.opts.Logf("ringtest: %s: cut at proxy %s", s.label(), p.addr())
 	} else {
-		r.h.opts.Logf("ringtest: %s: healed at proxy %s", s.label(), s.proxy.addr())
+		r.h.opts.Logf("ringtest: %s: healed at proxy %s", s.label(), p.addr())
+	}
+	return nil
+}
+
+// Partition cuts node i off from the rest of its ring while callers still
+// reach it: the one-sided partition of split-brain. Its replication links
+// in both directions break (peers notice within slave_net_timeout, 5 s, and
+// keep retrying), but the router, Addr and AdminDB reach it as before, so a
+// write there stays on it until Rejoin. It needs the Docker backend, where
+// it disconnects the node's container from the ring's replication network
+// (its port is published from the other network); on the native backend it
+// returns an error. Partitioning a partitioned node is a no-op.
+func (r *Ring) Partition(i int) error { return r.setPartitioned(i, true) }
+
+// Rejoin reconnects node i after Partition; replication in both directions
+// resumes within a few seconds (MASTER_CONNECT_RETRY=1, slave_net_timeout
+// 5 s), which WaitConverged can wait for. Rejoining a node that is not
+// partitioned is a no-op.
+func (r *Ring) Rejoin(i int) error { return r.setPartitioned(i, false) }
+
+// IsPartitioned reports whether node i is cut off by Partition.
+func (r *Ring) IsPartitioned(i int) bool {
+	p, ok := r.node(i).(partitioner)
+	return ok && p.isPartitioned()
+}
+
+func (r *Ring) setPartitioned(i int, part bool) error {
+	s, err := r.nodeErr(i)
+	if err != nil {
+		return err
+	}
+	p, ok := s.(partitioner)
+	if !ok {
+		return fmt.Errorf("ringtest: %s: Partition/Rejoin need the %s backend (this harness runs on %s)",
+			s.label(), BackendDocker, r.h.opts.Backend)
+	}
+	if err := p.setPartitioned(part); err != nil {
+		return err
+	}
+	if part {
+		r.h.opts.Logf("ringtest: %s: partitioned from its ring", s.label())
+	} else {
+		r.h.opts.Logf("ringtest: %s: rejoined its ring", s.label())
 	}
 	return nil
 }
@@ -108,89 +151,86 @@ func (r *Ring) DSN(i int) string {
 	return cfg.FormatDSN()
 }
 
-// AdminDB returns a connection pool with root privileges on node i over its
-// unix socket. It is opened lazily, shared by all callers and closed by
-// Harness.Close; do not close it yourself.
+// AdminDB returns a connection pool with root privileges on node i: over
+// its unix socket on the native backend, over its mapped TCP port (as
+// root@'%') on the Docker backend. It is opened lazily, shared by all callers
+// and closed by Harness.Close; do not close it yourself.
 func (r *Ring) AdminDB(i int) *sql.DB { return r.node(i).adminDB() }
 
-// PID returns the process id of node i's current (or last) mariadbd process,
-// or 0 if it never started.
+// PID returns the process id of node i's current (or last) server, or 0 if
+// it never started. On the native backend it is the mariadbd process. On
+// the Docker backend it is the pid of the container's main process (the
+// mariadbd the container's shell execs) as the Docker engine reports it, in
+// the engine host's PID namespace: it is only meaningful to processes that
+// share that namespace, and it is 0 after Kill.
 func (r *Ring) PID(i int) int { return r.node(i).pid() }
 
-// Running reports whether node i's process is alive. A frozen node counts as
+// Running reports whether node i's server is alive (its process on the
+// native backend, its container on Docker). A frozen node counts as
 // running.
 func (r *Ring) Running(i int) bool { return r.node(i).alive() }
 
 // Frozen reports whether node i is alive and stopped by Freeze.
 func (r *Ring) Frozen(i int) bool { return r.node(i).isFrozen() }
 
-// Kill sends SIGKILL to node i and waits until the process has exited. It is
-// a no-op if the node is not running; a frozen node is killed too.
+// Kill kills node i at once and waits until it is gone: SIGKILL to the
+// process on the native backend, a SIGKILL container kill on Docker. It is a
+// no-op if the node is not running; a frozen node is killed too.
 func (r *Ring) Kill(i int) error {
 	s, err := r.nodeErr(i)
 	if err != nil {
 		return err
 	}
-	s.op.Lock()
-	defer s.op.Unlock()
-	if s.kill() {
+	killed, err := s.killHard()
+	if err != nil {
+		return err
+	}
+	if killed {
 		r.h.opts.Logf("ringtest: %s: killed", s.label())
 	}
 	return nil
 }
 
-// Freeze stops node i with SIGSTOP and waits until all its threads have
-// stopped. Its connections stay open but nothing is answered until Thaw; replicas of it notice within a few seconds
-// (heartbeat 1s, slave_net_timeout 5s) and start reconnecting.
+// Freeze stops node i and waits until all its threads have stopped: SIGSTOP
+// on the native backend, a container pause (cgroup freezer) on Docker. Its
+// connections stay open but nothing is answered until Thaw; replicas of it
+// notice within a few seconds (heartbeat 1s, slave_net_timeout 5s) and start
+// reconnecting.
 func (r *Ring) Freeze(i int) error {
 	s, err := r.nodeErr(i)
 	if err != nil {
 		return err
 	}
-	s.op.Lock()
-	defer s.op.Unlock()
-	if err := s.signal(syscall.SIGSTOP); err != nil {
+	if err := s.freeze(); err != nil {
 		return err
 	}
-	if err := s.waitStopped(true); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.frozen = true
-	s.mu.Unlock()
 	r.h.opts.Logf("ringtest: %s: frozen", s.label())
 	return nil
 }
 
-// Thaw resumes node i with SIGCONT after Freeze and waits until its threads
-// run again.
+// Thaw resumes node i after Freeze (SIGCONT, or a container unpause) and
+// waits until its threads run again.
 func (r *Ring) Thaw(i int) error {
 	s, err := r.nodeErr(i)
 	if err != nil {
 		return err
 	}
-	s.op.Lock()
-	defer s.op.Unlock()
-	if err := s.signal(syscall.SIGCONT); err != nil {
+	if err := s.thaw(); err != nil {
 		return err
 	}
-	if err := s.waitStopped(false); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.frozen = false
-	s.mu.Unlock()
 	r.h.opts.Logf("ringtest: %s: thawed", s.label())
 	return nil
 }
 
-// Restart starts node i again with the same datadir and port, killing it
-// first if it is running (or frozen), and waits until it answers. It then
-// waits until the replication links touching the node are up again: the
-// node's own slave (restarted by the server from its master.info) if its
-// upstream is live, and the downstream peer's slave, which reconnects on its
-// own thanks to MASTER_CONNECT_RETRY=1; a peer slave that stopped instead of
-// retrying is started again with START SLAVE.
+// Restart starts node i again with the same data and address, killing it
+// first if it is running (or frozen), and waits until it answers. On the
+// native backend that is the same datadir and port; on Docker the same
+// container, volume and mapped port. It then waits until the replication
+// links touching the node are up again: the node's own slave (restarted by
+// the server from its master.info) if its upstream is live, and the
+// downstream peer's slave, which reconnects on its own thanks to
+// MASTER_CONNECT_RETRY=1; a peer slave that stopped instead of retrying is
+// started again with START SLAVE.
 func (r *Ring) Restart(i int) error {
 	s, err := r.nodeErr(i)
 	if err != nil {
@@ -198,11 +238,7 @@ func (r *Ring) Restart(i int) error {
 	}
 	ctx := context.Background()
 	t0 := time.Now()
-	s.op.Lock()
-	s.kill()
-	err = s.start(ctx)
-	s.op.Unlock()
-	if err != nil {
+	if err := s.restart(ctx); err != nil {
 		return err
 	}
 	if len(r.servers) > 1 {
@@ -234,7 +270,7 @@ func (r *Ring) SetReadOnly(i int, ro bool) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.startTimeout())
 	defer cancel()
 	v := 0
 	if ro {
@@ -361,7 +397,7 @@ func (r *Ring) convergeState(ctx context.Context) (string, bool) {
 		pos, err := r.GTIDPos(qctx, i)
 		var st *slaveStatus
 		if err == nil && len(r.servers) > 1 {
-			st, err = s.slaveStatus(qctx)
+			st, err = slaveStatusOf(qctx, s)
 		}
 		cancel()
 		if err != nil {

@@ -1,22 +1,62 @@
-// Package ringtest starts real MariaDB replication rings as native processes
-// for tests and demo programs.
+// Package ringtest starts real MariaDB replication rings, as native
+// processes or in Docker containers, for tests and demo programs.
 //
 // A Harness owns K rings; each Ring is N mariadbd servers in circular GTID
 // replication (node i replicates from node i-1, node 0 from node N-1), with
 // log_slave_updates so that a write on any node reaches every other node.
 // Every node uses auto_increment_increment=N and auto_increment_offset=i+1,
 // so concurrent inserts on different nodes never collide. Faults (Kill,
-// Freeze, Thaw, Restart, SetReadOnly) are injected per node.
+// Freeze, Thaw, Restart, SetReadOnly, and Cut with Options.Proxy) are
+// injected per node.
 //
+// # Backends
+//
+// Options.Backend (default: the DBROUTER_RING_BACKEND environment variable,
+// else "native") picks where the servers run; the Ring API is the same.
+//
+// The native backend runs mariadbd processes on loopback ports.
 // mariadb-install-db runs once per set of binaries: the initialised datadir
 // is cached under os.UserCacheDir()/ringtest and copied for every node. Set
 // the environment variable RINGTEST_CACHE=off to initialise a fresh template
-// inside BaseDir for every harness instead.
+// inside BaseDir for every harness instead. Servers run in their own process
+// group with a parent-death signal of SIGKILL, so none outlives the Go
+// program even if it is killed hard.
 //
-// Servers run in their own process group with a parent-death signal of
-// SIGKILL, so none outlives the Go program even if it is killed hard. Start
-// does not install signal handlers; programs that want Ctrl-C cleanup should
-// catch the signal and call Close. The package is Linux-only.
+// The Docker backend runs each server in a container through
+// testcontainers-go. Each ring gets two private networks: an internal one
+// on which the nodes replicate by name (MASTER_HOST='node1'), and one from
+// which each node's port 3306 is published on a fixed 127.0.0.1 port, the
+// address callers (and AdminDB, as root@'%') use; nothing on the host ever
+// dials a container's own address. Each node keeps its datadir on a named
+// volume. Kill is a SIGKILL container kill, Freeze and Thaw a container
+// pause and unpause, Restart a start of the same container (same volume,
+// same host port). PID is the engine's pid of the container's mariadbd. Cut
+// and Heal work as on the native backend, through the in-process proxy of
+// Options.Proxy in front of the published port: the router's path is
+// blackholed while the node keeps replicating. Partition and Rejoin, on
+// this backend only, do the converse: they disconnect a node from the
+// replication network and back, so the ring is split while callers still
+// reach the node.
+//
+// The image is Options.Image, default $DBROUTER_RING_IMAGE, else
+// LocalImage. No registry is needed: when an image in the local
+// "dbrouter-ringtest/" namespace is absent, Start builds it with
+// scripts/build-mariadb-image.sh (a Debian rootfs made by debootstrap from
+// the machine's own apt mirror, with mariadb-server, imported with docker
+// import; about a minute, once). Any other absent image is pulled, which
+// needs a registry: official mariadb images (10.5 or later) are meant to
+// work as they are (DBROUTER_RING_IMAGE=mariadb:11.4), since the container's
+// command initialises the datadir itself and uses only what those images
+// have. MySQL images are refused: the rings use MariaDB's GTID replication.
+// The
+// testcontainers-go reaper (Ryuk) needs an image of its own, so Start
+// disables it (TESTCONTAINERS_RYUK_DISABLED=true unless set) and Close
+// removes every container, network and volume of the harness itself and
+// fails if any is left; all of them carry the label dbrouter.ringtest.
+// Start also sets TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1 unless set.
+//
+// Start does not install signal handlers; programs that want Ctrl-C cleanup
+// should catch the signal and call Close. The package is Linux-only.
 package ringtest
 
 import (
@@ -83,9 +123,25 @@ type Options struct {
 	// killed server behind a proxy is seen as a connection closed during
 	// the handshake rather than a refused connect.
 	Proxy bool
+	// Backend selects where the servers run: BackendNative (mariadbd
+	// processes on this machine) or BackendDocker (one container per
+	// server). Empty means DefaultBackend(): the DBROUTER_RING_BACKEND
+	// environment variable, else native. ServerPath and BaseDir apply to
+	// the native backend only, Image to Docker only.
+	Backend string
+	// Image is the Docker image of every server; default
+	// DefaultImage(): $DBROUTER_RING_IMAGE, else LocalImage. An absent
+	// image in the local "dbrouter-ringtest/" namespace is built by
+	// scripts/build-mariadb-image.sh (no registry needed); any other
+	// absent image, such as an official "mariadb:11.4", is pulled.
+	Image string
 	// Logf receives progress messages; New defaults it to t.Logf, Start to
 	// a no-op.
 	Logf func(format string, args ...any)
+
+	// extraArgs are appended to every Docker node's mariadbd command line
+	// (tests of start failures).
+	extraArgs []string
 }
 
 func (o *Options) setDefaults() {
@@ -110,12 +166,19 @@ func (o *Options) setDefaults() {
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
+	if o.Backend == "" {
+		o.Backend = DefaultBackend()
+	}
+	if o.Image == "" {
+		o.Image = DefaultImage()
+	}
 }
 
 // Harness is a set of K independent MariaDB replication rings. Create it
 // with New or Start and release it with Close.
 type Harness struct {
 	opts    Options
+	docker  *dockerEnv // Docker backend state; nil on the native backend
 	baseDir string
 	ownBase bool   // baseDir was created by Start and is removed by Close
 	sockDir string // short directory for sockets when baseDir is too deep
@@ -154,6 +217,12 @@ func Start(ctx context.Context, opts Options) (*Harness, error) {
 	opts.setDefaults()
 	if opts.Nodes > 999 {
 		return nil, fmt.Errorf("ringtest: %d nodes per ring; at most 999 are supported", opts.Nodes)
+	}
+	if err := validBackend(opts.Backend); err != nil {
+		return nil, err
+	}
+	if opts.Backend == BackendDocker {
+		return startDocker(ctx, opts)
 	}
 	begin := time.Now()
 	if opts.ServerPath == "" {
@@ -205,6 +274,7 @@ func (h *Harness) start(ctx context.Context, installDB string) error {
 	}
 
 	t0 := time.Now()
+	var all []*server
 	for k := 0; k < o.Clusters; k++ {
 		r := &Ring{name: fmt.Sprintf("ring%d", k), h: h}
 		for i := 0; i < o.Nodes; i++ {
@@ -227,6 +297,7 @@ func (h *Harness) start(ctx context.Context, installDB string) error {
 				}
 			}
 			r.servers = append(r.servers, s)
+			all = append(all, s)
 		}
 		h.rings = append(h.rings, r)
 	}
@@ -254,16 +325,14 @@ func (h *Harness) start(ctx context.Context, installDB string) error {
 		}
 		return 0, errors.New("ringtest: could not find a free TCP port")
 	}
-	for _, r := range h.rings {
-		for _, s := range r.servers {
-			wg.Go(func() {
-				if err := h.bootServer(ctx, s, tpl, pickPort); err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-				}
-			})
-		}
+	for _, s := range all {
+		wg.Go(func() {
+			if err := h.bootServer(ctx, s, tpl, pickPort); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -312,7 +381,7 @@ func (h *Harness) bootServer(ctx context.Context, s *server, tpl string, pickPor
 	if err != nil {
 		return err
 	}
-	return s.bootstrap(ctx, h.opts.Database, h.opts.User, h.opts.Password)
+	return bootstrap(ctx, s, h.opts.Database, h.opts.User, h.opts.Password)
 }
 
 // socketPath returns dir/mariadbd.sock, or a path in a short temporary
@@ -345,23 +414,45 @@ func (h *Harness) Ring(k int) *Ring {
 	return h.rings[k]
 }
 
-// BaseDir returns the directory holding the datadirs (and error logs).
+// BaseDir returns the directory holding the datadirs (and error logs) on
+// the native backend, and "" on the Docker backend, whose data lives in
+// Docker volumes.
 func (h *Harness) BaseDir() string { return h.baseDir }
 
-// Close kills every server with SIGKILL (frozen ones included), waits until
-// each process has been reaped, closes the admin pools and removes BaseDir
-// if Start created it. It is safe to call more than once; later calls return
-// the first call's result.
+// Backend returns the backend the servers run on: BackendNative or
+// BackendDocker.
+func (h *Harness) Backend() string { return h.opts.Backend }
+
+// Close kills every server (frozen ones included) and waits until each is
+// gone, closes the admin pools and proxies, and releases what Start
+// created: on the native backend it reaps the processes and removes BaseDir
+// if Start created it; on Docker it removes every container, network and
+// volume of the harness and fails if any is left. It is safe to call more
+// than once; later calls return the first call's result.
 func (h *Harness) Close() error {
 	h.closeOnce.Do(func() {
 		var wg sync.WaitGroup
-		var errs []error
+		var (
+			mu   sync.Mutex
+			errs []error
+		)
 		for _, r := range h.rings {
 			for _, s := range r.servers {
-				wg.Go(s.close)
+				wg.Go(func() {
+					if err := s.shutdown(); err != nil {
+						mu.Lock()
+						errs = append(errs, err)
+						mu.Unlock()
+					}
+				})
 			}
 		}
 		wg.Wait()
+		if h.docker != nil {
+			if err := h.docker.close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		if h.ownBase && h.baseDir != "" {
 			if err := os.RemoveAll(h.baseDir); err != nil {
 				errs = append(errs, err)

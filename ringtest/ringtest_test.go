@@ -20,11 +20,26 @@ import (
 	"github.com/dbrouter/dbrouter/ringtest"
 )
 
-// newHarness starts a harness; a missing MariaDB server fails the test.
+// docker reports whether the tests run on the Docker backend
+// (DBROUTER_RING_BACKEND=docker, as make test-docker sets it).
+func docker() bool { return ringtest.DefaultBackend() == ringtest.BackendDocker }
+
+// nativeOnly skips a test of native-process behaviour on the Docker backend.
+func nativeOnly(t *testing.T, why string) {
+	t.Helper()
+	if docker() {
+		t.Skipf("native backend only (running on the %s backend): %s", ringtest.DefaultBackend(), why)
+	}
+}
+
+// newHarness starts a harness on the backend DBROUTER_RING_BACKEND selects;
+// on the native backend a missing MariaDB server fails the test.
 func newHarness(t *testing.T, opts ringtest.Options) *ringtest.Harness {
 	t.Helper()
-	if _, err := ringtest.FindServer(); err != nil {
-		t.Fatal(err) // a missing server is a failure, not a skip: make test installs it
+	if !docker() {
+		if _, err := ringtest.FindServer(); err != nil {
+			t.Fatal(err) // a missing server is a failure, not a skip: make test installs it
+		}
 	}
 	start := time.Now()
 	h := ringtest.New(t, opts)
@@ -124,9 +139,19 @@ func pids(h *ringtest.Harness) []int {
 }
 
 // assertGone closes the harness and checks that every server process is
-// gone and the base directory was removed.
+// gone and the base directory was removed. On the Docker backend Close
+// itself fails if a container, network or volume of the harness is left.
 func assertGone(t *testing.T, h *ringtest.Harness) {
 	t.Helper()
+	if h.Backend() == ringtest.BackendDocker {
+		if err := h.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		if err := h.Close(); err != nil {
+			t.Fatalf("second Close: %v", err)
+		}
+		return
+	}
 	ps := pids(h)
 	base := h.BaseDir()
 	if err := h.Close(); err != nil {
@@ -212,8 +237,10 @@ func TestRing(t *testing.T) {
 		if r.Running(0) {
 			t.Fatal("node 0 still running after Kill")
 		}
-		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-			t.Fatalf("pid %d still exists after Kill: %v", pid, err)
+		if !docker() {
+			if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+				t.Fatalf("pid %d still exists after Kill: %v", pid, err)
+			}
 		}
 		addr := r.Addr(0)
 		all = append(all, insert(t, app[1], "while 0 is down"))
@@ -404,6 +431,7 @@ func TestSingleNode(t *testing.T) {
 }
 
 func TestFindServer(t *testing.T) {
+	nativeOnly(t, "looks for a mariadbd binary on this machine")
 	p, err := ringtest.FindServer()
 	if err != nil {
 		t.Fatal(err) // a missing server is a failure, not a skip: make test installs it
@@ -414,6 +442,7 @@ func TestFindServer(t *testing.T) {
 }
 
 func TestMissingServer(t *testing.T) {
+	nativeOnly(t, "Options.ServerPath names a binary on this machine")
 	_, err := ringtest.Start(context.Background(), ringtest.Options{ServerPath: "/nonexistent/mariadbd"})
 	if err == nil {
 		t.Fatal("Start succeeded with a missing binary")
@@ -427,6 +456,7 @@ func TestMissingServer(t *testing.T) {
 // starts a ring and is then SIGKILLed without any cleanup: the parent-death
 // signal must take its servers down with it.
 func TestServersDieWithParent(t *testing.T) {
+	nativeOnly(t, "the parent-death signal applies to child processes, not containers (Close removes those)")
 	if _, err := ringtest.FindServer(); err != nil {
 		t.Fatal(err) // a missing server is a failure, not a skip: make test installs it
 	}
@@ -509,4 +539,52 @@ func processGone(pid int) bool {
 		return s[i+2] == 'Z' || s[i+2] == 'X'
 	}
 	return false
+}
+
+// TestPartition cuts node 0 off from its ring while the application still
+// reaches it (the split-brain case), then rejoins it: the writes made on
+// both sides during the partition end up on every node.
+func TestPartition(t *testing.T) {
+	if !docker() {
+		h := newHarness(t, ringtest.Options{Nodes: 1})
+		if err := h.Ring(0).Partition(0); err == nil || !strings.Contains(err.Error(), "docker backend") {
+			t.Fatalf("Partition on the native backend: %v, want an error naming the docker backend", err)
+		}
+		return
+	}
+	h := newHarness(t, ringtest.Options{Nodes: 3})
+	r := h.Ring(0)
+	app0, app1 := openApp(t, r, 0), openApp(t, r, 1)
+	if _, err := app0.Exec("CREATE TABLE items (id BIGINT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(64) NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	all := []int64{insert(t, app0, "before")}
+	converge(t, r)
+
+	if err := r.Partition(0); err != nil {
+		t.Fatal(err)
+	}
+	if !r.IsPartitioned(0) {
+		t.Fatal("IsPartitioned(0) = false after Partition")
+	}
+	// Both sides take writes; neither reaches the other.
+	all = append(all, insert(t, app0, "on the cut-off node"))
+	all = append(all, insert(t, app1, "on the majority"))
+	if err := r.WaitConverged(timeout(t, 2*time.Second)); err == nil {
+		t.Fatal("ring converged across a partition")
+	}
+	if got := ids(t, r, 1); len(got) != 2 {
+		t.Errorf("node 1 has ids %v during the partition, want its own write and the first row only", got)
+	}
+
+	if err := r.Rejoin(0); err != nil {
+		t.Fatal(err)
+	}
+	if r.IsPartitioned(0) {
+		t.Fatal("IsPartitioned(0) = true after Rejoin")
+	}
+	start := time.Now()
+	converge(t, r)
+	t.Logf("converged %v after Rejoin", time.Since(start).Round(time.Millisecond))
+	wantSameRows(t, r, all)
 }

@@ -166,15 +166,28 @@ func (s *server) args() []string {
 		"--tmpdir=" + s.dir,
 		"--port=" + strconv.Itoa(s.getPort()),
 		"--bind-address=127.0.0.1",
+	}
+	a = append(a, ringServerArgs(s.id, s.n, s.idx)...)
+	if os.Geteuid() == 0 {
+		a = append(a, "--user=root")
+	}
+	return a
+}
+
+// ringServerArgs are the mariadbd options every backend gives node idx
+// (server and domain id id) of a ring of n: replication, auto-increment
+// spacing and small buffers.
+func ringServerArgs(id, n, idx int) []string {
+	return []string{
 		"--skip-name-resolve",
-		"--server-id=" + strconv.Itoa(s.id),
-		"--gtid-domain-id=" + strconv.Itoa(s.id),
+		"--server-id=" + strconv.Itoa(id),
+		"--gtid-domain-id=" + strconv.Itoa(id),
 		"--log-bin=mysql-bin",
 		"--relay-log=relay-bin",
 		"--log-slave-updates",
 		"--binlog-format=MIXED", // MariaDB's default; relayed statements stay statements (see TestTorture)
-		"--auto-increment-increment=" + strconv.Itoa(s.n),
-		"--auto-increment-offset=" + strconv.Itoa(s.idx+1),
+		"--auto-increment-increment=" + strconv.Itoa(n),
+		"--auto-increment-offset=" + strconv.Itoa(idx+1),
 		"--slave-net-timeout=5",
 		"--sync-binlog=0",
 		"--performance-schema=OFF",
@@ -189,10 +202,6 @@ func (s *server) args() []string {
 		"--aria-pagecache-buffer-size=1M",
 		"--max-connections=100",
 	}
-	if os.Geteuid() == 0 {
-		a = append(a, "--user=root")
-	}
-	return a
 }
 
 // sysProcAttr puts the server in its own process group (so a terminal's
@@ -375,6 +384,62 @@ func threadsStopped(pid int) (all, some bool, err error) {
 		}
 	}
 	return all, some, nil
+}
+
+// The methods below implement node for the native backend.
+
+func (s *server) replSource() (string, int)   { return "127.0.0.1", s.getPort() }
+func (s *server) cutProxy() *proxy            { return s.proxy }
+func (s *server) startTimeout() time.Duration { return s.timeout }
+
+func (s *server) killHard() (bool, error) {
+	s.op.Lock()
+	defer s.op.Unlock()
+	return s.kill(), nil
+}
+
+// freeze sends SIGSTOP and waits until every thread has stopped.
+func (s *server) freeze() error {
+	s.op.Lock()
+	defer s.op.Unlock()
+	if err := s.signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	if err := s.waitStopped(true); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.frozen = true
+	s.mu.Unlock()
+	return nil
+}
+
+// thaw sends SIGCONT and waits until no thread is stopped.
+func (s *server) thaw() error {
+	s.op.Lock()
+	defer s.op.Unlock()
+	if err := s.signal(syscall.SIGCONT); err != nil {
+		return err
+	}
+	if err := s.waitStopped(false); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.frozen = false
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *server) restart(ctx context.Context) error {
+	s.op.Lock()
+	defer s.op.Unlock()
+	s.kill()
+	return s.start(ctx)
+}
+
+func (s *server) shutdown() error {
+	s.close()
+	return nil
 }
 
 // close kills the process and closes the admin pool. It is idempotent.

@@ -17,9 +17,9 @@ const (
 
 // bootstrap creates the replication and application users and the database
 // without binlogging them (every node gets its own copy), then resets the
-// binlog so that each ring starts from an empty GTID position. Callers hold
-// s.op.
-func (s *server) bootstrap(ctx context.Context, database, user, password string) error {
+// binlog so that each ring starts from an empty GTID position. Native
+// callers hold s.op.
+func bootstrap(ctx context.Context, s node, database, user, password string) error {
 	db := s.adminDB()
 	conn, err := db.Conn(ctx)
 	if err != nil {
@@ -62,11 +62,11 @@ func (r *Ring) wire(ctx context.Context) error {
 		return nil
 	}
 	for i, s := range r.servers {
-		up := r.servers[r.upstream(i)]
-		q := fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%d, "+
+		host, port := r.servers[r.upstream(i)].replSource()
+		q := fmt.Sprintf("CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=%d, "+
 			"MASTER_USER=%s, MASTER_PASSWORD=%s, MASTER_USE_GTID=slave_pos, "+
 			"MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
-			up.getPort(), quoteString(replUser), quoteString(replPassword))
+			quoteString(host), port, quoteString(replUser), quoteString(replPassword))
 		db := s.adminDB()
 		if _, err := db.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("ringtest: %s: CHANGE MASTER to node %d: %w", s.label(), r.upstream(i), err)
@@ -94,7 +94,7 @@ func (r *Ring) downstream(i int) int { return (i + 1) % len(r.servers) }
 // one still retrying its connection) is started again with START SLAVE.
 func (r *Ring) waitLink(ctx context.Context, i int, restart bool) error {
 	s := r.servers[i]
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	ctx, cancel := context.WithTimeout(ctx, s.startTimeout())
 	defer cancel()
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
@@ -104,7 +104,7 @@ func (r *Ring) waitLink(ctx context.Context, i int, restart bool) error {
 		lastStart time.Time
 	)
 	for {
-		st, err = s.slaveStatus(ctx)
+		st, err = slaveStatusOf(ctx, s)
 		if err == nil && st.running() {
 			return nil
 		}
@@ -149,9 +149,9 @@ func (st *slaveStatus) String() string {
 	return s
 }
 
-// slaveStatus runs SHOW SLAVE STATUS; it returns nil, nil when the node is
-// not a replica.
-func (s *server) slaveStatus(ctx context.Context) (*slaveStatus, error) {
+// slaveStatusOf runs SHOW SLAVE STATUS on s; it fails when the node is not
+// a replica.
+func slaveStatusOf(ctx context.Context, s node) (*slaveStatus, error) {
 	rows, err := s.adminDB().QueryContext(ctx, "SHOW SLAVE STATUS")
 	if err != nil {
 		return nil, err
