@@ -9,7 +9,7 @@ TEST_TIMEOUT ?= 20m
 # Test packages run one at a time (-p 1): each starts its own MariaDB rings,
 # and on 2 cores two packages' rings at once starve each other's timing.
 
-.PHONY: test demo deps vet fmt-check fuzz test-docker
+.PHONY: test demo deps vet fmt-check fuzz bench test-docker
 
 deps:
 	@scripts/ensure-mariadb.sh
@@ -43,3 +43,9 @@ fuzz:
 	for f in FuzzParseConfig FuzzExpandEnv FuzzNormalizeAddr FuzzShardMap; do \
 		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) . || exit 1; \
 	done
+
+# bench runs every benchmark (Go benchmarks, bench/failover for each fault,
+# bench/scale) and regenerates docs/performance.md, its charts in docs/img
+# and the README's headline numbers. About 7 minutes on 2 cores.
+bench: deps
+	$(GO) run ./bench/report

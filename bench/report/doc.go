@@ -1,0 +1,484 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/dbrouter/dbrouter/bench/internal/results"
+)
+
+// docData is what performance.md.tmpl is rendered from.
+type docData struct {
+	Machine      Machine
+	LoadWarning  string // set when the machine was busy at the start
+	Generated    string
+	Elapsed      time.Duration
+	GoBenchCmd   string
+	PointCmd     string
+	Rounds       int
+	GoBenchCount int
+	BenchTime    string
+	GoBenchLog   string
+
+	RoutedTable string // routed vs bare on MariaDB
+	FakeTable   string // router overhead on the fake driver
+	WriterTable string // writer selection
+	ShardTable  string // shard lookups (and any other benchmark)
+	Targets     string // DESIGN.md §5 against the measurements
+
+	Failovers []failoverDoc
+	ScaleCmd  string
+	Scale     results.Scale
+
+	bench map[string]*benchResult
+}
+
+type failoverDoc struct {
+	results.Failover
+	ChartRel string
+}
+
+// Side returns the named side, or nil.
+func (f failoverDoc) Side(name string) *results.Side {
+	for i := range f.Sides {
+		if f.Sides[i].Name == name {
+			return &f.Sides[i]
+		}
+	}
+	return nil
+}
+
+// Table is the failover summary as a markdown table, one column per side.
+func (f failoverDoc) Table() string {
+	var b strings.Builder
+	b.WriteString("| |")
+	for _, s := range f.Sides {
+		fmt.Fprintf(&b, " %s |", s.Name)
+	}
+	b.WriteString("\n|---|")
+	for range f.Sides {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	row := func(label string, fn func(s results.Side) string) {
+		fmt.Fprintf(&b, "| %s |", label)
+		for _, s := range f.Sides {
+			fmt.Fprintf(&b, " %s |", fn(s))
+		}
+		b.WriteString("\n")
+	}
+	row("calls (whole run)", func(s results.Side) string { return fmt.Sprint(s.Calls) })
+	row("fault → first write acknowledged by another node", func(s results.Side) string { return fmtDur(s.FirstSuccessElsewhere) })
+	row("stall: longest gap between two acknowledged writes (window)", func(s results.Side) string { return fmtDur(s.Stall) })
+	row("same, in the 2 s before the fault (the load's own rhythm)", func(s results.Side) string { return fmtDur(s.PreMaxGap) })
+	row("latency p50 / p99 before the fault", func(s results.Side) string { return fmtDur(s.PreP50) + " / " + fmtDur(s.PreP99) })
+	row("latency p50 / p99 / max, calls started in the 10 s after", func(s results.Side) string {
+		return fmtDur(s.PostP50) + " / " + fmtDur(s.PostP99) + " / **" + fmtDur(s.PostMax) + "**"
+	})
+	row("acknowledged writes/s: before → 10 s after", func(s results.Side) string { return fmt.Sprintf("%.0f → %.0f", s.PreRate, s.PostRate) })
+	row("acknowledged writes in the 1st / 2nd / slowest second after the fault", func(s results.Side) string { return perSecond(s) })
+	row("calls after the fault, by outcome", func(s results.Side) string { return outcomes(s.PostOutcomes) })
+	row("**acknowledged writes lost** (must be 0)", func(s results.Side) string { return fmt.Sprintf("**%d**", s.Lost) })
+	row("ids written twice", func(s results.Side) string { return fmt.Sprint(s.Doubled) })
+	row("outcome-unknown writes that were applied", func(s results.Side) string { return fmt.Sprintf("%d of %d", s.UnknownApplied, s.Unknown) })
+	row("failed (not acknowledged, not unknown) writes applied anyway", func(s results.Side) string {
+		return fmt.Sprintf("%d of %d", s.FailedApplied, s.Failed)
+	})
+	row("rows per node after convergence", func(s results.Side) string { return intsText(s.RowsPerNode) })
+	for _, s := range f.Sides {
+		if s.VerifyError != "" {
+			fmt.Fprintf(&b, "\n%s: verification failed: `%s`\n", s.Name, s.VerifyError)
+		}
+	}
+	return b.String()
+}
+
+func outcomes(m map[string]int) string {
+	var parts []string
+	for _, c := range []string{"ok", "ok-retried", "outcome-unknown", "not-sent", "server-error", "deadline", "failed"} {
+		if m[c] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", c, m[c]))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func intsText(v []int) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = fmt.Sprint(n)
+	}
+	return strings.Join(s, " / ")
+}
+
+// setGoBench files the Go benchmark results into the tables.
+func (d *docData) setGoBench(rs []*benchResult, log string) {
+	d.GoBenchLog = log
+	d.bench = map[string]*benchResult{}
+	for _, r := range rs {
+		d.bench[r.Name] = r
+	}
+	mine := map[string]bool{}
+
+	// Routed vs bare.
+	var b strings.Builder
+	b.WriteString("| statement | callers | bare `*sql.DB` | dbrouter `Cluster` | routed ÷ bare throughput (median; range) | allocs/op bare → routed | B/op bare → routed |\n|---|---|---|---|---|---|---|\n")
+	for _, op := range []string{"select", "insert"} {
+		for _, callers := range []string{"1", "8"} {
+			base := "PointQuery/" + op + "/callers=" + callers
+			bare, routed := d.bench[base+"/bare"], d.bench[base+"/routed"]
+			if bare == nil || routed == nil {
+				continue
+			}
+			mine[bare.Name], mine[routed.Name] = true, true
+			stmt := "point `SELECT v FROM point WHERE id = ?`"
+			if op == "insert" {
+				stmt = "`INSERT INTO ins (k, v) VALUES (?, ?)`"
+			}
+			lo, hi := ratioRange(bare, routed)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | **%.3f×**; %.2f–%.2f | %.0f → %.0f | %.0f → %.0f |\n", stmt, callers,
+				opsText(bare), opsText(routed), pairedRatio(bare, routed), lo, hi,
+				bare.MedAllocs(), routed.MedAllocs(), bare.MedB(), routed.MedB())
+		}
+	}
+	d.RoutedTable = b.String()
+
+	// The router's own overhead on a fake driver.
+	b.Reset()
+	b.WriteString("| benchmark | what it measures | ns/op (median; min–max) | B/op | allocs/op |\n|---|---|---|---|---|\n")
+	for _, r := range []struct{ name, what string }{
+		{"ExecFake/bare", "`ExecContext` on a bare `*sql.DB` over the fake driver"},
+		{"ExecFake/routed", "`Cluster.ExecContext` over the same fake driver (3 nodes)"},
+		{"CallOverhead", "the failover loop around one attempt that does nothing"},
+	} {
+		if x := d.bench[r.name]; x != nil {
+			mine[r.name] = true
+			fmt.Fprintf(&b, "| `%s` | %s | %s | %.0f | %.0f |\n", r.name, r.what, nsText(x), x.MedB(), x.MedAllocs())
+		}
+	}
+	if bare, routed := d.bench["ExecFake/bare"], d.bench["ExecFake/routed"]; bare != nil && routed != nil {
+		if diff := routed.Med() - bare.Med(); diff > 0 {
+			fmt.Fprintf(&b, "\nThe router adds **%.0f ns and %.0f allocations** to a write (difference of the medians), before any network or server time.\n",
+				diff, routed.MedAllocs()-bare.MedAllocs())
+		} else {
+			fmt.Fprintf(&b, "\nThe router adds **%.0f allocations** to a write; in this run its time was lost in the noise (routed median %.0f ns below bare).\n",
+				routed.MedAllocs()-bare.MedAllocs(), -diff)
+		}
+	}
+	d.FakeTable = b.String()
+
+	// Writer selection.
+	b.Reset()
+	b.WriteString("| benchmark | what it measures | ns/op (median; min–max) | B/op | allocs/op |\n|---|---|---|---|---|\n")
+	for _, r := range rs {
+		var what string
+		switch {
+		case r.Name == "WriterPick":
+			what = "per call: load the immutable picker and take its first write node"
+		case r.Name == "WriterAddr":
+			what = "`Cluster.WriterAddr`"
+		case strings.HasPrefix(r.Name, "WriterChoice/"):
+			what = "per health change: choose the writer (convergent rule) and build a new picker, " + strings.TrimPrefix(r.Name, "WriterChoice/")
+		default:
+			continue
+		}
+		mine[r.Name] = true
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %.0f | %.0f |\n", r.Name, what, nsText(r), r.MedB(), r.MedAllocs())
+	}
+	d.WriterTable = b.String()
+
+	// Everything else: the shard maps' benchmarks (and any added later).
+	b.Reset()
+	b.WriteString("| benchmark | ns/op (median; min–max) | B/op | allocs/op | ≤ 50 ns and 0 allocs |\n|---|---|---|---|---|\n")
+	n := 0
+	for _, r := range rs {
+		if mine[r.Name] {
+			continue
+		}
+		n++
+		check := "—"
+		if isLookup(r.Name) {
+			check = yesNo(r.Med() <= 50 && r.MedAllocs() == 0)
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %.0f | %.0f | %s |\n", r.Name, nsText(r), r.MedB(), r.MedAllocs(), check)
+	}
+	if n == 0 {
+		b.Reset()
+		b.WriteString("_No other benchmark in the root package produced results in this run._\n")
+	}
+	d.ShardTable = b.String()
+}
+
+// isLookup reports whether a benchmark is a bare shard map Lookup (the
+// DESIGN.md §5 target), as opposed to Route or something else.
+func isLookup(name string) bool {
+	return strings.HasPrefix(name, "Lookup/") && !strings.Contains(name, "Route")
+}
+
+func opsText(r *benchResult) string {
+	return fmt.Sprintf("%s ops/s (%s/op)", thousands(1e9/r.Med()), durText(r.Med()))
+}
+
+func nsText(r *benchResult) string {
+	if len(r.NsOp) == 1 {
+		return fmt.Sprintf("%s", trimFloat(r.Med()))
+	}
+	return fmt.Sprintf("%s; %s–%s", trimFloat(r.Med()), trimFloat(r.Min()), trimFloat(r.Max()))
+}
+
+func trimFloat(v float64) string {
+	switch {
+	case v < 10:
+		return fmt.Sprintf("%.2f", v)
+	case v < 100:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return thousands(v)
+}
+
+func durText(ns float64) string {
+	switch {
+	case ns < 1e3:
+		return fmt.Sprintf("%.0f ns", ns)
+	case ns < 1e6:
+		return fmt.Sprintf("%.0f µs", ns/1e3)
+	}
+	return fmt.Sprintf("%.1f ms", ns/1e6)
+}
+
+func thousands(v float64) string {
+	s := fmt.Sprintf("%.0f", math.Round(v))
+	var out []byte
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
+
+func yesNo(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}
+
+// fmtDur formats a duration for tables: negative is "never".
+func fmtDur(d results.Dur) string {
+	switch v := d.D(); {
+	case v < 0:
+		return "never"
+	case v == 0:
+		return "0"
+	case v < 10*time.Millisecond:
+		return fmt.Sprintf("%.1f ms", float64(v)/1e6)
+	case v < 10*time.Second:
+		return fmt.Sprintf("%.0f ms", float64(v)/1e6)
+	default:
+		return fmt.Sprintf("%.1f s", v.Seconds())
+	}
+}
+
+func (d *docData) failover(fault string) *failoverDoc {
+	for i := range d.Failovers {
+		if d.Failovers[i].Fault == fault {
+			return &d.Failovers[i]
+		}
+	}
+	return nil
+}
+
+// summarize builds the table of DESIGN.md §5 targets.
+func (d *docData) summarize() {
+	var b strings.Builder
+	b.WriteString("| DESIGN.md §5 target (default settings) | measured here | met |\n|---|---|---|\n")
+	side := func(fault, name string) *results.Side {
+		if f := d.failover(fault); f != nil {
+			return f.Side(name)
+		}
+		return nil
+	}
+	if s := side("kill", "dbrouter"); s != nil {
+		n := side("kill", "naive")
+		fmt.Fprintf(&b, "| crash (SIGKILL of the writer): stall ≤ 10 ms | first write acknowledged by B %s after the kill; longest gap between acknowledged writes %s (the load's own gaps before the fault: up to %s)%s | %s |\n",
+			fmtDur(s.FirstSuccessElsewhere), fmtDur(s.Stall), fmtDur(s.PreMaxGap), naiveNote(n), yesNo(s.Stall.D() <= 10*time.Millisecond))
+	}
+	if s := side("freeze", "dbrouter"); s != nil {
+		n := side("freeze", "naive")
+		fmt.Fprintf(&b, "| freeze (SIGSTOP): stall ≤ 500 ms | first write acknowledged by B %s after the freeze; stall %s%s | %s |\n",
+			fmtDur(s.FirstSuccessElsewhere), fmtDur(s.Stall), naiveNote(n), yesNo(s.Stall.D() <= 500*time.Millisecond))
+		ok := len(s.PerSecond) > 1 && float64(s.PerSecond[1]) >= 0.9*s.PreRate
+		fmt.Fprintf(&b, "| freeze: write throughput back to ≥ 90 %% of its pre-fault rate within 1 s | acknowledged writes in the second second after the freeze: %s of the pre-fault rate (naive: %s) | %s |\n",
+			secondPct(s), secondPct(n), yesNo(ok))
+	}
+	lost, doubled, failedApplied, runs := 0, 0, 0, 0
+	var naiveDoubled []string
+	for _, f := range d.Failovers {
+		if s := f.Side("dbrouter"); s != nil {
+			lost += s.Lost
+			doubled += s.Doubled
+			failedApplied += s.FailedApplied
+			runs++
+		}
+		if n := f.Side("naive"); n != nil && (n.Doubled > 0 || n.Lost > 0) {
+			naiveDoubled = append(naiveDoubled, fmt.Sprintf("%s: %d doubled, %d lost", f.Fault, n.Doubled, n.Lost))
+		}
+	}
+	if runs > 0 {
+		note := "naive: none lost or doubled in these runs"
+		if len(naiveDoubled) > 0 {
+			note = "naive: " + strings.Join(naiveDoubled, "; ")
+		}
+		fmt.Fprintf(&b, "| zero acknowledged writes lost, zero written twice | dbrouter over %d faults: %d lost, %d doubled (%s) | %s |\n",
+			runs, lost, doubled, note, yesNo(lost == 0 && doubled == 0))
+		fmt.Fprintf(&b, "| a write whose fate is unknown is reported as outcome unknown, never as a plain failure | dbrouter writes reported as failed or not sent that were applied anyway: %d | %s |\n",
+			failedApplied, yesNo(failedApplied == 0))
+	}
+	maxNs, maxAllocs, lookups := 0.0, 0.0, 0
+	for name, r := range d.bench {
+		if isLookup(name) {
+			lookups++
+			maxNs, maxAllocs = math.Max(maxNs, r.Med()), math.Max(maxAllocs, r.MedAllocs())
+		}
+	}
+	if lookups > 0 {
+		fmt.Fprintf(&b, "| shard lookup ≤ 50 ns/op and 0 allocs/op, every built-in strategy | slowest of %d `Lookup` benchmarks: %.1f ns/op, at most %.0f allocs/op | %s |\n",
+			lookups, maxNs, maxAllocs, yesNo(maxNs <= 50 && maxAllocs == 0))
+	} else {
+		b.WriteString("| shard lookup ≤ 50 ns/op and 0 allocs/op | no `Lookup` benchmark found | — |\n")
+	}
+	for _, op := range []string{"select", "insert"} {
+		bare, routed := d.bench["PointQuery/"+op+"/callers=8/bare"], d.bench["PointQuery/"+op+"/callers=8/routed"]
+		if bare == nil || routed == nil {
+			continue
+		}
+		ratio := pairedRatio(bare, routed)
+		label := "routed point query vs bare `*sql.DB`: ≥ 0.97× the throughput, 8 callers"
+		if op == "insert" {
+			label = "(same, for a point INSERT; not a §5 target)"
+		}
+		fmt.Fprintf(&b, "| %s | %s: %.3f× (1 caller: %s) | %s |\n", label, strings.ToUpper(op), ratio, ratioText(d.bench, op, "1"), yesNo(ratio >= 0.97))
+	}
+	if s := d.Scale; s.Clusters > 0 {
+		fmt.Fprintf(&b, "| %d clusters × %d nodes: Open ≤ 100 ms, no connections opened until used | Open %s (median of %d); sockets after Open: %d | %s |\n",
+			s.Clusters, s.Nodes, fmtDur(s.OpenMed), len(s.OpenRuns), s.AfterOpen.TCPConns, yesNo(s.OpenMed.D() <= 100*time.Millisecond && s.AfterOpen.TCPConns == 0))
+	}
+	b.WriteString("| no demotion of a healthy node while both cores are saturated | not measured by `make bench` | — |\n")
+	d.Targets = b.String()
+}
+
+func naiveNote(n *results.Side) string {
+	if n == nil {
+		return ""
+	}
+	return fmt.Sprintf(" (naive: %s and %s)", fmtDur(n.FirstSuccessElsewhere), fmtDur(n.Stall))
+}
+
+// secondPct is the acknowledgements in the second second after the fault,
+// [1 s, 2 s), as a share of the pre-fault rate.
+func secondPct(s *results.Side) string {
+	if s == nil {
+		return "not run"
+	}
+	if len(s.PerSecond) < 2 || s.PreRate == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f %%", 100*float64(s.PerSecond[1])/s.PreRate)
+}
+
+// perSecond is the acknowledgements in the first, second and slowest second
+// after the fault.
+func perSecond(s results.Side) string {
+	if len(s.PerSecond) < 2 {
+		return "—"
+	}
+	return fmt.Sprintf("%d / %d / %d", s.PerSecond[0], s.PerSecond[1], slices.Min(s.PerSecond))
+}
+
+func ratioText(bench map[string]*benchResult, op, callers string) string {
+	bare, routed := bench["PointQuery/"+op+"/callers="+callers+"/bare"], bench["PointQuery/"+op+"/callers="+callers+"/routed"]
+	if bare == nil || routed == nil {
+		return "—"
+	}
+	return fmt.Sprintf("%.3f×", pairedRatio(bare, routed))
+}
+
+// headline is the README's short version.
+func (d *docData) headline() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Last run %s on %s cores (%s), load average %s at the start; every figure with its\ncommand, and the charts: [docs/performance.md](docs/performance.md).\n\n",
+		d.Generated, d.Machine.Cores, d.Machine.CPU, strings.SplitN(d.Machine.LoadAvg, " ", 2)[0])
+	if len(d.Failovers) > 0 {
+		b.WriteString("| the writer of a 3-node ring, under 200 writes/s, is ... | dbrouter, default settings: next node's first write · slowest call · writes/s after · acknowledged writes lost | naive loop (each master in turn, 1 s timeouts): the same · ids written twice |\n|---|---|---|\n")
+		cell := func(s *results.Side, dbrouter bool) string {
+			if s == nil {
+				return "—"
+			}
+			t := fmt.Sprintf("**%s** · %s · %.0f/s · %d lost", fmtDur(s.FirstSuccessElsewhere), fmtDur(s.PostMax), s.PostRate, s.Lost)
+			if !dbrouter {
+				t += fmt.Sprintf(" · %d twice", s.Doubled)
+			}
+			return t
+		}
+		for _, fault := range []string{"kill", "freeze", "cut", "readonly"} {
+			f := d.failover(fault)
+			if f == nil {
+				continue
+			}
+			what := map[string]string{"kill": "killed (SIGKILL)", "freeze": "frozen (SIGSTOP)",
+				"cut": "network path cut", "readonly": "made read-only"}[fault]
+			fmt.Fprintf(&b, "| %s | %s | %s |\n", what, cell(f.Side("dbrouter"), true), cell(f.Side("naive"), false))
+		}
+		b.WriteString("\n")
+	}
+	if bare, routed := d.bench["PointQuery/select/callers=8/bare"], d.bench["PointQuery/select/callers=8/routed"]; bare != nil && routed != nil {
+		fmt.Fprintf(&b, "- **Overhead**: a routed point SELECT runs at %.3f× the throughput of the same query on a bare `*sql.DB` to the same server (8 callers; INSERT: %s).\n",
+			pairedRatio(bare, routed), ratioText(d.bench, "insert", "8"))
+	}
+	maxNs, maxAllocs, lookups := 0.0, 0.0, 0
+	for name, r := range d.bench {
+		if isLookup(name) {
+			lookups++
+			maxNs, maxAllocs = math.Max(maxNs, r.Med()), math.Max(maxAllocs, r.MedAllocs())
+		}
+	}
+	if lookups > 0 {
+		fmt.Fprintf(&b, "- **Shard lookups**: at most %.0f ns/op and %.0f allocations per lookup, every built-in strategy.\n", maxNs, maxAllocs)
+	}
+	if s := d.Scale; s.Clusters > 0 {
+		fmt.Fprintf(&b, "- **Scale**: %d clusters × %d nodes: `Open` in %s; %d goroutines before any use, %d once every cluster is in use.\n",
+			s.Clusters, s.Nodes, fmtDur(s.OpenMed), s.AfterOpen.Goroutines, s.Probing.Goroutines)
+	}
+	return b.String()
+}
+
+var funcs = template.FuncMap{
+	"dur": fmtDur,
+	"mib": func(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) },
+	"pct": func(cpu, wall results.Dur) string {
+		if wall <= 0 {
+			return "—"
+		}
+		return fmt.Sprintf("%.0f %%", 100*cpu.D().Seconds()/wall.D().Seconds())
+	},
+	"title": func(fault string) string {
+		return map[string]string{
+			"kill":     "Kill: SIGKILL of the writer",
+			"freeze":   "Freeze: SIGSTOP of the writer",
+			"cut":      "Cut: the path to the writer blackholed",
+			"readonly": "Read-only: `SET GLOBAL read_only = 1` on the writer",
+		}[fault]
+	},
+	"rate": func(r float64) string {
+		if r <= 0 {
+			return "as fast as they can"
+		}
+		return fmt.Sprintf("%g writes/s in all", r)
+	},
+}

@@ -1,0 +1,219 @@
+// Command scale measures a router configured with many clusters: how long
+// Open takes, what it costs in memory and goroutines, and what the health
+// probers cost once every cluster is in use and every node is down.
+//
+// Every node is a 127.0.0.1 port that nothing listens on (a listener is
+// bound to take a free port and closed again), so each probe is a refused
+// connection. Nothing leaves the machine.
+//
+//	go run ./bench/scale
+//	go run ./bench/scale -clusters 1000 -nodes 3 -probe-for 10s -json bench/out/scale.json
+//
+// The router starts a cluster's probers on its first use, so the program
+// reports the process right after Open (nothing started), then touches every
+// cluster (WriterAddr starts its probers) and reports it again after the
+// probers have run for -probe-for.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dbrouter/dbrouter"
+	"github.com/dbrouter/dbrouter/bench/internal/results"
+)
+
+func main() {
+	var (
+		clusters = flag.Int("clusters", 1000, "clusters to configure")
+		nodes    = flag.Int("nodes", 3, "nodes per cluster")
+		opens    = flag.Int("opens", 5, "times to Open (and Close) the router to time Open")
+		probeFor = flag.Duration("probe-for", 10*time.Second, "how long to let the probers run")
+		jsonPath = flag.String("json", "", "write the results as JSON to this file")
+	)
+	flag.Parse()
+	args := []string{"go run ./bench/scale"}
+	args = append(args, os.Args[1:]...)
+	res, err := run(*clusters, *nodes, *opens, *probeFor)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench/scale:", err)
+		os.Exit(1)
+	}
+	res.Command = strings.Join(args, " ")
+	print(res)
+	if *jsonPath != "" {
+		if err := os.MkdirAll(filepath.Dir(*jsonPath), 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/scale:", err)
+			os.Exit(1)
+		}
+		if err := results.Write(*jsonPath, res); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/scale:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+func run(clusters, nodes, opens int, probeFor time.Duration) (results.Scale, error) {
+	res := results.Scale{Clusters: clusters, Nodes: nodes, ProbeFor: results.Dur(probeFor)}
+	ports, err := deadPorts(clusters * nodes)
+	if err != nil {
+		return res, err
+	}
+	cfg := &dbrouter.Config{
+		Defaults: dbrouter.Settings{User: "app", Password: "secret", Database: "shop"},
+		Clusters: make(map[string]dbrouter.ClusterConfig, clusters),
+		Logger:   slog.New(slog.DiscardHandler),
+	}
+	for c := range clusters {
+		addrs := make([]string, nodes)
+		for n := range addrs {
+			addrs[n] = fmt.Sprintf("127.0.0.1:%d", ports[c*nodes+n])
+		}
+		cfg.Clusters[fmt.Sprintf("c%04d", c)] = dbrouter.ClusterConfig{Nodes: addrs}
+	}
+	res.Baseline = sample("before Open")
+
+	// Time Open several times; keep the last router.
+	var r *dbrouter.Router
+	for i := range max(1, opens) {
+		t0 := time.Now()
+		rr, err := dbrouter.Open(cfg)
+		d := time.Since(t0)
+		if err != nil {
+			return res, err
+		}
+		res.OpenRuns = append(res.OpenRuns, results.Dur(d))
+		if i < max(1, opens)-1 {
+			rr.Close()
+		} else {
+			r = rr
+		}
+	}
+	sorted := slices.Clone(res.OpenRuns)
+	slices.Sort(sorted)
+	res.OpenMin, res.OpenMed = sorted[0], sorted[len(sorted)/2]
+	res.AfterOpen = sample("after Open, no cluster used")
+
+	// Use every cluster once: WriterAddr starts its probers.
+	for _, name := range r.Clusters() {
+		c, err := r.Cluster(name)
+		if err != nil {
+			return res, err
+		}
+		c.WriterAddr()
+	}
+	cpu0 := cpuTime()
+	time.Sleep(probeFor)
+	res.CPUWhileProbing = results.Dur(cpuTime() - cpu0)
+	res.Probing = sample(fmt.Sprintf("every cluster used, probers running for %v", probeFor))
+	for _, cs := range r.Stats() {
+		for _, n := range cs.Nodes {
+			if n.State == dbrouter.StateDown {
+				res.NodesDown++
+			}
+		}
+	}
+	t0 := time.Now()
+	if err := r.Close(); err != nil {
+		return res, err
+	}
+	res.Close = results.Dur(time.Since(t0))
+	res.AfterClose = sample("after Close")
+	return res, nil
+}
+
+// deadPorts returns n distinct loopback ports that nothing listens on: each
+// was bound and released, so a connect is refused.
+func deadPorts(n int) ([]int, error) {
+	seen := map[int]bool{}
+	var ports []int
+	var lns []net.Listener
+	defer func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}()
+	for len(ports) < n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, l) // held until all are taken, so they are distinct
+		p := l.Addr().(*net.TCPAddr).Port
+		if !seen[p] {
+			seen[p] = true
+			ports = append(ports, p)
+		}
+		if len(lns) >= 500 { // stay well below the open-files limit
+			for _, l := range lns {
+				l.Close()
+			}
+			lns = lns[:0]
+		}
+	}
+	return ports, nil
+}
+
+// sample takes a snapshot of the process after a garbage collection.
+func sample(note string) results.Sample {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	s := results.Sample{
+		HeapAlloc: m.HeapAlloc, HeapInuse: m.HeapInuse, Sys: m.Sys,
+		Goroutines: runtime.NumGoroutine(), Note: note,
+	}
+	if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
+		s.OpenFDs = len(ents)
+		for _, e := range ents {
+			if t, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(t, "socket:") {
+				s.TCPConns++
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			var v uint64
+			if _, err := fmt.Sscanf(line, "Threads: %d", &v); err == nil {
+				s.Threads = int(v)
+			}
+			if _, err := fmt.Sscanf(line, "VmRSS: %d kB", &v); err == nil {
+				s.RSS = v * 1024
+			}
+		}
+	}
+	return s
+}
+
+// cpuTime is the process's user plus system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func print(r results.Scale) {
+	fmt.Printf("%d clusters × %d nodes (every node a refused loopback port)\n\n", r.Clusters, r.Nodes)
+	fmt.Printf("Open: min %v, median %v over %d runs (%v)\n\n", r.OpenMin.D(), r.OpenMed.D(), len(r.OpenRuns), r.OpenRuns)
+	fmt.Printf("%-52s %10s %10s %10s %8s %8s %8s\n", "", "heap", "heap in use", "RSS", "goroutines", "threads", "sockets")
+	for _, s := range []results.Sample{r.Baseline, r.AfterOpen, r.Probing, r.AfterClose} {
+		fmt.Printf("%-52s %10s %10s %10s %8d %8d %8d\n", s.Note, mib(s.HeapAlloc), mib(s.HeapInuse), mib(s.RSS), s.Goroutines, s.Threads, s.TCPConns)
+	}
+	fmt.Printf("\nnodes Down after %v of probing: %d of %d\n", r.ProbeFor.D(), r.NodesDown, r.Clusters*r.Nodes)
+	fmt.Printf("CPU time used while probing: %v (%.0f%% of one core)\n", r.CPUWhileProbing.D().Round(time.Millisecond),
+		100*r.CPUWhileProbing.D().Seconds()/r.ProbeFor.D().Seconds())
+	fmt.Printf("Close with every prober running: %v\n", r.Close.D().Round(time.Millisecond))
+}
+
+func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

@@ -1,0 +1,130 @@
+package dbrouter
+
+// Benchmarks of writer selection and of the router's own per-call cost,
+// with no server: the nodes are the fake driver of fakedriver_test.go, so
+// the figures are the router's CPU and allocations alone (DESIGN.md §5).
+// They run only with -bench; `make bench` reports them in
+// docs/performance.md.
+
+import (
+	"context"
+	"database/sql"
+	"log/slog"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// benchCluster returns a cluster over n fake servers with probes disabled,
+// like newFakeCluster but usable from a benchmark.
+func benchCluster(b *testing.B, n int, cc Settings) (*Cluster, []*fakeServer) {
+	b.Helper()
+	cc.Health.Disabled = true
+	cfg := &Config{Defaults: cc, Clusters: map[string]ClusterConfig{"fake": {Nodes: []string{"x"}}}}
+	log := slog.New(slog.DiscardHandler)
+	c := &Cluster{name: "fake", settings: cfg.effective("fake"), log: log}
+	var servers []*fakeServer
+	for i := range n {
+		s := &fakeServer{addr: string(rune('a'+i)) + ":3306", gtid: "0-1-1"}
+		servers = append(servers, s)
+		c.nodes = append(c.nodes, newNodeWithConnector(s.addr, s, c.settings))
+	}
+	c.initHealth()
+	b.Cleanup(func() { c.close() })
+	return c, servers
+}
+
+// BenchmarkWriterPick measures what every call does to find its node: load
+// the immutable picker and take the first node of its write order.
+func BenchmarkWriterPick(b *testing.B) {
+	c, _ := benchCluster(b, 3, Settings{})
+	b.ReportAllocs()
+	var sink int
+	for b.Loop() {
+		p := c.pick.Load()
+		sink += p.writes[0]
+	}
+	_ = sink
+}
+
+// BenchmarkWriterAddr measures Cluster.WriterAddr, the public way to ask
+// which node is the writer.
+func BenchmarkWriterAddr(b *testing.B) {
+	c, _ := benchCluster(b, 3, Settings{})
+	b.ReportAllocs()
+	for b.Loop() {
+		if c.WriterAddr() == "" {
+			b.Fatal("no writer")
+		}
+	}
+}
+
+// BenchmarkWriterChoice measures a health change: choosing the writer by
+// the convergent rule and building a new picker, as a probe result or a
+// failed call does (under the cluster's lock). Sub-benchmarks vary the
+// cluster size; in each, the first node is Down so the choice moves on.
+func BenchmarkWriterChoice(b *testing.B) {
+	for _, n := range []int{3, 9} {
+		b.Run(sizeName(n), func(b *testing.B) {
+			c, _ := benchCluster(b, n, Settings{})
+			c.mu.Lock()
+			c.health[0].state = StateDown
+			c.mu.Unlock()
+			now := time.Now()
+			b.ReportAllocs()
+			for b.Loop() {
+				c.mu.Lock()
+				c.rebuild(now)
+				c.mu.Unlock()
+			}
+			if w := c.pick.Load().writer; w != 1 {
+				b.Fatalf("writer %d, want 1", w)
+			}
+		})
+	}
+}
+
+// BenchmarkCallOverhead measures the failover loop around one attempt
+// (closed check, picker, attempt, success bookkeeping) with an attempt that
+// does nothing: the fixed cost the router adds to every call.
+func BenchmarkCallOverhead(b *testing.B) {
+	c, _ := benchCluster(b, 3, Settings{})
+	ctx := context.Background()
+	attempt := func(*node) (bool, error) { return true, nil }
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := c.call(ctx, opExec, false, false, attempt); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkExecFake compares Cluster.ExecContext with ExecContext on a bare
+// *sql.DB over the same fake connector: the difference is the router's
+// overhead per write, free of network and server noise.
+func BenchmarkExecFake(b *testing.B) {
+	const stmt = "INSERT INTO t (id) VALUES (?)"
+	ctx := context.Background()
+	b.Run("bare", func(b *testing.B) {
+		db := sql.OpenDB(&fakeServer{addr: "a:3306"})
+		b.Cleanup(func() { db.Close() })
+		db.SetMaxIdleConns(DefaultMaxIdleConns)
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := db.ExecContext(ctx, stmt, 1); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("routed", func(b *testing.B) {
+		c, _ := benchCluster(b, 3, Settings{})
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := c.ExecContext(ctx, stmt, 1); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func sizeName(n int) string { return "nodes=" + strconv.Itoa(n) }
