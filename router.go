@@ -218,10 +218,19 @@ func (r *Router) Close() error {
 		r.closed = true
 		t := r.table.Load()
 		r.reloadMu.Unlock()
-		var errs []error
-		for _, name := range t.names {
-			errs = append(errs, t.clusters[name].close())
+		// Clusters close concurrently: each waits for its probers, which a
+		// loaded machine may take a while to schedule.
+		errs := make([]error, len(t.names))
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 64)
+		for i, name := range t.names {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				errs[i] = t.clusters[name].close()
+			})
 		}
+		wg.Wait()
 		r.retiring.Wait()
 		r.events.close()
 		r.closeErr = errors.Join(errs...)
