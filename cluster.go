@@ -118,7 +118,7 @@ func (c *Cluster) ExecContext(ctx context.Context, query string, args ...any) (s
 	defer c.gate.RUnlock()
 	var res sql.Result
 	err := c.call(ctx, opExec, false, isIdempotent(ctx), func(n *node) (bool, error) {
-		conn, err := n.db.Conn(ctx)
+		conn, err := n.db().Conn(ctx)
 		if err != nil {
 			return false, err
 		}
@@ -145,7 +145,7 @@ func (c *Cluster) QueryContext(ctx context.Context, query string, args ...any) (
 	}
 	err := c.call(ctx, opQuery, read, read || isIdempotent(ctx), func(n *node) (bool, error) {
 		var err error
-		rows, err = n.db.QueryContext(ctx, query, args...)
+		rows, err = n.db().QueryContext(ctx, query, args...)
 		return true, err
 	})
 	return rows, err
@@ -174,7 +174,7 @@ func (c *Cluster) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error)
 		c.leave()
 	}
 	err := c.call(ctx, opBegin, false, false, func(n *node) (bool, error) {
-		conn, err := n.db.Conn(ctx)
+		conn, err := n.db().Conn(ctx)
 		if err != nil {
 			return false, err
 		}
@@ -204,7 +204,7 @@ func (c *Cluster) Conn(ctx context.Context) (*sql.Conn, error) {
 	var conn *sql.Conn
 	err := c.call(ctx, opConn, false, false, func(n *node) (bool, error) {
 		var err error
-		conn, err = n.db.Conn(ctx)
+		conn, err = n.db().Conn(ctx)
 		return false, err
 	})
 	return conn, err
@@ -220,9 +220,9 @@ func (c *Cluster) Conn(ctx context.Context) (*sql.Conn, error) {
 func (c *Cluster) Writer() *sql.DB {
 	c.startProbers()
 	if w := c.pick.Load().writer; w >= 0 {
-		return c.nodes[w].db
+		return c.nodes[w].db()
 	}
-	return c.nodes[0].db
+	return c.nodes[0].db()
 }
 
 // WriterAddr returns the address of the current writer, or "" when no node
@@ -288,7 +288,7 @@ func (c *Cluster) close() error {
 	c.wg.Wait()
 	var errs []error
 	for _, n := range c.nodes {
-		errs = append(errs, n.db.Close())
+		errs = append(errs, n.db().Close())
 	}
 	return errors.Join(errs...)
 }

@@ -190,7 +190,7 @@ func (c *Cluster) probe(i int) {
 	var err error
 	if !h.flavorKnown {
 		var version, comment string
-		err = n.db.QueryRowContext(ctx, probeVersion).Scan(&version, &comment)
+		err = n.db().QueryRowContext(ctx, probeVersion).Scan(&version, &comment)
 		mysqlFlavor = !strings.Contains(strings.ToLower(version+" "+comment), "mariadb")
 	}
 	var (
@@ -203,7 +203,7 @@ func (c *Cluster) probe(i int) {
 		if mysqlFlavor {
 			q = probeMySQL
 		}
-		err = n.db.QueryRowContext(ctx, q).Scan(&ro, &raw)
+		err = n.db().QueryRowContext(ctx, q).Scan(&ro, &raw)
 	}
 	if err == nil {
 		pos, err = parseGTIDSet(raw, mysqlFlavor)
@@ -310,11 +310,11 @@ func (c *Cluster) failback(to int) {
 		wait = "SELECT WAIT_FOR_EXECUTED_GTID_SET(?, ?)"
 	}
 	var pos string
-	if err := c.nodes[from].db.QueryRowContext(ctx, q).Scan(&pos); err != nil {
+	if err := c.nodes[from].db().QueryRowContext(ctx, q).Scan(&pos); err != nil {
 		return
 	}
 	var res int
-	if err := c.nodes[to].db.QueryRowContext(ctx, wait, pos, 1).Scan(&res); err != nil || res != 0 {
+	if err := c.nodes[to].db().QueryRowContext(ctx, wait, pos, 1).Scan(&res); err != nil || res != 0 {
 		return
 	}
 	now := time.Now()

@@ -16,10 +16,13 @@ import (
 	"github.com/go-sql-driver/mysql"
 )
 
-// node is one server of a cluster with its own connection pool.
+// node is one server of a cluster with its own connection pool, created
+// on first use so that configured but unused nodes cost no goroutine.
 type node struct {
-	addr string
-	db   *sql.DB
+	addr   string
+	dbOnce sync.Once
+	pool   *sql.DB
+	newDB  func() *sql.DB
 
 	// state mirrors the node's NodeState for a lock-free check on the
 	// call path; Cluster.mu guards the authoritative copy.
@@ -64,8 +67,8 @@ func (n *node) closeConns() {
 		c.Close()
 	}
 	// Drop the idle pool's entries for the closed connections now.
-	n.db.SetMaxIdleConns(0)
-	n.db.SetMaxIdleConns(n.maxIdle)
+	n.db().SetMaxIdleConns(0)
+	n.db().SetMaxIdleConns(n.maxIdle)
 }
 
 // trackedConn is a net.Conn that leaves its node's set when closed.
@@ -124,12 +127,22 @@ func newNodeWithConnector(addr string, inner driver.Connector, cc Settings) *nod
 }
 
 func (n *node) setPool(inner driver.Connector, cc Settings) {
-	db := sql.OpenDB(&boundedConnector{inner: inner, timeout: cc.ConnectTimeout})
-	db.SetMaxOpenConns(cc.MaxOpenConns)
-	db.SetMaxIdleConns(cc.MaxIdleConns)
-	db.SetConnMaxLifetime(cc.ConnMaxLifetime)
-	db.SetConnMaxIdleTime(cc.ConnMaxIdleTime)
-	n.db, n.maxIdle = db, cc.MaxIdleConns
+	n.maxIdle = cc.MaxIdleConns
+	n.newDB = func() *sql.DB {
+		db := sql.OpenDB(&boundedConnector{inner: inner, timeout: cc.ConnectTimeout})
+		db.SetMaxOpenConns(cc.MaxOpenConns)
+		db.SetMaxIdleConns(cc.MaxIdleConns)
+		db.SetConnMaxLifetime(cc.ConnMaxLifetime)
+		db.SetConnMaxIdleTime(cc.ConnMaxIdleTime)
+		return db
+	}
+}
+
+// db returns the node's connection pool, opening it (without connecting)
+// on first use.
+func (n *node) db() *sql.DB {
+	n.dbOnce.Do(func() { n.pool = n.newDB() })
+	return n.pool
 }
 
 // boundedConnector bounds the whole connection setup (dial, TLS, MySQL
