@@ -9,35 +9,15 @@ package dbrouter
 import (
 	"context"
 	"database/sql"
-	"log/slog"
 	"strconv"
 	"testing"
 	"time"
 )
 
-// benchCluster returns a cluster over n fake servers with probes disabled,
-// like newFakeCluster but usable from a benchmark.
-func benchCluster(b *testing.B, n int, cc Settings) (*Cluster, []*fakeServer) {
-	b.Helper()
-	cc.Health.Disabled = true
-	cfg := &Config{Defaults: cc, Clusters: map[string]ClusterConfig{"fake": {Nodes: []string{"x"}}}}
-	log := slog.New(slog.DiscardHandler)
-	c := &Cluster{name: "fake", settings: cfg.effective("fake"), log: log}
-	var servers []*fakeServer
-	for i := range n {
-		s := &fakeServer{addr: string(rune('a'+i)) + ":3306", gtid: "0-1-1"}
-		servers = append(servers, s)
-		c.nodes = append(c.nodes, newNodeWithConnector(s.addr, s, c.settings))
-	}
-	c.initHealth()
-	b.Cleanup(func() { c.close() })
-	return c, servers
-}
-
 // BenchmarkWriterPick measures what every call does to find its node: load
 // the immutable picker and take the first node of its write order.
 func BenchmarkWriterPick(b *testing.B) {
-	c, _ := benchCluster(b, 3, Settings{})
+	c, _ := newFakeCluster(b, 3, Settings{})
 	b.ReportAllocs()
 	var sink int
 	for b.Loop() {
@@ -50,7 +30,7 @@ func BenchmarkWriterPick(b *testing.B) {
 // BenchmarkWriterAddr measures Cluster.WriterAddr, the public way to ask
 // which node is the writer.
 func BenchmarkWriterAddr(b *testing.B) {
-	c, _ := benchCluster(b, 3, Settings{})
+	c, _ := newFakeCluster(b, 3, Settings{})
 	b.ReportAllocs()
 	for b.Loop() {
 		if c.WriterAddr() == "" {
@@ -66,7 +46,7 @@ func BenchmarkWriterAddr(b *testing.B) {
 func BenchmarkWriterChoice(b *testing.B) {
 	for _, n := range []int{3, 9} {
 		b.Run(sizeName(n), func(b *testing.B) {
-			c, _ := benchCluster(b, n, Settings{})
+			c, _ := newFakeCluster(b, n, Settings{})
 			c.mu.Lock()
 			c.health[0].state = StateDown
 			c.mu.Unlock()
@@ -88,7 +68,7 @@ func BenchmarkWriterChoice(b *testing.B) {
 // (closed check, picker, attempt, success bookkeeping) with an attempt that
 // does nothing: the fixed cost the router adds to every call.
 func BenchmarkCallOverhead(b *testing.B) {
-	c, _ := benchCluster(b, 3, Settings{})
+	c, _ := newFakeCluster(b, 3, Settings{})
 	ctx := context.Background()
 	attempt := func(*node) (bool, error) { return true, nil }
 	b.ReportAllocs()
@@ -117,7 +97,7 @@ func BenchmarkExecFake(b *testing.B) {
 		}
 	})
 	b.Run("routed", func(b *testing.B) {
-		c, _ := benchCluster(b, 3, Settings{})
+		c, _ := newFakeCluster(b, 3, Settings{})
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := c.ExecContext(ctx, stmt, 1); err != nil {

@@ -167,7 +167,7 @@ func (r *fakeRows) Next(dest []driver.Value) error {
 
 // newFakeCluster returns a cluster over n fake servers named a:3306,
 // b:3306, ... with health probes disabled: calls alone judge the nodes.
-func newFakeCluster(t *testing.T, n int, cc Settings) (*Cluster, []*fakeServer) {
+func newFakeCluster(t testing.TB, n int, cc Settings) (*Cluster, []*fakeServer) {
 	t.Helper()
 	cc.Health.Disabled = true
 	return newFakeClusterWithProbes(t, n, cc, nil)
@@ -175,7 +175,7 @@ func newFakeCluster(t *testing.T, n int, cc Settings) (*Cluster, []*fakeServer) 
 
 // newFakeClusterWithProbes is newFakeCluster with the health settings of cc
 // (probes on unless cc.Health.Disabled) and events sent to onEvent.
-func newFakeClusterWithProbes(t *testing.T, n int, cc Settings, onEvent func(Event)) (*Cluster, []*fakeServer) {
+func newFakeClusterWithProbes(t testing.TB, n int, cc Settings, onEvent func(Event)) (*Cluster, []*fakeServer) {
 	t.Helper()
 	cfg := &Config{Defaults: cc, Clusters: map[string]ClusterConfig{"fake": {Nodes: []string{"x"}}}}
 	log := slog.New(slog.DiscardHandler)
