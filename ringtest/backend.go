@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 // Backends a Harness can run its servers on; see Options.Backend.
@@ -93,4 +95,73 @@ func validBackend(b string) error {
 type partitioner interface {
 	setPartitioned(part bool) error
 	isPartitioned() bool
+}
+
+// openAdminDB opens a node's root pool from cfg, which says where the
+// server is (and the password, if any); ring and idx name the node in a
+// panic. A pool opened after the node was closed is returned closed.
+func openAdminDB(cfg *mysql.Config, ring string, idx int, closed bool) *sql.DB {
+	cfg.User = "root"
+	cfg.Timeout = 2 * time.Second
+	// Pooled connections to a killed server fail with "broken pipe";
+	// database/sql retries those, so the driver's log line is noise.
+	cfg.Logger = &mysql.NopLogger{}
+	c, err := mysql.NewConnector(cfg)
+	if err != nil {
+		// NewConnector only fails on an invalid config, which this is not.
+		panic(fmt.Sprintf("ringtest: %s node %d: admin connector: %v", ring, idx, err))
+	}
+	db := sql.OpenDB(c)
+	db.SetMaxIdleConns(2)
+	if closed {
+		db.Close()
+	}
+	return db
+}
+
+// closeConns closes a node's proxy and admin pool, either of which may be
+// nil, once the server has been killed.
+func closeConns(p *proxy, db *sql.DB) {
+	if p != nil {
+		p.close()
+	}
+	if db != nil {
+		// The only possible error is failing to say goodbye to the server
+		// that was just killed.
+		_ = db.Close()
+	}
+}
+
+// waitPing pings db every pollInterval until a ping succeeds, gone returns
+// an error (the server has died: done is closed when it does), timeout
+// passes or ctx ends. canPing, when not nil, says whether a ping may be
+// tried yet.
+func waitPing(ctx context.Context, db *sql.DB, timeout time.Duration, done <-chan struct{}, gone func() error, canPing func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	var lastErr error
+	for {
+		if err := gone(); err != nil {
+			return err
+		}
+		if canPing == nil || canPing() {
+			pctx, pcancel := context.WithTimeout(ctx, time.Second)
+			lastErr = db.PingContext(pctx)
+			pcancel()
+			if lastErr == nil {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if lastErr != nil {
+				return fmt.Errorf("not ready after %v: %w (last ping error: %v)", timeout, ctx.Err(), lastErr)
+			}
+			return fmt.Errorf("not ready after %v: %w", timeout, ctx.Err())
+		case <-done:
+		case <-tick.C:
+		}
+	}
 }

@@ -185,56 +185,17 @@ func (h *Harness) startDocker(ctx context.Context) error {
 		}
 	}
 
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		errs  []error
-		ports = map[int]bool{}
-	)
-	pickPort := func() (int, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		for range 20 {
-			p, err := freePort()
-			if err != nil {
-				return 0, err
-			}
-			if !ports[p] {
-				ports[p] = true
-				return p, nil
-			}
+	pickPort := newPortPicker()
+	if err := concurrently(all, func(n *dockerNode) error {
+		if err := n.create(ctx, pickPort); err != nil {
+			return err
 		}
-		return 0, errors.New("ringtest: could not find a free TCP port")
-	}
-	for _, n := range all {
-		wg.Go(func() {
-			err := n.create(ctx, pickPort)
-			if err == nil {
-				err = bootstrap(ctx, n, o.Database, o.User, o.Password)
-			}
-			if err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+		return bootstrap(ctx, n, o.Database, o.User, o.Password)
+	}); err != nil {
 		return err
 	}
 	o.Logf("ringtest: containers started and bootstrapped in %v", time.Since(t0).Round(time.Millisecond))
-	for _, r := range h.rings {
-		wg.Go(func() {
-			if err := r.wire(ctx); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return h.wireRings(ctx)
 }
 
 // newNetwork creates a bridge network labelled for this harness; internal

@@ -170,22 +170,10 @@ func (d *dockerNode) adminDB() *sql.DB {
 	defer d.mu.Unlock()
 	if d.admin == nil {
 		cfg := mysql.NewConfig()
-		cfg.User = "root"
 		cfg.Passwd = dockerRootPassword
 		cfg.Net = "tcp"
 		cfg.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(d.port))
-		cfg.Timeout = 2 * time.Second
-		cfg.Logger = &mysql.NopLogger{}
-		c, err := mysql.NewConnector(cfg)
-		if err != nil {
-			// NewConnector only fails on an invalid config, which this is not.
-			panic(fmt.Sprintf("ringtest: %s node %d: admin connector: %v", d.ring, d.idx, err))
-		}
-		d.admin = sql.OpenDB(c)
-		d.admin.SetMaxIdleConns(2)
-		if d.closed {
-			d.admin.Close()
-		}
+		d.admin = openAdminDB(cfg, d.ring, d.idx, d.closed)
 	}
 	return d.admin
 }
@@ -217,27 +205,23 @@ func (d *dockerNode) create(ctx context.Context, pickPort func() (int, error)) e
 	if _, err := d.env.cli.VolumeCreate(ctx, client.VolumeCreateOptions{Name: d.volume, Labels: d.env.labels()}); err != nil {
 		return fmt.Errorf("ringtest: %s: creating volume %s: %w", d.label(), d.volume, err)
 	}
-	var err error
-	for range 5 {
-		var port int
-		if port, err = pickPort(); err != nil {
-			return err
-		}
+	return onFreePort(pickPort, func(port int) (bool, error) {
 		d.mu.Lock()
 		d.port = port
 		d.mu.Unlock()
-		if err = d.createContainer(ctx); err == nil {
+		err := d.createContainer(ctx)
+		if err == nil {
 			err = d.start(ctx)
 		}
 		if err == nil || !isPortConflict(err) {
-			break
+			return false, err
 		}
 		d.logf("ringtest: %s: host port taken, retrying with another", d.label())
 		if rerr := d.removeContainer(ctx); rerr != nil {
-			return errors.Join(err, rerr)
+			return false, errors.Join(err, rerr)
 		}
-	}
-	return err
+		return true, err
+	})
 }
 
 func isPortConflict(err error) bool {
@@ -362,29 +346,13 @@ func (d *dockerNode) start(ctx context.Context) error {
 // waitReady polls a root ping through the mapped port until it succeeds,
 // the container stops, the start timeout passes or ctx ends.
 func (d *dockerNode) waitReady(ctx context.Context, run *containerRun) error {
-	ctx, cancel := context.WithTimeout(ctx, d.timeout)
-	defer cancel()
-	db := d.adminDB()
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
-	var lastErr error
-	for {
+	gone := func() error {
 		if run.exited() {
 			return errors.New("the container stopped during startup")
 		}
-		pctx, pcancel := context.WithTimeout(ctx, time.Second)
-		lastErr = db.PingContext(pctx)
-		pcancel()
-		if lastErr == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("not ready after %v: %w (last ping error: %v)", d.timeout, ctx.Err(), lastErr)
-		case <-run.done:
-		case <-tick.C:
-		}
+		return nil
 	}
+	return waitPing(ctx, d.adminDB(), d.timeout, run.done, gone, nil)
 }
 
 // logTail returns the end of the container's log, formatted for an error.
@@ -551,19 +519,27 @@ func (d *dockerNode) setPaused(pause bool) error {
 	if over || c == nil {
 		return fmt.Errorf("ringtest: %s: not running", d.label())
 	}
+	return d.engineSet("container pause", pause, &d.frozen, func(ctx context.Context) (err error) {
+		if pause {
+			_, err = d.env.cli.ContainerPause(ctx, c.ID, client.ContainerPauseOptions{})
+		} else {
+			_, err = d.env.cli.ContainerUnpause(ctx, c.ID, client.ContainerUnpauseOptions{})
+		}
+		return err
+	})
+}
+
+// engineSet runs call, an engine request that sets a state of the
+// container to v, within the start timeout, and once it succeeds records v
+// in *field (a field guarded by mu). what names the state in errors.
+func (d *dockerNode) engineSet(what string, v bool, field *bool, call func(ctx context.Context) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), d.timeout)
 	defer cancel()
-	var err error
-	if pause {
-		_, err = d.env.cli.ContainerPause(ctx, c.ID, client.ContainerPauseOptions{})
-	} else {
-		_, err = d.env.cli.ContainerUnpause(ctx, c.ID, client.ContainerUnpauseOptions{})
-	}
-	if err != nil {
-		return fmt.Errorf("ringtest: %s: container pause=%v: %w", d.label(), pause, err)
+	if err := call(ctx); err != nil {
+		return fmt.Errorf("ringtest: %s: %s=%v: %w", d.label(), what, v, err)
 	}
 	d.mu.Lock()
-	d.frozen = pause
+	*field = v
 	d.mu.Unlock()
 	return nil
 }
@@ -607,12 +583,7 @@ func (d *dockerNode) shutdown() error {
 	d.closed = true
 	db := d.admin
 	d.mu.Unlock()
-	if d.proxy != nil {
-		d.proxy.close()
-	}
-	if db != nil {
-		_ = db.Close() // the server is gone; saying goodbye can only fail
-	}
+	closeConns(d.proxy, db)
 	if err := d.removeContainer(ctx); err != nil {
 		errs = append(errs, err)
 	}
@@ -637,24 +608,17 @@ func (d *dockerNode) setPartitioned(part bool) error {
 	if part == was {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), d.timeout)
-	defer cancel()
-	var err error
-	if part {
-		_, err = d.env.cli.NetworkDisconnect(ctx, d.repl, client.NetworkDisconnectOptions{Container: c.ID, Force: true})
-	} else {
-		_, err = d.env.cli.NetworkConnect(ctx, d.repl, client.NetworkConnectOptions{
-			Container:      c.ID,
-			EndpointConfig: &network.EndpointSettings{Aliases: []string{d.alias}},
-		})
-	}
-	if err != nil {
-		return fmt.Errorf("ringtest: %s: partitioned=%v: %w", d.label(), part, err)
-	}
-	d.mu.Lock()
-	d.partitioned = part
-	d.mu.Unlock()
-	return nil
+	return d.engineSet("partitioned", part, &d.partitioned, func(ctx context.Context) (err error) {
+		if part {
+			_, err = d.env.cli.NetworkDisconnect(ctx, d.repl, client.NetworkDisconnectOptions{Container: c.ID, Force: true})
+		} else {
+			_, err = d.env.cli.NetworkConnect(ctx, d.repl, client.NetworkConnectOptions{
+				Container:      c.ID,
+				EndpointConfig: &network.EndpointSettings{Aliases: []string{d.alias}},
+			})
+		}
+		return err
+	})
 }
 
 func (d *dockerNode) isPartitioned() bool {

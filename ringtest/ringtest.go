@@ -304,47 +304,30 @@ func (h *Harness) start(ctx context.Context, installDB string) error {
 
 	// Start every server concurrently; each one copies the template, boots,
 	// and gets its users and database.
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		errs  []error
-		ports = map[int]bool{}
-	)
-	pickPort := func() (int, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		for range 20 {
-			p, err := freePort()
-			if err != nil {
-				return 0, err
-			}
-			if !ports[p] {
-				ports[p] = true
-				return p, nil
-			}
-		}
-		return 0, errors.New("ringtest: could not find a free TCP port")
-	}
-	for _, s := range all {
-		wg.Go(func() {
-			if err := h.bootServer(ctx, s, tpl, pickPort); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	pickPort := newPortPicker()
+	if err := concurrently(all, func(s *server) error {
+		return h.bootServer(ctx, s, tpl, pickPort)
+	}); err != nil {
 		return err
 	}
 
 	o.Logf("ringtest: servers started and bootstrapped in %v", time.Since(t0).Round(time.Millisecond))
 
 	// Wire the rings only once every node has reset its binlog.
-	for _, r := range h.rings {
+	return h.wireRings(ctx)
+}
+
+// concurrently calls f on every item, each in its own goroutine, and
+// returns the errors joined once all calls have returned.
+func concurrently[T any](items []T, f func(T) error) error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, it := range items {
 		wg.Go(func() {
-			if err := r.wire(ctx); err != nil {
+			if err := f(it); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -364,20 +347,17 @@ func (h *Harness) bootServer(ctx context.Context, s *server, tpl string, pickPor
 	}
 	s.op.Lock()
 	defer s.op.Unlock()
-	var err error
-	for range 5 {
-		var port int
-		if port, err = pickPort(); err != nil {
-			return err
-		}
+	err := onFreePort(pickPort, func(port int) (bool, error) {
 		s.mu.Lock()
 		s.port = port
 		s.mu.Unlock()
-		if err = s.start(ctx); !errors.Is(err, errBind) {
-			break
+		err := s.start(ctx)
+		if !errors.Is(err, errBind) {
+			return false, err
 		}
 		s.logf("ringtest: %s: port taken, retrying with another", s.label())
-	}
+		return true, err
+	})
 	if err != nil {
 		return err
 	}

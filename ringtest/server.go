@@ -134,23 +134,9 @@ func (s *server) adminDB() *sql.DB {
 	defer s.mu.Unlock()
 	if s.admin == nil {
 		cfg := mysql.NewConfig()
-		cfg.User = "root"
 		cfg.Net = "unix"
 		cfg.Addr = s.socket
-		cfg.Timeout = 2 * time.Second
-		// Pooled connections to a killed server fail with "broken pipe";
-		// database/sql retries those, so the driver's log line is noise.
-		cfg.Logger = &mysql.NopLogger{}
-		c, err := mysql.NewConnector(cfg)
-		if err != nil {
-			// NewConnector only fails on an invalid config, which this is not.
-			panic(fmt.Sprintf("ringtest: %s node %d: admin connector: %v", s.ring, s.idx, err))
-		}
-		s.admin = sql.OpenDB(c)
-		s.admin.SetMaxIdleConns(2)
-		if s.closed {
-			s.admin.Close()
-		}
+		s.admin = openAdminDB(cfg, s.ring, s.idx, s.closed)
 	}
 	return s.admin
 }
@@ -270,34 +256,17 @@ func (s *server) start(ctx context.Context) error {
 // waitReady polls a root ping over the unix socket until it succeeds, the
 // process exits, the StartTimeout passes or ctx ends.
 func (s *server) waitReady(ctx context.Context, p *process) error {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	db := s.adminDB()
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
-	var lastErr error
-	for {
+	gone := func() error {
 		if p.exited() {
 			return fmt.Errorf("mariadbd exited during startup: %v", p.err)
 		}
-		if _, err := os.Stat(s.socket); err == nil {
-			pctx, pcancel := context.WithTimeout(ctx, time.Second)
-			lastErr = db.PingContext(pctx)
-			pcancel()
-			if lastErr == nil {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			if lastErr != nil {
-				return fmt.Errorf("not ready after %v: %w (last ping error: %v)", s.timeout, ctx.Err(), lastErr)
-			}
-			return fmt.Errorf("not ready after %v: %w", s.timeout, ctx.Err())
-		case <-p.done:
-		case <-tick.C:
-		}
+		return nil
 	}
+	canPing := func() bool {
+		_, err := os.Stat(s.socket)
+		return err == nil
+	}
+	return waitPing(ctx, s.adminDB(), s.timeout, p.done, gone, canPing)
 }
 
 // kill SIGKILLs the current process, if any, and waits until it is reaped.
@@ -399,33 +368,28 @@ func (s *server) killHard() (bool, error) {
 }
 
 // freeze sends SIGSTOP and waits until every thread has stopped.
-func (s *server) freeze() error {
-	s.op.Lock()
-	defer s.op.Unlock()
-	if err := s.signal(syscall.SIGSTOP); err != nil {
-		return err
-	}
-	if err := s.waitStopped(true); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.frozen = true
-	s.mu.Unlock()
-	return nil
-}
+func (s *server) freeze() error { return s.setStopped(true) }
 
 // thaw sends SIGCONT and waits until no thread is stopped.
-func (s *server) thaw() error {
+func (s *server) thaw() error { return s.setStopped(false) }
+
+// setStopped sends SIGSTOP (stop) or SIGCONT (!stop), waits until the
+// threads comply and records the new state.
+func (s *server) setStopped(stop bool) error {
 	s.op.Lock()
 	defer s.op.Unlock()
-	if err := s.signal(syscall.SIGCONT); err != nil {
+	sig := syscall.SIGCONT
+	if stop {
+		sig = syscall.SIGSTOP
+	}
+	if err := s.signal(sig); err != nil {
 		return err
 	}
-	if err := s.waitStopped(false); err != nil {
+	if err := s.waitStopped(stop); err != nil {
 		return err
 	}
 	s.mu.Lock()
-	s.frozen = false
+	s.frozen = stop
 	s.mu.Unlock()
 	return nil
 }
@@ -451,14 +415,7 @@ func (s *server) close() {
 	s.closed = true
 	db := s.admin
 	s.mu.Unlock()
-	if s.proxy != nil {
-		s.proxy.close()
-	}
-	if db != nil {
-		// The only possible error is failing to say goodbye to the server
-		// that was just killed.
-		_ = db.Close()
-	}
+	closeConns(s.proxy, db)
 }
 
 // logTail returns up to errLogTailBytes of the error log written after
@@ -491,4 +448,46 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// newPortPicker returns a function that picks free ports with freePort,
+// never the same one twice, for the concurrent starts of one harness.
+func newPortPicker() func() (int, error) {
+	var (
+		mu    sync.Mutex
+		ports = map[int]bool{}
+	)
+	return func() (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		for range 20 {
+			p, err := freePort()
+			if err != nil {
+				return 0, err
+			}
+			if !ports[p] {
+				ports[p] = true
+				return p, nil
+			}
+		}
+		return 0, errors.New("ringtest: could not find a free TCP port")
+	}
+}
+
+// onFreePort calls attempt with a port from pickPort, and again with a new
+// port while attempt reports that the port was taken (retry), five times at
+// most. It returns attempt's last error, or pickPort's.
+func onFreePort(pickPort func() (int, error), attempt func(port int) (retry bool, err error)) error {
+	var err error
+	for range 5 {
+		port, perr := pickPort()
+		if perr != nil {
+			return perr
+		}
+		var retry bool
+		if retry, err = attempt(port); !retry {
+			break
+		}
+	}
+	return err
 }

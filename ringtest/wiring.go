@@ -83,6 +83,11 @@ func (r *Ring) wire(ctx context.Context) error {
 	return nil
 }
 
+// wireRings wires every ring of h concurrently and returns their errors.
+func (h *Harness) wireRings(ctx context.Context) error {
+	return concurrently(h.rings, func(r *Ring) error { return r.wire(ctx) })
+}
+
 // upstream is the index of the node that node i replicates from.
 func (r *Ring) upstream(i int) int { return (i - 1 + len(r.servers)) % len(r.servers) }
 
