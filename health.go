@@ -155,6 +155,17 @@ func (c *Cluster) runProber(i int) {
 	defer t.Stop()
 	for {
 		c.probe(i)
+		if c.confirming(i) {
+			// The probe just failed: confirm or clear the suspicion
+			// at once rather than at the next tick, so that calls
+			// stuck on a dead node are abandoned sooner.
+			select {
+			case <-c.stop:
+				return
+			default:
+				continue
+			}
+		}
 		select {
 		case <-c.stop:
 			return
@@ -162,6 +173,15 @@ func (c *Cluster) runProber(i int) {
 		case <-c.probeNow[i]:
 		}
 	}
+}
+
+// confirming reports whether node i is Suspect after failed probes, so that
+// its prober should probe again without waiting for the next tick.
+func (c *Cluster) confirming(i int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h := &c.health[i]
+	return h.state == StateSuspect && h.consecFail > 0
 }
 
 // requestProbe asks node i's prober to probe now rather than at its next
