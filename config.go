@@ -406,6 +406,21 @@ func validEnvName(name string) bool {
 // Validate checks the configuration and returns a *ConfigError naming the
 // first invalid field and its value, or nil. Open calls it.
 func (c *Config) Validate() error {
+	_, err := c.validate()
+	return err
+}
+
+// validate is Validate returning the shard maps it built, so that Open and
+// Reload build them once.
+func (c *Config) validate() (map[string]ShardMap, error) {
+	if err := c.validateClusters(); err != nil {
+		return nil, err
+	}
+	return c.buildShardMaps()
+}
+
+// validateClusters checks the defaults and every cluster.
+func (c *Config) validateClusters() error {
 	if len(c.Clusters) == 0 {
 		return &ConfigError{Field: "clusters", Msg: "at least one cluster is required"}
 	}
@@ -448,8 +463,7 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
-	_, err := c.buildShardMaps()
-	return err
+	return nil
 }
 
 // buildShardMaps builds every shard map and checks that each cluster it
@@ -479,24 +493,31 @@ func (c *Config) buildShardMaps() (map[string]ShardMap, error) {
 			return nil
 		}
 		var errs []error
-		for _, k := range sortedKeys(smc.Ranges) {
-			errs = append(errs, check("ranges."+k, smc.Ranges[k]))
-		}
-		for _, k := range sortedKeys(smc.Entries) {
-			errs = append(errs, check("entries."+k, smc.Entries[k]))
-		}
-		for i, cl := range smc.Clusters {
-			errs = append(errs, check(fmt.Sprintf("clusters[%d]", i), cl))
-		}
-		if smc.Other != "" {
-			errs = append(errs, check("other", smc.Other))
-		}
-		if smc.Default != "" {
-			errs = append(errs, check("default", smc.Default))
-		}
-		if l, ok := m.(ClusterLister); ok {
-			for _, cl := range l.Clusters() {
-				errs = append(errs, check("clusters", cl))
+		switch smc.Strategy {
+		case StrategyInitial, StrategyDirectory, StrategyHash:
+			// Every cluster a built-in map names is in one of these
+			// fields: name the field that holds an unknown one.
+			for _, k := range sortedKeys(smc.Ranges) {
+				errs = append(errs, check("ranges."+k, smc.Ranges[k]))
+			}
+			for _, k := range sortedKeys(smc.Entries) {
+				errs = append(errs, check("entries."+k, smc.Entries[k]))
+			}
+			for i, cl := range smc.Clusters {
+				errs = append(errs, check(fmt.Sprintf("clusters[%d]", i), cl))
+			}
+			if smc.Other != "" {
+				errs = append(errs, check("other", smc.Other))
+			}
+			if smc.Default != "" {
+				errs = append(errs, check("default", smc.Default))
+			}
+		default:
+			// A user map's fields mean what it says they mean: ask it.
+			if l, ok := m.(ClusterLister); ok {
+				for _, cl := range l.Clusters() {
+					errs = append(errs, check("clusters", cl))
+				}
 			}
 		}
 		for _, err := range errs {

@@ -30,7 +30,8 @@ func (r *Router) Reload(cfg *Config) error {
 	if cfg == nil {
 		return errors.New("dbrouter: Reload: nil *Config")
 	}
-	if err := cfg.Validate(); err != nil {
+	maps, err := cfg.validate()
+	if err != nil {
 		return fmt.Errorf("dbrouter: Reload rejected, configuration unchanged: %w", err)
 	}
 	r.reloadMu.Lock()
@@ -39,7 +40,7 @@ func (r *Router) Reload(cfg *Config) error {
 		return ErrClosed
 	}
 	old := r.table.Load()
-	t, retired, err := r.buildTable(cfg, old)
+	t, retired, err := r.buildTable(cfg, maps, old)
 	if err != nil {
 		return fmt.Errorf("dbrouter: Reload rejected, configuration unchanged: %w", err)
 	}
@@ -60,16 +61,17 @@ func (r *Router) Reload(cfg *Config) error {
 const DefaultWatchInterval = time.Second
 
 // WatchConfigFile reads the YAML file at path every interval (zero means
-// DefaultWatchInterval) and, when its content differs from the last content
-// seen and has stayed the same for one more interval (so that a file caught
-// mid-write is not applied; writing it atomically with a rename is better
-// still), parses it as LoadConfig does and applies it with Reload. The content at
-// the first read is taken as current, not applied. A file that cannot be
-// read or parsed, or a rejected reload, is reported to onError (nil: logged
-// at error level by the router's logger) and the router keeps its current
-// configuration; the same content is not retried until it changes again.
-// WatchConfigFile blocks until ctx is done or the router is closed; run it in
-// its own goroutine.
+// DefaultWatchInterval) and, when its content differs from the content it
+// last applied and has stayed the same for one more interval (so that a file
+// caught mid-write is not applied; writing it atomically with a rename is
+// better still), parses it as LoadConfig does and applies it with Reload.
+// The first content it reads is applied too, so a change made between Open
+// and the watch is not missed; reloading an unchanged configuration keeps
+// every cluster as it is. A file that cannot be read or parsed, or a
+// rejected reload, is reported to onError (nil: logged at error level by the
+// router's logger) and the router keeps its current configuration; the same
+// content is not retried until it changes again. WatchConfigFile blocks
+// until ctx is done or the router is closed; run it in its own goroutine.
 func (r *Router) WatchConfigFile(ctx context.Context, path string, interval time.Duration, onError func(error)) {
 	if interval <= 0 {
 		interval = DefaultWatchInterval
@@ -77,18 +79,16 @@ func (r *Router) WatchConfigFile(ctx context.Context, path string, interval time
 	if onError == nil {
 		onError = func(err error) { r.log.Error("dbrouter: config watch", "path", path, "err", err) }
 	}
-	last, err := os.ReadFile(path)
-	if err != nil {
-		onError(fmt.Errorf("dbrouter: config watch: %w", err))
-	}
-	var pending []byte
+	var last, pending []byte
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
 		}
 		data, err := os.ReadFile(path)
 		if err != nil {

@@ -94,7 +94,20 @@ func TestReloadUnderLoad(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(300 * time.Millisecond) // let load build up before the reload
+	ackedOn := func(cl string) func() bool {
+		return func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			n := 0
+			for _, c := range acked {
+				if c == cl {
+					n++
+				}
+			}
+			return n >= 100
+		}
+	}
+	waitFor(t, ctx, "100 writes on c0 before the reload", ackedOn("c0"))
 
 	// An invalid configuration is rejected whole.
 	bad := base("c9", 1, 2)
@@ -123,7 +136,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	if _, err := tx.ExecContext(ctx, "INSERT INTO w VALUES ('tx-after-reload', 'c0')"); err != nil {
 		t.Fatalf("transaction on the removed cluster, after Reload: %v", err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	waitFor(t, ctx, "100 writes on c1 while the transaction on c0 is open", ackedOn("c1"))
 	if err := tx.Commit(); err != nil {
 		t.Fatalf("commit on the removed cluster: %v", err)
 	}
@@ -191,8 +204,7 @@ func TestWatchConfigFile(t *testing.T) {
 		c, err := r.Route("m", "k")
 		return err == nil && c.Name() == want
 	}
-	time.Sleep(50 * time.Millisecond) // the watcher has read the first content
-	write("c2")
+	write("c2") // whichever content the watcher reads first, it ends on c2
 	waitFor(t, testContext(t, 5*time.Second), "reload to c2", func() bool { return routesTo("c2") })
 	write("c7")
 	select {

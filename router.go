@@ -44,7 +44,8 @@ func Open(cfg *Config) (*Router, error) {
 	if cfg == nil {
 		return nil, errors.New("dbrouter: Open: nil *Config")
 	}
-	if err := cfg.Validate(); err != nil {
+	maps, err := cfg.validate()
+	if err != nil {
 		return nil, err
 	}
 	log := cfg.Logger
@@ -52,7 +53,7 @@ func Open(cfg *Config) (*Router, error) {
 		log = slog.Default()
 	}
 	r := &Router{log: log, events: newDispatcher(log, cfg.OnEvent)}
-	t, _, err := r.buildTable(cfg, nil)
+	t, _, err := r.buildTable(cfg, maps, nil)
 	if err != nil {
 		r.events.close()
 		return nil, err
@@ -61,14 +62,10 @@ func Open(cfg *Config) (*Router, error) {
 	return r, nil
 }
 
-// buildTable builds the routing table for cfg (already validated), reusing
-// the clusters of old whose configuration is unchanged. It returns the
-// clusters of old that are not reused.
-func (r *Router) buildTable(cfg *Config, old *routeTable) (*routeTable, []*Cluster, error) {
-	maps, err := cfg.buildShardMaps()
-	if err != nil {
-		return nil, nil, err
-	}
+// buildTable builds the routing table for cfg, already validated into
+// maps, reusing the clusters of old whose configuration is unchanged. It
+// returns the clusters of old that are not reused.
+func (r *Router) buildTable(cfg *Config, maps map[string]ShardMap, old *routeTable) (*routeTable, []*Cluster, error) {
 	cp := *cfg
 	t := &routeTable{cfg: &cp, clusters: make(map[string]*Cluster, len(cfg.Clusters)), maps: maps}
 	var created []*Cluster

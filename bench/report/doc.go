@@ -340,13 +340,7 @@ func (d *docData) summarize() {
 		fmt.Fprintf(&b, "| a write whose fate is unknown is reported as outcome unknown, never as a plain failure | dbrouter writes reported as failed or not sent that were applied anyway: %d | %s |\n",
 			failedApplied, yesNo(failedApplied == 0))
 	}
-	maxNs, maxAllocs, lookups := 0.0, 0.0, 0
-	for name, r := range d.bench {
-		if isLookup(name) {
-			lookups++
-			maxNs, maxAllocs = math.Max(maxNs, r.Med()), math.Max(maxAllocs, r.MedAllocs())
-		}
-	}
+	maxNs, maxAllocs, lookups := d.slowestLookup()
 	if lookups > 0 {
 		fmt.Fprintf(&b, "| shard lookup ≤ 50 ns/op and 0 allocs/op, every built-in strategy | slowest of %d `Lookup` benchmarks: %.1f ns/op, at most %.0f allocs/op | %s |\n",
 			lookups, maxNs, maxAllocs, yesNo(maxNs <= 50 && maxAllocs == 0))
@@ -441,13 +435,7 @@ func (d *docData) headline() string {
 		fmt.Fprintf(&b, "- **Overhead**: a routed point SELECT runs at %.3f× the throughput of the same query on a bare `*sql.DB` to the same server (8 callers; INSERT: %s).\n",
 			pairedRatio(bare, routed), ratioText(d.bench, "insert", "8"))
 	}
-	maxNs, maxAllocs, lookups := 0.0, 0.0, 0
-	for name, r := range d.bench {
-		if isLookup(name) {
-			lookups++
-			maxNs, maxAllocs = math.Max(maxNs, r.Med()), math.Max(maxAllocs, r.MedAllocs())
-		}
-	}
+	maxNs, maxAllocs, lookups := d.slowestLookup()
 	if lookups > 0 {
 		fmt.Fprintf(&b, "- **Shard lookups**: at most %.0f ns/op and %.0f allocations per lookup, every built-in strategy.\n", maxNs, maxAllocs)
 	}
@@ -481,4 +469,16 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprintf("%g writes/s in all", r)
 	},
+}
+
+// slowestLookup returns the largest median ns/op and allocs/op over the
+// shard Lookup benchmarks, and how many there were.
+func (d *docData) slowestLookup() (maxNs, maxAllocs float64, lookups int) {
+	for name, r := range d.bench {
+		if isLookup(name) {
+			lookups++
+			maxNs, maxAllocs = math.Max(maxNs, r.Med()), math.Max(maxAllocs, r.MedAllocs())
+		}
+	}
+	return maxNs, maxAllocs, lookups
 }
