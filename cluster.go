@@ -13,19 +13,21 @@ import (
 
 // Operation names used in errors, traces and logs.
 const (
-	opExec  = "exec"
-	opQuery = "query"
-	opBegin = "begin"
-	opConn  = "conn"
+	opExec   = "exec"
+	opQuery  = "query"
+	opBegin  = "begin"
+	opConn   = "conn"
+	opPinned = "statement on a pinned connection"
 )
 
 // Cluster is an ordered list of nodes that may each be the writer of the
 // same data, typically a circular replication ring A→B→C→A. Calls go to the
 // writer, the first node in configured order that is believed healthy and
-// writable, and fail over to the next node when the rules of DESIGN.md §3
-// allow it: a statement that provably never reached a server is retried on
-// the next node; one that may have reached it is returned as
-// *OutcomeUnknownError (writes) or retried (reads).
+// writable, and fail over to the next node when that is safe: a statement
+// that provably never reached a server is retried on the next node; one
+// that may have reached it is returned as *OutcomeUnknownError, unless it
+// is a read, which runs in a read-only session and so cannot have written
+// anything.
 //
 // A Cluster is safe for concurrent use. Get one from Router.Cluster.
 type Cluster struct {
@@ -40,8 +42,8 @@ type Cluster struct {
 	closed atomic.Bool
 
 	// Calls in flight, counted so that a cluster retired by Router.Reload
-	// is closed only after they end (a transaction counts until Commit or
-	// Rollback).
+	// is closed only after they end (rows until they are closed, a
+	// transaction until it ends).
 	inflight  atomic.Int64
 	retiring  atomic.Bool
 	drained   chan struct{}
@@ -53,10 +55,9 @@ type Cluster struct {
 	lastWriter int          // the last writer there was, -1 before any
 	failbackTo int          // failback candidate, -1: none
 
-	// gate fences failback: every write holds it shared for its duration
-	// (a transaction until Commit or Rollback), and a failback holds it
-	// exclusively while the new writer catches up with the old one.
-	gate        sync.RWMutex
+	// fence keeps writes off a node while a failback moves the writer
+	// role to it (see failback).
+	fence       fence
 	failingBack atomic.Bool
 
 	ctx         context.Context // cancelled by close; bounds probes
@@ -64,6 +65,7 @@ type Cluster struct {
 	stop        chan struct{}
 	probeNow    []chan struct{}
 	probersOnce sync.Once
+	closeMu     sync.Mutex // orders starting the probers before close waits for them
 	wg          sync.WaitGroup
 }
 
@@ -77,9 +79,10 @@ func (c *Cluster) initHealth() {
 	c.health = make([]nodeHealth, len(c.nodes))
 	c.probeNow = make([]chan struct{}, len(c.nodes))
 	now := time.Now()
-	for i := range c.nodes {
+	for i, n := range c.nodes {
 		c.probeNow[i] = make(chan struct{}, 1)
 		c.health[i].changedAt = now
+		n.guard = func(ctx context.Context) (*pass, error) { return c.pinnedPass(ctx, i) }
 	}
 	c.writerIdx, c.failbackTo, c.lastWriter = -1, -1, -1
 	c.mu.Lock()
@@ -114,10 +117,8 @@ func (c *Cluster) Nodes() []string {
 // DELETE by key) can be marked with WithIdempotent(ctx): it is then retried
 // on the next node after an outcome-unknown failure too.
 func (c *Cluster) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	c.gate.RLock()
-	defer c.gate.RUnlock()
 	var res sql.Result
-	err := c.call(ctx, opExec, false, isIdempotent(ctx), func(n *node) (bool, error) {
+	err := c.call(ctx, opExec, false, isIdempotent(ctx), func(ctx context.Context, n *node) (bool, error) {
 		conn, err := n.db().Conn(ctx)
 		if err != nil {
 			return false, err
@@ -131,19 +132,40 @@ func (c *Cluster) ExecContext(ctx context.Context, query string, args ...any) (s
 
 // QueryContext runs a query on the node chosen by the cluster's read policy
 // (by default the writer, so reads see the caller's own writes) and returns
-// its rows. A query whose first keyword is SELECT, SHOW,
-// DESCRIBE or EXPLAIN is a read and is retried on the next node whatever the
-// failure; any other statement is treated as a write, as in ExecContext.
-// Failures while iterating the returned rows are reported by Rows.Err and are
-// not retried.
+// its rows.
+//
+// A single statement whose first keyword is SELECT, SHOW, DESCRIBE or
+// EXPLAIN is a read: it runs in a read-only session and is retried on the
+// next node whatever the failure. A read that turns out to write — a
+// SELECT of a stored function that inserts, NEXTVAL, SELECT ... FOR UPDATE
+// — is refused by the server in that session (error 1792) before it
+// changes anything, and is then run again as a write. Any other statement,
+// and any string of several statements, is a write, as in ExecContext; its
+// rows (INSERT ... RETURNING) keep a failback from moving the writer until
+// they are closed. Failures while iterating the returned rows are reported
+// by Rows.Err and are not retried.
 func (c *Cluster) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	var rows *sql.Rows
-	read := isReadStatement(query)
-	if !read {
-		c.gate.RLock()
-		defer c.gate.RUnlock()
+	if !isReadStatement(query) {
+		return c.queryWrite(ctx, query, args)
 	}
-	err := c.call(ctx, opQuery, read, read || isIdempotent(ctx), func(n *node) (bool, error) {
+	var rows *sql.Rows
+	err := c.call(ctx, opQuery, true, true, func(ctx context.Context, n *node) (bool, error) {
+		var err error
+		rows, err = n.pool(poolRead).QueryContext(ctx, query, args...)
+		return true, err
+	})
+	if refusedInReadOnlySession(err) {
+		return c.queryWrite(ctx, query, args)
+	}
+	return rows, err
+}
+
+// queryWrite runs a query that may write on the writer, with the rules of
+// ExecContext; its rows hold the call's place behind the fence until they
+// are closed.
+func (c *Cluster) queryWrite(ctx context.Context, query string, args []any) (*sql.Rows, error) {
+	var rows *sql.Rows
+	err := c.callHandingOn(ctx, opQuery, isIdempotent(ctx), func(ctx context.Context, n *node) (bool, error) {
 		var err error
 		rows, err = n.db().QueryContext(ctx, query, args...)
 		return true, err
@@ -162,25 +184,14 @@ func (c *Cluster) QueryRowContext(ctx context.Context, query string, args ...any
 // BeginTx starts a transaction on the writer. The transaction keeps one
 // connection to that node for its whole life and never moves: if the node
 // fails, the transaction's calls fail. BeginTx itself fails over like a
-// statement that was not sent.
+// statement that was not sent. Until the transaction ends — Commit,
+// Rollback, or the end of ctx, on which database/sql rolls it back — no
+// failback moves the writer.
 func (c *Cluster) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) {
 	var tx *Tx
-	if err := c.enter(); err != nil {
-		return nil, err
-	}
-	c.gate.RLock() // released by Commit or Rollback
-	release := func() {
-		c.gate.RUnlock()
-		c.leave()
-	}
-	err := c.call(ctx, opBegin, false, false, func(n *node) (bool, error) {
-		conn, err := n.db().Conn(ctx)
+	err := c.callHandingOn(ctx, opBegin, false, func(ctx context.Context, n *node) (bool, error) {
+		stx, err := n.db().BeginTx(ctx, opts)
 		if err != nil {
-			return false, err
-		}
-		stx, err := conn.BeginTx(ctx, opts)
-		if err != nil {
-			conn.Close()
 			// START TRANSACTION changes nothing, so a failure here is
 			// safe to retry on the next node whatever its cause.
 			if classify(err, true) == ClassServerError {
@@ -188,41 +199,73 @@ func (c *Cluster) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error)
 			}
 			return false, err
 		}
-		tx = &Tx{tx: stx, conn: conn, cluster: c.name, node: n.addr, release: release, owner: c, idx: c.nodeIndex(n)}
+		tx = &Tx{tx: stx, ctx: ctx, pass: passOf(ctx), cluster: c.name, node: n.addr, owner: c, idx: c.nodeIndex(n)}
 		return true, nil
 	})
-	if err != nil {
-		release()
-	}
 	return tx, err
 }
 
 // Conn returns a dedicated connection to the writer, for session state that
 // must stay on one connection (temporary tables, user locks). The caller
-// must Close it. The connection does not fail over.
+// must Close it. The connection does not fail over: once its node is no
+// longer the writer (after a failover or a failback), its statements are
+// refused with an error matching ErrNotSent, and the caller gets a new
+// connection from Conn. Each statement on it, and each transaction begun on
+// it until it ends, keeps a failback from moving the writer meanwhile.
 func (c *Cluster) Conn(ctx context.Context) (*sql.Conn, error) {
 	var conn *sql.Conn
-	err := c.call(ctx, opConn, false, false, func(n *node) (bool, error) {
+	err := c.call(ctx, opConn, false, false, func(ctx context.Context, n *node) (bool, error) {
 		var err error
-		conn, err = n.db().Conn(ctx)
+		conn, err = n.pool(poolPinned).Conn(ctx)
 		return false, err
 	})
 	return conn, err
 }
 
-// Writer returns the connection pool of the current writer, for code that
+// Writer returns a connection pool on the current writer, for code that
 // needs a plain *sql.DB (sqlx.NewDb(c.Writer(), "mysql"), migrations, ...).
-// Calls made through it go to that node only and do not fail over; call
-// Writer again after a failover to get the new writer's pool. The pool is
-// owned by the router: do not close it.
+// Calls made through it go to that node only and do not fail over: once the
+// node is no longer the writer, they are refused with an error matching
+// ErrNotSent, and the caller calls Writer again to get the new writer's
+// pool. Each statement, and each transaction until it ends, keeps a
+// failback from moving the writer meanwhile. The pool is owned by the
+// router: do not close it.
 //
-// When no node qualifies as writer, Writer returns the first node's pool.
+// When no node qualifies as writer, Writer returns the first node's pool,
+// whose calls are refused until that node is the writer again.
 func (c *Cluster) Writer() *sql.DB {
 	c.startProbers()
 	if w := c.pick.Load().writer; w >= 0 {
-		return c.nodes[w].db()
+		return c.nodes[w].pool(poolPinned)
 	}
-	return c.nodes[0].db()
+	return c.nodes[0].pool(poolPinned)
+}
+
+// pinnedPass gives a statement or transaction on node i's pinned pool its
+// pass: it waits at the fence, within ctx, and is refused when node i is
+// not the writer.
+func (c *Cluster) pinnedPass(ctx context.Context, i int) (*pass, error) {
+	if err := c.enter(); err != nil {
+		return nil, err
+	}
+	if err := c.fence.enter(ctx); err != nil {
+		c.leave()
+		return nil, &notSentError{cluster: c.name, op: opPinned, err: err}
+	}
+	if w := c.pick.Load().writer; w != i {
+		c.fence.leave()
+		c.leave()
+		now := "no node"
+		if w >= 0 {
+			now = c.nodes[w].addr
+		}
+		return nil, &notSentError{cluster: c.name, op: opPinned, err: fmt.Errorf(
+			"node %s is no longer the writer (now %s): get a new connection from Cluster.Conn or Cluster.Writer", c.nodes[i].addr, now)}
+	}
+	return newPass(func() {
+		c.fence.leave()
+		c.leave()
+	}), nil
 }
 
 // WriterAddr returns the address of the current writer, or "" when no node
@@ -255,7 +298,7 @@ func (c *Cluster) enter() error {
 	}
 	if c.closed.Load() {
 		c.leave()
-		return ErrClosed
+		return &notSentError{cluster: c.name, op: "call", err: ErrClosed}
 	}
 	return nil
 }
@@ -280,15 +323,18 @@ func (c *Cluster) retire() {
 
 // close stops the probers and closes every node's pool.
 func (c *Cluster) close() error {
+	c.closeMu.Lock()
 	if c.closed.Swap(true) {
+		c.closeMu.Unlock()
 		return nil
 	}
+	c.closeMu.Unlock()
 	c.cancel()
 	close(c.stop)
 	c.wg.Wait()
 	var errs []error
 	for _, n := range c.nodes {
-		errs = append(errs, n.db().Close())
+		errs = append(errs, n.close())
 	}
 	return errors.Join(errs...)
 }
@@ -297,6 +343,7 @@ func (c *Cluster) close() error {
 type Row struct {
 	rows *sql.Rows
 	err  error
+	tx   *Tx // the transaction the row was read in, if any
 }
 
 // Err returns the error, if any, of the query that produced the row.
@@ -304,11 +351,27 @@ func (r *Row) Err() error { return r.err }
 
 // Scan copies the columns of the first row into dest, like sql.Row.Scan. It
 // returns sql.ErrNoRows when the query returned no rows.
+//
+// As with sql.Row, dest must not hold a *sql.RawBytes: the bytes would
+// point into a buffer that the driver reuses once the row is closed.
 func (r *Row) Scan(dest ...any) error {
+	err := r.scan(dest)
+	if r.tx != nil {
+		r.tx.note(err)
+	}
+	return err
+}
+
+func (r *Row) scan(dest []any) error {
 	if r.err != nil {
 		return r.err
 	}
 	defer r.rows.Close()
+	for _, d := range dest {
+		if _, ok := d.(*sql.RawBytes); ok {
+			return errors.New("dbrouter: Row.Scan: *sql.RawBytes is not allowed (the bytes would outlive the row); scan into *[]byte")
+		}
+	}
 	if !r.rows.Next() {
 		if err := r.rows.Err(); err != nil {
 			return err

@@ -34,7 +34,8 @@ var (
 	ErrUnknownCluster = errors.New("dbrouter: unknown cluster")
 
 	// ErrClosed is returned by calls made after Router.Close, and by calls
-	// on a *Cluster that Router.Reload removed or replaced.
+	// on a *Cluster that Router.Reload removed or replaced; those errors
+	// also match ErrNotSent.
 	ErrClosed = errors.New("dbrouter: closed")
 
 	// ErrUnknownShardMap is returned by Router.Route and Router.Each for a
@@ -88,10 +89,14 @@ func (e *NodeError) Error() string {
 func (e *NodeError) Unwrap() error { return e.Err }
 
 // NoWriterError reports that every node of a cluster failed a call. It
-// matches ErrNoWriter with errors.Is, and ErrNotSent when no attempt's
-// outcome is unknown (always so for writes, which are never retried after an
-// outcome-unknown failure): nothing was applied anywhere, so the call is safe
-// to retry later. Attempts holds one *NodeError per node tried, in order.
+// matches ErrNoWriter with errors.Is, and exactly one of ErrNotSent and
+// ErrOutcomeUnknown: ErrNotSent when no attempt's outcome is unknown (always
+// so for writes not marked idempotent, which are never retried after an
+// outcome-unknown failure), so that nothing was applied anywhere and the
+// call is safe to retry later; ErrOutcomeUnknown when some attempt's outcome
+// is unknown (a read, or a write marked with WithIdempotent that was retried
+// after such a failure). Attempts holds one *NodeError per node tried, in
+// order.
 type NoWriterError struct {
 	Cluster  string
 	Op       string
@@ -119,19 +124,27 @@ func (e *NoWriterError) Unwrap() []error {
 	return errs
 }
 
-// Is reports whether target is ErrNoWriter, or ErrNotSent when every
-// attempt failed before its statement could have been applied.
+// Is reports whether target is ErrNoWriter; or ErrNotSent when every
+// attempt failed before its statement could have been applied, else
+// ErrOutcomeUnknown.
 func (e *NoWriterError) Is(target error) bool {
 	switch target {
 	case ErrNoWriter:
 		return true
 	case ErrNotSent:
-		for _, a := range e.Attempts {
-			if a.Class == ClassOutcomeUnknown {
-				return false
-			}
+		return !e.unknown()
+	case ErrOutcomeUnknown:
+		return e.unknown()
+	}
+	return false
+}
+
+// unknown reports whether some attempt's outcome is unknown.
+func (e *NoWriterError) unknown() bool {
+	for _, a := range e.Attempts {
+		if a.Class == ClassOutcomeUnknown {
+			return true
 		}
-		return true
 	}
 	return false
 }

@@ -31,8 +31,8 @@ const (
 	ClassServerError
 
 	// ClassReadOnly: the server refused a write because it is read-only
-	// (MySQL errors 1290 and 1836). Nothing was applied; the node loses the
-	// writer role and the next node is tried.
+	// (MySQL error 1290 naming the read-only option, or 1836). Nothing was
+	// applied; the node loses the writer role and the next node is tried.
 	ClassReadOnly
 )
 
@@ -51,11 +51,67 @@ func (c ErrorClass) String() string {
 	return "unknown class"
 }
 
-// MySQL error numbers that mean "this server is read-only".
+// MySQL error numbers the router treats specially.
 const (
-	errOptionPreventsStatement = 1290 // ER_OPTION_PREVENTS_STATEMENT: --read-only
+	// ER_OPTION_PREVENTS_STATEMENT: "running with the --read-only option"
+	// (or --super-read-only), but also --secure-file-priv and others.
+	errOptionPreventsStatement = 1290
 	errReadOnlyMode            = 1836 // ER_READ_ONLY_MODE
+	// ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION: a statement that writes,
+	// refused in a read-only session before it changed anything.
+	errReadOnlyTransaction = 1792
+
+	// Refusals at connection time from a server that is up.
+	errTooManyConnections     = 1040 // ER_CON_COUNT_ERROR
+	errTooManyUserConnections = 1203 // ER_TOO_MANY_USER_CONNECTIONS
+	errDBAccessDenied         = 1044 // ER_DBACCESS_DENIED_ERROR
+	errAccessDenied           = 1045 // ER_ACCESS_DENIED_ERROR
+	errBadDB                  = 1049 // ER_BAD_DB_ERROR
+	errUserLimitReached       = 1226 // ER_USER_LIMIT_REACHED (max_connections_per_hour, ...)
+	errAccessDeniedNoPassword = 1698 // ER_ACCESS_DENIED_NO_PASSWORD_ERROR
 )
+
+// isReadOnlyRefusal reports whether a server error says the server is
+// read-only. Error 1290 is also what --secure-file-priv and other options
+// return, so its message must name the read-only option: the option's name
+// is not translated, whatever lc_messages says.
+func isReadOnlyRefusal(me *mysql.MySQLError) bool {
+	switch me.Number {
+	case errReadOnlyMode:
+		return true
+	case errOptionPreventsStatement:
+		msg := strings.ToLower(me.Message)
+		return strings.Contains(msg, "read-only") || strings.Contains(msg, "read_only")
+	}
+	return false
+}
+
+// refusedInReadOnlySession reports whether err is the server refusing a
+// statement that writes in a read-only session.
+func refusedInReadOnlySession(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && me.Number == errReadOnlyTransaction
+}
+
+// refusedAtConnect reports whether a server that is up refused a new
+// connection: it is overloaded (too many connections) or this router is
+// misconfigured for it (access denied, unknown database). Neither says the
+// node is dead, and moving the writer elsewhere would put two writers on
+// the ring while the node is healthy for everybody else: the call fails,
+// nothing was sent, and the node's health is left alone.
+func refusedAtConnect(err error) bool {
+	var ce *connectError
+	var me *mysql.MySQLError
+	if !errors.As(err, &ce) || !errors.As(ce.err, &me) {
+		return false
+	}
+	switch me.Number {
+	case errTooManyConnections, errTooManyUserConnections, errDBAccessDenied, errAccessDenied,
+		errBadDB, errAccessDeniedNoPassword, errUserLimitReached:
+		return true
+	}
+	return false
+}
 
 // classify returns the class of err, returned by an attempt on one node.
 // sent reports whether the statement may have been written to the
@@ -69,7 +125,7 @@ func classify(err error, sent bool) ErrorClass {
 	}
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {
-		if me.Number == errOptionPreventsStatement || me.Number == errReadOnlyMode {
+		if isReadOnlyRefusal(me) {
 			return ClassReadOnly
 		}
 		return ClassServerError
@@ -80,27 +136,36 @@ func classify(err error, sent bool) ErrorClass {
 	return ClassOutcomeUnknown
 }
 
-// isReadStatement reports whether a statement only reads, so that running
-// it twice is harmless. It looks at the first keyword only; anything it does
-// not recognise counts as a write.
+// isReadStatement reports whether a statement is meant to only read, so
+// that it may run in a read-only session and be retried on another node. It
+// looks at the first keyword; anything it does not recognise counts as a
+// write, and so does a string of several statements (with
+// multiStatements=true, "SELECT 1; INSERT ..." would otherwise pass): any
+// ";" followed by more than blanks makes it a write, even one inside a
+// string literal, which only costs that statement its retry.
 func isReadStatement(query string) bool {
 	q := strings.TrimLeft(query, " \t\r\n(")
 	end := strings.IndexFunc(q, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
 	})
+	kw := q
 	if end >= 0 {
-		q = q[:end]
+		kw = q[:end]
 	}
-	switch strings.ToUpper(q) {
+	switch strings.ToUpper(kw) {
 	case "SELECT", "SHOW", "DESCRIBE", "DESC", "EXPLAIN":
-		return true
+	default:
+		return false
 	}
-	return false
+	if i := strings.IndexByte(q, ';'); i >= 0 && strings.TrimRight(q[i:], "; \t\r\n") != "" {
+		return false
+	}
+	return true
 }
 
-// attemptFunc runs a call on one node. sent reports whether the statement
-// may have been written when err is not nil.
-type attemptFunc func(n *node) (sent bool, err error)
+// attemptFunc runs a call on one node, with ctx. sent reports whether the
+// statement may have been written when err is not nil.
+type attemptFunc func(ctx context.Context, n *node) (sent bool, err error)
 
 // picker is an immutable snapshot of the routing decision, rebuilt under
 // Cluster.mu whenever health changes and read lock-free by every call.
@@ -116,12 +181,50 @@ type picker struct {
 // succeeds, following the classification rules: not-sent and read-only
 // failures move on to the next node, server errors are returned as is, and
 // outcome-unknown failures are returned as *OutcomeUnknownError unless
-// retryUnknown (a read) allows the next node.
+// retryUnknown (a read, or an idempotent write) allows the next node. A
+// write passes the failback fence first and stays behind it until call
+// returns.
 func (c *Cluster) call(ctx context.Context, op string, read, retryUnknown bool, attempt attemptFunc) error {
 	if err := c.enter(); err != nil {
 		return err
 	}
 	defer c.leave()
+	if !read {
+		if err := c.fence.enter(ctx); err != nil {
+			return &notSentError{cluster: c.name, op: op, err: err}
+		}
+		defer c.fence.leave()
+	}
+	return c.attempts(ctx, op, read, retryUnknown, attempt)
+}
+
+// callHandingOn is call for a write whose result can still write after the
+// call returns: the rows of INSERT ... RETURNING, a transaction. Its place
+// behind the fence and among the calls in flight is a pass, put in the
+// context given to attempt; the connection layer hands the pass on to the
+// rows or transaction it returns (see nodeConn), which give it back when
+// they are closed or end. A call that returns nothing gives it back itself.
+func (c *Cluster) callHandingOn(ctx context.Context, op string, retryUnknown bool, attempt attemptFunc) error {
+	if err := c.enter(); err != nil {
+		return err
+	}
+	if err := c.fence.enter(ctx); err != nil {
+		c.leave()
+		return &notSentError{cluster: c.name, op: op, err: err}
+	}
+	p := newPass(func() {
+		c.fence.leave()
+		c.leave()
+	})
+	err := c.attempts(withPass(ctx, p), op, false, retryUnknown, attempt)
+	if !p.taken.Load() {
+		p.giveBack()
+	}
+	return err
+}
+
+// attempts is the failover loop of call.
+func (c *Cluster) attempts(ctx context.Context, op string, read, retryUnknown bool, attempt attemptFunc) error {
 	c.startProbers()
 	p := c.pick.Load()
 	var buf [8]int
@@ -136,7 +239,7 @@ func (c *Cluster) call(ctx context.Context, op string, read, retryUnknown bool, 
 	var tried []*NodeError
 	for _, i := range order {
 		n := c.nodes[i]
-		sent, err := attempt(n)
+		sent, err := attempt(ctx, n)
 		if err == nil {
 			if NodeState(n.state.Load()) != StateUp {
 				c.reportCall(i, 0, nil)
@@ -149,14 +252,17 @@ func (c *Cluster) call(ctx context.Context, op string, read, retryUnknown bool, 
 			traceOf(ctx).record(n.addr, tried)
 			return err
 		}
+		if class == ClassNotSent && refusedAtConnect(err) {
+			// The node is up but refused this router a connection:
+			// neither a failover nor a health change (refusedAtConnect).
+			traceOf(ctx).record(n.addr, tried)
+			return &notSentError{cluster: c.name, op: op, err: &NodeError{Node: n.addr, Class: class, Err: err}, tried: tried}
+		}
 		if ctx.Err() != nil {
 			// The caller's deadline or cancellation ended the call.
 			traceOf(ctx).record("", tried)
 			if class == ClassNotSent || class == ClassReadOnly {
 				return &notSentError{cluster: c.name, op: op, err: ctx.Err(), tried: tried}
-			}
-			if retryUnknown {
-				return fmt.Errorf("dbrouter: cluster %q node %s: %s: %w", c.name, n.addr, op, err)
 			}
 			return &OutcomeUnknownError{Cluster: c.name, Node: n.addr, Op: op, Err: err}
 		}

@@ -70,7 +70,7 @@ func BenchmarkWriterChoice(b *testing.B) {
 func BenchmarkCallOverhead(b *testing.B) {
 	c, _ := newFakeCluster(b, 3, Settings{})
 	ctx := context.Background()
-	attempt := func(*node) (bool, error) { return true, nil }
+	attempt := func(context.Context, *node) (bool, error) { return true, nil }
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := c.call(ctx, opExec, false, false, attempt); err != nil {

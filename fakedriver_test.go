@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 // fakeServer is one fake node: a driver.Connector whose connections fail
@@ -25,9 +27,13 @@ type fakeServer struct {
 	commitErr  error
 	readOnly   bool   // @@read_only as probes see it
 	gtid       string // @@gtid_current_pos as probes see it
+	// writes reports whether a query writes: in a read-only session such
+	// a query is refused with error 1792, as a real server does.
+	writes func(query string) bool
 
 	connects atomic.Int64 // successful connects
 	execs    atomic.Int64 // statements that reached the "server"
+	roExecs  atomic.Int64 // of which in read-only sessions
 	commits  atomic.Int64
 }
 
@@ -60,14 +66,22 @@ type fakeDriver struct{}
 func (fakeDriver) Open(string) (driver.Conn, error) { return nil, errors.New("fake: use a connector") }
 
 type fakeConn struct {
-	srv *fakeServer
-	bad bool
+	srv      *fakeServer
+	bad      bool
+	readOnly bool // SET SESSION TRANSACTION READ ONLY ran
 }
 
 func (c *fakeConn) stmt(ctx context.Context, query string) error {
 	c.srv.mu.Lock()
-	err, fn, down := c.srv.execErr, c.srv.execFn, c.srv.connectErr != nil
+	err, fn, down, writes := c.srv.execErr, c.srv.execFn, c.srv.connectErr != nil, c.srv.writes
 	c.srv.mu.Unlock()
+	if query == setSessionReadOnly && !down {
+		c.readOnly = true
+		return nil
+	}
+	if c.readOnly && writes != nil && writes(query) && !down {
+		return &mysql.MySQLError{Number: 1792, Message: "Cannot execute statement in a READ ONLY transaction"}
+	}
 	if down { // a server that refuses connections has dropped the old ones too
 		c.bad = true
 		return driver.ErrBadConn
@@ -86,6 +100,9 @@ func (c *fakeConn) stmt(ctx context.Context, query string) error {
 		return err
 	}
 	c.srv.execs.Add(1)
+	if c.readOnly {
+		c.srv.roExecs.Add(1)
+	}
 	return nil
 }
 

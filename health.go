@@ -142,6 +142,11 @@ func (c *Cluster) startProbers() {
 		return
 	}
 	c.probersOnce.Do(func() {
+		c.closeMu.Lock()
+		defer c.closeMu.Unlock()
+		if c.closed.Load() {
+			return
+		}
 		for i := range c.nodes {
 			c.wg.Add(1)
 			go c.runProber(i)
@@ -209,13 +214,13 @@ func (c *Cluster) probe(i int) {
 	mysqlFlavor := h.mysql
 	var err error
 	if !h.flavorKnown {
-		var version, comment string
-		err = n.db().QueryRowContext(ctx, probeVersion).Scan(&version, &comment)
-		mysqlFlavor = !strings.Contains(strings.ToLower(version+" "+comment), "mariadb")
+		var row []string
+		if row, err = n.probe.query(ctx, probeVersion); err == nil {
+			mysqlFlavor = !strings.Contains(strings.ToLower(strings.Join(row, " ")), "mariadb")
+		}
 	}
 	var (
 		ro  bool
-		raw string
 		pos gtidSet
 	)
 	if err == nil {
@@ -223,16 +228,23 @@ func (c *Cluster) probe(i int) {
 		if mysqlFlavor {
 			q = probeMySQL
 		}
-		err = n.db().QueryRowContext(ctx, q).Scan(&ro, &raw)
-	}
-	if err == nil {
-		pos, err = parseGTIDSet(raw, mysqlFlavor)
+		var row []string
+		if row, err = n.probe.query(ctx, q); err == nil {
+			switch strings.ToLower(row[0]) {
+			case "1", "on", "true":
+				ro = true
+			}
+			pos, err = parseGTIDSet(row[1], mysqlFlavor)
+		}
 	}
 	latency := time.Since(start)
 	if c.ctx.Err() != nil {
 		return // closing
 	}
 	c.applyProbe(i, probeResult{err: err, readOnly: ro, pos: pos, mysql: mysqlFlavor, latency: latency})
+	if err == nil {
+		n.warm(ctx)
+	}
 }
 
 type probeResult struct {
@@ -252,6 +264,15 @@ func (c *Cluster) applyProbe(i int, r probeResult) {
 	h := &c.health[i]
 	h.latency = r.latency
 	hc := c.settings.Health
+	if refusedAtConnect(r.err) {
+		// The server is up but refused the probe a connection (too many
+		// connections, access denied): it is not dead, and what it would
+		// have said of read_only and its position is unknown. Its state
+		// stays as it is; the error shows in Stats.
+		h.lastErr = r.err
+		c.mu.Unlock()
+		return
+	}
 	if r.err == nil {
 		h.consecOK++
 		h.consecFail = 0
@@ -308,14 +329,10 @@ func (c *Cluster) failback(to int) {
 	hc := c.settings.Health
 	ctx, cancel := context.WithTimeout(c.ctx, hc.Timeout+time.Second)
 	defer cancel()
-	for !c.gate.TryLock() { // writes in flight (or a long transaction)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Millisecond):
-		}
+	if !c.fence.hold(ctx) { // writes in flight (or a long transaction)
+		return
 	}
-	defer c.gate.Unlock()
+	defer c.fence.unhold()
 
 	c.mu.Lock()
 	from, mysqlFlavor := c.writerIdx, c.health[to].mysql

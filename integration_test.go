@@ -279,10 +279,16 @@ func TestKillIdleWriterRetriesTransparently(t *testing.T) {
 	if _, err := c.ExecContext(dbrouter.WithTrace(ctx, &tr), "INSERT INTO t (id) VALUES ('idle-2')"); err != nil {
 		t.Fatalf("write after the kill: %v", err)
 	}
-	if tr.Node != ring.Addr(1) || len(tr.Attempts) != 1 || tr.Attempts[0].Class != dbrouter.ClassNotSent {
-		t.Fatalf("served by %s after %v; want %s after one not-sent failure on %s", tr.Node, tr.Attempts, ring.Addr(1), ring.Addr(0))
+	switch {
+	case tr.Node == ring.Addr(1) && len(tr.Attempts) == 1 && tr.Attempts[0].Class == dbrouter.ClassNotSent:
+		t.Logf("retried transparently after: %v", tr.Attempts[0])
+	case tr.Node == ring.Addr(1) && len(tr.Attempts) == 0 && c.Stats().Nodes[0].State != dbrouter.StateUp:
+		// A probe saw the kill first (its own connection broke with the
+		// server): the write went to the next node directly.
+		t.Logf("a probe demoted %s before the write: %s", ring.Addr(0), c.Stats().Nodes[0].LastError)
+	default:
+		t.Fatalf("served by %s after %v; want %s after one not-sent failure on %s, or directly once a probe demoted it", tr.Node, tr.Attempts, ring.Addr(1), ring.Addr(0))
 	}
-	t.Logf("retried transparently after: %v", tr.Attempts[0])
 	if err := ring.Restart(0); err != nil {
 		t.Fatal(err)
 	}

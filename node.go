@@ -16,13 +16,28 @@ import (
 	"github.com/go-sql-driver/mysql"
 )
 
-// node is one server of a cluster with its own connection pool, created
-// on first use so that configured but unused nodes cost no goroutine.
+// node is one server of a cluster. It has up to three connection pools,
+// each created on first use so that configured but unused nodes cost no
+// goroutine and no connection, and a probe connection (see probeConn):
+//
+//   - the write pool runs the router's writes and transactions;
+//   - the read pool runs reads that the router may retry on another node
+//     after an outcome-unknown failure; its sessions are read-only (SET
+//     SESSION TRANSACTION READ ONLY at connect), so a "read" that writes —
+//     SELECT of a function that inserts, NEXTVAL — is refused by the
+//     server instead of being applied twice;
+//   - the pinned pool serves Cluster.Writer and Cluster.Conn, whose
+//     connections the caller uses directly: each of their statements passes
+//     the cluster's failback fence and is refused once the node is no
+//     longer the writer.
 type node struct {
-	addr   string
-	dbOnce sync.Once
-	pool   *sql.DB
-	newDB  func() *sql.DB
+	addr  string
+	pools [numPools]lazyPool
+	// newPool opens (without connecting) the pool of a kind.
+	newPool func(kind poolKind) *sql.DB
+	// guard gives a pinned-pool statement its pass; set by the cluster.
+	guard func(ctx context.Context) (*pass, error)
+	probe probeConn
 
 	// state mirrors the node's NodeState for a lock-free check on the
 	// call path; Cluster.mu guards the authoritative copy.
@@ -33,6 +48,56 @@ type node struct {
 	connsMu sync.Mutex
 	conns   map[*trackedConn]struct{}
 	maxIdle int
+}
+
+// poolKind names one of a node's pools.
+type poolKind int
+
+const (
+	poolWrite  poolKind = iota // the router's writes and transactions
+	poolRead                   // reads the router may retry: read-only sessions
+	poolPinned                 // Cluster.Writer and Cluster.Conn
+	numPools
+)
+
+type lazyPool struct {
+	once sync.Once
+	db   atomic.Pointer[sql.DB]
+}
+
+// pool returns the node's pool of kind k, opening it (without connecting)
+// on first use.
+func (n *node) pool(k poolKind) *sql.DB {
+	p := &n.pools[k]
+	if db := p.db.Load(); db != nil {
+		return db
+	}
+	p.once.Do(func() { p.db.Store(n.newPool(k)) })
+	return p.db.Load()
+}
+
+// db returns the write pool.
+func (n *node) db() *sql.DB { return n.pool(poolWrite) }
+
+// openPools returns the pools opened so far.
+func (n *node) openPools() []*sql.DB {
+	var dbs []*sql.DB
+	for i := range n.pools {
+		if db := n.pools[i].db.Load(); db != nil {
+			dbs = append(dbs, db)
+		}
+	}
+	return dbs
+}
+
+// close closes the probe connection and every pool opened so far.
+func (n *node) close() error {
+	n.probe.close()
+	var errs []error
+	for _, db := range n.openPools() {
+		errs = append(errs, db.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // dial opens a TCP connection for the driver and tracks it.
@@ -52,6 +117,21 @@ func (n *node) dial(ctx context.Context, network, addr string) (net.Conn, error)
 	return tc, nil
 }
 
+// warm keeps one idle connection in the write pool, so that when the node
+// becomes the writer its first write costs no handshake. It never waits for
+// a connection the application holds, and ignores failures: the probe has
+// judged the node already.
+func (n *node) warm(ctx context.Context) {
+	db := n.db()
+	st := db.Stats()
+	if st.Idle > 0 || st.MaxOpenConnections > 0 && st.OpenConnections >= st.MaxOpenConnections {
+		return
+	}
+	if conn, err := db.Conn(ctx); err == nil {
+		conn.Close()
+	}
+}
+
 // closeConns closes every open connection to the node: calls in flight on
 // it fail at once (a write with an outcome-unknown error, a read moves to
 // the next node) instead of waiting for their deadline, and no idle pooled
@@ -66,9 +146,11 @@ func (n *node) closeConns() {
 	for _, c := range conns {
 		c.Close()
 	}
-	// Drop the idle pool's entries for the closed connections now.
-	n.db().SetMaxIdleConns(0)
-	n.db().SetMaxIdleConns(n.maxIdle)
+	// Drop the idle pools' entries for the closed connections now.
+	for _, db := range n.openPools() {
+		db.SetMaxIdleConns(0)
+		db.SetMaxIdleConns(n.maxIdle)
+	}
 }
 
 // trackedConn is a net.Conn that leaves its node's set when closed.
@@ -128,8 +210,16 @@ func newNodeWithConnector(addr string, inner driver.Connector, cc Settings) *nod
 
 func (n *node) setPool(inner driver.Connector, cc Settings) {
 	n.maxIdle = cc.MaxIdleConns
-	n.newDB = func() *sql.DB {
-		db := sql.OpenDB(&boundedConnector{inner: inner, timeout: cc.ConnectTimeout})
+	n.probe.connector = &boundedConnector{inner: inner, timeout: cc.ConnectTimeout}
+	n.newPool = func(kind poolKind) *sql.DB {
+		bc := &boundedConnector{inner: inner, timeout: cc.ConnectTimeout}
+		switch kind {
+		case poolRead:
+			bc.readOnly = true
+		case poolPinned:
+			bc.guard = n.guard
+		}
+		db := sql.OpenDB(bc)
 		db.SetMaxOpenConns(cc.MaxOpenConns)
 		db.SetMaxIdleConns(cc.MaxIdleConns)
 		db.SetConnMaxLifetime(cc.ConnMaxLifetime)
@@ -138,21 +228,23 @@ func (n *node) setPool(inner driver.Connector, cc Settings) {
 	}
 }
 
-// db returns the node's connection pool, opening it (without connecting)
-// on first use.
-func (n *node) db() *sql.DB {
-	n.dbOnce.Do(func() { n.pool = n.newDB() })
-	return n.pool
-}
-
 // boundedConnector bounds the whole connection setup (dial, TLS, MySQL
 // handshake) by a timeout, and marks every failure as a connect error: the
 // caller's statement was not sent. database/sql also opens connections from
 // its own goroutine with no deadline at all, so the bound must live here.
+//
+// It also wraps each connection in a nodeConn (with guard, for the pinned
+// pool) and, for the read pool, makes the session read-only.
 type boundedConnector struct {
-	inner   driver.Connector
-	timeout time.Duration
+	inner    driver.Connector
+	timeout  time.Duration
+	readOnly bool
+	guard    func(ctx context.Context) (*pass, error)
 }
+
+// setSessionReadOnly makes every later transaction of a session read-only,
+// autocommitted statements included. MySQL and MariaDB both know it.
+const setSessionReadOnly = "SET SESSION TRANSACTION READ ONLY"
 
 func (c *boundedConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
@@ -164,7 +256,17 @@ func (c *boundedConnector) Connect(ctx context.Context) (driver.Conn, error) {
 		}
 		return nil, &connectError{err: err}
 	}
-	return conn, nil
+	if c.readOnly {
+		err := errors.New("dbrouter: the driver cannot run statements without preparing them")
+		if ex, ok := conn.(driver.ExecerContext); ok {
+			_, err = ex.ExecContext(cctx, setSessionReadOnly, nil)
+		}
+		if err != nil {
+			conn.Close()
+			return nil, &connectError{err: fmt.Errorf("making the session read-only: %w", err)}
+		}
+	}
+	return &nodeConn{Conn: conn, guard: c.guard}, nil
 }
 
 func (c *boundedConnector) Driver() driver.Driver { return c.inner.Driver() }

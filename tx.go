@@ -17,33 +17,42 @@ import (
 
 // Tx is a transaction pinned to one connection on the node that was writer
 // when it began. Its statements never fail over. Commit classifies its
-// failures: a COMMIT that provably was not sent returns an error matching
-// ErrNotSent (the transaction was rolled back by the server when the
-// connection dropped), and one whose answer was lost returns an
-// *OutcomeUnknownError. Cluster.RunInTx re-runs a transaction on the next
-// writer when that is safe.
+// failures: a COMMIT that was never sent (the transaction's context had
+// ended, or it was already committed or rolled back) or provably not
+// delivered returns an error matching ErrNotSent, and one whose answer was
+// lost returns an *OutcomeUnknownError. Cluster.RunInTx re-runs a
+// transaction on the next writer when that is safe.
+//
+// Until it ends — Commit, Rollback, or the end of the context given to
+// BeginTx, on which database/sql rolls it back — a Tx keeps a failback from
+// moving the writer, and keeps a cluster retired by Router.Reload open.
 //
 // A Tx is not safe for concurrent use, like *sql.Tx.
 type Tx struct {
 	tx      *sql.Tx
-	conn    *sql.Conn
+	ctx     context.Context // BeginTx's
+	pass    *pass           // the transaction's place behind the fence; nil in tests that build a Tx by hand
 	cluster string
 	node    string
-	release func() // releases the cluster's failback fence
-	done    sync.Once
 	owner   *Cluster // nil in tests that build a Tx by hand
 	idx     int      // the node's index in owner.nodes
+
+	mu       sync.Mutex
+	connErrs []error // errors of tx's statements that mean the node lost or refused it
 }
 
-func (t *Tx) finish() {
-	t.conn.Close()
-	t.done.Do(t.release)
-}
-
-// report tells the cluster's health tracking about a failed statement, so
-// that a dead node is noticed by the next call too.
-func (t *Tx) report(err error) {
-	if t.owner == nil || t.idx < 0 || err == nil {
+// note records the error of one of the transaction's statements: one that
+// says the node lost or refused the transaction is kept, to decide a
+// re-run, and told to the cluster's health tracking, so that a dead node is
+// noticed by the next call too.
+func (t *Tx) note(err error) {
+	if err == nil || !rerunnable(err) {
+		return
+	}
+	t.mu.Lock()
+	t.connErrs = append(t.connErrs, err)
+	t.mu.Unlock()
+	if t.owner == nil || t.idx < 0 {
 		return
 	}
 	switch class := classify(err, true); class {
@@ -54,41 +63,65 @@ func (t *Tx) report(err error) {
 	}
 }
 
+// lostOrRefused reports whether fnErr, returned by RunInTx's function,
+// came from the node losing or refusing the transaction rather than from
+// the caller: it holds an error one of the transaction's statements
+// returned, or it is a connection-level error and the ROLLBACK after it
+// (rbErr) found the connection gone too.
+func (t *Tx) lostOrRefused(fnErr, rbErr error) bool {
+	t.mu.Lock()
+	errs := t.connErrs
+	t.mu.Unlock()
+	for _, e := range errs {
+		if errors.Is(fnErr, e) {
+			return true
+		}
+	}
+	return connectionLost(fnErr) && !isDeadlock(fnErr) && rbErr != nil && connectionLost(rbErr)
+}
+
 // Node returns the address of the node the transaction runs on.
 func (t *Tx) Node() string { return t.node }
 
-// Tx returns the underlying *sql.Tx, for libraries that need one. Commit and
-// Rollback must still be called on t so that its connection is released.
+// Tx returns the underlying *sql.Tx, for libraries that need one. Commit or
+// Rollback may be called on either; call Commit on t to have its failure
+// classified.
 func (t *Tx) Tx() *sql.Tx { return t.tx }
 
 // ExecContext runs a statement in the transaction.
 func (t *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	res, err := t.tx.ExecContext(ctx, query, args...)
-	t.report(err)
+	t.note(err)
 	return res, err
 }
 
 // QueryContext runs a query in the transaction.
 func (t *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	rows, err := t.tx.QueryContext(ctx, query, args...)
-	t.report(err)
+	t.note(err)
 	return rows, err
 }
 
 // QueryRowContext runs a query in the transaction that returns at most one
-// row.
-func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	return t.tx.QueryRowContext(ctx, query, args...)
+// row. Errors are deferred until Row's Scan is called.
+func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *Row {
+	rows, err := t.tx.QueryContext(ctx, query, args...)
+	return &Row{rows: rows, err: err, tx: t}
 }
 
 // Commit commits the transaction and releases its connection.
 func (t *Tx) Commit() error {
-	defer t.finish()
 	err := t.tx.Commit()
 	if err == nil {
 		return nil
 	}
-	t.report(err)
+	t.note(err)
+	if errors.Is(err, sql.ErrTxDone) || t.pass != nil && !t.pass.commitSent.Load() {
+		// database/sql did not send COMMIT: the transaction was already
+		// committed or rolled back, or its context had ended (and
+		// database/sql rolls it back).
+		return &notSentError{cluster: t.cluster, op: "commit on " + t.node, err: err}
+	}
 	switch classify(err, true) {
 	case ClassNotSent:
 		return &notSentError{cluster: t.cluster, op: "commit on " + t.node, err: err}
@@ -100,7 +133,6 @@ func (t *Tx) Commit() error {
 
 // Rollback aborts the transaction and releases its connection.
 func (t *Tx) Rollback() error {
-	defer t.finish()
 	return t.tx.Rollback()
 }
 
@@ -124,8 +156,13 @@ const errDeadlock = 1213
 // deadlock), is re-run the same way. A COMMIT whose answer was lost returns
 // the *OutcomeUnknownError and is never re-run.
 //
-// Any other error returned by fn — the caller's own, or a server error such
-// as a duplicate key — rolls the transaction back and is returned as is;
+// Only what the transaction's own connection said decides a re-run: an
+// error of one of tx's statements (connection lost, read-only refusal,
+// deadlock) that fn returned, wrapped or not, or a connection-level error
+// (a net.Error, EOF) when the ROLLBACK that follows also finds the
+// connection gone. Any other error returned by fn — the caller's own, even
+// a network timeout of its own HTTP call, or a server error such as a
+// duplicate key — rolls the transaction back and is returned as is;
 // when ctx ended before COMMIT, the error also matches ErrNotSent.
 // fn should only run statements on tx: anything else it does may happen
 // more than once. Statements that commit implicitly (DDL) or write
@@ -147,12 +184,12 @@ func (c *Cluster) RunInTx(ctx context.Context, opts *sql.TxOptions, fn func(ctx 
 		}
 		lastNode = tx.Node()
 		if err := fn(ctx, tx); err != nil {
-			tx.Rollback()
+			rbErr := tx.Rollback()
 			if ctx.Err() != nil {
 				// No COMMIT was sent: nothing of the transaction applied.
 				return &notSentError{cluster: c.name, op: "transaction on " + tx.Node(), err: err}
 			}
-			if !rerunnable(err) {
+			if !tx.lostOrRefused(err, rbErr) {
 				return err
 			}
 			last = err
@@ -163,7 +200,7 @@ func (c *Cluster) RunInTx(ctx context.Context, opts *sql.TxOptions, fn func(ctx 
 		if err == nil {
 			return nil
 		}
-		if errors.Is(err, ErrNotSent) || isDeadlock(err) || classify(err, true) == ClassReadOnly {
+		if errors.Is(err, ErrNotSent) && !errors.Is(err, sql.ErrTxDone) || isDeadlock(err) || classify(err, true) == ClassReadOnly {
 			// Not sent, or refused (deadlock victim, read_only set while
 			// the transaction was open): nothing was applied.
 			last = err
@@ -175,16 +212,16 @@ func (c *Cluster) RunInTx(ctx context.Context, opts *sql.TxOptions, fn func(ctx 
 	return &NoWriterError{Cluster: c.name, Op: fmt.Sprintf("transaction (%d attempts)", MaxTxAttempts), Attempts: []*NodeError{{Node: lastNode, Class: ClassNotSent, Err: last}}}
 }
 
-// rerunnable reports whether a failure inside a transaction (before its
-// COMMIT) means the node lost or refused it, so that it left no trace and
-// may be run again.
+// rerunnable reports whether a statement's failure inside a transaction
+// (before its COMMIT) means the node lost or refused it, so that it left
+// no trace and may be run again.
 func rerunnable(err error) bool {
 	if isDeadlock(err) {
 		return true
 	}
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {
-		return me.Number == errOptionPreventsStatement || me.Number == errReadOnlyMode
+		return isReadOnlyRefusal(me)
 	}
 	return connectionLost(err)
 }

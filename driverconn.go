@@ -1,0 +1,398 @@
+package dbrouter
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"io"
+	"reflect"
+	"sync/atomic"
+)
+
+// A pass is a write's way through a cluster's failback fence, together
+// with its place in the cluster's count of calls in flight. A call that
+// returns something that can still write after the call itself has
+// returned (the rows of INSERT ... RETURNING, a transaction) puts its pass
+// in the context it gives database/sql; the connection layer below hands
+// the pass on to the driver's rows or transaction, which give it back when
+// they are closed or end — also when database/sql closes them because the
+// context was cancelled.
+type pass struct {
+	leave      func() // gives the fence and in-flight places back
+	taken      atomic.Bool
+	returned   atomic.Bool
+	commitSent atomic.Bool // a transaction's COMMIT reached the driver
+}
+
+func newPass(leave func()) *pass { return &pass{leave: leave} }
+
+// give back returns the pass; calls after the first do nothing.
+func (p *pass) giveBack() {
+	if p.returned.CompareAndSwap(false, true) {
+		p.leave()
+	}
+}
+
+// take hands the pass on to the rows or transaction being returned; it
+// reports false when something else already has it.
+func (p *pass) take() bool { return p.taken.CompareAndSwap(false, true) }
+
+type passKey struct{}
+
+func withPass(ctx context.Context, p *pass) context.Context {
+	return context.WithValue(ctx, passKey{}, p)
+}
+
+func passOf(ctx context.Context) *pass {
+	p, _ := ctx.Value(passKey{}).(*pass)
+	return p
+}
+
+// nodeConn wraps a driver connection of one of a node's pools. On the pools
+// the router runs its own calls through it only hands a call's pass on to
+// the rows or transaction that outlive the call. On the pinned pool (see
+// Cluster.Writer and Cluster.Conn), whose connections the caller uses
+// directly, every statement and transaction first gets a pass of its own
+// from guard, which refuses it once the node is no longer the writer.
+//
+// nodeConn implements every optional interface that go-sql-driver's
+// connection does, and falls back to database/sql's own behaviour where
+// the wrapped connection lacks one.
+type nodeConn struct {
+	driver.Conn
+	guard func(ctx context.Context) (*pass, error) // nil: no per-statement pass
+}
+
+var (
+	_ driver.ExecerContext      = (*nodeConn)(nil)
+	_ driver.QueryerContext     = (*nodeConn)(nil)
+	_ driver.ConnBeginTx        = (*nodeConn)(nil)
+	_ driver.ConnPrepareContext = (*nodeConn)(nil)
+	_ driver.Pinger             = (*nodeConn)(nil)
+	_ driver.SessionResetter    = (*nodeConn)(nil)
+	_ driver.Validator          = (*nodeConn)(nil)
+	_ driver.NamedValueChecker  = (*nodeConn)(nil)
+)
+
+// own returns the pass a statement holds while it runs: a new one from
+// guard on the pinned pool, else nil.
+func (c *nodeConn) own(ctx context.Context) (*pass, error) {
+	if c.guard == nil {
+		return nil, nil
+	}
+	return c.guard(ctx)
+}
+
+// handOn returns the pass that the rows or transaction being returned must
+// give back: the statement's own, or the call's from ctx if it is free.
+func handOn(ctx context.Context, own *pass) *pass {
+	if own != nil {
+		return own
+	}
+	if p := passOf(ctx); p != nil && p.take() {
+		return p
+	}
+	return nil
+}
+
+// ExecContext runs a statement; its pass, if any, ends with it.
+func (c *nodeConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	ex, ok := c.Conn.(driver.ExecerContext)
+	if !ok {
+		return nil, driver.ErrSkip // database/sql prepares it instead
+	}
+	p, err := c.own(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if p != nil {
+		defer p.giveBack()
+	}
+	return ex.ExecContext(ctx, query, args)
+}
+
+// QueryContext runs a query; its rows hold the pass until they are closed.
+func (c *nodeConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	qu, ok := c.Conn.(driver.QueryerContext)
+	if !ok {
+		return nil, driver.ErrSkip
+	}
+	return runQuery(ctx, c, func() (driver.Rows, error) { return qu.QueryContext(ctx, query, args) })
+}
+
+// runQuery runs a query for a connection or statement and hands its pass on
+// to the rows.
+func runQuery(ctx context.Context, c *nodeConn, run func() (driver.Rows, error)) (driver.Rows, error) {
+	own, err := c.own(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := run()
+	if err != nil {
+		if own != nil {
+			own.giveBack()
+		}
+		return nil, err
+	}
+	if p := handOn(ctx, own); p != nil {
+		return &nodeRows{Rows: rows, pass: p}, nil
+	}
+	return rows, nil
+}
+
+// BeginTx starts a transaction; it holds the pass until it ends.
+func (c *nodeConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	own, err := c.own(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var tx driver.Tx
+	if b, ok := c.Conn.(driver.ConnBeginTx); ok {
+		tx, err = b.BeginTx(ctx, opts)
+	} else if opts.Isolation != driver.IsolationLevel(0) || opts.ReadOnly {
+		err = errors.New("dbrouter: the driver supports neither isolation levels nor read-only transactions")
+	} else {
+		tx, err = c.Conn.Begin()
+	}
+	if err != nil {
+		if own != nil {
+			own.giveBack()
+		}
+		return nil, err
+	}
+	if p := handOn(ctx, own); p != nil {
+		return &nodeTx{Tx: tx, pass: p}, nil
+	}
+	return tx, nil
+}
+
+// Begin starts a transaction with default options.
+func (c *nodeConn) Begin() (driver.Tx, error) {
+	return c.BeginTx(context.Background(), driver.TxOptions{})
+}
+
+// PrepareContext prepares a statement; preparing writes nothing, running
+// the statement takes a pass as a direct statement does.
+func (c *nodeConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	var (
+		st  driver.Stmt
+		err error
+	)
+	if p, ok := c.Conn.(driver.ConnPrepareContext); ok {
+		st, err = p.PrepareContext(ctx, query)
+	} else {
+		st, err = c.Conn.Prepare(query)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &nodeStmt{Stmt: st, conn: c}, nil
+}
+
+// Prepare prepares a statement without a context.
+func (c *nodeConn) Prepare(query string) (driver.Stmt, error) {
+	return c.PrepareContext(context.Background(), query)
+}
+
+// Ping forwards to the driver's Ping, if it has one.
+func (c *nodeConn) Ping(ctx context.Context) error {
+	if p, ok := c.Conn.(driver.Pinger); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
+
+// ResetSession forwards to the driver's ResetSession, if it has one.
+func (c *nodeConn) ResetSession(ctx context.Context) error {
+	if r, ok := c.Conn.(driver.SessionResetter); ok {
+		return r.ResetSession(ctx)
+	}
+	return nil
+}
+
+// IsValid forwards to the driver's IsValid, if it has one.
+func (c *nodeConn) IsValid() bool {
+	if v, ok := c.Conn.(driver.Validator); ok {
+		return v.IsValid()
+	}
+	return true
+}
+
+// CheckNamedValue forwards to the driver's CheckNamedValue, if it has one.
+func (c *nodeConn) CheckNamedValue(nv *driver.NamedValue) error {
+	if v, ok := c.Conn.(driver.NamedValueChecker); ok {
+		return v.CheckNamedValue(nv)
+	}
+	return driver.ErrSkip
+}
+
+// nodeStmt is a prepared statement of a nodeConn.
+type nodeStmt struct {
+	driver.Stmt
+	conn *nodeConn
+}
+
+var (
+	_ driver.StmtExecContext   = (*nodeStmt)(nil)
+	_ driver.StmtQueryContext  = (*nodeStmt)(nil)
+	_ driver.NamedValueChecker = (*nodeStmt)(nil)
+	_ driver.ColumnConverter   = (*nodeStmt)(nil)
+)
+
+// ExecContext runs the prepared statement.
+func (s *nodeStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	p, err := s.conn.own(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if p != nil {
+		defer p.giveBack()
+	}
+	if ex, ok := s.Stmt.(driver.StmtExecContext); ok {
+		return ex.ExecContext(ctx, args)
+	}
+	vals, err := plainValues(args)
+	if err != nil {
+		return nil, err
+	}
+	return s.Stmt.Exec(vals)
+}
+
+// QueryContext runs the prepared query; its rows hold the pass.
+func (s *nodeStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	return runQuery(ctx, s.conn, func() (driver.Rows, error) {
+		if q, ok := s.Stmt.(driver.StmtQueryContext); ok {
+			return q.QueryContext(ctx, args)
+		}
+		vals, err := plainValues(args)
+		if err != nil {
+			return nil, err
+		}
+		return s.Stmt.Query(vals)
+	})
+}
+
+// CheckNamedValue forwards to the statement's CheckNamedValue, if any.
+func (s *nodeStmt) CheckNamedValue(nv *driver.NamedValue) error {
+	if v, ok := s.Stmt.(driver.NamedValueChecker); ok {
+		return v.CheckNamedValue(nv)
+	}
+	return driver.ErrSkip
+}
+
+// ColumnConverter forwards to the statement's ColumnConverter, if any.
+func (s *nodeStmt) ColumnConverter(idx int) driver.ValueConverter {
+	if c, ok := s.Stmt.(driver.ColumnConverter); ok {
+		return c.ColumnConverter(idx)
+	}
+	return driver.DefaultParameterConverter
+}
+
+func plainValues(args []driver.NamedValue) ([]driver.Value, error) {
+	vals := make([]driver.Value, len(args))
+	for i, a := range args {
+		if a.Name != "" {
+			return nil, errors.New("dbrouter: the driver does not support named parameters")
+		}
+		vals[i] = a.Value
+	}
+	return vals, nil
+}
+
+// nodeTx is a driver transaction that holds a pass until it ends.
+type nodeTx struct {
+	driver.Tx
+	pass *pass
+}
+
+// Commit notes that COMMIT was sent, sends it and gives the pass back.
+func (t *nodeTx) Commit() error {
+	t.pass.commitSent.Store(true)
+	defer t.pass.giveBack()
+	return t.Tx.Commit()
+}
+
+// Rollback rolls back and gives the pass back.
+func (t *nodeTx) Rollback() error {
+	defer t.pass.giveBack()
+	return t.Tx.Rollback()
+}
+
+// nodeRows are driver rows that hold a pass until they are closed. They
+// forward every optional interface of go-sql-driver's rows, with
+// database/sql's defaults where the wrapped rows lack one.
+type nodeRows struct {
+	driver.Rows
+	pass *pass
+}
+
+var (
+	_ driver.RowsNextResultSet              = (*nodeRows)(nil)
+	_ driver.RowsColumnTypeScanType         = (*nodeRows)(nil)
+	_ driver.RowsColumnTypeDatabaseTypeName = (*nodeRows)(nil)
+	_ driver.RowsColumnTypeLength           = (*nodeRows)(nil)
+	_ driver.RowsColumnTypeNullable         = (*nodeRows)(nil)
+	_ driver.RowsColumnTypePrecisionScale   = (*nodeRows)(nil)
+)
+
+// Close closes the rows and gives the pass back.
+func (r *nodeRows) Close() error {
+	defer r.pass.giveBack()
+	return r.Rows.Close()
+}
+
+// HasNextResultSet reports whether another result set follows.
+func (r *nodeRows) HasNextResultSet() bool {
+	if n, ok := r.Rows.(driver.RowsNextResultSet); ok {
+		return n.HasNextResultSet()
+	}
+	return false
+}
+
+// NextResultSet advances to the next result set.
+func (r *nodeRows) NextResultSet() error {
+	if n, ok := r.Rows.(driver.RowsNextResultSet); ok {
+		return n.NextResultSet()
+	}
+	return io.EOF
+}
+
+// ColumnTypeScanType forwards to the wrapped rows.
+func (r *nodeRows) ColumnTypeScanType(i int) reflect.Type {
+	if c, ok := r.Rows.(driver.RowsColumnTypeScanType); ok {
+		return c.ColumnTypeScanType(i)
+	}
+	return reflect.TypeFor[any]()
+}
+
+// ColumnTypeDatabaseTypeName forwards to the wrapped rows.
+func (r *nodeRows) ColumnTypeDatabaseTypeName(i int) string {
+	if c, ok := r.Rows.(driver.RowsColumnTypeDatabaseTypeName); ok {
+		return c.ColumnTypeDatabaseTypeName(i)
+	}
+	return ""
+}
+
+// ColumnTypeLength forwards to the wrapped rows.
+func (r *nodeRows) ColumnTypeLength(i int) (int64, bool) {
+	if c, ok := r.Rows.(driver.RowsColumnTypeLength); ok {
+		return c.ColumnTypeLength(i)
+	}
+	return 0, false
+}
+
+// ColumnTypeNullable forwards to the wrapped rows.
+func (r *nodeRows) ColumnTypeNullable(i int) (nullable, ok bool) {
+	if c, ok := r.Rows.(driver.RowsColumnTypeNullable); ok {
+		return c.ColumnTypeNullable(i)
+	}
+	return false, false
+}
+
+// ColumnTypePrecisionScale forwards to the wrapped rows.
+func (r *nodeRows) ColumnTypePrecisionScale(i int) (precision, scale int64, ok bool) {
+	if c, ok := r.Rows.(driver.RowsColumnTypePrecisionScale); ok {
+		return c.ColumnTypePrecisionScale(i)
+	}
+	return 0, 0, false
+}

@@ -1,0 +1,168 @@
+package dbrouter_test
+
+// Real-ring regression tests for the hardening issue (#12); the fake-driver
+// ones are in hardening_test.go.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/dbrouter/dbrouter"
+	"github.com/dbrouter/dbrouter/ringtest"
+)
+
+// writerIndex returns the position of c's writer in ring.
+func writerIndex(t *testing.T, ring *ringtest.Ring, c *dbrouter.Cluster) int {
+	t.Helper()
+	i := slices.Index(ring.Addrs(), c.WriterAddr())
+	if i < 0 {
+		t.Fatalf("no writer (%q)", c.WriterAddr())
+	}
+	return i
+}
+
+// waitSettled waits until every node is up and the first node is the
+// writer again (failback done), so that the next fault hits the writer.
+func waitSettled(t *testing.T, ctx context.Context, ring *ringtest.Ring, c *dbrouter.Cluster) {
+	t.Helper()
+	waitFor(t, ctx, "every node up and node 0 the writer", func() bool {
+		st := c.Stats()
+		for _, n := range st.Nodes {
+			if n.State != dbrouter.StateUp {
+				return false
+			}
+		}
+		return st.Writer == ring.Addr(0)
+	})
+}
+
+// Item 1: a SELECT of a stored function that writes is applied at most once
+// when its node is frozen (and later thawed) or killed mid-call: the caller
+// gets outcome unknown, never a silent second run on the next node. Plain
+// SELECTs still fail over transparently.
+func TestItem01SelectThatWritesAppliedAtMostOnce(t *testing.T) {
+	ring, _, c := startRing(t, 3, nil)
+	ctx := testContext(t, 3*time.Minute)
+	if _, err := c.ExecContext(ctx, "CREATE TABLE orders (pk BIGINT AUTO_INCREMENT PRIMARY KEY, n INT NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	// The function sleeps after its INSERT so that the fault lands
+	// mid-call. Creating a function with binary logging on needs SUPER.
+	if _, err := ring.AdminDB(0).ExecContext(ctx, `CREATE FUNCTION ringtest.create_order(x INT) RETURNS INT
+		DETERMINISTIC MODIFIES SQL DATA
+		BEGIN INSERT INTO ringtest.orders (n) VALUES (x); DO SLEEP(1.5); RETURN x; END`); err != nil {
+		t.Fatal(err)
+	}
+	if err := ring.WaitConverged(ctx); err != nil {
+		t.Fatal(err)
+	}
+	countOn := func(i, n int) int {
+		var k int
+		if err := ring.AdminDB(i).QueryRowContext(ctx, "SELECT COUNT(*) FROM ringtest.orders WHERE n = ?", n).Scan(&k); err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+		return k
+	}
+
+	faults := []struct {
+		name          string
+		break_, heal_ func(i int) error
+	}{
+		{"freeze", ring.Freeze, ring.Thaw},
+		{"kill", ring.Kill, ring.Restart},
+	}
+	for k, f := range faults {
+		n := 100 + k
+		w := writerIndex(t, ring, c)
+		faulted := make(chan error, 1)
+		go func() {
+			time.Sleep(500 * time.Millisecond)
+			faulted <- f.break_(w)
+		}()
+		var got int
+		var tr dbrouter.Trace
+		err := c.QueryRowContext(dbrouter.WithTrace(ctx, &tr), "SELECT ringtest.create_order(?)", n).Scan(&got)
+		if ferr := <-faulted; ferr != nil {
+			t.Fatal(ferr)
+		}
+		t.Logf("%s of %s mid-call: err = %v (trace: node %q, %d failed attempts)", f.name, ring.Addr(w), err, tr.Node, len(tr.Attempts))
+		if !errors.Is(err, dbrouter.ErrOutcomeUnknown) {
+			t.Errorf("%s: err = %v, want outcome unknown", f.name, err)
+		}
+		if err := f.heal_(w); err != nil {
+			t.Fatal(err)
+		}
+		if err := ring.WaitConverged(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for i := range ring.Len() {
+			if k := countOn(i, n); k > 1 {
+				t.Errorf("%s: node %d has the order %d times: a SELECT that writes was applied twice", f.name, i, k)
+			} else {
+				t.Logf("%s: node %d has the order %d time(s)", f.name, i, k)
+			}
+		}
+		waitSettled(t, ctx, ring, c)
+	}
+
+	// A plain SELECT fails over transparently, frozen or killed.
+	for _, f := range faults {
+		w := writerIndex(t, ring, c)
+		faulted := make(chan error, 1)
+		go func() {
+			time.Sleep(300 * time.Millisecond)
+			faulted <- f.break_(w)
+		}()
+		var slept int
+		var tr dbrouter.Trace
+		err := c.QueryRowContext(dbrouter.WithTrace(ctx, &tr), "SELECT SLEEP(1)").Scan(&slept)
+		if ferr := <-faulted; ferr != nil {
+			t.Fatal(ferr)
+		}
+		if err != nil || tr.Node == ring.Addr(w) {
+			t.Errorf("plain SELECT with its node %s: err = %v, served by %q; want success on another node", f.name, err, tr.Node)
+		} else {
+			t.Logf("plain SELECT with %s %s: served by %s after %d failed attempt(s)", ring.Addr(w), f.name, tr.Node, len(tr.Attempts))
+		}
+		if err := f.heal_(w); err != nil {
+			t.Fatal(err)
+		}
+		if err := ring.WaitConverged(ctx); err != nil {
+			t.Fatal(err)
+		}
+		waitSettled(t, ctx, ring, c)
+	}
+}
+
+// Item 7: an application that holds every connection of its pool does not
+// make a healthy writer look dead: probes have their own connection.
+func TestItem07ProbesOutsideAppPoolOnRealRing(t *testing.T) {
+	ring, _, c := startRing(t, 2, func(cfg *dbrouter.Config) { cfg.Defaults.MaxOpenConns = 2 })
+	ctx := testContext(t, time.Minute)
+	for k := range 2 {
+		tx, err := c.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		if _, err := tx.ExecContext(ctx, "INSERT INTO t (id) VALUES (?)", fmt.Sprintf("held-%d", k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(2 * time.Second) // eight probe intervals with the pool exhausted
+	st := c.Stats()
+	if st.Writer != ring.Addr(0) || st.Nodes[0].State != dbrouter.StateUp || st.Nodes[0].ConsecutiveFailures != 0 {
+		t.Fatalf("with the pool held: writer %q, node 0 %s after %d failed probes (%s); want node 0 up and writer",
+			st.Writer, st.Nodes[0].State, st.Nodes[0].ConsecutiveFailures, st.Nodes[0].LastError)
+	}
+	// A third call waits for a connection, bounded by its own deadline.
+	cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if _, err := c.ExecContext(cctx, "INSERT INTO t (id) VALUES ('third')"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("third write with the pool exhausted: err = %v, want its deadline", err)
+	}
+}
