@@ -61,6 +61,9 @@ func passOf(ctx context.Context) *pass {
 type nodeConn struct {
 	driver.Conn
 	guard func(ctx context.Context) (*pass, error) // nil: no per-statement pass
+	// inTx is set while a transaction holds the connection: its
+	// statements run under the transaction's pass.
+	inTx atomic.Bool
 }
 
 var (
@@ -77,7 +80,7 @@ var (
 // own returns the pass a statement holds while it runs: a new one from
 // guard on the pinned pool, else nil.
 func (c *nodeConn) own(ctx context.Context) (*pass, error) {
-	if c.guard == nil {
+	if c.guard == nil || c.inTx.Load() {
 		return nil, nil
 	}
 	return c.guard(ctx)
@@ -161,7 +164,8 @@ func (c *nodeConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.T
 		return nil, err
 	}
 	if p := handOn(ctx, own); p != nil {
-		return &nodeTx{Tx: tx, pass: p}, nil
+		c.inTx.Store(true)
+		return &nodeTx{Tx: tx, pass: p, conn: c}, nil
 	}
 	return tx, nil
 }
@@ -303,19 +307,25 @@ func plainValues(args []driver.NamedValue) ([]driver.Value, error) {
 type nodeTx struct {
 	driver.Tx
 	pass *pass
+	conn *nodeConn
 }
 
 // Commit notes that COMMIT was sent, sends it and gives the pass back.
 func (t *nodeTx) Commit() error {
 	t.pass.commitSent.Store(true)
-	defer t.pass.giveBack()
+	defer t.end()
 	return t.Tx.Commit()
 }
 
 // Rollback rolls back and gives the pass back.
 func (t *nodeTx) Rollback() error {
-	defer t.pass.giveBack()
+	defer t.end()
 	return t.Tx.Rollback()
+}
+
+func (t *nodeTx) end() {
+	t.conn.inTx.Store(false)
+	t.pass.giveBack()
 }
 
 // nodeRows are driver rows that hold a pass until they are closed. They

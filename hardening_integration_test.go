@@ -166,3 +166,49 @@ func TestItem07ProbesOutsideAppPoolOnRealRing(t *testing.T) {
 		t.Fatalf("third write with the pool exhausted: err = %v, want its deadline", err)
 	}
 }
+
+// The probe's own connection (outside the pools) is checked before reuse,
+// as database/sql checks a pooled one: when the server kills every idle
+// connection of the app (a DBA, a connection killer), the next probe
+// reconnects instead of failing, and the writer does not move.
+func TestKilledIdleConnectionsDoNotMoveTheWriter(t *testing.T) {
+	events := &eventLog{}
+	ring, _, c := startRing(t, 2, func(cfg *dbrouter.Config) { cfg.OnEvent = events.add })
+	ctx := testContext(t, time.Minute)
+	waitFor(t, ctx, "both nodes probed", func() bool {
+		st := c.Stats()
+		return st.Nodes[0].GTIDPosition != "" && st.Nodes[1].GTIDPosition != ""
+	})
+	before := len(events.all())
+	for range 3 {
+		rows, err := ring.AdminDB(0).QueryContext(ctx, "SELECT id FROM information_schema.processlist WHERE user = 'app' AND command = 'Sleep'")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []int64
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		if err := rows.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids {
+			ring.AdminDB(0).ExecContext(ctx, fmt.Sprintf("KILL CONNECTION %d", id))
+		}
+		t.Logf("killed %d idle connection(s) of app on node 0", len(ids))
+		time.Sleep(time.Second) // four probe intervals
+	}
+	for _, ev := range events.all()[before:] {
+		t.Errorf("event after killing idle connections: %s %s → %s (%s)", ev.Node, ev.From, ev.To, ev.Cause)
+	}
+	if _, err := c.ExecContext(ctx, "INSERT INTO t (id) VALUES ('after-kill')"); err != nil {
+		t.Fatalf("write after the kills: %v", err)
+	}
+	if w := c.WriterAddr(); w != ring.Addr(0) {
+		t.Fatalf("writer %s, want %s", w, ring.Addr(0))
+	}
+}

@@ -527,3 +527,35 @@ func TestItem18RowScanRefusesRawBytes(t *testing.T) {
 		t.Fatalf("err = %v, want RawBytes refused", err)
 	}
 }
+
+// Item 3: the statements of a transaction begun on a pinned connection run
+// under the transaction's pass: they do not queue behind a failback's fence
+// that the transaction itself keeps from closing.
+func TestItem03PinnedTxStatementsUseTheTxPass(t *testing.T) {
+	t.Parallel()
+	c, _ := newFakeCluster(t, 2, Settings{})
+	ctx := testCtx(t)
+	tx, err := c.Writer().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if c.fence.hold(hctx) {
+			c.fence.unhold()
+		}
+	}()
+	eventually(t, "the failback to hold the fence", c.fence.held.Load)
+	start := time.Now()
+	if _, err := tx.ExecContext(ctx, "UPDATE t SET x = 1"); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("a statement of the transaction waited %v behind the fence its own transaction holds", took)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the fence to be free", func() bool { return c.fence.inside.Load() == 0 })
+}

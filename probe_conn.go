@@ -46,6 +46,13 @@ func (p *probeConn) queryOnce(ctx context.Context, query string) ([]string, erro
 			return nil, err
 		}
 		p.conn = conn
+	} else if r, ok := p.conn.(driver.SessionResetter); ok {
+		// As database/sql does before reusing a connection: go-sql-driver
+		// checks here, without sending anything, that the server has not
+		// closed it (KILL, wait_timeout), and says driver.ErrBadConn.
+		if err := r.ResetSession(ctx); err != nil {
+			return nil, err
+		}
 	}
 	q, ok := p.conn.(driver.QueryerContext)
 	if !ok {
