@@ -1,6 +1,7 @@
 package dbrouter
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -48,7 +49,7 @@ func (d *dispatcher) run() {
 		if ev.To == StateDown.String() || ev.To == StateSuspect.String() || (ev.Kind == EventWriter && ev.To == "") {
 			level = slog.LevelWarn
 		}
-		d.log.Log(nil, level, "dbrouter: "+ev.Kind.String()+" changed",
+		d.log.Log(context.Background(), level, "dbrouter: "+ev.Kind.String()+" changed",
 			"cluster", ev.Cluster, "node", ev.Node, "from", ev.From, "to", ev.To, "cause", ev.Cause)
 		if d.onEvent != nil {
 			d.onEvent(ev)

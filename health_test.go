@@ -21,9 +21,9 @@ func TestGTIDContains(t *testing.T) {
 		{a: "", b: "0-1-1", want: false},
 		{a: "0-3-10", b: "0-1-9", want: true}, // same domain, other server: seq_no decides
 		{mysql: true, a: "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-10:12-20", b: "3e11fa47-71ca-11e1-9e33-c80aa9429562:5-9", want: true},
-		{mysql: true, a: "uuid1:1-10", b: "uuid1:1-11", want: false},
-		{mysql: true, a: "uuid1:1-10:12-20", b: "uuid1:9-13", want: false},
-		{mysql: true, a: "uuid1:1-10,\nuuid2:1-3", b: "uuid2:3", want: true},
+		{mysql: true, a: "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-10", b: "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-11", want: false},
+		{mysql: true, a: "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-10:12-20", b: "3e11fa47-71ca-11e1-9e33-c80aa9429562:9-13", want: false},
+		{mysql: true, a: "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-10,\n2174b383-5441-11e8-b90a-c80aa9429562:1-3", b: "2174b383-5441-11e8-b90a-c80aa9429562:3", want: true},
 	} {
 		a, err := parseGTIDSet(tc.a, tc.mysql)
 		if err != nil {

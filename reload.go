@@ -71,13 +71,27 @@ const DefaultWatchInterval = time.Second
 // rejected reload, is reported to onError (nil: logged at error level by the
 // router's logger) and the router keeps its current configuration; the same
 // content is not retried until it changes again. WatchConfigFile blocks
-// until ctx is done or the router is closed; run it in its own goroutine.
+// until ctx is done or the router is closed, and then returns at once, even
+// while it waits for the next interval; run it in its own goroutine. After
+// Close, onError is not called again, except for a report the watch had
+// already begun when Close was called.
 func (r *Router) WatchConfigFile(ctx context.Context, path string, interval time.Duration, onError func(error)) {
 	if interval <= 0 {
 		interval = DefaultWatchInterval
 	}
 	if onError == nil {
 		onError = func(err error) { r.log.Error("dbrouter: config watch", "path", path, "err", err) }
+	}
+	// stopped reports whether the watch must end. It is checked again
+	// before each report: select picks a ready tick as readily as a
+	// closed router, and a read may take a while.
+	stopped := func() bool {
+		select {
+		case <-r.done:
+			return true
+		default:
+			return ctx.Err() != nil
+		}
 	}
 	var last, pending []byte
 	tick := time.NewTicker(interval)
@@ -87,11 +101,19 @@ func (r *Router) WatchConfigFile(ctx context.Context, path string, interval time
 			select {
 			case <-ctx.Done():
 				return
+			case <-r.done:
+				return
 			case <-tick.C:
 			}
 		}
+		if stopped() {
+			return
+		}
 		data, err := os.ReadFile(path)
 		if err != nil {
+			if stopped() {
+				return
+			}
 			onError(fmt.Errorf("dbrouter: config watch: %w", err))
 			continue
 		}
@@ -110,7 +132,7 @@ func (r *Router) WatchConfigFile(ctx context.Context, path string, interval time
 		if err == nil {
 			err = r.Reload(cfg)
 		}
-		if errors.Is(err, ErrClosed) {
+		if errors.Is(err, ErrClosed) || stopped() {
 			return
 		}
 		if err != nil {

@@ -22,6 +22,7 @@ type Router struct {
 	reloadMu sync.Mutex     // serialises Reload and Close
 	retiring sync.WaitGroup // clusters draining after a Reload
 	closed   bool           // under reloadMu
+	done     chan struct{}  // closed by Close, with closed; ends WatchConfigFile
 
 	closeOnce sync.Once
 	closeErr  error
@@ -52,7 +53,7 @@ func Open(cfg *Config) (*Router, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	r := &Router{log: log, events: newDispatcher(log, cfg.OnEvent)}
+	r := &Router{log: log, events: newDispatcher(log, cfg.OnEvent), done: make(chan struct{})}
 	t, _, err := r.buildTable(cfg, maps, nil)
 	if err != nil {
 		r.events.close()
@@ -207,12 +208,13 @@ func (r *Router) Stats() []ClusterStats {
 // Close stops the health probes, closes every node's connection pool and
 // delivers the events already queued. Clusters retired by Reload are closed
 // once their calls in flight end, and Close waits for that too. Calls made
-// afterwards return ErrClosed. Close is idempotent and safe for concurrent
-// use.
+// afterwards return ErrClosed, and WatchConfigFile returns. Close is
+// idempotent and safe for concurrent use.
 func (r *Router) Close() error {
 	r.closeOnce.Do(func() {
 		r.reloadMu.Lock()
 		r.closed = true
+		close(r.done)
 		t := r.table.Load()
 		r.reloadMu.Unlock()
 		// Clusters close concurrently: each waits for its probers, which a

@@ -16,6 +16,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -194,20 +195,10 @@ func verify(ctx context.Context, ring *ringtest.Ring, names map[string]string, a
 	}
 	bad := 0
 	for i := range ring.Len() {
-		rows, err := ring.AdminDB(i).QueryContext(ctx, "SELECT id, COUNT(*) FROM ringtest.orders GROUP BY id")
+		have, err := orderCounts(ctx, ring.AdminDB(i))
 		if err != nil {
-			return err
+			return fmt.Errorf("verify node %s: %w", names[ring.Addr(i)], err)
 		}
-		have := map[string]int{}
-		for rows.Next() {
-			var id string
-			var n int
-			if err := rows.Scan(&id, &n); err != nil {
-				return err
-			}
-			have[id] = n
-		}
-		rows.Close()
 		missing, doubled, unknownApplied := 0, 0, 0
 		for id, ok := range acked {
 			switch {
@@ -228,4 +219,23 @@ func verify(ctx context.Context, ring *ringtest.Ring, names map[string]string, a
 	}
 	fmt.Printf("\nOK: all %d acknowledged writes are on every node exactly once.\n", nAcked)
 	return nil
+}
+
+// orderCounts returns how many rows each order id has in db.
+func orderCounts(ctx context.Context, db *sql.DB) (map[string]int, error) {
+	rows, err := db.QueryContext(ctx, "SELECT id, COUNT(*) FROM ringtest.orders GROUP BY id")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	have := map[string]int{}
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, err
+		}
+		have[id] = n
+	}
+	return have, rows.Err() // an error that ended the iteration early
 }
