@@ -1,0 +1,416 @@
+package dbrouter
+
+// Adversarial review of the hardening change (#12). Each TestReview test
+// states a promise of the library and fails where the change breaks it.
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// A failback that cannot complete because one transaction is open makes
+// every other write wait: hold() raises the fence before it knows whether
+// the writes already past it will end in time, and keeps it raised for up
+// to Health.Timeout+1s, then the next probe tries again. The parent commit
+// (RWMutex.TryLock loop) never blocked new writes while it waited.
+func TestReviewOpenTxStallsEveryWriteDuringFailback(t *testing.T) {
+	t.Parallel()
+	c, srv := newFakeClusterWithProbes(t, 2, fastProbes(), nil)
+	ctx := testCtx(t)
+	c.WriterAddr() // start the probers
+	srv[0].set(func(s *fakeServer) { s.connectErr = errDialRefused })
+	eventually(t, "a Down, b writer", func() bool { return c.WriterAddr() == "b:3306" })
+
+	// A long transaction on b (a batch job, a slow request).
+	tx, err := c.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+
+	// a comes back, caught up: it is the failback candidate, and failback
+	// waits for the transaction.
+	srv[0].set(func(s *fakeServer) { s.connectErr = nil })
+	eventually(t, "a Up", func() bool { return c.Stats().Nodes[0].State == StateUp })
+	time.Sleep(100 * time.Millisecond) // RecoverAfter good probes: failback starts
+
+	var worst time.Duration
+	var failed []error
+	for range 5 {
+		wctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		start := time.Now()
+		_, err := c.ExecContext(wctx, "INSERT INTO t VALUES (1)")
+		cancel()
+		if err != nil {
+			failed = append(failed, err)
+		}
+		if d := time.Since(start); d > worst {
+			worst = d
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+	if worst > 200*time.Millisecond || len(failed) > 0 {
+		t.Errorf("autocommit writes unrelated to the open transaction: worst latency %v, %d of 5 failed (%v), while a failback waits for the transaction (probe timeout %v)",
+			worst, len(failed), errors.Join(failed...), fastProbes().Health.Timeout)
+	}
+}
+
+// A transaction begun on Cluster.Writer() (or Cluster.Conn) holds a pass,
+// and each of its statements asks for a second one. While a failback holds
+// the fence waiting for that transaction, the transaction's own next
+// statement waits for the failback: a deadlock that only the failback's
+// timeout (Health.Timeout+1s) breaks, after which the failback fails too.
+func TestReviewPinnedTxStatementDeadlocksWithFailback(t *testing.T) {
+	t.Parallel()
+	c, _ := newFakeCluster(t, 2, Settings{})
+	ctx := testCtx(t)
+	tx, err := c.Writer().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+
+	hctx, cancel := context.WithTimeout(context.Background(), 1200*time.Millisecond) // a failback's bound with the default probe timeout
+	defer cancel()
+	held := make(chan bool, 1)
+	go func() { held <- c.fence.hold(hctx) }()
+	eventually(t, "the failback to hold the fence", func() bool { return c.fence.held.Load() })
+
+	start := time.Now()
+	_, err = tx.ExecContext(ctx, "UPDATE t SET x = 1")
+	took := time.Since(start)
+	if <-held {
+		c.fence.unhold()
+		t.Error("failback got the fence while a pinned transaction was open")
+	}
+	if err != nil {
+		t.Fatalf("statement in the pinned transaction: %v", err)
+	}
+	if took > 300*time.Millisecond {
+		t.Errorf("a statement of an open pinned transaction waited %v for a failback that was waiting for that same transaction", took)
+	}
+}
+
+// A write waiting at the fence when the cluster is closed goes through
+// after Close: it opens a new pool that nobody closes (connection and
+// goroutine leak) and reaches the server.
+func TestReviewWriteAfterCloseOpensLeakedPool(t *testing.T) {
+	t.Parallel()
+	c, srv := newFakeCluster(t, 1, Settings{})
+	ctx := testCtx(t)
+	if !c.fence.hold(ctx) { // a failback in progress
+		t.Fatal("hold")
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.ExecContext(ctx, "INSERT INTO t VALUES (1)")
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // the write waits at the fence
+	if err := c.close(); err != nil {
+		t.Fatal(err)
+	}
+	c.fence.unhold() // close cancels the failback
+	err := <-done
+	if err == nil || !errors.Is(err, ErrNotSent) || srv[0].execs.Load() != 0 {
+		t.Errorf("write waiting at the fence during Close: err = %v, %d statements reached the server after Close", err, srv[0].execs.Load())
+	}
+	if db := c.nodes[0].pools[poolWrite].db.Load(); db != nil {
+		if n := db.Stats().OpenConnections; n > 0 {
+			t.Errorf("a pool opened after Close holds %d connection(s) and its opener goroutine; nothing will close it", n)
+		}
+		db.Close()
+	}
+}
+
+// Writer() on a closed (or retired) cluster opens a pinned pool after the
+// nodes' pools were closed: its connection and goroutine leak.
+func TestReviewWriterAfterCloseLeaksPool(t *testing.T) {
+	t.Parallel()
+	c, srv := newFakeCluster(t, 1, Settings{})
+	c.close()
+	db := c.Writer()
+	_, err := db.ExecContext(testCtx(t), "INSERT INTO t VALUES (1)")
+	if !errors.Is(err, ErrNotSent) {
+		t.Errorf("Writer().ExecContext after Close: err = %v, want not sent", err)
+	}
+	if n := srv[0].connects.Load(); n != 0 {
+		t.Errorf("Writer() after Close connected %d time(s) to the server; pool open connections %d, never closed", n, db.Stats().OpenConnections)
+	}
+	db.Close()
+}
+
+// MaxOpenConns is documented as a per-node limit ("limits open
+// connections per node"); with three pools per node a node now gets up to
+// three times as many connections (plus the probe's and warm()'s).
+func TestReviewMaxOpenConnsIsPerNode(t *testing.T) {
+	t.Parallel()
+	c, srv := newFakeCluster(t, 1, Settings{MaxOpenConns: 1})
+	ctx := testCtx(t)
+	tx, err := c.BeginTx(ctx, nil) // the write pool's connection
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if rows, err := c.QueryContext(short, "SELECT 1"); err == nil { // the read pool's
+		defer rows.Close()
+	}
+	if conn, err := c.Conn(short); err == nil { // the pinned pool's
+		defer conn.Close()
+	}
+	open := 0
+	for _, db := range c.nodes[0].openPools() {
+		open += db.Stats().OpenConnections
+	}
+	if open > 1 || srv[0].connects.Load() > 1 {
+		t.Errorf("max_open_conns 1: the node has %d open connections (%d connects)", open, srv[0].connects.Load())
+	}
+}
+
+// RunInTx: when ctx ends and fn returns an outcome-unknown error (a write
+// to another cluster in the same request, cut by the same deadline), the
+// error matches both ErrNotSent and ErrOutcomeUnknown.
+func TestReviewRunInTxErrorMatchesBothClasses(t *testing.T) {
+	t.Parallel()
+	c, _ := newFakeCluster(t, 1, Settings{})
+	other, osrv := newFakeCluster(t, 1, Settings{})
+	osrv[0].set(func(s *fakeServer) {
+		s.execFn = func(ctx context.Context, _ string) error { return blockUntilDone(ctx) }
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err := c.RunInTx(ctx, nil, func(ctx context.Context, tx *Tx) error {
+		if _, err := tx.ExecContext(ctx, "UPDATE t SET x = 1"); err != nil {
+			return err
+		}
+		_, err := other.ExecContext(ctx, "INSERT INTO audit VALUES (1)")
+		return err
+	})
+	notSent, unknown := errors.Is(err, ErrNotSent), errors.Is(err, ErrOutcomeUnknown)
+	if notSent && unknown {
+		t.Errorf("RunInTx: err = %v\nmatches ErrNotSent and ErrOutcomeUnknown", err)
+	}
+}
+
+// realServer returns a one-node cluster on the MariaDB server named by
+// REVIEW_MARIADB (host:port, user root without password, database r),
+// with a table rv_t of three rows and a function rv_ins() that inserts
+// into rv_log. Skipped
+// when REVIEW_MARIADB is not set.
+func realServer(t *testing.T, params map[string]string) (*Cluster, func() int) {
+	t.Helper()
+	addr := os.Getenv("REVIEW_MARIADB")
+	if addr == "" {
+		t.Skip("REVIEW_MARIADB not set")
+	}
+	cfg := &Config{
+		Defaults: Settings{User: "root", Database: "r", Params: params, Health: HealthConfig{Disabled: true}},
+		Clusters: map[string]ClusterConfig{"solo": {Nodes: []string{addr}}},
+		Logger:   slog.New(slog.DiscardHandler),
+	}
+	r, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	c, _ := r.Cluster("solo")
+	ctx := testCtx(t)
+	for _, q := range []string{
+		"DROP FUNCTION IF EXISTS rv_ins",
+		"CREATE OR REPLACE TABLE rv_t (id INT AUTO_INCREMENT PRIMARY KEY)",
+		"CREATE OR REPLACE TABLE rv_log (id INT AUTO_INCREMENT PRIMARY KEY)",
+		"INSERT INTO rv_t VALUES (), (), ()",
+		"CREATE FUNCTION rv_ins() RETURNS INT MODIFIES SQL DATA BEGIN INSERT INTO rv_log VALUES (); RETURN 1; END",
+	} {
+		if _, err := c.ExecContext(ctx, q); err != nil {
+			t.Fatal(q, ": ", err)
+		}
+	}
+	count := func() int {
+		var n int
+		if err := c.QueryRowContext(ctx, "SELECT COUNT(*) FROM rv_log").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	return c, count
+}
+
+// With the go-sql-driver option rejectReadOnly=true (accepted in Params),
+// the driver turns 1792 into driver.ErrBadConn: a read that writes is then
+// "not sent" on every node, marks the node Suspect, and is never re-run as
+// a write.
+func TestReviewRealRejectReadOnlyBreaksReadThatWrites(t *testing.T) {
+	c, count := realServer(t, map[string]string{"rejectReadOnly": "true"})
+	var v int
+	err := c.QueryRowContext(testCtx(t), "SELECT rv_ins()").Scan(&v)
+	st := c.Stats().Nodes[0]
+	if n := count(); err != nil || n != 1 {
+		t.Errorf("SELECT rv_ins() with rejectReadOnly=true: err = %v, %d rows written; want one write", err, n)
+	}
+	if st.State != StateUp {
+		t.Errorf("node %s after a read that writes: %s", st.Addr, st.State)
+	}
+}
+
+// The same with the fake driver: rejectROConn does what go-sql-driver does
+// with rejectReadOnly=true (packets.go handleErrorPacket): errors 1792,
+// 1290 and 1836 close the connection and return driver.ErrBadConn.
+func TestReviewRejectReadOnlyBreaksReadThatWrites(t *testing.T) {
+	t.Parallel()
+	s := &fakeServer{addr: "a:3306", gtid: "0-1-1", writes: func(q string) bool { return strings.Contains(q, "create_order") }}
+	s2 := &fakeServer{addr: "b:3306", gtid: "0-1-1", writes: s.writes}
+	cfg := &Config{Defaults: Settings{Health: HealthConfig{Disabled: true}}, Clusters: map[string]ClusterConfig{"fake": {Nodes: []string{"x"}}}}
+	log := slog.New(slog.DiscardHandler)
+	c := &Cluster{name: "fake", settings: cfg.effective("fake"), log: log}
+	for _, srv := range []*fakeServer{s, s2} {
+		c.nodes = append(c.nodes, newNodeWithConnector(srv.addr, rejectROConnector{srv}, c.settings))
+	}
+	c.initHealth()
+	t.Cleanup(func() { c.close() })
+
+	var got string
+	err := c.QueryRowContext(testCtx(t), "SELECT create_order(42)").Scan(&got)
+	if err != nil || s.execs.Load() != 1 {
+		t.Errorf("SELECT create_order(42) with rejectReadOnly: err = %v, %d statement(s) applied on a; want it run once as a write", err, s.execs.Load())
+	}
+	if w := c.WriterAddr(); w != "a:3306" {
+		t.Errorf("a read that writes moved the writer to %q", w)
+	}
+}
+
+type rejectROConnector struct{ *fakeServer }
+
+func (c rejectROConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.fakeServer.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &rejectROConn{conn.(*fakeConn)}, nil
+}
+
+type rejectROConn struct{ *fakeConn }
+
+func rejectRO(err error) error {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) && (me.Number == 1792 || me.Number == 1290 || me.Number == 1836) {
+		return driver.ErrBadConn
+	}
+	return err
+}
+
+func (c *rejectROConn) ExecContext(ctx context.Context, q string, a []driver.NamedValue) (driver.Result, error) {
+	r, err := c.fakeConn.ExecContext(ctx, q, a)
+	return r, rejectRO(err)
+}
+
+func (c *rejectROConn) QueryContext(ctx context.Context, q string, a []driver.NamedValue) (driver.Rows, error) {
+	r, err := c.fakeConn.QueryContext(ctx, q, a)
+	return r, rejectRO(err)
+}
+
+// Statements of a router transaction return the driver's errors as they
+// are: a connection lost mid-statement (mysql.ErrInvalidConn) matches
+// neither ErrNotSent nor ErrOutcomeUnknown, and neither does one found dead
+// before sending (driver.ErrBadConn).
+func TestReviewTxStatementErrorsAreUntyped(t *testing.T) {
+	t.Parallel()
+	for _, e := range []error{mysql.ErrInvalidConn, driver.ErrBadConn} {
+		c, srv := newFakeCluster(t, 2, Settings{})
+		ctx := testCtx(t)
+		tx, err := c.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv[0].set(func(s *fakeServer) { s.execErr = e })
+		_, err = tx.ExecContext(ctx, "UPDATE t SET x = 1")
+		tx.Rollback()
+		if errors.Is(err, ErrNotSent) == errors.Is(err, ErrOutcomeUnknown) {
+			t.Errorf("Tx.ExecContext failing with %v: err = %v matches neither class", e, err)
+		}
+	}
+}
+
+// Router.Close after a Reload that retired a cluster waits, with no bound,
+// for that cluster's calls in flight — now including the rows of every
+// write (INSERT ... RETURNING) and every pinned statement's rows. One
+// unclosed *sql.Rows makes Close hang forever; sql.DB.Close never waits
+// for rows.
+func TestReviewCloseHangsOnRetiredClusterRows(t *testing.T) {
+	t.Parallel()
+	c, _ := newFakeCluster(t, 1, Settings{})
+	log := slog.New(slog.DiscardHandler)
+	r := &Router{log: log, events: newDispatcher(log, nil)}
+	old := &Config{Defaults: Settings{User: "app"}, Clusters: map[string]ClusterConfig{"fake": {Nodes: []string{"a:3306"}}}}
+	r.table.Store(&routeTable{cfg: old, clusters: map[string]*Cluster{"fake": c}, names: []string{"fake"}, maps: map[string]ShardMap{}})
+
+	rows, err := c.QueryContext(context.Background(), "INSERT INTO t VALUES (1) RETURNING id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close() // forgotten by the application until much later
+	if err := r.Reload(&Config{Defaults: Settings{User: "app"}, Clusters: map[string]ClusterConfig{"fake": {Nodes: []string{"127.0.0.1:1"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	go func() {
+		r.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(3 * time.Second):
+		t.Error("Router.Close has not returned after 3s: it waits for the unclosed rows of a write on a retired cluster")
+	}
+}
+
+// Hot-path cost of the read pool, the pass handed to the rows of a write
+// and to a transaction (compare with the parent commit).
+func BenchmarkReviewPaths(b *testing.B) {
+	ctx := context.Background()
+	b.Run("read", func(b *testing.B) {
+		c, _ := newFakeCluster(b, 3, Settings{})
+		b.ReportAllocs()
+		for b.Loop() {
+			rows, err := c.QueryContext(ctx, "SELECT id FROM t WHERE id = ?", 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			rows.Close()
+		}
+	})
+	b.Run("write-rows", func(b *testing.B) {
+		c, _ := newFakeCluster(b, 3, Settings{})
+		b.ReportAllocs()
+		for b.Loop() {
+			rows, err := c.QueryContext(ctx, "INSERT INTO t (id) VALUES (?) RETURNING id", 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			rows.Close()
+		}
+	})
+	b.Run("tx", func(b *testing.B) {
+		c, _ := newFakeCluster(b, 3, Settings{})
+		b.ReportAllocs()
+		for b.Loop() {
+			tx, err := c.BeginTx(ctx, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := tx.Commit(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
