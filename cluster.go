@@ -57,8 +57,10 @@ type Cluster struct {
 
 	// fence keeps writes off a node while a failback moves the writer
 	// role to it (see failback).
-	fence       fence
-	failingBack atomic.Bool
+	fence             fence
+	failingBack       atomic.Bool   // a failback is under way
+	failbackNotBefore atomic.Int64  // unix ns: no failback attempt before then
+	failbackDelay     time.Duration // after a failed attempt; owned by whoever set failingBack
 
 	ctx         context.Context // cancelled by close; bounds probes
 	cancel      context.CancelFunc
@@ -154,7 +156,7 @@ func (c *Cluster) QueryContext(ctx context.Context, query string, args ...any) (
 		rows, err = n.pool(poolRead).QueryContext(ctx, query, args...)
 		return true, err
 	})
-	if refusedInReadOnlySession(err) {
+	if err != nil && refusedInReadOnlySession(err) {
 		return c.queryWrite(ctx, query, args)
 	}
 	return rows, err
@@ -252,6 +254,11 @@ func (c *Cluster) pinnedPass(ctx context.Context, i int) (*pass, error) {
 		c.leave()
 		return nil, &notSentError{cluster: c.name, op: opPinned, err: err}
 	}
+	if err := c.stillOpen(); err != nil {
+		c.fence.leave()
+		c.leave()
+		return nil, err
+	}
 	if w := c.pick.Load().writer; w != i {
 		c.fence.leave()
 		c.leave()
@@ -292,12 +299,21 @@ func (c *Cluster) nodeIndex(n *node) int {
 // closed.
 func (c *Cluster) enter() error {
 	c.inflight.Add(1)
-	if c.retiring.Load() {
+	if err := c.stillOpen(); err != nil {
 		c.leave()
+		return err
+	}
+	return nil
+}
+
+// stillOpen reports, as an error matching ErrClosed and ErrNotSent, a
+// cluster that is retired or closed; a write checks again after waiting at
+// the fence, which Close or Reload may have opened meanwhile.
+func (c *Cluster) stillOpen() error {
+	if c.retiring.Load() {
 		return &notSentError{cluster: c.name, op: "call", err: fmt.Errorf("%w: the cluster was removed or replaced by Router.Reload; get it from the router again", ErrClosed)}
 	}
 	if c.closed.Load() {
-		c.leave()
 		return &notSentError{cluster: c.name, op: "call", err: ErrClosed}
 	}
 	return nil
@@ -319,6 +335,13 @@ func (c *Cluster) retire() {
 	}
 	<-c.drained
 	c.close()
+}
+
+// stopWaiting makes a retiring cluster close now, whatever is still in
+// flight (Router.Close: rows never closed, a transaction never ended), as
+// sql.DB.Close does with its connections.
+func (c *Cluster) stopWaiting() {
+	c.drainOnce.Do(func() { close(c.drained) })
 }
 
 // close stops the probers and closes every node's pool.
@@ -355,14 +378,6 @@ func (r *Row) Err() error { return r.err }
 // As with sql.Row, dest must not hold a *sql.RawBytes: the bytes would
 // point into a buffer that the driver reuses once the row is closed.
 func (r *Row) Scan(dest ...any) error {
-	err := r.scan(dest)
-	if r.tx != nil {
-		r.tx.note(err)
-	}
-	return err
-}
-
-func (r *Row) scan(dest []any) error {
 	if r.err != nil {
 		return r.err
 	}
@@ -374,6 +389,9 @@ func (r *Row) scan(dest []any) error {
 	}
 	if !r.rows.Next() {
 		if err := r.rows.Err(); err != nil {
+			if r.tx != nil {
+				return r.tx.typed("query", false, err)
+			}
 			return err
 		}
 		return sql.ErrNoRows

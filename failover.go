@@ -194,6 +194,9 @@ func (c *Cluster) call(ctx context.Context, op string, read, retryUnknown bool, 
 			return &notSentError{cluster: c.name, op: op, err: err}
 		}
 		defer c.fence.leave()
+		if err := c.stillOpen(); err != nil {
+			return err
+		}
 	}
 	return c.attempts(ctx, op, read, retryUnknown, attempt)
 }
@@ -211,6 +214,11 @@ func (c *Cluster) callHandingOn(ctx context.Context, op string, retryUnknown boo
 	if err := c.fence.enter(ctx); err != nil {
 		c.leave()
 		return &notSentError{cluster: c.name, op: op, err: err}
+	}
+	if err := c.stillOpen(); err != nil {
+		c.fence.leave()
+		c.leave()
+		return err
 	}
 	p := newPass(func() {
 		c.fence.leave()

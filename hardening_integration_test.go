@@ -212,3 +212,33 @@ func TestKilledIdleConnectionsDoNotMoveTheWriter(t *testing.T) {
 		t.Fatalf("writer %s, want %s", w, ring.Addr(0))
 	}
 }
+
+// The driver option rejectReadOnly=true would turn the read-only session's
+// refusal (1792) into driver.ErrBadConn, so that a read that writes looked
+// unsent on every node and demoted them all; the router turns it off, as it
+// handles read-only servers itself.
+func TestRejectReadOnlyParamKeepsReadsThatWriteWorking(t *testing.T) {
+	ring, _, c := startRing(t, 2, func(cfg *dbrouter.Config) {
+		cfg.Defaults.Params = map[string]string{"rejectReadOnly": "true"}
+	})
+	ctx := testContext(t, time.Minute)
+	if _, err := c.ExecContext(ctx, "CREATE TABLE orders (pk BIGINT AUTO_INCREMENT PRIMARY KEY, n INT NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ring.AdminDB(0).ExecContext(ctx, `CREATE FUNCTION ringtest.create_order(x INT) RETURNS INT
+		DETERMINISTIC MODIFIES SQL DATA
+		BEGIN INSERT INTO ringtest.orders (n) VALUES (x); RETURN x; END`); err != nil {
+		t.Fatal(err)
+	}
+	var got int
+	if err := c.QueryRowContext(ctx, "SELECT ringtest.create_order(7)").Scan(&got); err != nil || got != 7 {
+		t.Fatalf("SELECT create_order(7) with rejectReadOnly=true: %d, %v", got, err)
+	}
+	var n int
+	if err := ring.AdminDB(0).QueryRowContext(ctx, "SELECT COUNT(*) FROM ringtest.orders WHERE n = 7").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("orders on node 0: %d, %v; want 1", n, err)
+	}
+	if st := c.Stats(); st.Writer != ring.Addr(0) || st.Nodes[0].State != dbrouter.StateUp {
+		t.Fatalf("writer %q, node 0 %s: a read that writes moved the writer", st.Writer, st.Nodes[0].State)
+	}
+}

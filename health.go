@@ -310,8 +310,16 @@ func (c *Cluster) applyProbe(i int, r probeResult) {
 		c.nodes[i].closeConns()
 	}
 	c.emit(evs)
-	if fb >= 0 && c.failingBack.CompareAndSwap(false, true) {
-		c.failback(fb)
+	if fb >= 0 && now.UnixNano() >= c.failbackNotBefore.Load() && c.failingBack.CompareAndSwap(false, true) {
+		if c.failback(fb) {
+			c.failbackDelay = 0
+		} else {
+			// Writes would not drain (a long transaction) or the new
+			// writer did not catch up: try again later, not at the next
+			// probe, so that every attempt's hold on new writes stays rare.
+			c.failbackDelay = min(max(2*c.failbackDelay, time.Second), 30*time.Second)
+			c.failbackNotBefore.Store(time.Now().Add(c.failbackDelay).UnixNano())
+		}
 		c.failingBack.Store(false)
 	}
 }
@@ -319,26 +327,31 @@ func (c *Cluster) applyProbe(i int, r probeResult) {
 // failback moves the writer role back to node to, an earlier node that has
 // recovered and caught up with the healthy writer, without letting any
 // write of this router reach it before it holds every write the old writer
-// acknowledged: new writes are held at the gate, writes in flight finish,
-// the old writer's position is read, and the new writer must reach it
-// (MASTER_GTID_WAIT / WAIT_FOR_EXECUTED_GTID_SET) before the switch. Writes
-// wait at most about one probe timeout plus one second; if anything fails or
-// takes longer, the writer stays and failback is tried again after later
-// probes.
-func (c *Cluster) failback(to int) {
+// acknowledged: new writes are held at the fence, writes in flight finish
+// (for at most one probe timeout: a longer transaction makes the attempt
+// give up), the old writer's position is read, and the new writer must
+// reach it (MASTER_GTID_WAIT / WAIT_FOR_EXECUTED_GTID_SET) within one
+// second before the switch. New writes so wait at most about one probe
+// timeout plus one second. It reports false when it gave up (writes did not
+// drain, or the new writer did not catch up): the writer stays, and the
+// caller tries again later. A change of health meanwhile is not a failure.
+func (c *Cluster) failback(to int) bool {
 	hc := c.settings.Health
-	ctx, cancel := context.WithTimeout(c.ctx, hc.Timeout+time.Second)
-	defer cancel()
-	if !c.fence.hold(ctx) { // writes in flight (or a long transaction)
-		return
+	drain, cancelDrain := context.WithTimeout(c.ctx, hc.Timeout)
+	held := c.fence.hold(drain) // writes in flight (or a long transaction)
+	cancelDrain()
+	if !held {
+		return false
 	}
 	defer c.fence.unhold()
+	ctx, cancel := context.WithTimeout(c.ctx, time.Second)
+	defer cancel()
 
 	c.mu.Lock()
 	from, mysqlFlavor := c.writerIdx, c.health[to].mysql
 	c.mu.Unlock()
 	if from < 0 || from == to {
-		return
+		return true
 	}
 	q := "SELECT @@global.gtid_current_pos"
 	wait := "SELECT MASTER_GTID_WAIT(?, ?)"
@@ -348,17 +361,17 @@ func (c *Cluster) failback(to int) {
 	}
 	var pos string
 	if err := c.nodes[from].db().QueryRowContext(ctx, q).Scan(&pos); err != nil {
-		return
+		return false
 	}
 	var res int
 	if err := c.nodes[to].db().QueryRowContext(ctx, wait, pos, 1).Scan(&res); err != nil || res != 0 {
-		return
+		return false
 	}
 	now := time.Now()
 	c.mu.Lock()
 	if c.writerIdx != from || c.failbackTo != to {
 		c.mu.Unlock()
-		return // health changed meanwhile
+		return true // health changed meanwhile
 	}
 	c.writerIdx = to
 	ev := Event{Cluster: c.name, Node: c.nodes[to].addr, Kind: EventWriter, From: c.nodes[from].addr, To: c.nodes[to].addr,
@@ -366,6 +379,7 @@ func (c *Cluster) failback(to int) {
 	evs := append([]Event{ev}, c.rebuild(now)...)
 	c.mu.Unlock()
 	c.emit(evs)
+	return true
 }
 
 // reportCall records the outcome of a call on node i, as the failover loop

@@ -39,6 +39,9 @@ type node struct {
 	guard func(ctx context.Context) (*pass, error)
 	probe probeConn
 
+	closeMu sync.Mutex // orders opening a pool against close
+	closed  bool
+
 	// state mirrors the node's NodeState for a lock-free check on the
 	// call path; Cluster.mu guards the authoritative copy.
 	state atomic.Int32
@@ -66,13 +69,23 @@ type lazyPool struct {
 }
 
 // pool returns the node's pool of kind k, opening it (without connecting)
-// on first use.
+// on first use. Once the node is closed, a pool not opened before is a
+// closed one: its calls fail with "sql: database is closed", and nothing
+// is left open behind the router's back.
 func (n *node) pool(k poolKind) *sql.DB {
 	p := &n.pools[k]
 	if db := p.db.Load(); db != nil {
 		return db
 	}
-	p.once.Do(func() { p.db.Store(n.newPool(k)) })
+	p.once.Do(func() {
+		n.closeMu.Lock()
+		defer n.closeMu.Unlock()
+		db := n.newPool(k)
+		if n.closed {
+			db.Close()
+		}
+		p.db.Store(db)
+	})
 	return p.db.Load()
 }
 
@@ -90,11 +103,16 @@ func (n *node) openPools() []*sql.DB {
 	return dbs
 }
 
-// close closes the probe connection and every pool opened so far.
+// close closes the probe connection and every pool opened so far; pools
+// asked for later are born closed.
 func (n *node) close() error {
 	n.probe.close()
+	n.closeMu.Lock()
+	n.closed = true
+	dbs := n.openPools()
+	n.closeMu.Unlock()
 	var errs []error
-	for _, db := range n.openPools() {
+	for _, db := range dbs {
 		errs = append(errs, db.Close())
 	}
 	return errors.Join(errs...)
@@ -188,6 +206,11 @@ func newNode(addr string, base *mysql.Config, cc Settings, log *slog.Logger) (*n
 	mc.Addr = addr
 	mc.DialFunc = n.dial
 	mc.Logger = driverLogger{log: log.With("node", addr)}
+	// The router handles read-only servers itself (read-only refusals move
+	// the writer, reads run in read-only sessions). The driver's
+	// rejectReadOnly would turn those refusals into driver.ErrBadConn: a
+	// read that writes would look unsent on every node and demote them all.
+	mc.RejectReadOnly = false
 	if mc.TLS != nil && mc.TLS.ServerName == "" && !mc.TLS.InsecureSkipVerify {
 		mc.TLS = mc.TLS.Clone()
 		mc.TLS.ServerName = hostOf(addr)

@@ -47,9 +47,16 @@ func (r *Router) Reload(cfg *Config) error {
 	r.table.Store(t)
 	for _, c := range retired {
 		r.retiring.Add(1)
+		if r.draining == nil {
+			r.draining = make(map[*Cluster]struct{})
+		}
+		r.draining[c] = struct{}{}
 		go func() {
 			defer r.retiring.Done()
 			c.retire()
+			r.reloadMu.Lock()
+			delete(r.draining, c)
+			r.reloadMu.Unlock()
 		}()
 	}
 	r.log.Info("dbrouter: configuration reloaded", "clusters", len(t.names), "shard_maps", len(t.mapNames), "retired", len(retired))

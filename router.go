@@ -19,10 +19,11 @@ type Router struct {
 	log    *slog.Logger
 	events *dispatcher
 
-	reloadMu sync.Mutex     // serialises Reload and Close
-	retiring sync.WaitGroup // clusters draining after a Reload
-	closed   bool           // under reloadMu
-	done     chan struct{}  // closed by Close, with closed; ends WatchConfigFile
+	reloadMu sync.Mutex            // serialises Reload and Close
+	retiring sync.WaitGroup        // clusters draining after a Reload
+	draining map[*Cluster]struct{} // those clusters; under reloadMu
+	closed   bool                  // under reloadMu
+	done     chan struct{}         // closed by Close, with closed; ends WatchConfigFile
 
 	closeOnce sync.Once
 	closeErr  error
@@ -206,8 +207,10 @@ func (r *Router) Stats() []ClusterStats {
 }
 
 // Close stops the health probes, closes every node's connection pool and
-// delivers the events already queued. Clusters retired by Reload are closed
-// once their calls in flight end, and Close waits for that too. Calls made
+// delivers the events already queued. Clusters retired by Reload that are
+// still waiting for their calls in flight (rows not yet closed, a
+// transaction not yet ended) are closed at once, as sql.DB.Close closes its
+// connections. Calls made
 // afterwards return ErrClosed, and WatchConfigFile returns. Close is
 // idempotent and safe for concurrent use.
 func (r *Router) Close() error {
@@ -216,6 +219,11 @@ func (r *Router) Close() error {
 		r.closed = true
 		close(r.done)
 		t := r.table.Load()
+		// Clusters retired by Reload close now, even with rows never
+		// closed or a transaction never ended, as sql.DB.Close does.
+		for c := range r.draining {
+			c.stopWaiting()
+		}
 		r.reloadMu.Unlock()
 		// Clusters close concurrently: each waits for its probers, which a
 		// loaded machine may take a while to schedule.

@@ -88,25 +88,51 @@ func (t *Tx) Node() string { return t.node }
 // classified.
 func (t *Tx) Tx() *sql.Tx { return t.tx }
 
-// ExecContext runs a statement in the transaction.
+// ExecContext runs a statement in the transaction. A failure that is not
+// the server's own error matches ErrNotSent (the transaction was already
+// over, or ctx had ended, before anything was sent) or ErrOutcomeUnknown
+// (the connection broke).
 func (t *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	done := ctx.Err() != nil
 	res, err := t.tx.ExecContext(ctx, query, args...)
-	t.note(err)
-	return res, err
+	return res, t.typed("exec", done, err)
 }
 
-// QueryContext runs a query in the transaction.
+// QueryContext runs a query in the transaction; its failures are typed as
+// ExecContext's.
 func (t *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	done := ctx.Err() != nil
 	rows, err := t.tx.QueryContext(ctx, query, args...)
-	t.note(err)
-	return rows, err
+	return rows, t.typed("query", done, err)
 }
 
 // QueryRowContext runs a query in the transaction that returns at most one
 // row. Errors are deferred until Row's Scan is called.
 func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *Row {
-	rows, err := t.tx.QueryContext(ctx, query, args...)
+	rows, err := t.QueryContext(ctx, query, args...)
 	return &Row{rows: rows, err: err, tx: t}
+}
+
+// typed notes err and gives it the error class of a statement in the
+// transaction: server errors as they are; not sent when the transaction was
+// already over (sql.ErrTxDone) or ctx had ended before the call (ctxDone),
+// as database/sql then sends nothing; otherwise by classify.
+func (t *Tx) typed(op string, ctxDone bool, err error) error {
+	if err == nil {
+		return nil
+	}
+	t.note(err)
+	op += " in a transaction"
+	if errors.Is(err, sql.ErrTxDone) || ctxDone {
+		return &notSentError{cluster: t.cluster, op: op + " on " + t.node, err: err}
+	}
+	switch classify(err, true) {
+	case ClassNotSent:
+		return &notSentError{cluster: t.cluster, op: op + " on " + t.node, err: err}
+	case ClassOutcomeUnknown:
+		return &OutcomeUnknownError{Cluster: t.cluster, Node: t.node, Op: op, Err: err}
+	}
+	return err
 }
 
 // Commit commits the transaction and releases its connection.
@@ -186,6 +212,9 @@ func (c *Cluster) RunInTx(ctx context.Context, opts *sql.TxOptions, fn func(ctx 
 		if err := fn(ctx, tx); err != nil {
 			rbErr := tx.Rollback()
 			if ctx.Err() != nil {
+				if errors.Is(err, ErrOutcomeUnknown) || errors.Is(err, ErrNotSent) {
+					return err // already typed (by tx's statements or another call fn made)
+				}
 				// No COMMIT was sent: nothing of the transaction applied.
 				return &notSentError{cluster: c.name, op: "transaction on " + tx.Node(), err: err}
 			}
