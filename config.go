@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"slices"
@@ -35,7 +36,9 @@ const (
 // Config is a router's configuration: connection defaults and named clusters.
 // Build it as a Go struct literal, or with ParseConfig or LoadConfig from
 // YAML; the caller may edit it before passing it to Open. Zero values mean
-// the documented default. A Config must not be modified while Open uses it.
+// the documented default. Open and Reload work on a copy (see Clone): once
+// they have returned, the caller may edit the Config again, even while the
+// router runs, and pass it to Reload; it must not be edited during the call.
 type Config struct {
 	// Defaults apply to every cluster; a cluster's own non-zero settings
 	// override them field by field.
@@ -197,6 +200,48 @@ type TLSConfig struct {
 	// anyone on the path can then impersonate the server and read the
 	// password. Only for tests.
 	DangerousSkipVerify bool `yaml:"dangerous_skip_verify"`
+}
+
+// Clone returns a deep copy of c: the maps and slices of c, of its Defaults,
+// clusters and shard maps, and its TLS settings are copied, so that editing
+// either Config leaves the other as it was. Logger, OnEvent and a ready
+// ShardMapConfig.Map are shared: they cannot be copied. Nil maps and slices
+// stay nil. Clone of a nil *Config is nil.
+func (c *Config) Clone() *Config {
+	if c == nil {
+		return nil
+	}
+	cp := *c
+	cp.Defaults = c.Defaults.clone()
+	if c.Clusters != nil {
+		cp.Clusters = make(map[string]ClusterConfig, len(c.Clusters))
+		for name, cc := range c.Clusters {
+			cc.Nodes = slices.Clone(cc.Nodes)
+			cc.Settings = cc.Settings.clone()
+			cp.Clusters[name] = cc
+		}
+	}
+	if c.ShardMaps != nil {
+		cp.ShardMaps = make(map[string]ShardMapConfig, len(c.ShardMaps))
+		for name, smc := range c.ShardMaps {
+			smc.Ranges = maps.Clone(smc.Ranges)
+			smc.Entries = maps.Clone(smc.Entries)
+			smc.Clusters = slices.Clone(smc.Clusters)
+			smc.Params = maps.Clone(smc.Params)
+			cp.ShardMaps[name] = smc
+		}
+	}
+	return &cp
+}
+
+// clone returns a copy of s that shares no map or pointer with it.
+func (s Settings) clone() Settings {
+	s.Params = maps.Clone(s.Params)
+	if s.TLS != nil {
+		t := *s.TLS
+		s.TLS = &t
+	}
+	return s
 }
 
 // Validate checks the configuration and returns a *ConfigError naming the
