@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
-	"go.yaml.in/yaml/v3"
 )
 
 // Default values applied by Open (and by Config.Validate's checks) to fields
@@ -53,13 +52,13 @@ type Config struct {
 
 	// Logger receives the router's log lines (failovers, node failures).
 	// Nil means slog.Default(). It cannot be set from YAML.
-	Logger *slog.Logger `yaml:"-"`
+	Logger *slog.Logger `yaml:"-" json:"-"`
 
 	// OnEvent, when set, receives every node state change and writer
 	// change (see Event), in order, on a goroutine of the router's: it must
 	// not block for long (events beyond a buffer of 1024 are dropped and
 	// counted in a log line). It cannot be set from YAML.
-	OnEvent func(Event) `yaml:"-"`
+	OnEvent func(Event) `yaml:"-" json:"-"`
 }
 
 // ClusterConfig describes one cluster: its nodes in failover order and its
@@ -80,7 +79,10 @@ type Settings struct {
 	User string `yaml:"user"`
 
 	// Password is the user's password. In YAML, write ${ENV_VAR} to keep it
-	// out of the file. It never appears in errors, logs or String().
+	// out of the file. It never appears in errors, nor where a Config,
+	// ClusterConfig or Settings is printed with fmt, logged with log/slog or
+	// encoded with encoding/json: "REDACTED" stands for it (see
+	// Config.Format for the two fmt verbs that cannot be covered).
 	Password string `yaml:"password"`
 
 	// Database is the default schema of every connection.
@@ -587,40 +589,4 @@ func (cc Settings) driverConfig() (*mysql.Config, error) {
 		mc.TLS = t
 	}
 	return mc, nil
-}
-
-// String returns the configuration as YAML with every password replaced by
-// "REDACTED".
-func (c Config) String() string {
-	cp := c
-	cp.Defaults = cp.Defaults.redacted()
-	cp.Clusters = make(map[string]ClusterConfig, len(c.Clusters))
-	for name, cc := range c.Clusters {
-		cc.Settings = cc.Settings.redacted()
-		cp.Clusters[name] = cc
-	}
-	type plain Config // no String method, so yaml does not recurse here
-	out, err := yaml.Marshal(plain(cp))
-	if err != nil {
-		return fmt.Sprintf("dbrouter.Config{%d clusters}", len(c.Clusters))
-	}
-	return string(out)
-}
-
-// String returns the cluster settings with the password redacted.
-func (cc ClusterConfig) String() string {
-	return fmt.Sprintf("{Nodes:%v %v}", cc.Nodes, cc.Settings)
-}
-
-// String returns the settings with the password redacted.
-func (cc Settings) String() string {
-	type plain Settings
-	return fmt.Sprintf("%+v", plain(cc.redacted()))
-}
-
-func (cc Settings) redacted() Settings {
-	if cc.Password != "" {
-		cc.Password = "REDACTED"
-	}
-	return cc
 }

@@ -2,8 +2,12 @@ package dbrouter
 
 import (
 	"bufio"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -147,24 +151,107 @@ func TestEnvValueStaysString(t *testing.T) {
 	}
 }
 
+// TestPasswordNeverPrinted formats configurations holding a password in
+// every way a program may print them: fmt with every verb and common flags,
+// slog's text and JSON handlers, json.Marshal, for Config, ClusterConfig and
+// Settings as values, pointers and nested in structs, maps and slices. The
+// password must appear in none, as is or hex-encoded.
 func TestPasswordNeverPrinted(t *testing.T) {
 	const pw = "hunter2-very-secret"
 	cfg := &Config{
-		Defaults: Settings{User: "app", Password: pw},
+		Defaults: Settings{User: "app", Password: pw, TLS: &TLSConfig{ServerName: "db"}},
 		Clusters: map[string]ClusterConfig{"c1": {Nodes: []string{"127.0.0.1:1"}, Settings: Settings{Password: pw}}},
+		OnEvent:  func(Event) {},
+	}
+	cc := cfg.Clusters["c1"]
+	leaks := func(s string) bool {
+		return strings.Contains(s, pw) || strings.Contains(s, hex.EncodeToString([]byte(pw))) ||
+			strings.Contains(s, strings.ToUpper(hex.EncodeToString([]byte(pw))))
 	}
 	for name, s := range map[string]string{
 		"Config.String":        cfg.String(),
 		"%v Config":            fmt.Sprintf("%v", *cfg),
 		"%+v *Config":          fmt.Sprintf("%+v", cfg),
-		"ClusterConfig.String": cfg.Clusters["c1"].String(),
+		"%#v *Config":          fmt.Sprintf("%#v", cfg),
+		"%#v ClusterConfig":    fmt.Sprintf("%#v", cc),
+		"%#v Settings":         fmt.Sprintf("%#v", cfg.Defaults),
+		"ClusterConfig.String": cc.String(),
 		"Settings.String":      cfg.Defaults.String(),
 	} {
-		if strings.Contains(s, pw) {
+		if leaks(s) {
 			t.Errorf("%s shows the password: %s", name, s)
 		}
 		if !strings.Contains(s, "REDACTED") {
 			t.Errorf("%s does not say REDACTED: %s", name, s)
 		}
+	}
+
+	values := map[string]any{
+		"*Config":                   cfg,
+		"Config":                    *cfg,
+		"Settings":                  cfg.Defaults,
+		"*Settings":                 &cfg.Defaults,
+		"ClusterConfig":             cc,
+		"*ClusterConfig":            &cc,
+		"Config in a struct":        struct{ Cfg Config }{*cfg},
+		"*Config in a struct":       struct{ Cfg *Config }{cfg},
+		"Config in a map":           map[string]Config{"a": *cfg},
+		"*Config in a map":          map[string]*Config{"a": cfg},
+		"Settings in a slice":       []Settings{cfg.Defaults},
+		"ClusterConfig in a struct": struct{ C ClusterConfig }{cc},
+		"Config in an interface":    struct{ V any }{*cfg},
+	}
+	// Every verb but %p and %w: fmt prints their operand, if it is not a
+	// pointer or an error, without calling any of its methods (go vet
+	// reports both uses), so no method can redact it.
+	verbs := []string{"%v", "%+v", "%#v", "%s", "%q", "%+q", "%#q", "%x", "%X", "% x", "%#x", "%d", "%+d",
+		"%o", "%O", "%b", "%c", "%U", "%e", "%f", "%g", "%t", "%T", "%10v", "%-40s", "%.3s", "%08v", "%z"}
+	for name, v := range values {
+		for _, verb := range verbs {
+			if s := fmt.Sprintf(verb, v); leaks(s) {
+				t.Errorf("fmt %s of %s shows the password: %s", verb, name, s)
+			}
+		}
+		if s := fmt.Sprint(v); leaks(s) {
+			t.Errorf("fmt.Sprint of %s shows the password: %s", name, s)
+		}
+		if s := fmt.Sprintln(v); leaks(s) {
+			t.Errorf("fmt.Sprintln of %s shows the password: %s", name, s)
+		}
+		for hname, h := range map[string]func(io.Writer) slog.Handler{
+			"text": func(w io.Writer) slog.Handler { return slog.NewTextHandler(w, nil) },
+			"JSON": func(w io.Writer) slog.Handler { return slog.NewJSONHandler(w, nil) },
+		} {
+			var b strings.Builder
+			slog.New(h(&b)).Info("config", "cfg", v, slog.Group("g", "cfg", v))
+			if leaks(b.String()) {
+				t.Errorf("slog %s handler shows the password of %s: %s", hname, name, b.String())
+			}
+			if strings.Contains(b.String(), "LogValue panicked") || strings.Contains(b.String(), "!ERROR") {
+				t.Errorf("slog %s handler could not log %s: %s", hname, name, b.String())
+			}
+		}
+		out, err := json.Marshal(v)
+		if err != nil {
+			t.Errorf("json.Marshal of %s: %v", name, err)
+		}
+		if leaks(string(out)) {
+			t.Errorf("json.Marshal of %s shows the password: %s", name, out)
+		}
+	}
+
+	// json.Marshal keeps every other field; a ClusterConfig keeps its
+	// nodes although the Settings it embeds marshals itself.
+	out, err := json.Marshal(cc)
+	if err != nil || !strings.Contains(string(out), `"Nodes":["127.0.0.1:1"]`) || !strings.Contains(string(out), `"Password":"REDACTED"`) {
+		t.Errorf("json.Marshal(ClusterConfig) = %s, %v; want Nodes and a redacted Password", out, err)
+	}
+	out, err = json.Marshal(cfg)
+	if err != nil || !strings.Contains(string(out), `"User":"app"`) || !strings.Contains(string(out), `"ServerName":"db"`) {
+		t.Errorf("json.Marshal(*Config) = %s, %v; want the other fields", out, err)
+	}
+	// Formatting does not change the Config.
+	if cfg.Defaults.Password != pw || cfg.Clusters["c1"].Password != pw {
+		t.Error("formatting changed the passwords")
 	}
 }
