@@ -284,7 +284,7 @@ func (c *Config) validateClusters() error {
 			field := fmt.Sprintf("%s.nodes[%d]", path, i)
 			addr, err := normalizeAddr(n)
 			if err != nil {
-				return &ConfigError{Field: field, Value: n, Msg: err.Error()}
+				return &ConfigError{Field: field, Value: redactUserinfo(n), Msg: err.Error()}
 			}
 			if j, dup := seen[addr]; dup {
 				return &ConfigError{Field: field, Value: n, Msg: fmt.Sprintf("same node as %s.nodes[%d]", path, j)}
@@ -464,6 +464,23 @@ func normalizeAddr(s string) (string, error) {
 		return "", fmt.Errorf("port %q must be a number from 1 to 65535", port)
 	}
 	return net.JoinHostPort(host, strconv.Itoa(p)), nil
+}
+
+// redactUserinfo replaces the password of a DSN or URL given as a node
+// address ("app:pw@tcp(db1)/shop", "mysql://app:pw@db1/shop"): everything
+// between the first colon and the last "@", which may hold more colons and
+// "@"s of the password, becomes "REDACTED". Text without "@" is returned as
+// it is.
+func redactUserinfo(s string) string {
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 {
+		return s
+	}
+	user, _, hasPassword := strings.Cut(s[:at], ":")
+	if !hasPassword {
+		return s
+	}
+	return user + ":" + redactedPassword + s[at:]
 }
 
 func (c *Config) clusterNames() []string {

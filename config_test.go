@@ -255,3 +255,27 @@ func TestPasswordNeverPrinted(t *testing.T) {
 		t.Error("formatting changed the passwords")
 	}
 }
+
+// TestDSNAsNodeHidesPassword: a DSN given as a node is rejected, naming the
+// field, without its password.
+func TestDSNAsNodeHidesPassword(t *testing.T) {
+	const pw = "S3cr3t-in-a-dsn"
+	for _, node := range []string{
+		"app:" + pw + "@tcp(10.0.0.1:3306)/shop",
+		"app:" + pw + "@10.0.0.1:3306",
+		"mysql://app:" + pw + "@10.0.0.1:3306/shop",
+		"app:p@ss:" + pw + "@tcp(10.0.0.1)/",
+	} {
+		_, err := ParseConfig([]byte("defaults: {user: app}\nclusters: {c1: {nodes: ['" + node + "']}}"))
+		if err == nil || strings.Contains(err.Error(), pw) || strings.Contains(err.Error(), "p@ss") ||
+			!strings.Contains(err.Error(), "clusters.c1.nodes[0]") || !strings.Contains(err.Error(), "not a DSN") {
+			t.Errorf("node %q: err = %v; want the field named, the password not shown", node, err)
+		}
+	}
+	cfg := &Config{Defaults: Settings{User: "app"}, Clusters: map[string]ClusterConfig{
+		"c1": {Nodes: []string{"app:" + pw + "@tcp(10.0.0.1:3306)/shop"}}}}
+	want := `dbrouter: config: clusters.c1.nodes[0]: "app:REDACTED@tcp(10.0.0.1:3306)/shop": node address must be host:port, not a DSN`
+	if err := cfg.Validate(); err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("Validate = %v, want %s...", err, want)
+	}
+}
