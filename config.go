@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -435,35 +436,74 @@ func (cc *Settings) validate(path string) error {
 	return nil
 }
 
-// normalizeAddr checks a node address and adds the default port.
+// normalizeAddr checks a node address and adds the default port. Its error
+// is an *addrError.
 func normalizeAddr(s string) (string, error) {
 	if strings.TrimSpace(s) != s || s == "" {
-		return "", errors.New("node address must be host:port with no spaces")
+		return "", &addrError{msg: "node address must be host:port with no spaces"}
 	}
 	if strings.Contains(s, "@") || strings.Contains(s, "/") {
-		return "", errors.New("node address must be host:port, not a DSN (set user, password and database as fields)")
+		return "", &addrError{msg: "node address must be host:port, not a DSN (set user, password and database as fields)"}
+	}
+	if !strings.HasPrefix(s, "[") && strings.Count(s, ":") > 1 {
+		return "", &addrError{msg: "more than one colon: an IPv6 address must be in brackets", detail: bracketHint(s)}
 	}
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
-		// No port: "db1" or "[::1]" or "::1".
-		host, port = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"), strconv.Itoa(DefaultPort)
-		if strings.Contains(host, "[") || strings.Contains(host, "]") {
-			return "", errors.New("invalid host")
+		// No port: "db1" or "[::1]".
+		host, port = s, strconv.Itoa(DefaultPort)
+		if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+			host = s[1 : len(s)-1]
+		}
+		if strings.ContainsAny(host, "[]") {
+			return "", &addrError{msg: "brackets must enclose the whole host, as in [::1]:3306"}
 		}
 	}
 	if host == "" {
-		return "", errors.New("node address has no host")
+		return "", &addrError{msg: "node address has no host"}
 	}
 	for _, r := range host {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-_:%", r)) {
-			return "", fmt.Errorf("host %q has a character that no host name or IP address has: %q", host, r)
+			return "", &addrError{msg: "the host has a character that no host name or IP address has", detail: fmt.Sprintf(": %q", r)}
 		}
 	}
 	p, err := strconv.Atoi(port)
 	if err != nil || p < 1 || p > 65535 {
-		return "", fmt.Errorf("port %q must be a number from 1 to 65535", port)
+		return "", &addrError{msg: "port must be a number from 1 to 65535"}
 	}
 	return net.JoinHostPort(host, strconv.Itoa(p)), nil
+}
+
+// addrError is a node address that normalizeAddr rejects. msg does not
+// quote the address, which ConfigError.Value shows; detail, which may
+// quote part of it, is left out where the address came from the
+// environment and may be a secret put in the wrong field.
+type addrError struct {
+	msg    string
+	detail string
+}
+
+func (e *addrError) Error() string { return e.msg + e.detail }
+
+// bracketHint suggests how to write s, an address with more than one colon
+// and no brackets: "::1:3306" may be port 3306 of ::1 or the address
+// ::1:3306; "fe80::1" is an address without a port.
+func bracketHint(s string) string {
+	i := strings.LastIndexByte(s, ':')
+	host, port := s[:i], s[i+1:]
+	_, hostErr := netip.ParseAddr(host)
+	_, addrErr := netip.ParseAddr(s)
+	p, portErr := strconv.Atoi(port)
+	hostPort := hostErr == nil && portErr == nil && p >= 1 && p <= 65535 && port[0] != '+' && port[0] != '-'
+	switch {
+	case hostPort && addrErr == nil:
+		return fmt.Sprintf("; write [%s]:%s for port %s of %s, or [%s] for the address %s", host, port, port, host, s, s)
+	case hostPort:
+		return fmt.Sprintf("; write [%s]:%s", host, port)
+	case addrErr == nil:
+		return fmt.Sprintf("; write [%s] or [%s]:%d", s, s, DefaultPort)
+	}
+	return ", e.g. [::1]:3306"
 }
 
 // redactUserinfo replaces the password of a DSN or URL given as a node

@@ -1,6 +1,7 @@
 package dbrouter
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,15 +53,24 @@ func FuzzExpandEnv(f *testing.F) {
 }
 
 // FuzzNormalizeAddr checks that an accepted node address has a host and a
-// valid port and is stable under normalisation.
+// valid port and is stable under normalisation, and that an address with
+// more than one colon is accepted only in brackets.
 func FuzzNormalizeAddr(f *testing.F) {
-	for _, s := range []string{"a", "a:1", "[::1]:3306", "::1", ":3306", "a:0", "a:99999", "a b", "u@tcp(a)/d"} {
+	for _, s := range []string{"a", "a:1", "[::1]:3306", "::1", ":3306", "a:0", "a:99999", "a b", "u@tcp(a)/d",
+		"::1:3306", "fe80::1", "[fe80::1%eth0]:3306", "[::1", "::ffff:10.0.0.1:3306", "a:b:c"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		addr, err := normalizeAddr(s)
 		if err != nil {
+			var ae *addrError
+			if !errors.As(err, &ae) {
+				t.Fatalf("normalizeAddr(%q) error %T, want *addrError", s, err)
+			}
 			return
+		}
+		if strings.Count(s, ":") > 1 && !strings.HasPrefix(s, "[") {
+			t.Fatalf("normalizeAddr(%q) = %q: accepted an address with more than one colon and no brackets", s, addr)
 		}
 		again, err := normalizeAddr(addr)
 		if err != nil || again != addr {

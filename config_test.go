@@ -279,3 +279,38 @@ func TestDSNAsNodeHidesPassword(t *testing.T) {
 		t.Errorf("Validate = %v, want %s...", err, want)
 	}
 }
+
+// TestNormalizeAddr covers node addresses, among them unbracketed IPv6
+// addresses: "::1:3306" was taken as the address ::1:3306 on port 3306.
+func TestNormalizeAddr(t *testing.T) {
+	for _, tc := range []struct{ in, want, err string }{
+		{in: "db1", want: "db1:3306"},
+		{in: "db1:3307", want: "db1:3307"},
+		{in: "10.0.0.1", want: "10.0.0.1:3306"},
+		{in: "[::1]", want: "[::1]:3306"},
+		{in: "[::1]:3307", want: "[::1]:3307"},
+		{in: "[fe80::1%eth0]:3306", want: "[fe80::1%eth0]:3306"},
+		{in: "::1:3306", err: "more than one colon: an IPv6 address must be in brackets; write [::1]:3306 for port 3306 of ::1, or [::1:3306] for the address ::1:3306"},
+		{in: "2001:db8::7:3306", err: "write [2001:db8::7]:3306 for port 3306 of 2001:db8::7, or [2001:db8::7:3306]"},
+		{in: "::ffff:10.0.0.1:3306", err: "in brackets; write [::ffff:10.0.0.1]:3306"},
+		{in: "fe80::1", err: "in brackets; write [fe80::1] or [fe80::1]:3306"},
+		{in: "::1", err: "in brackets; write [::1] or [::1]:3306"},
+		{in: "a:b:c", err: "in brackets, e.g. [::1]:3306"},
+		{in: "[::1", err: "brackets must enclose the whole host"},
+		{in: "::1]", err: "more than one colon"},
+		{in: "db1]", err: "brackets must enclose the whole host"},
+		{in: ":3306", err: "node address has no host"},
+		{in: "db1:99999", err: "port must be a number from 1 to 65535"},
+		{in: "db1:", err: "port must be a number from 1 to 65535"},
+		{in: "db!1:3306", err: `the host has a character that no host name or IP address has: '!'`},
+		{in: " db1", err: "no spaces"},
+	} {
+		got, err := normalizeAddr(tc.in)
+		switch {
+		case tc.err == "" && (err != nil || got != tc.want):
+			t.Errorf("normalizeAddr(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("normalizeAddr(%q) = %q, %v; want an error containing %q", tc.in, got, err, tc.err)
+		}
+	}
+}
