@@ -314,3 +314,56 @@ func TestNormalizeAddr(t *testing.T) {
 		}
 	}
 }
+
+// TestEnvExpansionErrorHidesPassword: a ${ that cannot be expanded is an
+// error naming the field's path; in a password, the text is never shown.
+func TestEnvExpansionErrorHidesPassword(t *testing.T) {
+	const secret = "S3cr3tPart"
+	for _, tc := range []struct {
+		name, yaml string
+		want       []string // substrings of the error
+		hidden     []string // not in the error
+	}{
+		{"unterminated in defaults.password",
+			"defaults: {user: app, password: \"" + secret + "${oops\"}\nclusters: {c1: {nodes: [a]}}",
+			[]string{`defaults.password: has a "${" that starts no valid ${VAR} reference (line 1)`, "not shown"},
+			[]string{secret, "oops"}},
+		{"bad name in a cluster's password",
+			"defaults: {user: app}\nclusters:\n  c1:\n    nodes: [a]\n    password: \"x${bad name}" + secret + "\"",
+			[]string{`clusters.c1.password: has a "${" that starts no valid ${VAR} reference (line 5)`},
+			[]string{secret, "bad name"}},
+		{"unset variable inside a password",
+			"defaults: {user: app, password: \"" + secret + "${DBROUTER_SURELY_UNSET}\"}\nclusters: {c1: {nodes: [a]}}",
+			[]string{"defaults.password: refers to an environment variable that is not set (line 1)"},
+			[]string{secret, "DBROUTER_SURELY_UNSET"}},
+		{"unset variable as the whole password",
+			"defaults: {user: app, password: \"${DBROUTER_SURELY_UNSET}\"}\nclusters: {c1: {nodes: [a]}}",
+			[]string{"defaults.password: environment variable DBROUTER_SURELY_UNSET is not set (line 1); write ${DBROUTER_SURELY_UNSET:-default} for a default"},
+			nil},
+		{"password under a merge key",
+			"base: &b {password: \"" + secret + "${\"}\ndefaults: {<<: *b, user: app}\nclusters: {c1: {nodes: [a]}}",
+			[]string{"base.password: has a"},
+			[]string{secret}},
+		{"another field may be quoted",
+			"defaults: {user: app}\nclusters: {c1: {nodes: [a, \"db${\"]}}",
+			[]string{`clusters.c1.nodes[1]: unterminated ${ in "${" (line 2)`},
+			nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tc.yaml))
+			if err == nil {
+				t.Fatal("parsed, want an error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			for _, h := range tc.hidden {
+				if strings.Contains(err.Error(), h) {
+					t.Errorf("error %q shows %q", err, h)
+				}
+			}
+		})
+	}
+}

@@ -26,13 +26,16 @@ func LoadConfig(path string) (*Config, error) {
 // ParseConfig parses a YAML configuration, expands ${VAR} and ${VAR:-default}
 // references to environment variables in every value ("$${" is a literal
 // "${"), rejects unknown fields, and validates the result. An unset variable
-// without a default is an error that names it.
+// without a default is an error that names the field (by its YAML path, as
+// ConfigError.Field does) and the variable; the error of a password does not
+// quote any of its text other than a lone "${NAME}".
 func ParseConfig(data []byte) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, fmt.Errorf("dbrouter: config: invalid YAML: %w", err)
 	}
-	if err := expandNode(&root, os.LookupEnv); err != nil {
+	expanded := make(map[*yaml.Node]string)
+	if err := expandNode(&root, "", os.LookupEnv, expanded); err != nil {
 		return nil, err
 	}
 	cfg := new(Config)
@@ -52,28 +55,100 @@ func ParseConfig(data []byte) (*Config, error) {
 	return cfg, nil
 }
 
-// expandNode replaces ${VAR} references in every scalar of the tree.
-func expandNode(n *yaml.Node, lookup func(string) (string, bool)) error {
-	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "$") {
-		v, err := expandEnv(n.Value, lookup)
-		if err != nil {
-			return &ConfigError{Field: fmt.Sprintf("line %d", n.Line), Msg: err.Error()}
+// expandNode replaces ${VAR} references in every scalar of the tree; path
+// is the YAML path of n, named by errors. expanded receives the original
+// text of every scalar it changes, so that errors can show a value as
+// written rather than its expansion, which may be a secret.
+func expandNode(n *yaml.Node, path string, lookup func(string) (string, bool), expanded map[*yaml.Node]string) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		return expandScalar(n, path, lookup, expanded)
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key, val := n.Content[i], n.Content[i+1]
+			if err := expandScalar(key, joinPath(path, key.Value), lookup, expanded); err != nil {
+				return err
+			}
+			if err := expandNode(val, joinPath(path, key.Value), lookup, expanded); err != nil {
+				return err
+			}
 		}
-		if v != n.Value {
-			n.Value = v
-			// A value that came from the environment is a string even if
-			// it looks like a number or a boolean to YAML.
-			if n.Tag == "" || n.Tag == "!!str" || n.Style != 0 {
-				n.Style = yaml.DoubleQuotedStyle
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if err := expandNode(c, fmt.Sprintf("%s[%d]", path, i), lookup, expanded); err != nil {
+				return err
+			}
+		}
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if err := expandNode(c, path, lookup, expanded); err != nil {
+				return err
 			}
 		}
 	}
-	for _, c := range n.Content {
-		if err := expandNode(c, lookup); err != nil {
-			return err
+	return nil // an alias is expanded where its anchor is
+}
+
+// expandScalar expands one scalar; see expandNode. The error of a field
+// named password does not quote its text.
+func expandScalar(n *yaml.Node, path string, lookup func(string) (string, bool), expanded map[*yaml.Node]string) error {
+	if n.Kind != yaml.ScalarNode || !strings.Contains(n.Value, "$") {
+		return nil
+	}
+	v, err := expandEnv(n.Value, lookup)
+	if err != nil {
+		if path == "" {
+			path = "(document)"
+		}
+		ee := err.(*envError)
+		// A password made of references alone ("${DB_PASSWORD}") may
+		// name its variable; any other text of it may be the secret.
+		if isPasswordPath(path) && !(ee.kind == envUnset && onlyReferences(n.Value)) {
+			problem := `has a "${" that starts no valid ${VAR} reference`
+			if ee.kind == envUnset {
+				problem = "refers to an environment variable that is not set"
+			}
+			return &ConfigError{Field: path, Msg: fmt.Sprintf(`%s (line %d); write "$${" for a literal "${" (the value is not shown: it is a password)`, problem, n.Line)}
+		}
+		return &ConfigError{Field: path, Msg: fmt.Sprintf("%s (line %d); %s", ee.problem(), n.Line, ee.advice())}
+	}
+	if v != n.Value {
+		expanded[n] = n.Value
+		n.Value = v
+		// A value that came from the environment is a string even if
+		// it looks like a number or a boolean to YAML.
+		if n.Tag == "" || n.Tag == "!!str" || n.Style != 0 {
+			n.Style = yaml.DoubleQuotedStyle
 		}
 	}
 	return nil
+}
+
+// isPasswordPath reports whether a YAML path names a password, or a value
+// inside one: its text must not appear in errors.
+func isPasswordPath(path string) bool {
+	for _, seg := range strings.Split(path, ".") {
+		if i := strings.IndexByte(seg, '['); i >= 0 {
+			seg = seg[:i]
+		}
+		if strings.EqualFold(seg, "password") {
+			return true
+		}
+	}
+	return false
+}
+
+// onlyReferences reports whether s is made of ${...} references alone,
+// with no text of its own around them.
+func onlyReferences(s string) bool {
+	for s != "" {
+		end := strings.IndexByte(s, '}')
+		if !strings.HasPrefix(s, "${") || end < 0 {
+			return false
+		}
+		s = s[end+1:]
+	}
+	return true
 }
 
 // checkKnownFields rejects a mapping key that names no field of t, so that a
@@ -159,7 +234,8 @@ func joinPath(path, key string) string {
 	return path + "." + key
 }
 
-// expandEnv expands ${VAR} and ${VAR:-default} in s.
+// expandEnv expands ${VAR} and ${VAR:-default} in s. Its error is an
+// *envError.
 func expandEnv(s string, lookup func(string) (string, bool)) (string, error) {
 	var b strings.Builder
 	for {
@@ -177,13 +253,13 @@ func expandEnv(s string, lookup func(string) (string, bool)) (string, error) {
 		b.WriteString(s[:i])
 		end := strings.IndexByte(s[i:], '}')
 		if end < 0 {
-			return "", fmt.Errorf("unterminated ${ in %q", s[i:])
+			return "", &envError{kind: envUnterminated, text: s[i:]}
 		}
 		expr := s[i+2 : i+end]
 		s = s[i+end+1:]
 		name, def, hasDef := strings.Cut(expr, ":-")
 		if !validEnvName(name) {
-			return "", fmt.Errorf("invalid environment variable name %q", name)
+			return "", &envError{kind: envBadName, text: name}
 		}
 		v, ok := lookup(name)
 		switch {
@@ -192,9 +268,42 @@ func expandEnv(s string, lookup func(string) (string, bool)) (string, error) {
 		case hasDef:
 			b.WriteString(def)
 		default:
-			return "", fmt.Errorf("environment variable %s is not set (write ${%s:-default} for a default)", name, name)
+			return "", &envError{kind: envUnset, text: name}
 		}
 	}
+}
+
+// envError is a ${VAR} reference that expandEnv cannot expand.
+type envError struct {
+	kind int    // envUnterminated, envBadName or envUnset
+	text string // from the "${" on, the name, or the variable
+}
+
+const (
+	envUnterminated = iota
+	envBadName
+	envUnset
+)
+
+func (e *envError) Error() string { return e.problem() + " (" + e.advice() + ")" }
+
+// problem says what is wrong, quoting the text.
+func (e *envError) problem() string {
+	switch e.kind {
+	case envUnterminated:
+		return fmt.Sprintf("unterminated ${ in %q", e.text)
+	case envBadName:
+		return fmt.Sprintf("invalid environment variable name %q", e.text)
+	}
+	return fmt.Sprintf("environment variable %s is not set", e.text)
+}
+
+// advice says how to fix it.
+func (e *envError) advice() string {
+	if e.kind == envUnset {
+		return fmt.Sprintf("write ${%s:-default} for a default", e.text)
+	}
+	return `write "$${" for a literal "${"`
 }
 
 func validEnvName(name string) bool {
