@@ -250,21 +250,37 @@ func (s Settings) clone() Settings {
 // Validate checks the configuration and returns a *ConfigError naming the
 // first invalid field and its value, or nil. Open calls it.
 func (c *Config) Validate() error {
-	_, err := c.validate()
+	_, err := c.validate(nil)
 	return err
 }
 
 // validate is Validate returning the shard maps it built, so that Open and
-// Reload build them once.
-func (c *Config) validate() (map[string]ShardMap, error) {
-	if err := c.validateClusters(); err != nil {
-		return nil, err
+// Reload build them once. origins maps the YAML path of each value that
+// came from the environment to its text as written: errors show that text,
+// not the value, which may be a secret put in the wrong field.
+func (c *Config) validate(origins map[string]string) (map[string]ShardMap, error) {
+	if err := c.validateClusters(origins); err != nil {
+		return nil, asWritten(err, origins)
 	}
-	return c.buildShardMaps()
+	maps, err := c.buildShardMaps()
+	return maps, asWritten(err, origins)
 }
 
-// validateClusters checks the defaults and every cluster.
-func (c *Config) validateClusters() error {
+// asWritten replaces the Value of a *ConfigError whose field's value came
+// from the environment with the text that was written (see validate).
+func asWritten(err error, origins map[string]string) error {
+	var ce *ConfigError
+	if errors.As(err, &ce) && ce.Value != "" {
+		if orig, ok := origins[ce.Field]; ok {
+			ce.Value = orig
+		}
+	}
+	return err
+}
+
+// validateClusters checks the defaults and every cluster; see validate for
+// origins.
+func (c *Config) validateClusters(origins map[string]string) error {
 	if len(c.Clusters) == 0 {
 		return &ConfigError{Field: "clusters", Msg: "at least one cluster is required"}
 	}
@@ -285,7 +301,12 @@ func (c *Config) validateClusters() error {
 			field := fmt.Sprintf("%s.nodes[%d]", path, i)
 			addr, err := normalizeAddr(n)
 			if err != nil {
-				return &ConfigError{Field: field, Value: redactUserinfo(n), Msg: err.Error()}
+				msg := err.Error()
+				var ae *addrError
+				if _, fromEnv := origins[field]; fromEnv && errors.As(err, &ae) {
+					msg = ae.msg // the detail may quote the value
+				}
+				return &ConfigError{Field: field, Value: redactUserinfo(n), Msg: msg}
 			}
 			if j, dup := seen[addr]; dup {
 				return &ConfigError{Field: field, Value: n, Msg: fmt.Sprintf("same node as %s.nodes[%d]", path, j)}

@@ -8,7 +8,9 @@ import (
 	"testing"
 )
 
-// FuzzParseConfig checks that no input makes ParseConfig panic, and that a
+// FuzzParseConfig checks that no input makes ParseConfig panic, that a
+// value of the wrong kind is reported by the type check (which names the
+// field) rather than by yaml's Decode (which names a line), and that a
 // configuration it accepts can be opened and closed.
 func FuzzParseConfig(f *testing.F) {
 	files, _ := filepath.Glob("testdata/config/*.yaml")
@@ -19,9 +21,15 @@ func FuzzParseConfig(f *testing.F) {
 	}
 	f.Add([]byte("clusters: {c: {nodes: [a]}}\ndefaults: {user: u, password: '${X:-y}'}"))
 	f.Add([]byte("defaults: &d {user: u}\nclusters: {c: {<<: *d, nodes: ['[::1]:1']}}"))
+	f.Add([]byte("defaults: {user: u, max_open_conns: '1', connect_timeout: 5, health: {disabled: 1}}\nclusters: {c: {nodes: a}}"))
+	f.Add([]byte("defaults: {user: u}\nclusters: {c: {nodes: [a], <<: [{max_idle_conns: 2}, *x]}, <<: {d: {nodes: [b]}}}"))
+	f.Add([]byte("clusters: {c: {nodes: [a], params: [x], tls: true}}\nshard_maps: {m: {buckets: 1.5, clusters: x}}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := ParseConfig(data)
 		if err != nil {
+			if strings.Contains(err.Error(), "cannot unmarshal") {
+				t.Fatalf("type error not caught by the type check: %v", err)
+			}
 			return
 		}
 		r, err := Open(cfg)

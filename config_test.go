@@ -367,3 +367,83 @@ func TestEnvExpansionErrorHidesPassword(t *testing.T) {
 		})
 	}
 }
+
+// TestSecretInWrongFieldNotShown: ${DB_PASSWORD} written in a field other
+// than password is an error that shows the field's text as written, never
+// the password it expands to.
+func TestSecretInWrongFieldNotShown(t *testing.T) {
+	for _, secret := range []string{"S3cr3t!pw", "S3cr3t@pw/x", "S3:cr3t:pw", "fe80::5eC3", "S3cr3t:99999", "S3cr3t pw", "12345"} {
+		t.Setenv("DB_PASSWORD", secret)
+		for _, tc := range []struct{ name, yaml, want string }{
+			{"node", "clusters: {c1: {nodes: [a, '${DB_PASSWORD}']}}", `clusters.c1.nodes[1]: "${DB_PASSWORD}": `},
+			{"node with a port", "clusters: {c1: {nodes: ['${DB_PASSWORD}:3306']}}", `clusters.c1.nodes[0]: "${DB_PASSWORD}:3306": `},
+			{"node through an alias", "defaults: {user: app, database: &p '${DB_PASSWORD}'}\nclusters: {c1: {nodes: [*p]}}", `clusters.c1.nodes[0]: "${DB_PASSWORD}": `},
+			{"integer", "clusters: {c1: {nodes: [a], max_open_conns: '${DB_PASSWORD}'}}", `clusters.c1.max_open_conns: "${DB_PASSWORD}": want an integer`},
+			{"duration", "clusters: {c1: {nodes: [a], connect_timeout: '${DB_PASSWORD}'}}", `clusters.c1.connect_timeout: "${DB_PASSWORD}": want a duration`},
+			{"bool", "clusters: {c1: {nodes: [a], health: {disabled: '${DB_PASSWORD}'}}}", `clusters.c1.health.disabled: "${DB_PASSWORD}": want true or false`},
+			{"failback", "clusters: {c1: {nodes: [a], failback: '${DB_PASSWORD}'}}", `clusters.c1.failback: "${DB_PASSWORD}": unknown failback`},
+			{"shard map entry", "clusters: {c1: {nodes: [a]}}\nshard_maps: {m: {strategy: directory, entries: {k: '${DB_PASSWORD}'}}}", `shard_maps.m.entries.k: "${DB_PASSWORD}": unknown cluster`},
+		} {
+			t.Run(secret+"/"+tc.name, func(t *testing.T) {
+				yaml := tc.yaml
+				if !strings.HasPrefix(yaml, "defaults:") {
+					yaml = "defaults: {user: app}\n" + yaml
+				}
+				_, err := ParseConfig([]byte(yaml))
+				if err == nil {
+					if secret == "12345" && strings.HasPrefix(tc.name, "node") {
+						return // a valid host name: accepted, nothing printed
+					}
+					t.Fatalf("parsed, want an error")
+				}
+				if !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("error %q does not contain %q", err, tc.want)
+				}
+				for _, part := range strings.FieldsFunc(secret, func(r rune) bool { return strings.ContainsRune(":@/ !", r) }) {
+					if len(part) >= 3 && strings.Contains(err.Error(), part) {
+						t.Errorf("error %q shows %q of the password %q", err, part, secret)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestTypeErrors: a value of the wrong kind is an error naming the field,
+// what it wants and the value; merges and aliases still work.
+func TestTypeErrors(t *testing.T) {
+	for _, tc := range []struct{ yaml, err string }{
+		{"clusters: {c1: {nodes: [a], max_open_conns: ten}}", `clusters.c1.max_open_conns: "ten": want an integer (line 2)`},
+		{"clusters: {c1: {nodes: [a], max_open_conns: [1]}}", `clusters.c1.max_open_conns: want an integer, not a list (line 2)`},
+		{"clusters: {c1: {nodes: [a], read_timeout: 30}}", `clusters.c1.read_timeout: "30": want a duration with a unit, e.g. "5s" (line 2)`},
+		{"clusters: {c1: {nodes: [a], health: {interval: 1 s}}}", `clusters.c1.health.interval: "1 s": want a duration with a unit`},
+		{"clusters: {c1: {nodes: [a], health: {disabled: 1}}}", `clusters.c1.health.disabled: "1": want true or false (line 2)`},
+		{"clusters: {c1: {nodes: [a], health: {disabled: 'true'}}}", `clusters.c1.health.disabled: "true": want true or false (remove the quotes) (line 2)`},
+		{"clusters: {c1: {nodes: a}}", `clusters.c1.nodes: "a": want a list (line 2)`},
+		{"clusters: {c1: {nodes: [[a]]}}", `clusters.c1.nodes[0]: want a string, not a list (line 2)`},
+		{"clusters: {c1: {nodes: [a], tls: true}}", `clusters.c1.tls: "true": want a map of field: value (line 2)`},
+		{"clusters: {c1: {nodes: [a], params: [a]}}", `clusters.c1.params: want a map, not a list (line 2)`},
+		{"clusters: {c1: {nodes: [a], password: [x]}}", `clusters.c1.password: want a string, not a list (line 2)`},
+		{"clusters: {c1: {nodes: [a], password: {x: y}}}", `clusters.c1.password: want a string, not a map (line 2)`},
+		{"clusters: c1", `clusters: "c1": want a map (line 2)`},
+		{"clusters: {c1: {nodes: [a], <<: [a]}}", `clusters.c1: a merge (<<) wants a map or a list of maps (line 2)`},
+		{"clusters: {[c1]: {nodes: [a]}}", `clusters: a key must be a name, not a list or map (line 2)`},
+		{"shard_maps: {m: {strategy: hash, buckets: many}}\nclusters: {c1: {nodes: [a]}}", `shard_maps.m.buckets: "many": want an integer (line 2)`},
+	} {
+		_, err := ParseConfig([]byte("defaults: {user: app}\n" + tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("ParseConfig(%q):\n\t%v\nwant\n\t%s", tc.yaml, err, tc.err)
+		}
+	}
+	for _, ok := range []string{
+		"defaults: &d {user: u, max_open_conns: 5}\nclusters: {c: {<<: *d, nodes: ['[::1]:1']}}",
+		"defaults: {user: u, health: {interval: ~, disabled: null}, tls: }\nclusters: {c: {nodes: [a], max_lag: 0s}}",
+		"defaults: {user: u}\nclusters: {c: {nodes: [a], health: {disabled: yes}}}",
+		"defaults: {user: u}\nclusters: {c: {nodes: [a]}, <<: {d: {nodes: [b]}}}",
+		"defaults: {user: u}\nclusters: {c: {nodes: [a], <<: [{max_idle_conns: 2}, {read_timeout: 1s}]}}",
+	} {
+		if _, err := ParseConfig([]byte(ok)); err != nil {
+			t.Errorf("ParseConfig(%q) = %v", ok, err)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -25,10 +26,12 @@ func LoadConfig(path string) (*Config, error) {
 
 // ParseConfig parses a YAML configuration, expands ${VAR} and ${VAR:-default}
 // references to environment variables in every value ("$${" is a literal
-// "${"), rejects unknown fields, and validates the result. An unset variable
-// without a default is an error that names the field (by its YAML path, as
-// ConfigError.Field does) and the variable; the error of a password does not
-// quote any of its text other than a lone "${NAME}".
+// "${"), rejects unknown fields and values of the wrong kind, and validates
+// the result. An error about a field is a *ConfigError that names it by its
+// YAML path and shows a value from ${VAR} as written, not expanded. An
+// unset variable without a default is such an error, naming the variable;
+// the error of a password quotes none of its text other than a lone
+// "${NAME}".
 func ParseConfig(data []byte) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
@@ -42,14 +45,14 @@ func ParseConfig(data []byte) (*Config, error) {
 	if len(root.Content) == 0 { // empty document
 		return cfg, cfg.Validate()
 	}
-	budget := 100000 // nodes visited; bounds alias bombs, which Decode rejects
-	if err := checkKnownFields(root.Content[0], reflect.TypeOf(cfg).Elem(), "", &budget); err != nil {
+	c := &checker{budget: 100000, expanded: expanded, origins: make(map[string]string)}
+	if err := c.check(root.Content[0], reflect.TypeFor[Config](), ""); err != nil {
 		return nil, err
 	}
 	if err := root.Decode(cfg); err != nil {
 		return nil, fmt.Errorf("dbrouter: config: %s", strings.ReplaceAll(err.Error(), "\n ", ""))
 	}
-	if err := cfg.Validate(); err != nil {
+	if _, err := cfg.validate(c.origins); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -151,25 +154,59 @@ func onlyReferences(s string) bool {
 	return true
 }
 
-// checkKnownFields rejects a mapping key that names no field of t, so that a
-// misspelt setting is an error rather than silently ignored. path is the
-// YAML path of n.
-func checkKnownFields(n *yaml.Node, t reflect.Type, path string, budget *int) error {
-	if *budget--; *budget < 0 {
+// checker walks a YAML tree against the Go type it decodes into, before
+// Decode, so that a misspelt field or a value of the wrong kind is an error
+// that names the field by its path, what it wants, and the value as
+// written. Decode stays as a fallback for what the walk does not check
+// (duplicate keys, excessive aliasing).
+type checker struct {
+	budget   int                   // nodes left to visit; bounds alias bombs, which Decode rejects
+	expanded map[*yaml.Node]string // original text of the scalars expandNode changed
+	origins  map[string]string     // YAML path → original text of an expanded scalar decoded there
+}
+
+var (
+	durationType    = reflect.TypeFor[time.Duration]()
+	unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+)
+
+// check checks n, at YAML path path, against t: a struct wants a mapping of
+// its fields, a map a mapping, a slice a sequence, and a scalar type a
+// scalar that decodes into it. Null is the zero value of any type.
+func (c *checker) check(n *yaml.Node, t reflect.Type, path string) error {
+	if c.budget--; c.budget < 0 {
 		return nil
+	}
+	if n.Kind == yaml.AliasNode {
+		if n.Alias == nil {
+			return nil
+		}
+		return c.check(n.Alias, t, path)
 	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	switch {
-	case n.Kind == yaml.AliasNode && n.Alias != nil:
-		return checkKnownFields(n.Alias, t, path, budget)
-	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
+	if n.Kind == yaml.ScalarNode {
+		if orig, ok := c.expanded[n]; ok {
+			c.origins[path] = orig
+		}
+		if n.ShortTag() == "!!null" {
+			return nil
+		}
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		return nil // it decodes itself
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return c.mismatch(n, t, path)
+		}
 		fields := yamlFields(t)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key, val := n.Content[i], n.Content[i+1]
-			if key.Value == "<<" { // merge key
-				if err := checkKnownFields(val, t, path, budget); err != nil {
+			if isMergeKey(key) {
+				if err := c.checkMerge(val, t, path); err != nil {
 					return err
 				}
 				continue
@@ -184,24 +221,143 @@ func checkKnownFields(n *yaml.Node, t reflect.Type, path string, budget *int) er
 				return &ConfigError{Field: joinPath(path, key.Value),
 					Msg: fmt.Sprintf("unknown field (line %d); known fields here: %s", key.Line, strings.Join(known, ", "))}
 			}
-			if err := checkKnownFields(val, ft, joinPath(path, key.Value), budget); err != nil {
+			if err := c.check(val, ft, joinPath(path, key.Value)); err != nil {
 				return err
 			}
 		}
-	case t.Kind() == reflect.Map && n.Kind == yaml.MappingNode:
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			return c.mismatch(n, t, path)
+		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			if err := checkKnownFields(n.Content[i+1], t.Elem(), joinPath(path, n.Content[i].Value), budget); err != nil {
+			key, val := n.Content[i], n.Content[i+1]
+			if isMergeKey(key) {
+				if err := c.checkMerge(val, t, path); err != nil {
+					return err
+				}
+				continue
+			}
+			if k := resolveAlias(key); k.Kind != yaml.ScalarNode {
+				return &ConfigError{Field: path, Msg: fmt.Sprintf("a key must be a name, not a list or map (line %d)", key.Line)}
+			}
+			if err := c.check(val, t.Elem(), joinPath(path, resolveAlias(key).Value)); err != nil {
 				return err
 			}
 		}
-	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
-		for i, c := range n.Content {
-			if err := checkKnownFields(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), budget); err != nil {
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return c.mismatch(n, t, path)
+		}
+		for i, e := range n.Content {
+			if err := c.check(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
 				return err
+			}
+		}
+	case reflect.Bool, reflect.String, reflect.Float32, reflect.Float64,
+		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		if n.Kind != yaml.ScalarNode || !decodesInto(n, t) {
+			return c.mismatch(n, t, path)
+		}
+	}
+	return nil
+}
+
+// checkMerge checks the value of a merge key ("<<: *defaults") against t,
+// the type of the mapping it merges into: a mapping or a list of them.
+func (c *checker) checkMerge(n *yaml.Node, t reflect.Type, path string) error {
+	n = resolveAlias(n)
+	maps := []*yaml.Node{n}
+	if n.Kind == yaml.SequenceNode {
+		maps = n.Content
+	}
+	for _, m := range maps {
+		if resolveAlias(m).Kind != yaml.MappingNode {
+			return &ConfigError{Field: path, Msg: fmt.Sprintf("a merge (<<) wants a map or a list of maps (line %d)", m.Line)}
+		}
+		if err := c.check(m, t, path); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mismatch is the error for n, at path, that does not decode into t. It
+// shows a scalar as written (a ${VAR} reference, not its value) unless it
+// is a password.
+func (c *checker) mismatch(n *yaml.Node, t reflect.Type, path string) error {
+	ce := &ConfigError{Field: path}
+	msg := want(t)
+	switch n.Kind {
+	case yaml.MappingNode:
+		msg += ", not a map"
+	case yaml.SequenceNode:
+		msg += ", not a list"
+	case yaml.ScalarNode:
+		orig, fromEnv := c.expanded[n]
+		if !fromEnv {
+			orig = n.Value
+		}
+		if !isPasswordPath(path) {
+			ce.Value = orig
+		}
+		// A number or boolean written in quotes, or coming from the
+		// environment, is a string.
+		plain := *n
+		plain.Style, plain.Tag = 0, ""
+		if plain.Value != "" && decodesInto(&plain, t) {
+			if fromEnv {
+				msg += " (a value from ${VAR} is always a string)"
+			} else {
+				msg += " (remove the quotes)"
 			}
 		}
 	}
-	return nil // type mismatches are reported by Decode
+	ce.Msg = fmt.Sprintf("%s (line %d)", msg, n.Line)
+	return ce
+}
+
+// want says what a value of type t is written as.
+func want(t reflect.Type) string {
+	switch {
+	case t == durationType:
+		return `want a duration with a unit, e.g. "5s"`
+	case t.Kind() == reflect.Bool:
+		return "want true or false"
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:
+		return "want an integer"
+	case t.Kind() >= reflect.Uint && t.Kind() <= reflect.Uint64:
+		return "want a non-negative integer"
+	case t.Kind() == reflect.Float32 || t.Kind() == reflect.Float64:
+		return "want a number"
+	case t.Kind() == reflect.String:
+		return "want a string"
+	case t.Kind() == reflect.Slice:
+		return "want a list"
+	case t.Kind() == reflect.Struct:
+		return "want a map of field: value"
+	case t.Kind() == reflect.Map:
+		return "want a map"
+	}
+	return "want a " + t.String()
+}
+
+// decodesInto reports whether scalar n decodes into a value of type t.
+func decodesInto(n *yaml.Node, t reflect.Type) bool {
+	return n.Decode(reflect.New(t).Interface()) == nil
+}
+
+func resolveAlias(n *yaml.Node) *yaml.Node {
+	for i := 0; n.Kind == yaml.AliasNode && n.Alias != nil && i < 100; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+// isMergeKey reports whether key is "<<" as YAML's merge key, as yaml's
+// decoder decides it.
+func isMergeKey(key *yaml.Node) bool {
+	return key.Kind == yaml.ScalarNode && key.Value == "<<" && key.ShortTag() == "!!merge"
 }
 
 // yamlFields maps the YAML names of t's fields, inline ones included, to

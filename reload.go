@@ -33,7 +33,7 @@ func (r *Router) Reload(cfg *Config) error {
 		return errors.New("dbrouter: Reload: nil *Config")
 	}
 	cfg = cfg.Clone()
-	maps, err := cfg.validate()
+	maps, err := cfg.validate(nil)
 	if err != nil {
 		return fmt.Errorf("dbrouter: Reload rejected, configuration unchanged: %w", err)
 	}

@@ -46,7 +46,7 @@ func Open(cfg *Config) (*Router, error) {
 		return nil, errors.New("dbrouter: Open: nil *Config")
 	}
 	cfg = cfg.Clone()
-	maps, err := cfg.validate()
+	maps, err := cfg.validate(nil)
 	if err != nil {
 		return nil, err
 	}
