@@ -418,9 +418,15 @@ func (cc *Settings) validate(path string) error {
 	if cc.MaxIdleConns < 0 {
 		return &ConfigError{Field: path + ".max_idle_conns", Value: strconv.Itoa(cc.MaxIdleConns), Msg: "must not be negative"}
 	}
-	for k := range cc.Params {
+	for _, k := range sortedKeys(cc.Params) {
 		if k == "" {
 			return &ConfigError{Field: path + ".params", Msg: "empty parameter name"}
+		}
+		// Each parameter alone, so that the error names it; driverConfig
+		// checks them together.
+		v := cc.Params[k]
+		if _, err := mysql.ParseDSN("/?" + url.QueryEscape(k) + "=" + url.QueryEscape(v)); err != nil {
+			return &ConfigError{Field: path + ".params." + k, Value: v, Msg: withoutValues(err.Error(), v)}
 		}
 	}
 	if cc.TLS != nil {
@@ -631,6 +637,28 @@ func (c *Config) effective(name string) Settings {
 	return e
 }
 
+// withoutValues removes each of values from msg, a go-sql-driver error
+// about DSN parameters, which quotes a bad value as is or URL-encoded: the
+// error's Value shows it as written (a ${VAR} reference, not a secret). A
+// message that still holds a value becomes "invalid value".
+func withoutValues(msg string, values ...string) string {
+	for _, v := range values {
+		if v == "" {
+			continue
+		}
+		for _, form := range []string{url.QueryEscape(v), v} {
+			msg = strings.ReplaceAll(msg, ` "`+form+`"`, "")
+			msg = strings.ReplaceAll(msg, `"`+form+`"`, "")
+			msg = strings.TrimSuffix(msg, ": "+form)
+			msg = strings.TrimSuffix(msg, " "+form)
+		}
+		if strings.Contains(msg, v) || strings.Contains(msg, url.QueryEscape(v)) {
+			return "invalid value"
+		}
+	}
+	return msg
+}
+
 // driverConfig builds the go-sql-driver configuration shared by a cluster's
 // nodes (Addr is set per node). Params go through the driver's own DSN
 // parser so that every driver option is accepted and checked.
@@ -648,7 +676,8 @@ func (cc Settings) driverConfig() (*mysql.Config, error) {
 		}
 		parsed, err := mysql.ParseDSN("/?" + strings.Join(q, "&"))
 		if err != nil {
-			return nil, &ConfigError{Field: "params", Value: strings.Join(keys, ","), Msg: err.Error()}
+			msg := withoutValues(err.Error(), slices.Collect(maps.Values(cc.Params))...)
+			return nil, &ConfigError{Field: "params", Value: strings.Join(keys, ","), Msg: msg}
 		}
 		mc = parsed
 	}

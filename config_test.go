@@ -383,6 +383,12 @@ func TestSecretInWrongFieldNotShown(t *testing.T) {
 			{"bool", "clusters: {c1: {nodes: [a], health: {disabled: '${DB_PASSWORD}'}}}", `clusters.c1.health.disabled: "${DB_PASSWORD}": want true or false`},
 			{"failback", "clusters: {c1: {nodes: [a], failback: '${DB_PASSWORD}'}}", `clusters.c1.failback: "${DB_PASSWORD}": unknown failback`},
 			{"shard map entry", "clusters: {c1: {nodes: [a]}}\nshard_maps: {m: {strategy: directory, entries: {k: '${DB_PASSWORD}'}}}", `shard_maps.m.entries.k: "${DB_PASSWORD}": unknown cluster`},
+			{"TLS CA file", "clusters: {c1: {nodes: [a], tls: {ca_file: '${DB_PASSWORD}'}}}", `clusters.c1.tls.ca_file: "${DB_PASSWORD}": open: no such file or directory`},
+			{"TLS cert file", "clusters: {c1: {nodes: [a], tls: {cert_file: '${DB_PASSWORD}', key_file: /nonexistent}}}", `clusters.c1.tls.cert_file: "${DB_PASSWORD}": open: no such file or directory`},
+			{"TLS key file", "defaults: {user: app, tls: {cert_file: testdata/config/valid.yaml, key_file: '${DB_PASSWORD}'}}\nclusters: {c1: {nodes: [a]}}", `defaults.tls.key_file: "${DB_PASSWORD}": open: no such file or directory`},
+			{"bool parameter", "clusters: {c1: {nodes: [a], params: {parseTime: '${DB_PASSWORD}'}}}", `clusters.c1.params.parseTime: "${DB_PASSWORD}": invalid bool value`},
+			{"duration parameter", "defaults: {user: app, params: {timeout: '${DB_PASSWORD}'}}\nclusters: {c1: {nodes: [a]}}", `defaults.params.timeout: "${DB_PASSWORD}": `},
+			{"time zone parameter", "clusters: {c1: {nodes: [a], params: {loc: '${DB_PASSWORD}'}}}", `clusters.c1.params.loc: "${DB_PASSWORD}": unknown time zone`},
 		} {
 			t.Run(secret+"/"+tc.name, func(t *testing.T) {
 				yaml := tc.yaml
