@@ -77,9 +77,10 @@ func (cc Settings) String() string {
 // Format implements fmt.Formatter so that no verb prints the password: %v,
 // %+v, %s, %q, %x and %X format String(), %#v prints Go syntax, and any
 // other verb formats each field as fmt formats a struct, always with
-// "REDACTED" for a password. (fmt prints the operand of %p and %w without
-// calling any of its methods, so those two verbs, which go vet reports, show
-// a Config value's fields as they are.)
+// "REDACTED" for a password. fmt prints a value without calling any of its
+// methods, and so shows its fields as they are, in two cases: the operand
+// of %p or %w when it is not a pointer or an error (go vet reports both),
+// and a value in an unexported field of another struct.
 func (c Config) Format(f fmt.State, verb rune) {
 	type Config configFields // prints as dbrouter.Config with %#v
 	formatRedacted(f, verb, c.String, Config(c.redacted()))
