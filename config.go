@@ -83,7 +83,7 @@ type Settings struct {
 	// out of the file. It never appears in errors, nor where a Config,
 	// ClusterConfig or Settings is printed with fmt, logged with log/slog or
 	// encoded with encoding/json: "REDACTED" stands for it (see
-	// Config.Format for the two fmt verbs that cannot be covered).
+	// Config.Format for the two cases where fmt prints it anyway).
 	Password string `yaml:"password"`
 
 	// Database is the default schema of every connection.
