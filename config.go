@@ -4,17 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
+	"net/netip"
 	"net/url"
-	"os"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
-	"go.yaml.in/yaml/v3"
 )
 
 // Default values applied by Open (and by Config.Validate's checks) to fields
@@ -37,7 +36,9 @@ const (
 // Config is a router's configuration: connection defaults and named clusters.
 // Build it as a Go struct literal, or with ParseConfig or LoadConfig from
 // YAML; the caller may edit it before passing it to Open. Zero values mean
-// the documented default. A Config must not be modified while Open uses it.
+// the documented default. Open and Reload work on a copy (see Clone): once
+// they have returned, the caller may edit the Config again, even while the
+// router runs, and pass it to Reload; it must not be edited during the call.
 type Config struct {
 	// Defaults apply to every cluster; a cluster's own non-zero settings
 	// override them field by field.
@@ -52,13 +53,13 @@ type Config struct {
 
 	// Logger receives the router's log lines (failovers, node failures).
 	// Nil means slog.Default(). It cannot be set from YAML.
-	Logger *slog.Logger `yaml:"-"`
+	Logger *slog.Logger `yaml:"-" json:"-"`
 
 	// OnEvent, when set, receives every node state change and writer
 	// change (see Event), in order, on a goroutine of the router's: it must
 	// not block for long (events beyond a buffer of 1024 are dropped and
 	// counted in a log line). It cannot be set from YAML.
-	OnEvent func(Event) `yaml:"-"`
+	OnEvent func(Event) `yaml:"-" json:"-"`
 }
 
 // ClusterConfig describes one cluster: its nodes in failover order and its
@@ -79,7 +80,10 @@ type Settings struct {
 	User string `yaml:"user"`
 
 	// Password is the user's password. In YAML, write ${ENV_VAR} to keep it
-	// out of the file. It never appears in errors, logs or String().
+	// out of the file. It never appears in errors, nor where a Config,
+	// ClusterConfig or Settings is printed with fmt, logged with log/slog or
+	// encoded with encoding/json: "REDACTED" stands for it (see
+	// Config.Format for the two cases where fmt prints it anyway).
 	Password string `yaml:"password"`
 
 	// Database is the default schema of every connection.
@@ -201,226 +205,82 @@ type TLSConfig struct {
 	DangerousSkipVerify bool `yaml:"dangerous_skip_verify"`
 }
 
-// LoadConfig reads and parses a YAML configuration file; see ParseConfig.
-func LoadConfig(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("dbrouter: config: %w", err)
-	}
-	cfg, err := ParseConfig(data)
-	if err != nil {
-		return nil, fmt.Errorf("%w (in %s)", err, path)
-	}
-	return cfg, nil
-}
-
-// ParseConfig parses a YAML configuration, expands ${VAR} and ${VAR:-default}
-// references to environment variables in every value ("$${" is a literal
-// "${"), rejects unknown fields, and validates the result. An unset variable
-// without a default is an error that names it.
-func ParseConfig(data []byte) (*Config, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, fmt.Errorf("dbrouter: config: invalid YAML: %w", err)
-	}
-	if err := expandNode(&root, os.LookupEnv); err != nil {
-		return nil, err
-	}
-	cfg := new(Config)
-	if len(root.Content) == 0 { // empty document
-		return cfg, cfg.Validate()
-	}
-	budget := 100000 // nodes visited; bounds alias bombs, which Decode rejects
-	if err := checkKnownFields(root.Content[0], reflect.TypeOf(cfg).Elem(), "", &budget); err != nil {
-		return nil, err
-	}
-	if err := root.Decode(cfg); err != nil {
-		return nil, fmt.Errorf("dbrouter: config: %s", strings.ReplaceAll(err.Error(), "\n ", ""))
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	return cfg, nil
-}
-
-// expandNode replaces ${VAR} references in every scalar of the tree.
-func expandNode(n *yaml.Node, lookup func(string) (string, bool)) error {
-	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "$") {
-		v, err := expandEnv(n.Value, lookup)
-		if err != nil {
-			return &ConfigError{Field: fmt.Sprintf("line %d", n.Line), Msg: err.Error()}
-		}
-		if v != n.Value {
-			n.Value = v
-			// A value that came from the environment is a string even if
-			// it looks like a number or a boolean to YAML.
-			if n.Tag == "" || n.Tag == "!!str" || n.Style != 0 {
-				n.Style = yaml.DoubleQuotedStyle
-			}
-		}
-	}
-	for _, c := range n.Content {
-		if err := expandNode(c, lookup); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// checkKnownFields rejects a mapping key that names no field of t, so that a
-// misspelt setting is an error rather than silently ignored. path is the
-// YAML path of n.
-func checkKnownFields(n *yaml.Node, t reflect.Type, path string, budget *int) error {
-	if *budget--; *budget < 0 {
+// Clone returns a deep copy of c: the maps and slices of c, of its Defaults,
+// clusters and shard maps, and its TLS settings are copied, so that editing
+// either Config leaves the other as it was. Logger, OnEvent and a ready
+// ShardMapConfig.Map are shared: they cannot be copied. Nil maps and slices
+// stay nil. Clone of a nil *Config is nil.
+func (c *Config) Clone() *Config {
+	if c == nil {
 		return nil
 	}
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch {
-	case n.Kind == yaml.AliasNode && n.Alias != nil:
-		return checkKnownFields(n.Alias, t, path, budget)
-	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
-		fields := yamlFields(t)
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			key, val := n.Content[i], n.Content[i+1]
-			if key.Value == "<<" { // merge key
-				if err := checkKnownFields(val, t, path, budget); err != nil {
-					return err
-				}
-				continue
-			}
-			ft, ok := fields[key.Value]
-			if !ok {
-				known := make([]string, 0, len(fields))
-				for k := range fields {
-					known = append(known, k)
-				}
-				slices.Sort(known)
-				return &ConfigError{Field: joinPath(path, key.Value),
-					Msg: fmt.Sprintf("unknown field (line %d); known fields here: %s", key.Line, strings.Join(known, ", "))}
-			}
-			if err := checkKnownFields(val, ft, joinPath(path, key.Value), budget); err != nil {
-				return err
-			}
-		}
-	case t.Kind() == reflect.Map && n.Kind == yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if err := checkKnownFields(n.Content[i+1], t.Elem(), joinPath(path, n.Content[i].Value), budget); err != nil {
-				return err
-			}
-		}
-	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
-		for i, c := range n.Content {
-			if err := checkKnownFields(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), budget); err != nil {
-				return err
-			}
+	cp := *c
+	cp.Defaults = c.Defaults.clone()
+	if c.Clusters != nil {
+		cp.Clusters = make(map[string]ClusterConfig, len(c.Clusters))
+		for name, cc := range c.Clusters {
+			cc.Nodes = slices.Clone(cc.Nodes)
+			cc.Settings = cc.Settings.clone()
+			cp.Clusters[name] = cc
 		}
 	}
-	return nil // type mismatches are reported by Decode
+	if c.ShardMaps != nil {
+		cp.ShardMaps = make(map[string]ShardMapConfig, len(c.ShardMaps))
+		for name, smc := range c.ShardMaps {
+			smc.Ranges = maps.Clone(smc.Ranges)
+			smc.Entries = maps.Clone(smc.Entries)
+			smc.Clusters = slices.Clone(smc.Clusters)
+			smc.Params = maps.Clone(smc.Params)
+			cp.ShardMaps[name] = smc
+		}
+	}
+	return &cp
 }
 
-// yamlFields maps the YAML names of t's fields, inline ones included, to
-// their types.
-func yamlFields(t reflect.Type) map[string]reflect.Type {
-	fields := make(map[string]reflect.Type)
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		tag := f.Tag.Get("yaml")
-		name, opts, _ := strings.Cut(tag, ",")
-		switch {
-		case name == "-" || !f.IsExported():
-		case opts == "inline":
-			for k, v := range yamlFields(f.Type) {
-				fields[k] = v
-			}
-		case name == "":
-			fields[strings.ToLower(f.Name)] = f.Type
-		default:
-			fields[name] = f.Type
-		}
+// clone returns a copy of s that shares no map or pointer with it.
+func (s Settings) clone() Settings {
+	s.Params = maps.Clone(s.Params)
+	if s.TLS != nil {
+		t := *s.TLS
+		s.TLS = &t
 	}
-	return fields
-}
-
-func joinPath(path, key string) string {
-	if path == "" {
-		return key
-	}
-	return path + "." + key
-}
-
-// expandEnv expands ${VAR} and ${VAR:-default} in s.
-func expandEnv(s string, lookup func(string) (string, bool)) (string, error) {
-	var b strings.Builder
-	for {
-		i := strings.Index(s, "${")
-		if i < 0 {
-			b.WriteString(s)
-			return b.String(), nil
-		}
-		if i > 0 && s[i-1] == '$' { // "$${" is a literal "${"
-			b.WriteString(s[:i])
-			b.WriteString("{")
-			s = s[i+2:]
-			continue
-		}
-		b.WriteString(s[:i])
-		end := strings.IndexByte(s[i:], '}')
-		if end < 0 {
-			return "", fmt.Errorf("unterminated ${ in %q", s[i:])
-		}
-		expr := s[i+2 : i+end]
-		s = s[i+end+1:]
-		name, def, hasDef := strings.Cut(expr, ":-")
-		if !validEnvName(name) {
-			return "", fmt.Errorf("invalid environment variable name %q", name)
-		}
-		v, ok := lookup(name)
-		switch {
-		case ok:
-			b.WriteString(v)
-		case hasDef:
-			b.WriteString(def)
-		default:
-			return "", fmt.Errorf("environment variable %s is not set (write ${%s:-default} for a default)", name, name)
-		}
-	}
-}
-
-func validEnvName(name string) bool {
-	if name == "" {
-		return false
-	}
-	for i, r := range name {
-		switch {
-		case r == '_', r >= 'A' && r <= 'Z', r >= 'a' && r <= 'z':
-		case r >= '0' && r <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
+	return s
 }
 
 // Validate checks the configuration and returns a *ConfigError naming the
 // first invalid field and its value, or nil. Open calls it.
 func (c *Config) Validate() error {
-	_, err := c.validate()
+	_, err := c.validate(nil)
 	return err
 }
 
 // validate is Validate returning the shard maps it built, so that Open and
-// Reload build them once.
-func (c *Config) validate() (map[string]ShardMap, error) {
-	if err := c.validateClusters(); err != nil {
-		return nil, err
+// Reload build them once. origins maps the YAML path of each value that
+// came from the environment to its text as written: errors show that text,
+// not the value, which may be a secret put in the wrong field.
+func (c *Config) validate(origins map[string]string) (map[string]ShardMap, error) {
+	if err := c.validateClusters(origins); err != nil {
+		return nil, asWritten(err, origins)
 	}
-	return c.buildShardMaps()
+	maps, err := c.buildShardMaps()
+	return maps, asWritten(err, origins)
 }
 
-// validateClusters checks the defaults and every cluster.
-func (c *Config) validateClusters() error {
+// asWritten replaces the Value of a *ConfigError whose field's value came
+// from the environment with the text that was written (see validate).
+func asWritten(err error, origins map[string]string) error {
+	var ce *ConfigError
+	if errors.As(err, &ce) && ce.Value != "" {
+		if orig, ok := origins[ce.Field]; ok {
+			ce.Value = orig
+		}
+	}
+	return err
+}
+
+// validateClusters checks the defaults and every cluster; see validate for
+// origins.
+func (c *Config) validateClusters(origins map[string]string) error {
 	if len(c.Clusters) == 0 {
 		return &ConfigError{Field: "clusters", Msg: "at least one cluster is required"}
 	}
@@ -441,7 +301,12 @@ func (c *Config) validateClusters() error {
 			field := fmt.Sprintf("%s.nodes[%d]", path, i)
 			addr, err := normalizeAddr(n)
 			if err != nil {
-				return &ConfigError{Field: field, Value: n, Msg: err.Error()}
+				msg := err.Error()
+				var ae *addrError
+				if _, fromEnv := origins[field]; fromEnv && errors.As(err, &ae) {
+					msg = ae.msg // the detail may quote the value
+				}
+				return &ConfigError{Field: field, Value: redactUserinfo(n), Msg: msg}
 			}
 			if j, dup := seen[addr]; dup {
 				return &ConfigError{Field: field, Value: n, Msg: fmt.Sprintf("same node as %s.nodes[%d]", path, j)}
@@ -553,9 +418,15 @@ func (cc *Settings) validate(path string) error {
 	if cc.MaxIdleConns < 0 {
 		return &ConfigError{Field: path + ".max_idle_conns", Value: strconv.Itoa(cc.MaxIdleConns), Msg: "must not be negative"}
 	}
-	for k := range cc.Params {
+	for _, k := range sortedKeys(cc.Params) {
 		if k == "" {
 			return &ConfigError{Field: path + ".params", Msg: "empty parameter name"}
+		}
+		// Each parameter alone, so that the error names it; driverConfig
+		// checks them together.
+		v := cc.Params[k]
+		if _, err := mysql.ParseDSN("/?" + url.QueryEscape(k) + "=" + url.QueryEscape(v)); err != nil {
+			return &ConfigError{Field: path + ".params." + k, Value: v, Msg: withoutValues(err.Error(), v)}
 		}
 	}
 	if cc.TLS != nil {
@@ -592,35 +463,91 @@ func (cc *Settings) validate(path string) error {
 	return nil
 }
 
-// normalizeAddr checks a node address and adds the default port.
+// normalizeAddr checks a node address and adds the default port. Its error
+// is an *addrError.
 func normalizeAddr(s string) (string, error) {
 	if strings.TrimSpace(s) != s || s == "" {
-		return "", errors.New("node address must be host:port with no spaces")
+		return "", &addrError{msg: "node address must be host:port with no spaces"}
 	}
 	if strings.Contains(s, "@") || strings.Contains(s, "/") {
-		return "", errors.New("node address must be host:port, not a DSN (set user, password and database as fields)")
+		return "", &addrError{msg: "node address must be host:port, not a DSN (set user, password and database as fields)"}
+	}
+	if !strings.HasPrefix(s, "[") && strings.Count(s, ":") > 1 {
+		return "", &addrError{msg: "more than one colon: an IPv6 address must be in brackets", detail: bracketHint(s)}
 	}
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
-		// No port: "db1" or "[::1]" or "::1".
-		host, port = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"), strconv.Itoa(DefaultPort)
-		if strings.Contains(host, "[") || strings.Contains(host, "]") {
-			return "", errors.New("invalid host")
+		// No port: "db1" or "[::1]".
+		host, port = s, strconv.Itoa(DefaultPort)
+		if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+			host = s[1 : len(s)-1]
+		}
+		if strings.ContainsAny(host, "[]") {
+			return "", &addrError{msg: "brackets must enclose the whole host, as in [::1]:3306"}
 		}
 	}
 	if host == "" {
-		return "", errors.New("node address has no host")
+		return "", &addrError{msg: "node address has no host"}
 	}
 	for _, r := range host {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-_:%", r)) {
-			return "", fmt.Errorf("host %q has a character that no host name or IP address has: %q", host, r)
+			return "", &addrError{msg: "the host has a character that no host name or IP address has", detail: fmt.Sprintf(": %q", r)}
 		}
 	}
 	p, err := strconv.Atoi(port)
 	if err != nil || p < 1 || p > 65535 {
-		return "", fmt.Errorf("port %q must be a number from 1 to 65535", port)
+		return "", &addrError{msg: "port must be a number from 1 to 65535"}
 	}
 	return net.JoinHostPort(host, strconv.Itoa(p)), nil
+}
+
+// addrError is a node address that normalizeAddr rejects. msg does not
+// quote the address, which ConfigError.Value shows; detail, which may
+// quote part of it, is left out where the address came from the
+// environment and may be a secret put in the wrong field.
+type addrError struct {
+	msg    string
+	detail string
+}
+
+func (e *addrError) Error() string { return e.msg + e.detail }
+
+// bracketHint suggests how to write s, an address with more than one colon
+// and no brackets: "::1:3306" may be port 3306 of ::1 or the address
+// ::1:3306; "fe80::1" is an address without a port.
+func bracketHint(s string) string {
+	i := strings.LastIndexByte(s, ':')
+	host, port := s[:i], s[i+1:]
+	_, hostErr := netip.ParseAddr(host)
+	_, addrErr := netip.ParseAddr(s)
+	p, portErr := strconv.Atoi(port)
+	hostPort := hostErr == nil && portErr == nil && p >= 1 && p <= 65535 && port[0] != '+' && port[0] != '-'
+	switch {
+	case hostPort && addrErr == nil:
+		return fmt.Sprintf("; write [%s]:%s for port %s of %s, or [%s] for the address %s", host, port, port, host, s, s)
+	case hostPort:
+		return fmt.Sprintf("; write [%s]:%s", host, port)
+	case addrErr == nil:
+		return fmt.Sprintf("; write [%s] or [%s]:%d", s, s, DefaultPort)
+	}
+	return ", e.g. [::1]:3306"
+}
+
+// redactUserinfo replaces the password of a DSN or URL given as a node
+// address ("app:pw@tcp(db1)/shop", "mysql://app:pw@db1/shop"): everything
+// between the first colon and the last "@", which may hold more colons and
+// "@"s of the password, becomes "REDACTED". Text without "@" is returned as
+// it is.
+func redactUserinfo(s string) string {
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 {
+		return s
+	}
+	user, _, hasPassword := strings.Cut(s[:at], ":")
+	if !hasPassword {
+		return s
+	}
+	return user + ":" + redactedPassword + s[at:]
 }
 
 func (c *Config) clusterNames() []string {
@@ -710,6 +637,28 @@ func (c *Config) effective(name string) Settings {
 	return e
 }
 
+// withoutValues removes each of values from msg, a go-sql-driver error
+// about DSN parameters, which quotes a bad value as is or URL-encoded: the
+// error's Value shows it as written (a ${VAR} reference, not a secret). A
+// message that still holds a value becomes "invalid value".
+func withoutValues(msg string, values ...string) string {
+	for _, v := range values {
+		if v == "" {
+			continue
+		}
+		for _, form := range []string{url.QueryEscape(v), v} {
+			msg = strings.ReplaceAll(msg, ` "`+form+`"`, "")
+			msg = strings.ReplaceAll(msg, `"`+form+`"`, "")
+			msg = strings.TrimSuffix(msg, ": "+form)
+			msg = strings.TrimSuffix(msg, " "+form)
+		}
+		if strings.Contains(msg, v) || strings.Contains(msg, url.QueryEscape(v)) {
+			return "invalid value"
+		}
+	}
+	return msg
+}
+
 // driverConfig builds the go-sql-driver configuration shared by a cluster's
 // nodes (Addr is set per node). Params go through the driver's own DSN
 // parser so that every driver option is accepted and checked.
@@ -727,7 +676,8 @@ func (cc Settings) driverConfig() (*mysql.Config, error) {
 		}
 		parsed, err := mysql.ParseDSN("/?" + strings.Join(q, "&"))
 		if err != nil {
-			return nil, &ConfigError{Field: "params", Value: strings.Join(keys, ","), Msg: err.Error()}
+			msg := withoutValues(err.Error(), slices.Collect(maps.Values(cc.Params))...)
+			return nil, &ConfigError{Field: "params", Value: strings.Join(keys, ","), Msg: msg}
 		}
 		mc = parsed
 	}
@@ -746,40 +696,4 @@ func (cc Settings) driverConfig() (*mysql.Config, error) {
 		mc.TLS = t
 	}
 	return mc, nil
-}
-
-// String returns the configuration as YAML with every password replaced by
-// "REDACTED".
-func (c Config) String() string {
-	cp := c
-	cp.Defaults = cp.Defaults.redacted()
-	cp.Clusters = make(map[string]ClusterConfig, len(c.Clusters))
-	for name, cc := range c.Clusters {
-		cc.Settings = cc.Settings.redacted()
-		cp.Clusters[name] = cc
-	}
-	type plain Config // no String method, so yaml does not recurse here
-	out, err := yaml.Marshal(plain(cp))
-	if err != nil {
-		return fmt.Sprintf("dbrouter.Config{%d clusters}", len(c.Clusters))
-	}
-	return string(out)
-}
-
-// String returns the cluster settings with the password redacted.
-func (cc ClusterConfig) String() string {
-	return fmt.Sprintf("{Nodes:%v %v}", cc.Nodes, cc.Settings)
-}
-
-// String returns the settings with the password redacted.
-func (cc Settings) String() string {
-	type plain Settings
-	return fmt.Sprintf("%+v", plain(cc.redacted()))
-}
-
-func (cc Settings) redacted() Settings {
-	if cc.Password != "" {
-		cc.Password = "REDACTED"
-	}
-	return cc
 }

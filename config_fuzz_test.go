@@ -1,13 +1,16 @@
 package dbrouter
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
 
-// FuzzParseConfig checks that no input makes ParseConfig panic, and that a
+// FuzzParseConfig checks that no input makes ParseConfig panic, that a
+// value of the wrong kind is reported by the type check (which names the
+// field) rather than by yaml's Decode (which names a line), and that a
 // configuration it accepts can be opened and closed.
 func FuzzParseConfig(f *testing.F) {
 	files, _ := filepath.Glob("testdata/config/*.yaml")
@@ -18,9 +21,15 @@ func FuzzParseConfig(f *testing.F) {
 	}
 	f.Add([]byte("clusters: {c: {nodes: [a]}}\ndefaults: {user: u, password: '${X:-y}'}"))
 	f.Add([]byte("defaults: &d {user: u}\nclusters: {c: {<<: *d, nodes: ['[::1]:1']}}"))
+	f.Add([]byte("defaults: {user: u, max_open_conns: '1', connect_timeout: 5, health: {disabled: 1}}\nclusters: {c: {nodes: a}}"))
+	f.Add([]byte("defaults: {user: u}\nclusters: {c: {nodes: [a], <<: [{max_idle_conns: 2}, *x]}, <<: {d: {nodes: [b]}}}"))
+	f.Add([]byte("clusters: {c: {nodes: [a], params: [x], tls: true}}\nshard_maps: {m: {buckets: 1.5, clusters: x}}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := ParseConfig(data)
 		if err != nil {
+			if strings.Contains(err.Error(), "cannot unmarshal") {
+				t.Fatalf("type error not caught by the type check: %v", err)
+			}
 			return
 		}
 		r, err := Open(cfg)
@@ -52,15 +61,24 @@ func FuzzExpandEnv(f *testing.F) {
 }
 
 // FuzzNormalizeAddr checks that an accepted node address has a host and a
-// valid port and is stable under normalisation.
+// valid port and is stable under normalisation, and that an address with
+// more than one colon is accepted only in brackets.
 func FuzzNormalizeAddr(f *testing.F) {
-	for _, s := range []string{"a", "a:1", "[::1]:3306", "::1", ":3306", "a:0", "a:99999", "a b", "u@tcp(a)/d"} {
+	for _, s := range []string{"a", "a:1", "[::1]:3306", "::1", ":3306", "a:0", "a:99999", "a b", "u@tcp(a)/d",
+		"::1:3306", "fe80::1", "[fe80::1%eth0]:3306", "[::1", "::ffff:10.0.0.1:3306", "a:b:c"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		addr, err := normalizeAddr(s)
 		if err != nil {
+			var ae *addrError
+			if !errors.As(err, &ae) {
+				t.Fatalf("normalizeAddr(%q) error %T, want *addrError", s, err)
+			}
 			return
+		}
+		if strings.Count(s, ":") > 1 && !strings.HasPrefix(s, "[") {
+			t.Fatalf("normalizeAddr(%q) = %q: accepted an address with more than one colon and no brackets", s, addr)
 		}
 		again, err := normalizeAddr(addr)
 		if err != nil || again != addr {

@@ -180,7 +180,9 @@ func (e *notSentError) Is(target error) bool { return target == ErrNotSent }
 
 // ConfigError reports an invalid configuration value. Field is the path of
 // the offending field as written in YAML (for example
-// "clusters.cust-1.nodes[2]"), Value the offending value (never a password).
+// "clusters.cust-1.nodes[2]"), Value the offending value: never a password,
+// and, for a value ParseConfig took from ${VAR}, the text as written rather
+// than its expansion.
 type ConfigError struct {
 	Field string
 	Value string

@@ -24,13 +24,16 @@ import (
 // once its calls in flight have ended. Get clusters from the router per
 // request (Route and Cluster are cheap) to follow reloads.
 //
+// Reload validates and keeps a deep copy of cfg (see Config.Clone), as Open
+// does: the same *Config may be edited in place and passed to Reload again.
 // cfg.Logger and cfg.OnEvent are ignored: those of Open stay in force.
 // Reload is safe for concurrent use; reloads are serialised.
 func (r *Router) Reload(cfg *Config) error {
 	if cfg == nil {
 		return errors.New("dbrouter: Reload: nil *Config")
 	}
-	maps, err := cfg.validate()
+	cfg = cfg.Clone()
+	maps, err := cfg.validate(nil)
 	if err != nil {
 		return fmt.Errorf("dbrouter: Reload rejected, configuration unchanged: %w", err)
 	}

@@ -41,12 +41,14 @@ type routeTable struct {
 // Open validates cfg and builds a Router with one connection pool per node.
 // It does no network I/O: connections are made when first used, so Open
 // succeeds while servers are down. The caller must Close the router. Open
-// keeps a copy of cfg; later changes to cfg have no effect.
+// validates and keeps a deep copy of cfg (see Config.Clone): changes to cfg
+// after Open returns have no effect until cfg is passed to Reload.
 func Open(cfg *Config) (*Router, error) {
 	if cfg == nil {
 		return nil, errors.New("dbrouter: Open: nil *Config")
 	}
-	maps, err := cfg.validate()
+	cfg = cfg.Clone()
+	maps, err := cfg.validate(nil)
 	if err != nil {
 		return nil, err
 	}
@@ -66,10 +68,11 @@ func Open(cfg *Config) (*Router, error) {
 
 // buildTable builds the routing table for cfg, already validated into
 // maps, reusing the clusters of old whose configuration is unchanged. It
-// returns the clusters of old that are not reused.
+// returns the clusters of old that are not reused. cfg must be the router's
+// own copy (Config.Clone): the table keeps it to compare the next Reload
+// with.
 func (r *Router) buildTable(cfg *Config, maps map[string]ShardMap, old *routeTable) (*routeTable, []*Cluster, error) {
-	cp := *cfg
-	t := &routeTable{cfg: &cp, clusters: make(map[string]*Cluster, len(cfg.Clusters)), maps: maps}
+	t := &routeTable{cfg: cfg, clusters: make(map[string]*Cluster, len(cfg.Clusters)), maps: maps}
 	var created []*Cluster
 	for _, name := range cfg.clusterNames() {
 		if old != nil {

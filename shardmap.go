@@ -72,8 +72,9 @@ type ShardMapConfig struct {
 	Other    string            `yaml:"other"`
 	Params   map[string]string `yaml:"params"`
 
-	// Map is a shard map built by the caller. It cannot be set from YAML.
-	Map ShardMap `yaml:"-"`
+	// Map is a shard map built by the caller. It cannot be set from YAML,
+	// and Config.MarshalJSON leaves it out.
+	Map ShardMap `yaml:"-" json:"-"`
 }
 
 // StrategyFunc builds a shard map from its configuration. It returns a

@@ -106,7 +106,8 @@ func TestTLSConfigErrors(t *testing.T) {
 		want string
 	}{
 		{TLSConfig{CAFile: notPEM}, `dbrouter: config: clusters.c.tls.ca_file: "` + notPEM + `": no PEM certificate found`},
-		{TLSConfig{CertFile: cert, KeyFile: cert}, `dbrouter: config: clusters.c.tls.cert_file: "` + cert + `": with key_file "` + cert + `": tls: found a certificate rather than a key in the PEM for the private key`},
+		{TLSConfig{CertFile: cert, KeyFile: cert}, `dbrouter: config: clusters.c.tls.cert_file: "` + cert + `": with key_file: tls: found a certificate rather than a key in the PEM for the private key`},
+		{TLSConfig{CertFile: cert, KeyFile: "/nonexistent/key.pem"}, `dbrouter: config: clusters.c.tls.key_file: "/nonexistent/key.pem": open: no such file or directory`},
 		{TLSConfig{KeyFile: cert}, `dbrouter: config: clusters.c.tls.cert_file: key_file is set but cert_file is not`},
 	} {
 		cfg := &Config{

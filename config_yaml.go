@@ -1,0 +1,478 @@
+package dbrouter
+
+import (
+	"fmt"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// LoadConfig reads and parses a YAML configuration file; see ParseConfig.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("dbrouter: config: %w", err)
+	}
+	cfg, err := ParseConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w (in %s)", err, path)
+	}
+	return cfg, nil
+}
+
+// ParseConfig parses a YAML configuration, expands ${VAR} and ${VAR:-default}
+// references to environment variables in every value ("$${" is a literal
+// "${"), rejects unknown fields and values of the wrong kind, and validates
+// the result. An error about a field is a *ConfigError that names it by its
+// YAML path and shows a value from ${VAR} as written, not expanded. An
+// unset variable without a default is such an error, naming the variable;
+// the error of a password quotes none of its text other than a lone
+// "${NAME}".
+func ParseConfig(data []byte) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("dbrouter: config: invalid YAML: %w", err)
+	}
+	expanded := make(map[*yaml.Node]string)
+	if err := expandNode(&root, "", os.LookupEnv, expanded); err != nil {
+		return nil, err
+	}
+	cfg := new(Config)
+	if len(root.Content) == 0 { // empty document
+		return cfg, cfg.Validate()
+	}
+	c := &checker{budget: 100000, expanded: expanded, origins: make(map[string]string)}
+	if err := c.check(root.Content[0], reflect.TypeFor[Config](), ""); err != nil {
+		return nil, err
+	}
+	if err := root.Decode(cfg); err != nil {
+		return nil, fmt.Errorf("dbrouter: config: %s", strings.ReplaceAll(err.Error(), "\n ", ""))
+	}
+	if _, err := cfg.validate(c.origins); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// expandNode replaces ${VAR} references in every scalar of the tree; path
+// is the YAML path of n, named by errors. expanded receives the original
+// text of every scalar it changes, so that errors can show a value as
+// written rather than its expansion, which may be a secret.
+func expandNode(n *yaml.Node, path string, lookup func(string) (string, bool), expanded map[*yaml.Node]string) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		return expandScalar(n, path, lookup, expanded)
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key, val := n.Content[i], n.Content[i+1]
+			if err := expandScalar(key, joinPath(path, key.Value), lookup, expanded); err != nil {
+				return err
+			}
+			if err := expandNode(val, joinPath(path, key.Value), lookup, expanded); err != nil {
+				return err
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if err := expandNode(c, fmt.Sprintf("%s[%d]", path, i), lookup, expanded); err != nil {
+				return err
+			}
+		}
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if err := expandNode(c, path, lookup, expanded); err != nil {
+				return err
+			}
+		}
+	}
+	return nil // an alias is expanded where its anchor is
+}
+
+// expandScalar expands one scalar; see expandNode. The error of a field
+// named password does not quote its text.
+func expandScalar(n *yaml.Node, path string, lookup func(string) (string, bool), expanded map[*yaml.Node]string) error {
+	if n.Kind != yaml.ScalarNode || !strings.Contains(n.Value, "$") {
+		return nil
+	}
+	v, err := expandEnv(n.Value, lookup)
+	if err != nil {
+		if path == "" {
+			path = "(document)"
+		}
+		ee := err.(*envError)
+		// A password made of references alone ("${DB_PASSWORD}") may
+		// name its variable; any other text of it may be the secret.
+		if isPasswordPath(path) && !(ee.kind == envUnset && onlyReferences(n.Value)) {
+			problem := `has a "${" that starts no valid ${VAR} reference`
+			if ee.kind == envUnset {
+				problem = "refers to an environment variable that is not set"
+			}
+			return &ConfigError{Field: path, Msg: fmt.Sprintf(`%s (line %d); write "$${" for a literal "${" (the value is not shown: it is a password)`, problem, n.Line)}
+		}
+		return &ConfigError{Field: path, Msg: fmt.Sprintf("%s (line %d); %s", ee.problem(), n.Line, ee.advice())}
+	}
+	if v != n.Value {
+		expanded[n] = n.Value
+		n.Value = v
+		// A value that came from the environment is a string even if
+		// it looks like a number or a boolean to YAML.
+		if n.Tag == "" || n.Tag == "!!str" || n.Style != 0 {
+			n.Style = yaml.DoubleQuotedStyle
+		}
+	}
+	return nil
+}
+
+// isPasswordPath reports whether a YAML path names a password, or a value
+// inside one: its text must not appear in errors.
+func isPasswordPath(path string) bool {
+	for _, seg := range strings.Split(path, ".") {
+		if i := strings.IndexByte(seg, '['); i >= 0 {
+			seg = seg[:i]
+		}
+		if strings.EqualFold(seg, "password") {
+			return true
+		}
+	}
+	return false
+}
+
+// onlyReferences reports whether s is made of ${...} references alone,
+// with no text of its own around them.
+func onlyReferences(s string) bool {
+	for s != "" {
+		end := strings.IndexByte(s, '}')
+		if !strings.HasPrefix(s, "${") || end < 0 {
+			return false
+		}
+		s = s[end+1:]
+	}
+	return true
+}
+
+// checker walks a YAML tree against the Go type it decodes into, before
+// Decode, so that a misspelt field or a value of the wrong kind is an error
+// that names the field by its path, what it wants, and the value as
+// written. Decode stays as a fallback for what the walk does not check
+// (duplicate keys, excessive aliasing).
+type checker struct {
+	budget   int                   // nodes left to visit; bounds alias bombs, which Decode rejects
+	expanded map[*yaml.Node]string // original text of the scalars expandNode changed
+	origins  map[string]string     // YAML path → original text of an expanded scalar decoded there
+}
+
+var (
+	durationType    = reflect.TypeFor[time.Duration]()
+	unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+)
+
+// check checks n, at YAML path path, against t: a struct wants a mapping of
+// its fields, a map a mapping, a slice a sequence, and a scalar type a
+// scalar that decodes into it. Null is the zero value of any type.
+func (c *checker) check(n *yaml.Node, t reflect.Type, path string) error {
+	if c.budget--; c.budget < 0 {
+		return nil
+	}
+	if n.Kind == yaml.AliasNode {
+		if n.Alias == nil {
+			return nil
+		}
+		return c.check(n.Alias, t, path)
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yaml.ScalarNode {
+		if orig, ok := c.expanded[n]; ok {
+			c.origins[path] = orig
+		}
+		if n.ShortTag() == "!!null" {
+			return nil
+		}
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		return nil // it decodes itself
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			return c.mismatch(n, t, path)
+		}
+		fields := yamlFields(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key, val := n.Content[i], n.Content[i+1]
+			if isMergeKey(key) {
+				if err := c.checkMerge(val, t, path); err != nil {
+					return err
+				}
+				continue
+			}
+			ft, ok := fields[key.Value]
+			if !ok {
+				known := make([]string, 0, len(fields))
+				for k := range fields {
+					known = append(known, k)
+				}
+				slices.Sort(known)
+				return &ConfigError{Field: joinPath(path, key.Value),
+					Msg: fmt.Sprintf("unknown field (line %d); known fields here: %s", key.Line, strings.Join(known, ", "))}
+			}
+			if err := c.check(val, ft, joinPath(path, key.Value)); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			return c.mismatch(n, t, path)
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key, val := n.Content[i], n.Content[i+1]
+			if isMergeKey(key) {
+				if err := c.checkMerge(val, t, path); err != nil {
+					return err
+				}
+				continue
+			}
+			if k := resolveAlias(key); k.Kind != yaml.ScalarNode {
+				return &ConfigError{Field: path, Msg: fmt.Sprintf("a key must be a name, not a list or map (line %d)", key.Line)}
+			}
+			if err := c.check(val, t.Elem(), joinPath(path, resolveAlias(key).Value)); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			return c.mismatch(n, t, path)
+		}
+		for i, e := range n.Content {
+			if err := c.check(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	case reflect.Bool, reflect.String, reflect.Float32, reflect.Float64,
+		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		if n.Kind != yaml.ScalarNode || !decodesInto(n, t) {
+			return c.mismatch(n, t, path)
+		}
+	}
+	return nil
+}
+
+// checkMerge checks the value of a merge key ("<<: *defaults") against t,
+// the type of the mapping it merges into: a mapping or a list of them.
+func (c *checker) checkMerge(n *yaml.Node, t reflect.Type, path string) error {
+	n = resolveAlias(n)
+	maps := []*yaml.Node{n}
+	if n.Kind == yaml.SequenceNode {
+		maps = n.Content
+	}
+	for _, m := range maps {
+		if resolveAlias(m).Kind != yaml.MappingNode {
+			return &ConfigError{Field: path, Msg: fmt.Sprintf("a merge (<<) wants a map or a list of maps (line %d)", m.Line)}
+		}
+		if err := c.check(m, t, path); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mismatch is the error for n, at path, that does not decode into t. It
+// shows a scalar as written (a ${VAR} reference, not its value) unless it
+// is a password.
+func (c *checker) mismatch(n *yaml.Node, t reflect.Type, path string) error {
+	ce := &ConfigError{Field: path}
+	msg := want(t)
+	switch n.Kind {
+	case yaml.MappingNode:
+		msg += ", not a map"
+	case yaml.SequenceNode:
+		msg += ", not a list"
+	case yaml.ScalarNode:
+		orig, fromEnv := c.expanded[n]
+		if !fromEnv {
+			orig = n.Value
+		}
+		if !isPasswordPath(path) {
+			ce.Value = orig
+		}
+		// A number or boolean written in quotes, or coming from the
+		// environment, is a string.
+		plain := *n
+		plain.Style, plain.Tag = 0, ""
+		if plain.Value != "" && decodesInto(&plain, t) {
+			if fromEnv {
+				msg += " (a value from ${VAR} is always a string)"
+			} else {
+				msg += " (remove the quotes)"
+			}
+		}
+	}
+	ce.Msg = fmt.Sprintf("%s (line %d)", msg, n.Line)
+	return ce
+}
+
+// want says what a value of type t is written as.
+func want(t reflect.Type) string {
+	switch {
+	case t == durationType:
+		return `want a duration with a unit, e.g. "5s"`
+	case t.Kind() == reflect.Bool:
+		return "want true or false"
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:
+		return "want an integer"
+	case t.Kind() >= reflect.Uint && t.Kind() <= reflect.Uint64:
+		return "want a non-negative integer"
+	case t.Kind() == reflect.Float32 || t.Kind() == reflect.Float64:
+		return "want a number"
+	case t.Kind() == reflect.String:
+		return "want a string"
+	case t.Kind() == reflect.Slice:
+		return "want a list"
+	case t.Kind() == reflect.Struct:
+		return "want a map of field: value"
+	case t.Kind() == reflect.Map:
+		return "want a map"
+	}
+	return "want a " + t.String()
+}
+
+// decodesInto reports whether scalar n decodes into a value of type t.
+func decodesInto(n *yaml.Node, t reflect.Type) bool {
+	return n.Decode(reflect.New(t).Interface()) == nil
+}
+
+func resolveAlias(n *yaml.Node) *yaml.Node {
+	for i := 0; n.Kind == yaml.AliasNode && n.Alias != nil && i < 100; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+// isMergeKey reports whether key is "<<" as YAML's merge key, as yaml's
+// decoder decides it.
+func isMergeKey(key *yaml.Node) bool {
+	return key.Kind == yaml.ScalarNode && key.Value == "<<" && key.ShortTag() == "!!merge"
+}
+
+// yamlFields maps the YAML names of t's fields, inline ones included, to
+// their types.
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	fields := make(map[string]reflect.Type)
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("yaml")
+		name, opts, _ := strings.Cut(tag, ",")
+		switch {
+		case name == "-" || !f.IsExported():
+		case opts == "inline":
+			for k, v := range yamlFields(f.Type) {
+				fields[k] = v
+			}
+		case name == "":
+			fields[strings.ToLower(f.Name)] = f.Type
+		default:
+			fields[name] = f.Type
+		}
+	}
+	return fields
+}
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// expandEnv expands ${VAR} and ${VAR:-default} in s. Its error is an
+// *envError.
+func expandEnv(s string, lookup func(string) (string, bool)) (string, error) {
+	var b strings.Builder
+	for {
+		i := strings.Index(s, "${")
+		if i < 0 {
+			b.WriteString(s)
+			return b.String(), nil
+		}
+		if i > 0 && s[i-1] == '$' { // "$${" is a literal "${"
+			b.WriteString(s[:i])
+			b.WriteString("{")
+			s = s[i+2:]
+			continue
+		}
+		b.WriteString(s[:i])
+		end := strings.IndexByte(s[i:], '}')
+		if end < 0 {
+			return "", &envError{kind: envUnterminated, text: s[i:]}
+		}
+		expr := s[i+2 : i+end]
+		s = s[i+end+1:]
+		name, def, hasDef := strings.Cut(expr, ":-")
+		if !validEnvName(name) {
+			return "", &envError{kind: envBadName, text: name}
+		}
+		v, ok := lookup(name)
+		switch {
+		case ok:
+			b.WriteString(v)
+		case hasDef:
+			b.WriteString(def)
+		default:
+			return "", &envError{kind: envUnset, text: name}
+		}
+	}
+}
+
+// envError is a ${VAR} reference that expandEnv cannot expand.
+type envError struct {
+	kind int    // envUnterminated, envBadName or envUnset
+	text string // from the "${" on, the name, or the variable
+}
+
+const (
+	envUnterminated = iota
+	envBadName
+	envUnset
+)
+
+func (e *envError) Error() string { return e.problem() + " (" + e.advice() + ")" }
+
+// problem says what is wrong, quoting the text.
+func (e *envError) problem() string {
+	switch e.kind {
+	case envUnterminated:
+		return fmt.Sprintf("unterminated ${ in %q", e.text)
+	case envBadName:
+		return fmt.Sprintf("invalid environment variable name %q", e.text)
+	}
+	return fmt.Sprintf("environment variable %s is not set", e.text)
+}
+
+// advice says how to fix it.
+func (e *envError) advice() string {
+	if e.kind == envUnset {
+		return fmt.Sprintf("write ${%s:-default} for a default", e.text)
+	}
+	return `write "$${" for a literal "${"`
+}
+
+func validEnvName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i, r := range name {
+		switch {
+		case r == '_', r >= 'A' && r <= 'Z', r >= 'a' && r <= 'z':
+		case r >= '0' && r <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
