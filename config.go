@@ -425,7 +425,7 @@ func (cc *Settings) validate(path string) error {
 		// Each parameter alone, so that the error names it; driverConfig
 		// checks them together.
 		v := cc.Params[k]
-		if _, err := mysql.ParseDSN("/?" + url.QueryEscape(k) + "=" + url.QueryEscape(v)); err != nil {
+		if _, err := parseDSN("/?" + url.QueryEscape(k) + "=" + url.QueryEscape(v)); err != nil {
 			return &ConfigError{Field: path + ".params." + k, Value: v, Msg: withoutValues(err.Error(), v)}
 		}
 	}
@@ -662,6 +662,18 @@ func withoutValues(msg string, values ...string) string {
 // driverConfig builds the go-sql-driver configuration shared by a cluster's
 // nodes (Addr is set per node). Params go through the driver's own DSN
 // parser so that every driver option is accepted and checked.
+// parseDSN is mysql.ParseDSN, which panics on some parameters (strict,
+// removed from the driver): a configuration is user input, and a panic
+// becomes an error.
+func parseDSN(dsn string) (cfg *mysql.Config, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			cfg, err = nil, fmt.Errorf("the MySQL driver refused it: %v", p)
+		}
+	}()
+	return mysql.ParseDSN(dsn)
+}
+
 func (cc Settings) driverConfig() (*mysql.Config, error) {
 	mc := mysql.NewConfig()
 	if len(cc.Params) > 0 {
@@ -674,7 +686,7 @@ func (cc Settings) driverConfig() (*mysql.Config, error) {
 		for _, k := range keys {
 			q = append(q, url.QueryEscape(k)+"="+url.QueryEscape(cc.Params[k]))
 		}
-		parsed, err := mysql.ParseDSN("/?" + strings.Join(q, "&"))
+		parsed, err := parseDSN("/?" + strings.Join(q, "&"))
 		if err != nil {
 			msg := withoutValues(err.Error(), slices.Collect(maps.Values(cc.Params))...)
 			return nil, &ConfigError{Field: "params", Value: strings.Join(keys, ","), Msg: msg}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,12 +46,15 @@ func ParseConfig(data []byte) (*Config, error) {
 	if len(root.Content) == 0 { // empty document
 		return cfg, cfg.Validate()
 	}
-	c := &checker{budget: 100000, expanded: expanded, origins: make(map[string]string)}
+	c := &checker{budget: checkBudget, expanded: expanded, origins: make(map[string]string),
+		seen: make(map[aliasUse]bool), hasExp: make(map[*yaml.Node]bool)}
 	if err := c.check(root.Content[0], reflect.TypeFor[Config](), ""); err != nil {
 		return nil, err
 	}
 	if err := root.Decode(cfg); err != nil {
-		return nil, fmt.Errorf("dbrouter: config: %s", strings.ReplaceAll(err.Error(), "\n ", ""))
+		// The walk above checks what Decode checks; should Decode still
+		// fail, its text may quote an expanded value: name lines only.
+		return nil, fmt.Errorf("dbrouter: config: invalid value (%s)", yamlErrorLines(err))
 	}
 	if _, err := cfg.validate(c.origins); err != nil {
 		return nil, err
@@ -160,9 +164,43 @@ func onlyReferences(s string) bool {
 // written. Decode stays as a fallback for what the walk does not check
 // (duplicate keys, excessive aliasing).
 type checker struct {
-	budget   int                   // nodes left to visit; bounds alias bombs, which Decode rejects
+	budget   int                   // nodes left to visit
 	expanded map[*yaml.Node]string // original text of the scalars expandNode changed
 	origins  map[string]string     // YAML path → original text of an expanded scalar decoded there
+	seen     map[aliasUse]bool     // anchored nodes already checked as a type
+	hasExp   map[*yaml.Node]bool   // whether a node's subtree holds an expanded scalar
+}
+
+// aliasUse is an anchored node checked against a type. An anchor used many
+// times (merge keys, "<<: [*e, *e, ...]") is checked once per type, so
+// that the walk costs the size of the document, not of its expansion;
+// unless it holds a ${VAR}, whose original text must be recorded at every
+// path it is used at.
+type aliasUse struct {
+	n *yaml.Node
+	t reflect.Type
+}
+
+// checkBudget bounds the nodes the walk visits: far more than any real
+// configuration has once repeated anchors are checked once.
+const checkBudget = 10_000_000
+
+// holdsExpanded reports whether n's subtree holds a scalar that expandNode
+// changed.
+func (c *checker) holdsExpanded(n *yaml.Node) bool {
+	if v, ok := c.hasExp[n]; ok {
+		return v
+	}
+	c.hasExp[n] = false // cycles (an alias to an ancestor) count as none
+	_, v := c.expanded[n]
+	for _, k := range n.Content {
+		v = v || c.holdsExpanded(k)
+	}
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		v = v || c.holdsExpanded(n.Alias)
+	}
+	c.hasExp[n] = v
+	return v
 }
 
 var (
@@ -175,12 +213,17 @@ var (
 // scalar that decodes into it. Null is the zero value of any type.
 func (c *checker) check(n *yaml.Node, t reflect.Type, path string) error {
 	if c.budget--; c.budget < 0 {
-		return nil
+		return &ConfigError{Field: path, Msg: "the configuration is too large to check (more than 10,000,000 values)"}
 	}
 	if n.Kind == yaml.AliasNode {
 		if n.Alias == nil {
 			return nil
 		}
+		use := aliasUse{n.Alias, t}
+		if c.seen[use] && !c.holdsExpanded(n.Alias) {
+			return nil
+		}
+		c.seen[use] = true
 		return c.check(n.Alias, t, path)
 	}
 	for t.Kind() == reflect.Pointer {
@@ -203,8 +246,12 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string) error {
 			return c.mismatch(n, t, path)
 		}
 		fields := yamlFields(t)
+		keys := make(map[string]int, len(n.Content)/2)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key, val := n.Content[i], n.Content[i+1]
+			if err := dupKey(keys, key, path); err != nil {
+				return err
+			}
 			if isMergeKey(key) {
 				if err := c.checkMerge(val, t, path); err != nil {
 					return err
@@ -229,8 +276,12 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string) error {
 		if n.Kind != yaml.MappingNode {
 			return c.mismatch(n, t, path)
 		}
+		keys := make(map[string]int, len(n.Content)/2)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key, val := n.Content[i], n.Content[i+1]
+			if err := dupKey(keys, key, path); err != nil {
+				return err
+			}
 			if isMergeKey(key) {
 				if err := c.checkMerge(val, t, path); err != nil {
 					return err
@@ -266,10 +317,9 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string) error {
 // checkMerge checks the value of a merge key ("<<: *defaults") against t,
 // the type of the mapping it merges into: a mapping or a list of them.
 func (c *checker) checkMerge(n *yaml.Node, t reflect.Type, path string) error {
-	n = resolveAlias(n)
-	maps := []*yaml.Node{n}
-	if n.Kind == yaml.SequenceNode {
-		maps = n.Content
+	maps := []*yaml.Node{n} // an alias stays one, so that check sees it once
+	if r := resolveAlias(n); r.Kind == yaml.SequenceNode {
+		maps = r.Content
 	}
 	for _, m := range maps {
 		if resolveAlias(m).Kind != yaml.MappingNode {
@@ -475,4 +525,36 @@ func validEnvName(name string) bool {
 		}
 	}
 	return true
+}
+
+// yamlErrorLines returns the "line N" parts of a yaml error, without the
+// values it quotes.
+func yamlErrorLines(err error) string {
+	var lines []string
+	for _, f := range strings.Fields(err.Error()) {
+		if n, ok := strings.CutSuffix(f, ":"); ok {
+			if _, e := strconv.Atoi(n); e == nil && len(lines) < 5 {
+				lines = append(lines, "line "+n)
+			}
+		}
+	}
+	if len(lines) == 0 {
+		return "the YAML decoder refused it"
+	}
+	return strings.Join(lines, ", ")
+}
+
+// dupKey reports a key that the mapping holding it already has (keys maps
+// each key seen to its line), as yaml's decoder would, but in linear time
+// and naming the field.
+func dupKey(keys map[string]int, key *yaml.Node, path string) error {
+	k := resolveAlias(key)
+	if k.Kind != yaml.ScalarNode || isMergeKey(key) {
+		return nil
+	}
+	if line, dup := keys[k.Value]; dup {
+		return &ConfigError{Field: joinPath(path, k.Value), Msg: fmt.Sprintf("defined twice (lines %d and %d)", line, key.Line)}
+	}
+	keys[k.Value] = key.Line
+	return nil
 }
