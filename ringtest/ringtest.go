@@ -85,6 +85,10 @@ const (
 	// DefaultStartTimeout is the default time allowed for one server to
 	// start.
 	DefaultStartTimeout = 30 * time.Second
+	// DefaultDockerStartTimeout is the default on the Docker backend,
+	// where each container also initialises its datadir: fifteen of them
+	// starting at once on two cores and a slow disk took over 30 s.
+	DefaultDockerStartTimeout = 2 * time.Minute
 )
 
 // innodbLogFileSize is used for the template and every server; keeping it
@@ -114,7 +118,8 @@ type Options struct {
 	// directory that Close removes. A caller-supplied BaseDir is kept, and
 	// must not already contain the ring directories.
 	BaseDir string
-	// StartTimeout bounds the start of each server; default 30s.
+	// StartTimeout bounds the start of each server; default
+	// DefaultStartTimeout (native) or DefaultDockerStartTimeout (Docker).
 	StartTimeout time.Duration
 	// Proxy places an in-process TCP proxy between callers and each
 	// server: Addr, Addrs and DSN then name the proxy, ServerAddr the
@@ -160,14 +165,17 @@ func (o *Options) setDefaults() {
 	if o.Password == "" {
 		o.Password = DefaultPassword
 	}
-	if o.StartTimeout <= 0 {
-		o.StartTimeout = DefaultStartTimeout
-	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
 	if o.Backend == "" {
 		o.Backend = DefaultBackend()
+	}
+	if o.StartTimeout <= 0 {
+		o.StartTimeout = DefaultStartTimeout
+		if o.Backend == BackendDocker {
+			o.StartTimeout = DefaultDockerStartTimeout
+		}
 	}
 	if o.Image == "" {
 		o.Image = DefaultImage()
