@@ -246,18 +246,7 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string) error {
 			return c.mismatch(n, t, path)
 		}
 		fields := yamlFields(t)
-		keys := make(map[string]int, len(n.Content)/2)
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			key, val := n.Content[i], n.Content[i+1]
-			if err := dupKey(keys, key, path); err != nil {
-				return err
-			}
-			if isMergeKey(key) {
-				if err := c.checkMerge(val, t, path); err != nil {
-					return err
-				}
-				continue
-			}
+		return c.entries(n, t, path, func(key, val *yaml.Node) error {
 			ft, ok := fields[key.Value]
 			if !ok {
 				known := make([]string, 0, len(fields))
@@ -268,33 +257,18 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string) error {
 				return &ConfigError{Field: joinPath(path, key.Value),
 					Msg: fmt.Sprintf("unknown field (line %d); known fields here: %s", key.Line, strings.Join(known, ", "))}
 			}
-			if err := c.check(val, ft, joinPath(path, key.Value)); err != nil {
-				return err
-			}
-		}
+			return c.check(val, ft, joinPath(path, key.Value))
+		})
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
 			return c.mismatch(n, t, path)
 		}
-		keys := make(map[string]int, len(n.Content)/2)
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			key, val := n.Content[i], n.Content[i+1]
-			if err := dupKey(keys, key, path); err != nil {
-				return err
-			}
-			if isMergeKey(key) {
-				if err := c.checkMerge(val, t, path); err != nil {
-					return err
-				}
-				continue
-			}
+		return c.entries(n, t, path, func(key, val *yaml.Node) error {
 			if k := resolveAlias(key); k.Kind != yaml.ScalarNode {
 				return &ConfigError{Field: path, Msg: fmt.Sprintf("a key must be a name, not a list or map (line %d)", key.Line)}
 			}
-			if err := c.check(val, t.Elem(), joinPath(path, resolveAlias(key).Value)); err != nil {
-				return err
-			}
-		}
+			return c.check(val, t.Elem(), joinPath(path, resolveAlias(key).Value))
+		})
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			return c.mismatch(n, t, path)
@@ -309,6 +283,29 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string) error {
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		if n.Kind != yaml.ScalarNode || !decodesInto(n, t) {
 			return c.mismatch(n, t, path)
+		}
+	}
+	return nil
+}
+
+// entries calls fn for each key and value of the mapping n, at path, of
+// type t, once it has checked that the key is not a duplicate; the value of
+// a merge key is checked against t instead.
+func (c *checker) entries(n *yaml.Node, t reflect.Type, path string, fn func(key, val *yaml.Node) error) error {
+	keys := make(map[string]int, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		key, val := n.Content[i], n.Content[i+1]
+		if err := dupKey(keys, key, path); err != nil {
+			return err
+		}
+		if isMergeKey(key) {
+			if err := c.checkMerge(val, t, path); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := fn(key, val); err != nil {
+			return err
 		}
 	}
 	return nil
