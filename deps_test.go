@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// TestLibraryDependencies keeps the root package light (DESIGN.md §2): an
+// TestLibraryDependencies keeps the root package light (docs/design.md §1): an
 // app that imports dbrouter compiles the standard library, the MySQL driver
 // and the YAML parser, never the test harness or Docker clients.
 func TestLibraryDependencies(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 // ErrorClass is how a failed attempt on one node is treated.
 type ErrorClass int
 
-// The error classes of DESIGN.md §3, "Error classification".
+// The error classes (docs/design.md §2, "Error classes").
 const (
 	// ClassNotSent: the statement provably never reached the server (dial
 	// refused or timed out, handshake failed, pooled connection found dead
@@ -359,7 +359,7 @@ func (c *Cluster) rebuild(now time.Time) []Event {
 	return evs
 }
 
-// chooseWriter applies the convergent rule of DESIGN.md §3: the writer is
+// chooseWriter applies the convergent rule (docs/design.md §5): the writer is
 // the first node in configured order that is Up, not read-only, and not
 // behind the current writer. When the current writer has failed, the first
 // Up and writable node takes over at once. Moving back to an earlier node

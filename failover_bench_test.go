@@ -2,7 +2,7 @@ package dbrouter
 
 // Benchmarks of writer selection and of the router's own per-call cost,
 // with no server: the nodes are the fake driver of fakedriver_test.go, so
-// the figures are the router's CPU and allocations alone (DESIGN.md §5).
+// the figures are the router's CPU and allocations alone (docs/design.md §10).
 // They run only with -bench; `make bench` reports them in
 // docs/performance.md.
 

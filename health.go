@@ -10,7 +10,7 @@ import (
 // NodeState is a node's health as judged by its probes and by calls.
 type NodeState int32
 
-// Node states (DESIGN.md §3 "Health"):
+// Node states (docs/design.md §4, "Health states"):
 //
 //	Up ──probe or call fails──▶ Suspect ──fail_after failed probes──▶ Down
 //	 ▲                            │                                     │

@@ -1,7 +1,7 @@
 package dbrouter_test
 
 // Integration tests on real MariaDB rings started by ringtest: the failover
-// claims of DESIGN.md §3 proven against servers that are killed (SIGKILL),
+// claims of docs/design.md (§2, §4–§6) proven against servers that are killed (SIGKILL),
 // frozen (SIGSTOP) and made read-only, not against mocks.
 
 import (

@@ -3,7 +3,7 @@ package dbrouter_test
 // Routed versus bare: the same point SELECT and INSERT through a
 // dbrouter.Cluster and through a plain *sql.DB built with the same driver
 // settings, against the same MariaDB server, in one process, so that the
-// ratio of the two is fair (DESIGN.md §5: ≥ 0.97× with 8 callers). The
+// ratio of the two is fair (docs/design.md §10: ≥ 0.97× with 8 callers). The
 // server is a one-node ringtest ring started once for the whole benchmark.
 // Runs only with -bench; `make bench` reports it in docs/performance.md.
 

@@ -28,7 +28,7 @@ type docData struct {
 	FakeTable   string // router overhead on the fake driver
 	WriterTable string // writer selection
 	ShardTable  string // shard lookups (and any other benchmark)
-	Targets     string // DESIGN.md §5 against the measurements
+	Targets     string // the targets (docs/design.md §10) against the measurements
 
 	Failovers []failoverDoc
 	ScaleCmd  string
@@ -214,7 +214,7 @@ func (d *docData) setGoBench(rs []*benchResult, log string) {
 }
 
 // isLookup reports whether a benchmark is a bare shard map Lookup (the
-// DESIGN.md §5 target), as opposed to Route or something else.
+// docs/design.md §10 target), as opposed to Route or something else.
 func isLookup(name string) bool {
 	return strings.HasPrefix(name, "Lookup/") && !strings.Contains(name, "Route")
 }
@@ -294,7 +294,7 @@ func (d *docData) failover(fault string) *failoverDoc {
 	return nil
 }
 
-// summarize builds the table of DESIGN.md §5 targets.
+// summarize builds the table of the targets of docs/design.md §10.
 func (d *docData) summarize() {
 	var b strings.Builder
 	b.WriteString("| DESIGN.md §5 target (default settings) | measured here | met |\n|---|---|---|\n")
