@@ -297,7 +297,7 @@ func (d *docData) failover(fault string) *failoverDoc {
 // summarize builds the table of the targets of docs/design.md §10.
 func (d *docData) summarize() {
 	var b strings.Builder
-	b.WriteString("| DESIGN.md §5 target (default settings) | measured here | met |\n|---|---|---|\n")
+	b.WriteString("| docs/design.md §10 target (default settings) | measured here | met |\n|---|---|---|\n")
 	side := func(fault, name string) *results.Side {
 		if f := d.failover(fault); f != nil {
 			return f.Side(name)
