@@ -30,7 +30,7 @@ test: deps vet fmt-check
 # builds the local MariaDB image when absent, then checks that no container,
 # network or volume is left behind.
 test-docker: vet fmt-check
-	@scripts/build-mariadb-image.sh
+	@bash ringtest/build-mariadb-image.sh
 	@rc=0; DBROUTER_RING_BACKEND=docker $(GO) test -race -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./... || rc=$$?; \
 	scripts/check-docker-leftovers.sh || rc=1; exit $$rc
 

@@ -4,13 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	_ "embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -24,7 +23,7 @@ import (
 )
 
 // LocalImage is the default Docker image: MariaDB from this machine's own
-// Debian mirror, built by scripts/build-mariadb-image.sh when absent.
+// Debian mirror, built by the embedded build-mariadb-image.sh when absent.
 const LocalImage = "dbrouter-ringtest/mariadb:local"
 
 // localImageRepo is the namespace of images the harness builds itself
@@ -235,36 +234,48 @@ func (e *dockerEnv) ensureImage(ctx context.Context) error {
 		e.logf("ringtest: image %s is absent; it will be pulled (this needs a registry)", e.image)
 		return nil
 	}
-	script, err := buildScript()
+	script, err := writeBuildScript()
 	if err != nil {
 		return err
 	}
-	e.logf("ringtest: image %s is absent; building it with %s (about a minute)", e.image, script)
+	defer os.Remove(script)
+	e.logf("ringtest: image %s is absent; building it with the embedded build-mariadb-image.sh (about a minute)", e.image)
 	t0 := time.Now()
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, "bash", script, e.image)
 	cmd.Stdout = &out
 	cmd.Stderr = &out
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("ringtest: docker backend: building image %s failed (%s %s: %w):\n%s",
-			e.image, script, e.image, err, tail(out.String(), 6000))
+		return fmt.Errorf("ringtest: docker backend: building image %s failed (bash build-mariadb-image.sh %s: %w):\n%s",
+			e.image, e.image, err, tail(out.String(), 6000))
 	}
 	e.logf("ringtest: image %s built in %v", e.image, time.Since(t0).Round(time.Second))
 	return nil
 }
 
-// buildScript locates scripts/build-mariadb-image.sh in the module source
-// this package was compiled from (a checkout or the module cache).
-func buildScript() (string, error) {
-	_, file, _, ok := runtime.Caller(0)
-	if ok {
-		p := filepath.Join(filepath.Dir(file), "..", "scripts", "build-mariadb-image.sh")
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
+// buildMariaDBImageScript is ringtest/build-mariadb-image.sh, embedded so
+// that the image can be built wherever the package was compiled from: a
+// checkout, the module cache, or a -trimpath build.
+//
+//go:embed build-mariadb-image.sh
+var buildMariaDBImageScript []byte
+
+// writeBuildScript writes the embedded build script to a new temporary
+// file and returns its path; the caller removes it.
+func writeBuildScript() (string, error) {
+	f, err := os.CreateTemp("", "dbrouter-build-mariadb-image-*.sh")
+	if err != nil {
+		return "", fmt.Errorf("ringtest: docker backend: writing the image build script: %w", err)
 	}
-	return "", fmt.Errorf("ringtest: docker backend: scripts/build-mariadb-image.sh not found next to the ringtest source " +
-		"(built with -trimpath?); run it from the dbrouter module to build " + LocalImage)
+	_, err = f.Write(buildMariaDBImageScript)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("ringtest: docker backend: writing the image build script: %w", err)
+	}
+	return f.Name(), nil
 }
 
 // close removes the networks, then sweeps every container, network and

@@ -1,7 +1,10 @@
 package ringtest
 
 import (
+	"bytes"
 	"context"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -105,5 +108,25 @@ func TestIsMySQLImage(t *testing.T) {
 		if got := isMySQLImage(img); got != want {
 			t.Errorf("isMySQLImage(%q) = %v, want %v", img, got, want)
 		}
+	}
+}
+
+// TestWriteBuildScript checks that the embedded image build script is
+// written out whole and is valid bash; it needs no engine.
+func TestWriteBuildScript(t *testing.T) {
+	p, err := writeBuildScript()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(p)
+	got, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, buildMariaDBImageScript) || !bytes.Contains(got, []byte("docker import")) {
+		t.Fatalf("written script (%d bytes) differs from the embedded one (%d bytes)", len(got), len(buildMariaDBImageScript))
+	}
+	if out, err := exec.Command("bash", "-n", p).CombinedOutput(); err != nil {
+		t.Fatalf("bash -n %s: %v\n%s", p, err, out)
 	}
 }

@@ -41,9 +41,11 @@
 // The image is Options.Image, default $DBROUTER_RING_IMAGE, else
 // LocalImage. No registry is needed: when an image in the local
 // "dbrouter-ringtest/" namespace is absent, Start builds it with
-// scripts/build-mariadb-image.sh (a Debian rootfs made by debootstrap from
-// the machine's own apt mirror, with mariadb-server, imported with docker
-// import; about a minute, once). Any other absent image is pulled, which
+// build-mariadb-image.sh, a script embedded in the package and run with
+// bash from a temporary file, so it works when ringtest is imported from
+// another module or built with -trimpath (a Debian rootfs made by
+// debootstrap from the machine's own apt mirror, with mariadb-server,
+// imported with docker import; about a minute, once). Any other absent image is pulled, which
 // needs a registry: official mariadb images (10.5 or later) are meant to
 // work as they are (DBROUTER_RING_IMAGE=mariadb:11.4), since the container's
 // command initialises the datadir itself and uses only what those images
@@ -136,8 +138,8 @@ type Options struct {
 	Backend string
 	// Image is the Docker image of every server; default
 	// DefaultImage(): $DBROUTER_RING_IMAGE, else LocalImage. An absent
-	// image in the local "dbrouter-ringtest/" namespace is built by
-	// scripts/build-mariadb-image.sh (no registry needed); any other
+	// image in the local "dbrouter-ringtest/" namespace is built by the
+	// embedded build-mariadb-image.sh (no registry needed); any other
 	// absent image, such as an official "mariadb:11.4", is pulled.
 	Image string
 	// Logf receives progress messages; New defaults it to t.Logf, Start to
