@@ -220,16 +220,7 @@ func TestReviewCloseHangsOnRetiredClusterRows(t *testing.T) {
 	if err := r.Reload(&Config{Defaults: Settings{User: "app"}, Clusters: map[string]ClusterConfig{"fake": {Nodes: []string{"127.0.0.1:1"}}}}); err != nil {
 		t.Fatal(err)
 	}
-	closed := make(chan struct{})
-	go func() {
-		r.Close()
-		close(closed)
-	}()
-	select {
-	case <-closed:
-	case <-time.After(3 * time.Second):
-		t.Error("Router.Close has not returned after 3s: it waits for the unclosed rows of a write on a retired cluster")
-	}
+	returnsWithin(t, 3*time.Second, "Router.Close (waiting for the unclosed rows of a write on a retired cluster?)", func() { r.Close() })
 }
 
 // Hot-path cost of the read pool, the pass handed to the rows of a write
