@@ -247,21 +247,12 @@ func (c *Cluster) Writer() *sql.DB {
 // pass: it waits at the fence, within ctx, and is refused when node i is
 // not the writer.
 func (c *Cluster) pinnedPass(ctx context.Context, i int) (*pass, error) {
-	if err := c.enter(); err != nil {
-		return nil, err
-	}
-	if err := c.fence.enter(ctx); err != nil {
-		c.leave()
-		return nil, &notSentError{cluster: c.name, op: opPinned, err: err}
-	}
-	if err := c.stillOpen(); err != nil {
-		c.fence.leave()
-		c.leave()
+	p, err := c.writePass(ctx, opPinned)
+	if err != nil {
 		return nil, err
 	}
 	if w := c.pick.Load().writer; w != i {
-		c.fence.leave()
-		c.leave()
+		p.giveBack()
 		now := "no node"
 		if w >= 0 {
 			now = c.nodes[w].addr
@@ -269,10 +260,7 @@ func (c *Cluster) pinnedPass(ctx context.Context, i int) (*pass, error) {
 		return nil, &notSentError{cluster: c.name, op: opPinned, err: fmt.Errorf(
 			"node %s is no longer the writer (now %s): get a new connection from Cluster.Conn or Cluster.Writer", c.nodes[i].addr, now)}
 	}
-	return newPass(func() {
-		c.fence.leave()
-		c.leave()
-	}), nil
+	return p, nil
 }
 
 // WriterAddr returns the address of the current writer, or "" when no node

@@ -208,27 +208,37 @@ func (c *Cluster) call(ctx context.Context, op string, read, retryUnknown bool, 
 // rows or transaction it returns (see nodeConn), which give it back when
 // they are closed or end. A call that returns nothing gives it back itself.
 func (c *Cluster) callHandingOn(ctx context.Context, op string, retryUnknown bool, attempt attemptFunc) error {
-	if err := c.enter(); err != nil {
+	p, err := c.writePass(ctx, op)
+	if err != nil {
 		return err
 	}
-	if err := c.fence.enter(ctx); err != nil {
-		c.leave()
-		return &notSentError{cluster: c.name, op: op, err: err}
-	}
-	if err := c.stillOpen(); err != nil {
-		c.fence.leave()
-		c.leave()
-		return err
-	}
-	p := newPass(func() {
-		c.fence.leave()
-		c.leave()
-	})
-	err := c.attempts(withPass(ctx, p), op, false, retryUnknown, attempt)
+	err = c.attempts(withPass(ctx, p), op, false, retryUnknown, attempt)
 	if !p.taken.Load() {
 		p.giveBack()
 	}
 	return err
+}
+
+// writePass lets a write in, as a pass: counted among the calls in flight,
+// past the fence (waiting, within ctx, while a failback holds it), on a
+// cluster still open once it is past.
+func (c *Cluster) writePass(ctx context.Context, op string) (*pass, error) {
+	if err := c.enter(); err != nil {
+		return nil, err
+	}
+	if err := c.fence.enter(ctx); err != nil {
+		c.leave()
+		return nil, &notSentError{cluster: c.name, op: op, err: err}
+	}
+	if err := c.stillOpen(); err != nil {
+		c.fence.leave()
+		c.leave()
+		return nil, err
+	}
+	return newPass(func() {
+		c.fence.leave()
+		c.leave()
+	}), nil
 }
 
 // attempts is the failover loop of call.
