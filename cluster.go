@@ -49,18 +49,18 @@ type Cluster struct {
 	drained   chan struct{}
 	drainOnce sync.Once
 
-	mu         sync.Mutex   // guards health, writerIdx and failbackTo
-	health     []nodeHealth // parallel to nodes
-	writerIdx  int          // -1: none
-	lastWriter int          // the last writer there was, -1 before any
-	failbackTo int          // failback candidate, -1: none
+	// mu serialises the inputs of the writer-decision state machine
+	// (state.go) and the publication of its pickers.
+	mu    sync.Mutex
+	state *clusterState
+	ready chan struct{} // closed when the first probe round has ended
+	// source, when set, decides the writer (writer_source.go).
+	source     WriterSource
+	stopSource func()
 
-	// fence keeps writes off a node while a failback moves the writer
-	// role to it (see failback).
-	fence             fence
-	failingBack       atomic.Bool   // a failback is under way
-	failbackNotBefore atomic.Int64  // unix ns: no failback attempt before then
-	failbackDelay     time.Duration // after a failed attempt; owned by whoever set failingBack
+	// fence keeps writes off a node while a fenced switch moves the writer
+	// role to it (fence.go).
+	fence fence
 
 	ctx         context.Context // cancelled by close; bounds probes
 	cancel      context.CancelFunc
@@ -71,25 +71,98 @@ type Cluster struct {
 	wg          sync.WaitGroup
 }
 
-// initHealth sets up health tracking and the first picker, once nodes are
-// in place. Every node starts Up: until a probe or a call says otherwise,
-// the first node is the writer.
+// initHealth sets up the state machine and the first picker, once nodes
+// are in place. Every node starts Up. With probes, the writer is chosen
+// once every node has been probed once; calls wait for that (see
+// awaitFirstRound).
 func (c *Cluster) initHealth() {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.stop = make(chan struct{})
 	c.drained = make(chan struct{})
-	c.health = make([]nodeHealth, len(c.nodes))
+	c.ready = make(chan struct{})
 	c.probeNow = make([]chan struct{}, len(c.nodes))
-	now := time.Now()
+	addrs := make([]string, len(c.nodes))
 	for i, n := range c.nodes {
 		c.probeNow[i] = make(chan struct{}, 1)
-		c.health[i].changedAt = now
+		addrs[i] = n.addr
 		n.guard = func(ctx context.Context) (*pass, error) { return c.pinnedPass(ctx, i) }
 	}
-	c.writerIdx, c.failbackTo, c.lastWriter = -1, -1, -1
+	var p *picker
+	c.state, p = newClusterState(c.name, addrs, c.settings, c.source != nil, time.Now())
+	c.pick.Store(p)
+	if p.ready {
+		close(c.ready)
+	}
+	if c.source != nil {
+		c.stopSource = c.source.Watch(c.name, addrs, sink{c})
+	}
+}
+
+// publish stores the state machine's new picker. c.mu must be held, so
+// that pickers are published in the order they were built.
+func (c *Cluster) publish(out stateOutput) {
+	c.pick.Store(out.picker)
+	if out.ready {
+		close(c.ready)
+	}
+}
+
+// carryOut does what a transition of the state machine asked, outside
+// c.mu: close connections, emit events, probe at once, switch the writer
+// behind the fence.
+func (c *Cluster) carryOut(out stateOutput) {
+	for _, i := range out.closeConns {
+		c.nodes[i].closeConns()
+	}
+	c.emit(out.events)
+	for _, i := range out.probeNow {
+		c.requestProbe(i)
+	}
+	if out.fenced != nil {
+		// Not on the caller's goroutine (a call's outcome can ask for a
+		// switch): the switch may hold the fence for a second.
+		sw := *out.fenced
+		c.closeMu.Lock()
+		if !c.closed.Load() {
+			c.wg.Add(1)
+			go func() {
+				defer c.wg.Done()
+				c.switchWriter(sw)
+			}()
+		}
+		c.closeMu.Unlock()
+	}
+}
+
+// reportCall records the outcome of a call's attempt on node i, as the
+// failover loop classified it (class 0: success).
+func (c *Cluster) reportCall(i int, write bool, class ErrorClass, err error) {
+	now := time.Now()
 	c.mu.Lock()
-	c.rebuild(now) // the first choice is not news: no event
+	out := c.state.callResult(i, write, class, err, now)
+	c.publish(out)
 	c.mu.Unlock()
+	c.carryOut(out)
+}
+
+// awaitFirstRound waits, within ctx, until the first probe round has ended
+// and the writer is chosen, for at most twice the probe timeout (probes are
+// bounded by it; the bound only matters when the machine is starved).
+func (c *Cluster) awaitFirstRound(ctx context.Context) {
+	c.startProbers()
+	select {
+	case <-c.ready:
+		return
+	default:
+	}
+	t := time.NewTimer(2*c.settings.Health.Timeout + 250*time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-c.ready:
+	case <-ctx.Done():
+	case <-t.C:
+	case <-c.stop:
+	}
 }
 
 // Name returns the cluster's configured name.
@@ -236,7 +309,7 @@ func (c *Cluster) Conn(ctx context.Context) (*sql.Conn, error) {
 // When no node qualifies as writer, Writer returns the first node's pool,
 // whose calls are refused until that node is the writer again.
 func (c *Cluster) Writer() *sql.DB {
-	c.startProbers()
+	c.awaitFirstRound(context.Background())
 	if w := c.pick.Load().writer; w >= 0 {
 		return c.nodes[w].pool(poolPinned)
 	}
@@ -266,7 +339,7 @@ func (c *Cluster) pinnedPass(ctx context.Context, i int) (*pass, error) {
 // WriterAddr returns the address of the current writer, or "" when no node
 // is up and writable.
 func (c *Cluster) WriterAddr() string {
-	c.startProbers()
+	c.awaitFirstRound(context.Background())
 	if w := c.pick.Load().writer; w >= 0 {
 		return c.nodes[w].addr
 	}
@@ -340,6 +413,9 @@ func (c *Cluster) close() error {
 		return nil
 	}
 	c.closeMu.Unlock()
+	if c.stopSource != nil {
+		c.stopSource()
+	}
 	c.cancel()
 	close(c.stop)
 	c.wg.Wait()

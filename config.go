@@ -60,6 +60,11 @@ type Config struct {
 	// not block for long (events beyond a buffer of 1024 are dropped and
 	// counted in a log line). It cannot be set from YAML.
 	OnEvent func(Event) `yaml:"-" json:"-"`
+
+	// WriterSource, when set, decides every cluster's writer instead of
+	// this router's local rule, so that a fleet of routers agrees on one
+	// writer (see WriterSource). It cannot be set from YAML.
+	WriterSource WriterSource `yaml:"-" json:"-"`
 }
 
 // ClusterConfig describes one cluster: its nodes in failover order and its
@@ -207,7 +212,7 @@ type TLSConfig struct {
 
 // Clone returns a deep copy of c: the maps and slices of c, of its Defaults,
 // clusters and shard maps, and its TLS settings are copied, so that editing
-// either Config leaves the other as it was. Logger, OnEvent and a ready
+// either Config leaves the other as it was. Logger, OnEvent, WriterSource and a ready
 // ShardMapConfig.Map are shared: they cannot be copied. Nil maps and slices
 // stay nil. Clone of a nil *Config is nil.
 func (c *Config) Clone() *Config {

@@ -6,16 +6,21 @@
 //
 // A cluster is an ordered list of servers that can each be the writer of
 // the same data, typically a circular replication ring A→B→C→A. The order
-// is the failover order. Calls on a [Cluster] go to its writer: the first
-// node in configured order that is Up, not read-only and not behind the
-// current writer. When the writer fails, the next such node takes over at
-// once; after a failover the router prefers a node that holds the last
-// writer's GTID position, so that a restarted old writer is not chosen over
-// a caught-up one. An earlier node gets the role back (failback) only after
-// recover_after good probes in a row, once its position contains the
-// writer's, and through a fence: new writes are held, writes in flight
-// finish, and the new writer must reach the old one's position before the
-// switch. Every router that sees the same health picks the same writer.
+// is the failover order. Calls on a [Cluster] go to its writer, chosen once
+// every node has been probed: the first node in configured order that is
+// Up, not read-only and not behind another node (missing transactions that
+// did not originate on it, as a restarted old writer does). The writer
+// keeps the role until a probe finds it failed or read-only (one failed
+// call only makes it Suspect and probes it at once); then the next such
+// node that holds the last writer's GTID position takes over, so that a
+// restarted old writer is not chosen over a caught-up one. An earlier node
+// gets the role back (failback) only after recover_after good probes in a
+// row, once its position contains what the writer had one probe earlier,
+// and through a fence: new writes are held, writes in flight finish, and
+// the new writer must reach the old one's exact position before the
+// switch. Every router that sees the same health picks the same writer;
+// for a fleet of routers that must agree even when their views differ, a
+// [WriterSource] (Config.WriterSource) decides the writer instead.
 //
 // Failover is safe for the caller: a statement that provably never reached
 // a server is retried on the next node; one that may have reached it is

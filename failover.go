@@ -5,9 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
-	"fmt"
 	"strings"
-	"time"
 
 	"github.com/go-sql-driver/mysql"
 )
@@ -167,16 +165,6 @@ func isReadStatement(query string) bool {
 // statement may have been written when err is not nil.
 type attemptFunc func(ctx context.Context, n *node) (sent bool, err error)
 
-// picker is an immutable snapshot of the routing decision, rebuilt under
-// Cluster.mu whenever health changes and read lock-free by every call.
-type picker struct {
-	writer   int          // index of the writer, -1 for none
-	writes   []int        // attempt order for writes: writer, other Up writable nodes, Suspect ones
-	reads    []int        // attempt order for reads, per the read policy
-	rotate   bool         // reads rotate (round-robin)
-	excluded []*NodeError // nodes no call is sent to, and why
-}
-
 // call runs attempt on the cluster's nodes in the picker's order until one
 // succeeds, following the classification rules: not-sent and read-only
 // failures move on to the next node, server errors are returned as is, and
@@ -243,8 +231,11 @@ func (c *Cluster) writePass(ctx context.Context, op string) (*pass, error) {
 
 // attempts is the failover loop of call.
 func (c *Cluster) attempts(ctx context.Context, op string, read, retryUnknown bool, attempt attemptFunc) error {
-	c.startProbers()
 	p := c.pick.Load()
+	if !p.ready {
+		c.awaitFirstRound(ctx)
+		p = c.pick.Load()
+	}
 	var buf [8]int
 	order := p.writes
 	if read {
@@ -259,8 +250,8 @@ func (c *Cluster) attempts(ctx context.Context, op string, read, retryUnknown bo
 		n := c.nodes[i]
 		sent, err := attempt(ctx, n)
 		if err == nil {
-			if NodeState(n.state.Load()) != StateUp {
-				c.reportCall(i, 0, nil)
+			if p.states[i] != StateUp || !read && p.readOnly[i] {
+				c.reportCall(i, !read, 0, nil)
 			}
 			traceOf(ctx).record(n.addr, tried)
 			return nil
@@ -284,7 +275,7 @@ func (c *Cluster) attempts(ctx context.Context, op string, read, retryUnknown bo
 			}
 			return &OutcomeUnknownError{Cluster: c.name, Node: n.addr, Op: op, Err: err}
 		}
-		c.reportCall(i, class, err)
+		c.reportCall(i, !read, class, err)
 		if class == ClassOutcomeUnknown && !retryUnknown {
 			traceOf(ctx).record(n.addr, tried)
 			return &OutcomeUnknownError{Cluster: c.name, Node: n.addr, Op: op, Err: err}
@@ -293,153 +284,4 @@ func (c *Cluster) attempts(ctx context.Context, op string, read, retryUnknown bo
 	}
 	traceOf(ctx).record("", tried)
 	return &NoWriterError{Cluster: c.name, Op: op, Attempts: append(tried, p.excluded...)}
-}
-
-// rebuild chooses the writer and builds a new picker from the nodes'
-// health. c.mu must be held. It returns the writer-change event, if any.
-func (c *Cluster) rebuild(now time.Time) []Event {
-	var evs []Event
-	w, fb := c.chooseWriter()
-	c.failbackTo = fb
-	if w != c.writerIdx {
-		from, to := "", ""
-		if c.writerIdx >= 0 {
-			from = c.nodes[c.writerIdx].addr
-		}
-		if w >= 0 {
-			to = c.nodes[w].addr
-		}
-		evs = append(evs, Event{Cluster: c.name, Node: to, Kind: EventWriter, From: from, To: to, Cause: c.writerCause(w), At: now})
-		c.writerIdx = w
-		if w >= 0 {
-			c.lastWriter = w
-		}
-	}
-	for i, n := range c.nodes {
-		n.state.Store(int32(c.health[i].state))
-	}
-	p := &picker{writer: c.writerIdx, rotate: c.settings.ReadPolicy == ReadRoundRobin}
-	writable := func(i int, st NodeState) bool {
-		return c.health[i].state == st && !c.health[i].readOnly && i != c.writerIdx
-	}
-	if c.writerIdx >= 0 {
-		p.writes = append(p.writes, c.writerIdx)
-	}
-	for _, st := range []NodeState{StateUp, StateSuspect} {
-		for i := range c.nodes {
-			if writable(i, st) {
-				p.writes = append(p.writes, i)
-			}
-		}
-	}
-	switch c.settings.ReadPolicy {
-	case ReadAnyUp, ReadRoundRobin:
-		for i := range c.nodes {
-			h := &c.health[i]
-			fresh := c.settings.MaxLag == 0 || i == c.writerIdx ||
-				(!h.caughtUpAt.IsZero() && now.Sub(h.caughtUpAt) <= c.settings.MaxLag)
-			if h.state == StateUp && fresh {
-				p.reads = append(p.reads, i)
-			}
-		}
-		if len(p.reads) == 0 && c.writerIdx >= 0 {
-			p.reads = append(p.reads, c.writerIdx)
-		}
-	default: // ReadWriter: the write order, then read-only nodes
-		p.reads = append(p.reads, p.writes...)
-		for _, st := range []NodeState{StateUp, StateSuspect} {
-			for i := range c.nodes {
-				if c.health[i].state == st && c.health[i].readOnly {
-					p.reads = append(p.reads, i)
-				}
-			}
-		}
-	}
-	for i, n := range c.nodes {
-		h := &c.health[i]
-		if h.state == StateDown || h.readOnly {
-			err := fmt.Errorf("not tried: node is %s, read_only %s", h.state, onOff(h.readOnly))
-			if h.lastErr != nil {
-				err = fmt.Errorf("%w; last probe: %w", err, h.lastErr)
-			}
-			p.excluded = append(p.excluded, &NodeError{Node: n.addr, Class: ClassNotSent, Err: err})
-		}
-	}
-	c.pick.Store(p)
-	return evs
-}
-
-// chooseWriter applies the convergent rule (docs/design.md §5): the writer is
-// the first node in configured order that is Up, not read-only, and not
-// behind the current writer. When the current writer has failed, the first
-// Up and writable node takes over at once. Moving back to an earlier node
-// while the writer is healthy (failback) is not decided here: it needs a
-// fenced switch (see failback) and chooseWriter only names the candidate.
-// c.mu must be held.
-func (c *Cluster) chooseWriter() (writer, failbackTo int) {
-	eligible := func(i int) bool { return c.health[i].state == StateUp && !c.health[i].readOnly }
-	cur := c.writerIdx
-	if cur >= 0 && eligible(cur) {
-		if c.settings.Failback == FailbackNever {
-			return cur, -1
-		}
-		for i := 0; i < cur; i++ {
-			if eligible(i) && c.caughtUp(i, cur) {
-				if c.settings.Health.Disabled {
-					return i, -1 // no probes, no positions: calls alone decide
-				}
-				return cur, i
-			}
-		}
-		return cur, -1
-	}
-	// The writer failed (or there was none): take the first eligible node
-	// that has everything the last writer was last seen to have, so that a
-	// node that came back behind it (a restarted old writer) is not chosen
-	// over a caught-up one; if none has, the first eligible node.
-	first := -1
-	for i := range c.nodes {
-		if !eligible(i) {
-			continue
-		}
-		if first < 0 {
-			first = i
-		}
-		if c.hasAllOf(i, c.lastWriter) {
-			return i, -1
-		}
-	}
-	return first, -1
-}
-
-// hasAllOf reports whether node i's last seen position contains node w's;
-// true when w is -1 or i, or when positions are not tracked.
-func (c *Cluster) hasAllOf(i, w int) bool {
-	if w < 0 || w == i || c.settings.Health.Disabled {
-		return true
-	}
-	hi, hw := &c.health[i], &c.health[w]
-	return hi.havePos && hw.havePos && hi.pos.contains(hw.pos)
-}
-
-// caughtUp reports whether node i may take over from the healthy writer w.
-func (c *Cluster) caughtUp(i, w int) bool {
-	if c.settings.Health.Disabled {
-		return true // no positions to compare: calls alone decide
-	}
-	hi, hw := &c.health[i], &c.health[w]
-	return hi.consecOK >= c.settings.Health.RecoverAfter && hi.havePos && hw.havePos && hi.pos.contains(hw.pos)
-}
-
-func (c *Cluster) writerCause(w int) string {
-	switch {
-	case w < 0:
-		return "no node is up and writable"
-	case c.writerIdx < 0:
-		return "first up and writable node in order"
-	case w < c.writerIdx && c.health[c.writerIdx].state == StateUp && !c.health[c.writerIdx].readOnly:
-		return "failback: recovered and caught up with " + c.nodes[c.writerIdx].addr
-	}
-	h := c.health[c.writerIdx]
-	return fmt.Sprintf("%s is %s, read_only %s", c.nodes[c.writerIdx].addr, h.state, onOff(h.readOnly))
 }

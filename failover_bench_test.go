@@ -48,13 +48,13 @@ func BenchmarkWriterChoice(b *testing.B) {
 		b.Run(sizeName(n), func(b *testing.B) {
 			c, _ := newFakeCluster(b, n, Settings{})
 			c.mu.Lock()
-			c.health[0].state = StateDown
+			c.state.health[0].state = StateDown
 			c.mu.Unlock()
 			now := time.Now()
 			b.ReportAllocs()
 			for b.Loop() {
 				c.mu.Lock()
-				c.rebuild(now)
+				c.publish(c.state.decide(stateOutput{}, now))
 				c.mu.Unlock()
 			}
 			if w := c.pick.Load().writer; w != 1 {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,6 +28,7 @@ type fakeServer struct {
 	commitErr  error
 	readOnly   bool   // @@read_only as probes see it
 	gtid       string // @@gtid_current_pos as probes see it
+	serverID   string // @@server_id as probes see it
 	// writes reports whether a query writes: in a read-only session such
 	// a query is refused with error 1792, as a real server does.
 	writes func(query string) bool
@@ -129,9 +131,9 @@ func (c *fakeConn) QueryContext(ctx context.Context, query string, _ []driver.Na
 		return &fakeRows{cols: []string{"r"}, vals: []driver.Value{int64(0)}}, nil
 	case probeMariaDB:
 		c.srv.mu.Lock()
-		ro, gtid := c.srv.readOnly, c.srv.gtid
+		ro, gtid, id := c.srv.readOnly, c.srv.gtid, c.srv.serverID
 		c.srv.mu.Unlock()
-		return &fakeRows{cols: []string{"ro", "gtid"}, vals: []driver.Value{ro, gtid}}, nil
+		return &fakeRows{cols: []string{"ro", "gtid", "id"}, vals: []driver.Value{ro, gtid, id}}, nil
 	}
 	return &fakeRows{cols: []string{"node"}, vals: []driver.Value{c.srv.addr}}, nil
 }
@@ -194,12 +196,18 @@ func newFakeCluster(t testing.TB, n int, cc Settings) (*Cluster, []*fakeServer) 
 // (probes on unless cc.Health.Disabled) and events sent to onEvent.
 func newFakeClusterWithProbes(t testing.TB, n int, cc Settings, onEvent func(Event)) (*Cluster, []*fakeServer) {
 	t.Helper()
+	return newFakeClusterWithSource(t, n, cc, onEvent, nil)
+}
+
+// newFakeClusterWithSource is newFakeClusterWithProbes with a WriterSource.
+func newFakeClusterWithSource(t testing.TB, n int, cc Settings, onEvent func(Event), src WriterSource) (*Cluster, []*fakeServer) {
+	t.Helper()
 	cfg := &Config{Defaults: cc, Clusters: map[string]ClusterConfig{"fake": {Nodes: []string{"x"}}}}
 	log := slog.New(slog.DiscardHandler)
-	c := &Cluster{name: "fake", settings: cfg.effective("fake"), log: log, events: newDispatcher(log, onEvent)}
+	c := &Cluster{name: "fake", settings: cfg.effective("fake"), log: log, events: newDispatcher(log, onEvent), source: src}
 	var servers []*fakeServer
 	for i := range n {
-		s := &fakeServer{addr: string(rune('a'+i)) + ":3306", gtid: "0-1-1"}
+		s := &fakeServer{addr: string(rune('a'+i)) + ":3306", gtid: "0-1-1", serverID: strconv.Itoa(i + 1)}
 		servers = append(servers, s)
 		c.nodes = append(c.nodes, newNodeWithConnector(s.addr, s, c.settings))
 	}

@@ -82,3 +82,59 @@ func (f *fence) unhold() {
 	}
 	f.mu.Unlock()
 }
+
+// switchWriter carries out a fenced switch that the state machine asked
+// for: it moves the writer role from sw.from to sw.to, a healthy writer to
+// another node (a failback, or a WriterSource's decision), without letting
+// any write of this router reach the new writer before it holds every
+// write the old writer acknowledged. New writes are held at the fence,
+// writes in flight finish (for at most one probe timeout: a longer
+// transaction makes the attempt give up), the old writer's position is
+// read, and the new writer must reach it (MASTER_GTID_WAIT /
+// WAIT_FOR_EXECUTED_GTID_SET) within one second. The outcome goes to the
+// state machine, whose new picker is published before the fence opens
+// again. New writes so wait at most about one probe timeout plus one
+// second.
+func (c *Cluster) switchWriter(sw fencedSwitch) {
+	drain, cancelDrain := context.WithTimeout(c.ctx, c.settings.Health.Timeout)
+	held := c.fence.hold(drain) // writes in flight (or a long transaction)
+	cancelDrain()
+	caughtUp, pos := false, ""
+	if held {
+		caughtUp, pos = c.catchUp(sw.from, sw.to)
+	}
+	now := time.Now()
+	c.mu.Lock()
+	out := c.state.switched(sw, held, caughtUp, pos, now)
+	c.publish(out)
+	c.mu.Unlock()
+	if held {
+		c.fence.unhold()
+	}
+	c.carryOut(out)
+}
+
+// catchUp reads node from's position and waits, for at most one second,
+// until node to holds it. It reports whether it did, and the position.
+func (c *Cluster) catchUp(from, to int) (bool, string) {
+	ctx, cancel := context.WithTimeout(c.ctx, time.Second)
+	defer cancel()
+	c.mu.Lock()
+	mysqlFlavor := c.state.health[to].mysql
+	c.mu.Unlock()
+	q := "SELECT @@global.gtid_current_pos"
+	wait := "SELECT MASTER_GTID_WAIT(?, ?)"
+	if mysqlFlavor {
+		q = "SELECT @@global.gtid_executed"
+		wait = "SELECT WAIT_FOR_EXECUTED_GTID_SET(?, ?)"
+	}
+	var pos string
+	if err := c.nodes[from].db().QueryRowContext(ctx, q).Scan(&pos); err != nil {
+		return false, ""
+	}
+	var res int
+	if err := c.nodes[to].db().QueryRowContext(ctx, wait, pos, 1).Scan(&res); err != nil || res != 0 {
+		return false, pos
+	}
+	return true, pos
+}

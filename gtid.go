@@ -17,6 +17,7 @@ import (
 type gtidSet struct {
 	raw     string
 	mariadb map[uint32]uint64             // domain → highest seq_no
+	origin  map[uint32]uint32             // domain → server_id of that GTID
 	mysql   map[gtidSource][]gtidInterval // sorted, disjoint, not adjacent
 }
 
@@ -45,18 +46,21 @@ func parseGTIDSet(s string, mysqlFlavor bool) (gtidSet, error) {
 		return g, nil
 	}
 	g.mariadb = make(map[uint32]uint64)
+	g.origin = make(map[uint32]uint32)
 	for _, part := range strings.Split(s, ",") {
 		f := strings.Split(part, "-")
 		if len(f) != 3 {
 			return g, fmt.Errorf("bad MariaDB GTID %q", part)
 		}
 		d, err1 := strconv.ParseUint(f[0], 10, 32)
+		srv, err3 := strconv.ParseUint(f[1], 10, 32)
 		seq, err2 := strconv.ParseUint(f[2], 10, 64)
-		if err1 != nil || err2 != nil {
+		if err1 != nil || err2 != nil || err3 != nil {
 			return g, fmt.Errorf("bad MariaDB GTID %q", part)
 		}
-		if seq > g.mariadb[uint32(d)] {
+		if _, seen := g.origin[uint32(d)]; !seen || seq > g.mariadb[uint32(d)] {
 			g.mariadb[uint32(d)] = seq
+			g.origin[uint32(d)] = uint32(srv)
 		}
 	}
 	return g, nil
@@ -260,4 +264,30 @@ func covered(ivs []gtidInterval, iv gtidInterval) bool {
 		return 1
 	})
 	return i < len(ivs) && ivs[i].lo <= iv.lo && iv.hi <= ivs[i].hi
+}
+
+// lacksForeign reports whether g is missing a transaction of o that did not
+// originate at the server whose identity is self (@@server_id for MariaDB,
+// @@server_uuid for MySQL; "" when unknown). A server never lacks its own
+// transactions, only an older snapshot of its position does; a transaction
+// from elsewhere that g lacks says g is behind o for real: the server was
+// away while another one took writes.
+func (g gtidSet) lacksForeign(o gtidSet, self string) bool {
+	for d, seq := range o.mariadb {
+		if g.mariadb[d] < seq && strconv.FormatUint(uint64(o.origin[d]), 10) != self {
+			return true
+		}
+	}
+	for src, ivs := range o.mysql {
+		if src.uuid == strings.ToLower(self) {
+			continue
+		}
+		have := g.mysql[src]
+		for _, iv := range ivs {
+			if !covered(have, iv) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -194,7 +194,7 @@ func TestItem03PinnedConnsAndWriteRowsHoldTheFence(t *testing.T) {
 	}
 
 	// a stops being the writer: the pinned connection and pool refuse.
-	c.reportCall(0, ClassReadOnly, errors.New("read-only"))
+	c.reportCall(0, true, ClassReadOnly, errors.New("read-only"))
 	before := srv[0].execs.Load()
 	_, err = conn.ExecContext(ctx, "INSERT INTO t VALUES (2)")
 	if !errors.Is(err, ErrNotSent) || !strings.Contains(err.Error(), "no longer the writer") {

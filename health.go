@@ -82,22 +82,6 @@ type Event struct {
 	At      time.Time
 }
 
-// nodeHealth is what the cluster knows of one node. Guarded by Cluster.mu.
-type nodeHealth struct {
-	state       NodeState
-	readOnly    bool
-	pos         gtidSet
-	havePos     bool
-	flavorKnown bool
-	mysql       bool // MySQL rather than MariaDB GTIDs
-	consecFail  int
-	consecOK    int
-	latency     time.Duration
-	lastErr     error
-	changedAt   time.Time
-	caughtUpAt  time.Time // last probe at which it had the writer's position
-}
-
 // NodeStats is a snapshot of one node's health.
 type NodeStats struct {
 	Addr  string
@@ -127,10 +111,12 @@ type ClusterStats struct {
 	Nodes  []NodeStats
 }
 
-// probeQuery reads what writer selection needs, in one round trip.
+// probeQuery reads what writer selection needs, in one round trip: the
+// read_only flag, the replication position and the server's own identity,
+// which tells its own transactions from those it must have replicated.
 const (
-	probeMariaDB = "SELECT @@global.read_only, @@global.gtid_current_pos"
-	probeMySQL   = "SELECT @@global.read_only, @@global.gtid_executed"
+	probeMariaDB = "SELECT @@global.read_only, @@global.gtid_current_pos, @@global.server_id"
+	probeMySQL   = "SELECT @@global.read_only, @@global.gtid_executed, @@global.server_uuid"
 	probeVersion = "SELECT @@version, @@version_comment"
 )
 
@@ -185,8 +171,7 @@ func (c *Cluster) runProber(i int) {
 func (c *Cluster) confirming(i int) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	h := &c.health[i]
-	return h.state == StateSuspect && h.consecFail > 0
+	return c.state.confirming(i)
 }
 
 // requestProbe asks node i's prober to probe now rather than at its next
@@ -207,7 +192,7 @@ func (c *Cluster) probe(i int) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.settings.Health.Timeout)
 	defer cancel()
 	c.mu.Lock()
-	h := c.health[i]
+	h := c.state.health[i]
 	c.mu.Unlock()
 
 	start := time.Now()
@@ -220,8 +205,9 @@ func (c *Cluster) probe(i int) {
 		}
 	}
 	var (
-		ro  bool
-		pos gtidSet
+		ro   bool
+		pos  gtidSet
+		self string
 	)
 	if err == nil {
 		q := probeMariaDB
@@ -229,209 +215,37 @@ func (c *Cluster) probe(i int) {
 			q = probeMySQL
 		}
 		var row []string
-		if row, err = n.probe.query(ctx, q); err == nil {
+		if row, err = n.probe.query(ctx, q); err == nil && len(row) < 3 {
+			err = fmt.Errorf("probe %q returned %d columns, want 3", q, len(row))
+		}
+		if err == nil {
 			switch strings.ToLower(row[0]) {
 			case "1", "on", "true":
 				ro = true
 			}
 			pos, err = parseGTIDSet(row[1], mysqlFlavor)
+			self = row[2]
 		}
 	}
 	latency := time.Since(start)
 	if c.ctx.Err() != nil {
 		return // closing
 	}
-	c.applyProbe(i, probeResult{err: err, readOnly: ro, pos: pos, mysql: mysqlFlavor, latency: latency})
+	c.applyProbe(i, probeResult{err: err, readOnly: ro, pos: pos, self: self, mysql: mysqlFlavor, latency: latency})
 	if err == nil {
 		n.warm(ctx)
 	}
 }
 
-type probeResult struct {
-	err      error
-	readOnly bool
-	pos      gtidSet
-	mysql    bool
-	latency  time.Duration
-}
-
-// applyProbe runs the state machine for one probe result.
+// applyProbe hands one probe result of node i to the state machine and
+// carries out what it asks.
 func (c *Cluster) applyProbe(i int, r probeResult) {
 	now := time.Now()
-	var evs []Event
-	closeConns := false
 	c.mu.Lock()
-	h := &c.health[i]
-	h.latency = r.latency
-	hc := c.settings.Health
-	if refusedAtConnect(r.err) {
-		// The server is up but refused the probe a connection (too many
-		// connections, access denied): it is not dead, and what it would
-		// have said of read_only and its position is unknown. Its state
-		// stays as it is; the error shows in Stats.
-		h.lastErr = r.err
-		c.mu.Unlock()
-		return
-	}
-	if r.err == nil {
-		h.consecOK++
-		h.consecFail = 0
-		h.lastErr = nil
-		h.flavorKnown, h.mysql = true, r.mysql
-		h.pos, h.havePos = r.pos, true
-		if h.readOnly != r.readOnly {
-			evs = append(evs, c.event(i, EventReadOnly, onOff(h.readOnly), onOff(r.readOnly), "probe", now))
-			h.readOnly = r.readOnly
-		}
-		switch {
-		case h.state == StateSuspect,
-			h.state == StateDown && h.consecOK >= hc.RecoverAfter:
-			evs = append(evs, c.setState(i, StateUp, fmt.Sprintf("%d good probe(s)", h.consecOK), now))
-		}
-	} else {
-		h.consecFail++
-		h.consecOK = 0
-		h.lastErr = r.err
-		switch {
-		case h.state != StateDown && h.consecFail >= hc.FailAfter:
-			evs = append(evs, c.setState(i, StateDown, fmt.Sprintf("%d failed probe(s): %v", h.consecFail, r.err), now))
-			closeConns = true
-		case h.state == StateUp:
-			evs = append(evs, c.setState(i, StateSuspect, "probe failed: "+r.err.Error(), now))
-		}
-	}
-	if w := c.writerIdx; w >= 0 && c.health[w].havePos && h.havePos && h.pos.contains(c.health[w].pos) {
-		h.caughtUpAt = now
-	}
-	evs = append(evs, c.rebuild(now)...)
-	fb := c.failbackTo
+	out := c.state.probeResult(i, r, now)
+	c.publish(out)
 	c.mu.Unlock()
-	if closeConns {
-		c.nodes[i].closeConns()
-	}
-	c.emit(evs)
-	if fb >= 0 && now.UnixNano() >= c.failbackNotBefore.Load() && c.failingBack.CompareAndSwap(false, true) {
-		if c.failback(fb) {
-			c.failbackDelay = 0
-		} else {
-			// Writes would not drain (a long transaction) or the new
-			// writer did not catch up: try again later, not at the next
-			// probe, so that every attempt's hold on new writes stays rare.
-			c.failbackDelay = min(max(2*c.failbackDelay, time.Second), 30*time.Second)
-			c.failbackNotBefore.Store(time.Now().Add(c.failbackDelay).UnixNano())
-		}
-		c.failingBack.Store(false)
-	}
-}
-
-// failback moves the writer role back to node to, an earlier node that has
-// recovered and caught up with the healthy writer, without letting any
-// write of this router reach it before it holds every write the old writer
-// acknowledged: new writes are held at the fence, writes in flight finish
-// (for at most one probe timeout: a longer transaction makes the attempt
-// give up), the old writer's position is read, and the new writer must
-// reach it (MASTER_GTID_WAIT / WAIT_FOR_EXECUTED_GTID_SET) within one
-// second before the switch. New writes so wait at most about one probe
-// timeout plus one second. It reports false when it gave up (writes did not
-// drain, or the new writer did not catch up): the writer stays, and the
-// caller tries again later. A change of health meanwhile is not a failure.
-func (c *Cluster) failback(to int) bool {
-	hc := c.settings.Health
-	drain, cancelDrain := context.WithTimeout(c.ctx, hc.Timeout)
-	held := c.fence.hold(drain) // writes in flight (or a long transaction)
-	cancelDrain()
-	if !held {
-		return false
-	}
-	defer c.fence.unhold()
-	ctx, cancel := context.WithTimeout(c.ctx, time.Second)
-	defer cancel()
-
-	c.mu.Lock()
-	from, mysqlFlavor := c.writerIdx, c.health[to].mysql
-	c.mu.Unlock()
-	if from < 0 || from == to {
-		return true
-	}
-	q := "SELECT @@global.gtid_current_pos"
-	wait := "SELECT MASTER_GTID_WAIT(?, ?)"
-	if mysqlFlavor {
-		q = "SELECT @@global.gtid_executed"
-		wait = "SELECT WAIT_FOR_EXECUTED_GTID_SET(?, ?)"
-	}
-	var pos string
-	if err := c.nodes[from].db().QueryRowContext(ctx, q).Scan(&pos); err != nil {
-		return false
-	}
-	var res int
-	if err := c.nodes[to].db().QueryRowContext(ctx, wait, pos, 1).Scan(&res); err != nil || res != 0 {
-		return false
-	}
-	now := time.Now()
-	c.mu.Lock()
-	if c.writerIdx != from || c.failbackTo != to {
-		c.mu.Unlock()
-		return true // health changed meanwhile
-	}
-	c.writerIdx = to
-	ev := Event{Cluster: c.name, Node: c.nodes[to].addr, Kind: EventWriter, From: c.nodes[from].addr, To: c.nodes[to].addr,
-		Cause: fmt.Sprintf("failback: %s recovered and caught up with %s at %s", c.nodes[to].addr, c.nodes[from].addr, pos), At: now}
-	evs := append([]Event{ev}, c.rebuild(now)...)
-	c.mu.Unlock()
-	c.emit(evs)
-	return true
-}
-
-// reportCall records the outcome of a call on node i, as the failover loop
-// classified it: failures make the node Suspect and probe it at once.
-func (c *Cluster) reportCall(i int, class ErrorClass, err error) {
-	now := time.Now()
-	var evs []Event
-	c.mu.Lock()
-	h := &c.health[i]
-	switch class {
-	case 0: // success
-		if h.state == StateSuspect && (c.settings.Health.Disabled || h.consecFail == 0) {
-			evs = append(evs, c.setState(i, StateUp, "call succeeded", now))
-		}
-	case ClassReadOnly:
-		if !h.readOnly {
-			h.readOnly = true
-			evs = append(evs, c.event(i, EventReadOnly, "off", "on", "write refused: "+err.Error(), now))
-		}
-	case ClassNotSent, ClassOutcomeUnknown:
-		if h.state == StateUp {
-			evs = append(evs, c.setState(i, StateSuspect, "call failed: "+err.Error(), now))
-		}
-	}
-	if len(evs) > 0 {
-		evs = append(evs, c.rebuild(now)...)
-	}
-	c.mu.Unlock()
-	c.emit(evs)
-	if class != 0 {
-		c.requestProbe(i)
-	}
-}
-
-// setState changes node i's state. c.mu must be held.
-func (c *Cluster) setState(i int, to NodeState, cause string, now time.Time) Event {
-	h := &c.health[i]
-	from := h.state
-	h.state = to
-	h.changedAt = now
-	return c.event(i, EventState, from.String(), to.String(), cause, now)
-}
-
-func (c *Cluster) event(i int, kind EventKind, from, to, cause string, now time.Time) Event {
-	return Event{Cluster: c.name, Node: c.nodes[i].addr, Kind: kind, From: from, To: to, Cause: cause, At: now}
-}
-
-func onOff(b bool) string {
-	if b {
-		return "on"
-	}
-	return "off"
+	c.carryOut(out)
 }
 
 // emit hands events to the router's dispatcher.
@@ -449,33 +263,5 @@ func (c *Cluster) Stats() ClusterStats {
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := ClusterStats{Name: c.name, Nodes: make([]NodeStats, len(c.nodes))}
-	if c.writerIdx >= 0 {
-		s.Writer = c.nodes[c.writerIdx].addr
-	}
-	for i, n := range c.nodes {
-		h := c.health[i]
-		ns := NodeStats{
-			Addr:                n.addr,
-			State:               h.state,
-			Role:                "replica",
-			ReadOnly:            h.readOnly,
-			LastProbeLatency:    h.latency,
-			ConsecutiveFailures: h.consecFail,
-			GTIDPosition:        h.pos.String(),
-			SinceChange:         now.Sub(h.changedAt),
-			Lag:                 -1,
-		}
-		if i == c.writerIdx {
-			ns.Role = "writer"
-			ns.Lag = 0
-		} else if !h.caughtUpAt.IsZero() {
-			ns.Lag = now.Sub(h.caughtUpAt)
-		}
-		if h.lastErr != nil {
-			ns.LastError = h.lastErr.Error()
-		}
-		s.Nodes[i] = ns
-	}
-	return s
+	return c.state.stats(now)
 }

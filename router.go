@@ -120,7 +120,7 @@ func newCluster(name string, cfg *Config, log *slog.Logger, events *dispatcher) 
 	if err != nil {
 		return nil, fmt.Errorf("dbrouter: cluster %q: %w", name, err)
 	}
-	c := &Cluster{name: name, settings: cc, log: log.With("cluster", name), events: events}
+	c := &Cluster{name: name, settings: cc, log: log.With("cluster", name), events: events, source: cfg.WriterSource}
 	for _, a := range cfg.Clusters[name].Nodes {
 		addr, err := normalizeAddr(a)
 		if err != nil {

@@ -58,7 +58,7 @@ func (t *Tx) note(err error) {
 	switch class := classify(err, true); class {
 	case ClassOutcomeUnknown, ClassNotSent, ClassReadOnly:
 		if connectionLost(err) || class == ClassReadOnly {
-			t.owner.reportCall(t.idx, class, err)
+			t.owner.reportCall(t.idx, true, class, err)
 		}
 	}
 }

@@ -1,0 +1,566 @@
+package dbrouter
+
+import (
+	"fmt"
+	"time"
+)
+
+// This file is where the writer is picked. clusterState is a cluster's
+// state machine: it owns what the cluster knows of its nodes (health,
+// read_only, replication positions), the current and last writer and the
+// failback target, and decides the writer from them. Its inputs are probe
+// results, call outcomes, the end of a fenced switch and, when a
+// WriterSource decides, external decisions; its output is a new immutable
+// picker (the routing snapshot every call reads lock-free), the events to
+// emit and the actions to take (close a node's connections, start a fenced
+// switch). It does no I/O, reads no clock and takes no lock: the Cluster
+// serialises its inputs under Cluster.mu and carries out its actions (the
+// prober in health.go, the call loop in failover.go, the fenced switch in
+// fence.go). The rules are those of docs/design.md §4–§6.
+
+// clusterState is the writer-decision state machine of one cluster.
+type clusterState struct {
+	cluster  string
+	addrs    []string
+	settings Settings
+
+	health     []nodeHealth // parallel to addrs
+	writer     int          // -1: none
+	lastWriter int          // the last writer there was, -1 before any
+	target     int          // node a fenced switch should move the writer to, -1: none
+
+	// The first probe round: until every node has answered (or failed) one
+	// probe the writer is not chosen, so that a fresh cluster does not
+	// write to a node that turns out to be behind.
+	probed int
+	ready  bool
+
+	switching bool          // a fenced switch was asked for and has not ended
+	notBefore time.Time     // no failback attempt before then
+	delay     time.Duration // after a failed failback attempt
+
+	external bool   // a WriterSource decides the writer
+	decided  int    // its decision, -1: none yet (or handed back: local rule)
+	epoch    uint64 // of the last decision applied
+	why      string // its cause
+}
+
+// nodeHealth is what the cluster knows of one node.
+type nodeHealth struct {
+	state       NodeState
+	readOnly    bool
+	pos         gtidSet
+	havePos     bool
+	prevPos     gtidSet // the position at the good probe before the last
+	havePrevPos bool
+	self        string // @@server_id (MariaDB) or @@server_uuid (MySQL), "" unknown
+	flavorKnown bool
+	mysql       bool // MySQL rather than MariaDB GTIDs
+	probed      bool // at least one probe result
+	consecFail  int
+	consecOK    int
+	latency     time.Duration
+	lastErr     error
+	changedAt   time.Time
+	caughtUpAt  time.Time // last probe at which it had the writer's position
+}
+
+// probeResult is what one probe of a node found.
+type probeResult struct {
+	err      error
+	readOnly bool
+	pos      gtidSet
+	self     string
+	mysql    bool
+	latency  time.Duration
+}
+
+// stateOutput is what a transition of clusterState asks the Cluster to do.
+type stateOutput struct {
+	picker     *picker // the new routing snapshot (never nil)
+	events     []Event
+	closeConns []int         // nodes whose connections must be closed
+	ready      bool          // the first probe round just ended
+	fenced     *fencedSwitch // a switch to carry out behind the fence
+	probeNow   []int         // nodes to probe at once
+}
+
+// fencedSwitch asks the Cluster to move the writer from one healthy node to
+// another behind the fence: hold new writes, let those in flight end, wait
+// until the new writer holds the old writer's position, then call
+// clusterState.switched.
+type fencedSwitch struct {
+	from, to int
+	// external: a WriterSource decided it. The switch then happens even
+	// when the new writer does not reach the old one's position in time:
+	// the source has checked positions fleet-wide.
+	external bool
+}
+
+// picker is an immutable snapshot of the routing decision, built by
+// clusterState after every change and read lock-free by every call.
+type picker struct {
+	writer   int          // index of the writer, -1 for none
+	writes   []int        // attempt order for writes
+	reads    []int        // attempt order for reads, per the read policy
+	rotate   bool         // reads rotate (round-robin)
+	excluded []*NodeError // nodes no call is sent to, and why
+	ready    bool         // the first probe round has ended
+	states   []NodeState  // each node's state
+	readOnly []bool       // each node's read_only flag
+}
+
+// newClusterState returns the state machine of a cluster whose nodes have
+// the given addresses, and its first picker. Every node starts Up. With
+// probes, no writer is chosen before the first probe round has ended; the
+// first picker then offers the first node, for calls that cannot wait.
+func newClusterState(cluster string, addrs []string, s Settings, external bool, now time.Time) (*clusterState, *picker) {
+	st := &clusterState{
+		cluster: cluster, addrs: addrs, settings: s,
+		health: make([]nodeHealth, len(addrs)),
+		writer: -1, lastWriter: -1, target: -1, decided: -1,
+		external: external,
+		ready:    s.Health.Disabled,
+	}
+	for i := range st.health {
+		st.health[i].changedAt = now
+	}
+	if st.ready {
+		st.writer, _ = st.chooseWriter()
+		if st.writer >= 0 {
+			st.lastWriter = st.writer
+		}
+	}
+	return st, st.buildPicker(now)
+}
+
+// probeResult applies the result of one probe of node i.
+func (s *clusterState) probeResult(i int, r probeResult, now time.Time) stateOutput {
+	var out stateOutput
+	h := &s.health[i]
+	h.latency = r.latency
+	if !h.probed {
+		h.probed = true
+		s.probed++
+	}
+	hc := s.settings.Health
+	switch {
+	case refusedAtConnect(r.err):
+		// The server is up but refused the probe a connection (too many
+		// connections, access denied): it is not dead, and what it would
+		// have said of read_only and its position is unknown. Its state
+		// stays as it is; the error shows in Stats.
+		h.lastErr = r.err
+	case r.err == nil:
+		h.consecOK++
+		h.consecFail = 0
+		h.lastErr = nil
+		h.flavorKnown, h.mysql, h.self = true, r.mysql, r.self
+		if h.havePos {
+			h.prevPos, h.havePrevPos = h.pos, true
+		}
+		h.pos, h.havePos = r.pos, true
+		if h.readOnly != r.readOnly {
+			out.events = append(out.events, s.event(i, EventReadOnly, onOff(h.readOnly), onOff(r.readOnly), "probe", now))
+			h.readOnly = r.readOnly
+		}
+		switch {
+		case h.state == StateSuspect,
+			h.state == StateDown && h.consecOK >= hc.RecoverAfter:
+			out.events = append(out.events, s.setState(i, StateUp, fmt.Sprintf("%d good probe(s)", h.consecOK), now))
+		}
+	default:
+		h.consecFail++
+		h.consecOK = 0
+		h.lastErr = r.err
+		switch {
+		case h.state != StateDown && h.consecFail >= hc.FailAfter:
+			out.events = append(out.events, s.setState(i, StateDown, fmt.Sprintf("%d failed probe(s): %v", h.consecFail, r.err), now))
+			out.closeConns = append(out.closeConns, i)
+		case h.state == StateUp:
+			out.events = append(out.events, s.setState(i, StateSuspect, "probe failed: "+r.err.Error(), now))
+		}
+	}
+	if w := s.writer; w >= 0 && s.health[w].havePos && h.havePos && h.pos.contains(s.health[w].pos) {
+		h.caughtUpAt = now
+	}
+	if !s.ready && s.probed == len(s.health) {
+		s.ready, out.ready = true, true
+	}
+	return s.decide(out, now)
+}
+
+// callResult applies the outcome of a call's attempt on node i, as the
+// failover loop classified it (class 0: it succeeded). write reports
+// whether the call was a write.
+func (s *clusterState) callResult(i int, write bool, class ErrorClass, err error, now time.Time) stateOutput {
+	var out stateOutput
+	h := &s.health[i]
+	switch class {
+	case 0: // success
+		if h.state == StateSuspect && (s.settings.Health.Disabled || h.consecFail == 0) {
+			out.events = append(out.events, s.setState(i, StateUp, "call succeeded", now))
+		}
+		if write && h.readOnly && s.settings.Health.Disabled {
+			// Without probes nothing else would ever clear the flag.
+			h.readOnly = false
+			out.events = append(out.events, s.event(i, EventReadOnly, "on", "off", "write succeeded", now))
+		}
+	case ClassReadOnly:
+		if !h.readOnly {
+			h.readOnly = true
+			out.events = append(out.events, s.event(i, EventReadOnly, "off", "on", "write refused: "+err.Error(), now))
+		}
+		out.probeNow = append(out.probeNow, i)
+	case ClassNotSent, ClassOutcomeUnknown:
+		// A failed call is a reason to probe at once, not proof: the node
+		// becomes Suspect (tried after the Up ones, but still the writer
+		// if it was, until a probe fails too) and needs RecoverAfter good
+		// probes again before a failback may move the writer to it.
+		h.consecOK = 0
+		if h.state == StateUp {
+			out.events = append(out.events, s.setState(i, StateSuspect, "call failed: "+err.Error(), now))
+		}
+		out.probeNow = append(out.probeNow, i)
+	}
+	return s.decide(out, now)
+}
+
+// switched ends a fenced switch from one node to another. held reports
+// whether the fence could be held (writes in flight drained in time);
+// caughtUp whether the new writer then reached the old writer's position,
+// pos, in time. A failback switches only when both hold; a WriterSource's
+// decision needs only the fence (the source has checked positions
+// fleet-wide). A failed attempt is tried again later, after a delay that
+// doubles up to 30 s, so that each attempt's hold on new writes stays rare.
+func (s *clusterState) switched(sw fencedSwitch, held, caughtUp bool, pos string, now time.Time) stateOutput {
+	var out stateOutput
+	s.switching = false
+	valid := s.writer == sw.from && s.target == sw.to
+	switch {
+	case !valid:
+		// Health changed meanwhile: decide afresh.
+	case held && (caughtUp || sw.external):
+		s.delay = 0
+		cause := fmt.Sprintf("failback: %s recovered and caught up with %s at %s", s.addrs[sw.to], s.addrs[sw.from], pos)
+		if sw.external {
+			cause = fmt.Sprintf("decided by the writer source (epoch %d): %s", s.epoch, s.why)
+			if !caughtUp {
+				cause += fmt.Sprintf("; %s had not reached %s's position %q within 1s", s.addrs[sw.to], s.addrs[sw.from], pos)
+			}
+		}
+		out.events = append(out.events, s.setWriter(sw.to, cause, now))
+		s.target = -1
+	default:
+		// Writes would not drain (a long transaction) or the new writer
+		// did not catch up: try again later, not at the next probe.
+		s.delay = min(max(2*s.delay, time.Second), 30*time.Second)
+		s.notBefore = now.Add(s.delay)
+	}
+	return s.decide(out, now)
+}
+
+// decideExternal applies a WriterSource's decision: node i is the writer
+// (-1: the source hands the decision back to the local rule). The caller
+// has checked the epoch and the address.
+func (s *clusterState) decideExternal(i int, epoch uint64, why string, now time.Time) stateOutput {
+	s.decided, s.epoch, s.why = i, epoch, why
+	return s.decide(stateOutput{}, now)
+}
+
+// decide chooses the writer from what is known, records the change, asks
+// for a fenced switch when one is due, and builds the picker.
+func (s *clusterState) decide(out stateOutput, now time.Time) stateOutput {
+	if s.ready {
+		w, target := s.chooseWriter()
+		if w != s.writer {
+			out.events = append(out.events, s.setWriter(w, s.writerCause(w), now))
+		}
+		s.target = target
+		if target >= 0 && !s.switching && !now.Before(s.notBefore) {
+			s.switching = true
+			out.fenced = &fencedSwitch{from: s.writer, to: target, external: s.decided >= 0}
+		}
+	}
+	out.picker = s.buildPicker(now)
+	return out
+}
+
+// chooseWriter applies the writer rule. It returns the writer to use now
+// and the node, if any, to move the writer to behind the fence.
+//
+// With a WriterSource's decision, the decided node is the writer: at once
+// when there is no writer or the current one is Down or read-only, else
+// through a fenced switch.
+//
+// Otherwise (the local rule, docs/design.md §5) the writer stays while it
+// is Up and writable, and while it is Suspect only because a call failed:
+// a failed call (a slow read past read_timeout, a KILL CONNECTION) is a
+// reason to probe at once, not to move the writer; a failed probe is. When
+// it fails (a failed probe, Down, read-only; without probes, where calls
+// alone judge, a failed call), the first
+// node in configured order that is Up, writable and has everything the last
+// writer was last seen to have takes over (or, if none has, the first Up and
+// writable node). A fresh cluster's first writer is the first Up and
+// writable node that is not behind another one (see gtidSet.lacksForeign).
+// Moving back to an earlier node while the writer is healthy (failback) is
+// never done here: it is the target of a fenced switch, once that node has
+// had RecoverAfter good probes and holds the position the writer had one
+// probe earlier.
+func (s *clusterState) chooseWriter() (writer, target int) {
+	cur := s.writer
+	keep := cur >= 0 && !s.health[cur].readOnly && (s.health[cur].state == StateUp ||
+		s.health[cur].state == StateSuspect && s.health[cur].consecFail == 0 && !s.settings.Health.Disabled)
+	if d := s.decided; d >= 0 {
+		switch {
+		case cur == d:
+			return cur, -1
+		case keep && s.health[cur].state == StateUp:
+			return cur, d
+		}
+		return d, -1
+	}
+	if keep {
+		if s.settings.Failback == FailbackNever {
+			return cur, -1
+		}
+		for i := 0; i < cur; i++ {
+			if s.eligible(i) && s.caughtUp(i, cur) {
+				return cur, i
+			}
+		}
+		return cur, -1
+	}
+	first := -1
+	for i := range s.health {
+		if !s.eligible(i) {
+			continue
+		}
+		if first < 0 {
+			first = i
+		}
+		if s.lastWriter >= 0 && s.hasAllOf(i, s.lastWriter) || s.lastWriter < 0 && !s.behindAnother(i) {
+			return i, -1
+		}
+	}
+	return first, -1
+}
+
+// eligible reports whether node i may become the writer: Up and writable.
+func (s *clusterState) eligible(i int) bool {
+	return s.health[i].state == StateUp && !s.health[i].readOnly
+}
+
+// hasAllOf reports whether node i's last seen position contains node w's;
+// true when w is -1 or i, or when positions are not tracked.
+func (s *clusterState) hasAllOf(i, w int) bool {
+	if w < 0 || w == i || s.settings.Health.Disabled {
+		return true
+	}
+	hi, hw := &s.health[i], &s.health[w]
+	return hi.havePos && hw.havePos && hi.pos.contains(hw.pos)
+}
+
+// behindAnother reports whether another Up node holds transactions that
+// node i lacks and that did not come from node i: a restarted old writer
+// still catching up, for one.
+func (s *clusterState) behindAnother(i int) bool {
+	hi := &s.health[i]
+	if s.settings.Health.Disabled || !hi.havePos {
+		return false
+	}
+	for j := range s.health {
+		hj := &s.health[j]
+		if j != i && hj.state == StateUp && hj.havePos && hj.mysql == hi.mysql && hi.pos.lacksForeign(hj.pos, hi.self) {
+			return true
+		}
+	}
+	return false
+}
+
+// caughtUp reports whether node i, earlier in order than the healthy writer
+// w, may take the writer role back: it has had RecoverAfter good probes in
+// a row and holds the position w had at its probe before the last one (or,
+// before w has two, its last). Under a steady write load the writer's
+// latest position moves on between two probes, so asking for it would
+// never start a failback; the fenced switch then waits for the exact
+// position.
+func (s *clusterState) caughtUp(i, w int) bool {
+	if s.settings.Health.Disabled {
+		return false // no positions to compare: the writer stays until it fails
+	}
+	hi, hw := &s.health[i], &s.health[w]
+	if hi.consecOK < s.settings.Health.RecoverAfter || !hi.havePos || !hw.havePos {
+		return false
+	}
+	if hw.havePrevPos {
+		return hi.pos.contains(hw.prevPos)
+	}
+	return hi.pos.contains(hw.pos)
+}
+
+// setWriter makes node w the writer (-1: none) and returns the event.
+func (s *clusterState) setWriter(w int, cause string, now time.Time) Event {
+	from, to := "", ""
+	if s.writer >= 0 {
+		from = s.addrs[s.writer]
+	}
+	if w >= 0 {
+		to = s.addrs[w]
+		s.lastWriter = w
+	}
+	s.writer = w
+	return Event{Cluster: s.cluster, Node: to, Kind: EventWriter, From: from, To: to, Cause: cause, At: now}
+}
+
+// writerCause says why w replaces the current writer.
+func (s *clusterState) writerCause(w int) string {
+	switch {
+	case w < 0:
+		return "no node is up and writable"
+	case s.decided == w:
+		return fmt.Sprintf("decided by the writer source (epoch %d): %s", s.epoch, s.why)
+	case s.writer < 0 && s.lastWriter < 0:
+		for i := 0; i < w; i++ {
+			if s.eligible(i) {
+				return fmt.Sprintf("first probe round: %s is behind another node", s.addrs[i])
+			}
+		}
+		return "first up and writable node in order"
+	case s.writer < 0:
+		return "first up and writable node in order"
+	}
+	h := s.health[s.writer]
+	return fmt.Sprintf("%s is %s, read_only %s", s.addrs[s.writer], h.state, onOff(h.readOnly))
+}
+
+// buildPicker builds the routing snapshot. Before the first probe round
+// has ended, it offers the first node as writer (calls wait for the round,
+// within a bound, before they use it).
+func (s *clusterState) buildPicker(now time.Time) *picker {
+	w := s.writer
+	if !s.ready {
+		w = 0
+	}
+	p := &picker{writer: w, ready: s.ready, rotate: s.settings.ReadPolicy == ReadRoundRobin,
+		states: make([]NodeState, len(s.health)), readOnly: make([]bool, len(s.health))}
+	for i, h := range s.health {
+		p.states[i], p.readOnly[i] = h.state, h.readOnly
+	}
+	if w >= 0 {
+		p.writes = append(p.writes, w)
+	}
+	if s.decided < 0 || !s.ready {
+		// Per-call failover: the other writable nodes, Up ones first.
+		// Under a WriterSource's decision a router never moves a write
+		// on its own.
+		for _, st := range []NodeState{StateUp, StateSuspect} {
+			for i, h := range s.health {
+				if h.state == st && !h.readOnly && i != w {
+					p.writes = append(p.writes, i)
+				}
+			}
+		}
+		if s.settings.Health.Disabled {
+			// Without probes a read_only flag is only what a refused write
+			// said once: such nodes are tried last, and a write that
+			// succeeds on one clears it.
+			for i, h := range s.health {
+				if h.readOnly && i != w {
+					p.writes = append(p.writes, i)
+				}
+			}
+		}
+	}
+	switch s.settings.ReadPolicy {
+	case ReadAnyUp, ReadRoundRobin:
+		for i, h := range s.health {
+			fresh := s.settings.MaxLag == 0 || i == w ||
+				(!h.caughtUpAt.IsZero() && now.Sub(h.caughtUpAt) <= s.settings.MaxLag)
+			if h.state == StateUp && fresh {
+				p.reads = append(p.reads, i)
+			}
+		}
+		if len(p.reads) == 0 && w >= 0 {
+			p.reads = append(p.reads, w)
+		}
+	default: // ReadWriter: the write order, then read-only nodes
+		p.reads = append(p.reads, p.writes...)
+		for _, st := range []NodeState{StateUp, StateSuspect} {
+			for i, h := range s.health {
+				if h.state == st && h.readOnly && (!s.settings.Health.Disabled || i == w) {
+					p.reads = append(p.reads, i)
+				}
+			}
+		}
+	}
+	for i, h := range s.health {
+		if h.state == StateDown || h.readOnly && !s.settings.Health.Disabled {
+			err := fmt.Errorf("not tried: node is %s, read_only %s", h.state, onOff(h.readOnly))
+			if h.lastErr != nil {
+				err = fmt.Errorf("%w; last probe: %w", err, h.lastErr)
+			}
+			p.excluded = append(p.excluded, &NodeError{Node: s.addrs[i], Class: ClassNotSent, Err: err})
+		}
+	}
+	return p
+}
+
+// confirming reports whether node i is Suspect after failed probes, so that
+// its prober should probe again without waiting for the next tick.
+func (s *clusterState) confirming(i int) bool {
+	h := &s.health[i]
+	return h.state == StateSuspect && h.consecFail > 0
+}
+
+// setState changes node i's state.
+func (s *clusterState) setState(i int, to NodeState, cause string, now time.Time) Event {
+	h := &s.health[i]
+	from := h.state
+	h.state = to
+	h.changedAt = now
+	return s.event(i, EventState, from.String(), to.String(), cause, now)
+}
+
+func (s *clusterState) event(i int, kind EventKind, from, to, cause string, now time.Time) Event {
+	return Event{Cluster: s.cluster, Node: s.addrs[i], Kind: kind, From: from, To: to, Cause: cause, At: now}
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+// stats returns a snapshot of the cluster's health.
+func (s *clusterState) stats(now time.Time) ClusterStats {
+	cs := ClusterStats{Name: s.cluster, Nodes: make([]NodeStats, len(s.health))}
+	if s.writer >= 0 {
+		cs.Writer = s.addrs[s.writer]
+	}
+	for i, h := range s.health {
+		ns := NodeStats{
+			Addr:                s.addrs[i],
+			State:               h.state,
+			Role:                "replica",
+			ReadOnly:            h.readOnly,
+			LastProbeLatency:    h.latency,
+			ConsecutiveFailures: h.consecFail,
+			GTIDPosition:        h.pos.String(),
+			SinceChange:         now.Sub(h.changedAt),
+			Lag:                 -1,
+		}
+		if i == s.writer {
+			ns.Role = "writer"
+			ns.Lag = 0
+		} else if !h.caughtUpAt.IsZero() {
+			ns.Lag = now.Sub(h.caughtUpAt)
+		}
+		if h.lastErr != nil {
+			ns.LastError = h.lastErr.Error()
+		}
+		cs.Nodes[i] = ns
+	}
+	return cs
+}

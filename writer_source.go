@@ -1,0 +1,96 @@
+package dbrouter
+
+import (
+	"fmt"
+	"time"
+)
+
+// WriterSource decides the writer of clusters from outside the router, for
+// a fleet of routers that must agree on one writer per cluster (the
+// dbrouter/etcd module implements it with etcd). Without one, each router
+// decides alone by the local rule (docs/design.md §5).
+//
+// When Config.WriterSource is set, the router calls Watch once for each
+// cluster it opens, and the stop function it returns when the cluster
+// closes (Router.Close, or a Reload that retires the cluster). Until the
+// source's first decision for a cluster, and after a decision with an
+// empty Writer, the local rule applies.
+type WriterSource interface {
+	// Watch starts deciding the writer of the named cluster, whose nodes
+	// are given in configured order. It must not block: it reports
+	// decisions through sink, from any goroutine, and may read the
+	// router's own view of the nodes with sink.Stats to publish it.
+	Watch(cluster string, nodes []string, sink WriterSink) (stop func())
+}
+
+// WriterSink is a cluster's side of a WriterSource.
+type WriterSink interface {
+	// Decide applies a decision. It returns an error, and changes
+	// nothing, when the decision names a node the cluster does not have or
+	// its epoch is lower than that of the last decision applied.
+	Decide(WriterDecision) error
+
+	// Stats returns this router's view of the cluster's nodes.
+	Stats() ClusterStats
+}
+
+// WriterDecision is a WriterSource's decision of a cluster's writer.
+//
+// While a decision names a writer the router sends writes to that node
+// only: it does not fail a write over to another node on its own. When the
+// decision changes while the current writer is healthy, the router moves
+// the writer role behind its fence (docs/design.md §6): new writes wait,
+// writes in flight end, and the new writer gets up to one second to reach
+// the old writer's position.
+type WriterDecision struct {
+	// Writer is the address of the node that is the writer, as
+	// Cluster.Nodes spells it; "" hands the decision back to the router's
+	// local rule.
+	Writer string
+
+	// Epoch orders decisions: one with a lower epoch than the last one
+	// applied is refused.
+	Epoch uint64
+
+	// Cause says why, for events and logs.
+	Cause string
+}
+
+// sink is the WriterSink of a cluster.
+type sink struct{ c *Cluster }
+
+// Decide applies a WriterSource's decision.
+func (s sink) Decide(d WriterDecision) error {
+	c := s.c
+	i := -1
+	if d.Writer != "" {
+		if i = c.nodeIndexByAddr(d.Writer); i < 0 {
+			return fmt.Errorf("dbrouter: cluster %q: writer decision names %q, not a node of the cluster (nodes: %v)", c.name, d.Writer, c.Nodes())
+		}
+	}
+	now := time.Now()
+	c.mu.Lock()
+	if last := c.state.epoch; d.Epoch < last {
+		c.mu.Unlock()
+		return fmt.Errorf("dbrouter: cluster %q: writer decision of epoch %d is older than the last one applied (epoch %d)", c.name, d.Epoch, last)
+	}
+	out := c.state.decideExternal(i, d.Epoch, d.Cause, now)
+	c.publish(out)
+	c.mu.Unlock()
+	c.carryOut(out)
+	return nil
+}
+
+// Stats returns the cluster's health as this router sees it.
+func (s sink) Stats() ClusterStats { return s.c.Stats() }
+
+// nodeIndexByAddr returns the position of the node with address addr, or
+// -1.
+func (c *Cluster) nodeIndexByAddr(addr string) int {
+	for i, n := range c.nodes {
+		if n.addr == addr {
+			return i
+		}
+	}
+	return -1
+}
