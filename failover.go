@@ -250,7 +250,7 @@ func (c *Cluster) attempts(ctx context.Context, op string, read, retryUnknown bo
 		n := c.nodes[i]
 		sent, err := attempt(ctx, n)
 		if err == nil {
-			if p.states[i] != StateUp || !read && p.readOnly[i] {
+			if v := p.nodes[i]; v.state != StateUp || !read && v.readOnly {
 				c.reportCall(i, !read, 0, nil)
 			}
 			traceOf(ctx).record(n.addr, tried)

@@ -106,8 +106,13 @@ type picker struct {
 	rotate   bool         // reads rotate (round-robin)
 	excluded []*NodeError // nodes no call is sent to, and why
 	ready    bool         // the first probe round has ended
-	states   []NodeState  // each node's state
-	readOnly []bool       // each node's read_only flag
+	nodes    []nodeView   // each node's state and read_only flag
+}
+
+// nodeView is what a call needs to know of a node after an attempt.
+type nodeView struct {
+	state    NodeState
+	readOnly bool
 }
 
 // newClusterState returns the state machine of a cluster whose nodes have
@@ -443,9 +448,9 @@ func (s *clusterState) buildPicker(now time.Time) *picker {
 		w = 0
 	}
 	p := &picker{writer: w, ready: s.ready, rotate: s.settings.ReadPolicy == ReadRoundRobin,
-		states: make([]NodeState, len(s.health)), readOnly: make([]bool, len(s.health))}
+		nodes: make([]nodeView, len(s.health))}
 	for i, h := range s.health {
-		p.states[i], p.readOnly[i] = h.state, h.readOnly
+		p.nodes[i] = nodeView{h.state, h.readOnly}
 	}
 	if w >= 0 {
 		p.writes = append(p.writes, w)
