@@ -175,7 +175,8 @@ type HealthConfig struct {
 	Disabled bool `yaml:"disabled"`
 }
 
-// TLSConfig holds TLS settings. Files are read by Open (and Validate).
+// TLSConfig holds TLS settings. Validate, Open and Reload read its files,
+// each file once however many clusters use it; nothing reads them later.
 type TLSConfig struct {
 	// CAFile is a PEM file of CA certificates to verify servers with. Empty
 	// means the system's roots.

@@ -35,10 +35,11 @@ func TestLoadConfigValid(t *testing.T) {
 	if c2.TLS == nil || c2.TLS.ServerName != "db.example" {
 		t.Errorf("cust-2 TLS = %+v", c2.TLS)
 	}
-	mc, err := c2.driverConfig()
+	p, err := cfg.compile(nil, os.ReadFile)
 	if err != nil {
 		t.Fatal(err)
 	}
+	mc := p.clusters["cust-2"].nodes[0].driver
 	if mc.ParseTime || !mc.InterpolateParams || mc.TLS == nil || mc.Timeout != DefaultConnectTimeout && mc.Timeout != 500*time.Millisecond {
 		t.Errorf("driver config = parseTime %v interpolate %v tls %v timeout %v", mc.ParseTime, mc.InterpolateParams, mc.TLS, mc.Timeout)
 	}

@@ -3,11 +3,10 @@ package dbrouter
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"net/netip"
 	"net/url"
-	"slices"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -16,26 +15,36 @@ import (
 )
 
 // Validate checks the configuration and returns a *ConfigError naming the
-// first invalid field and its value, or nil. Open calls it.
+// first invalid field and its value, or nil. It reads the TLS files the
+// configuration names. Open and Reload make the same checks.
 func (c *Config) Validate() error {
-	_, err := c.validate(nil)
+	_, err := c.compile(nil, os.ReadFile)
 	return err
 }
 
-// validate is Validate returning the shard maps it built, so that Open and
-// Reload build them once. origins maps the YAML path of each value that
-// came from the environment to its text as written: errors show that text,
-// not the value, which may be a secret put in the wrong field.
-func (c *Config) validate(origins map[string]string) (map[string]ShardMap, error) {
-	if err := c.validateClusters(origins); err != nil {
+// compile validates c and compiles it into the plan that Open and Reload
+// build the router from (see plan): every check is made, every TLS file
+// read and every shard map built here, once. The plan keeps c, which must
+// not change afterwards: Open and Reload compile a copy of their own.
+//
+// origins maps the YAML path of each value that came from the environment
+// to its text as written: errors show that text, not the value, which may
+// be a secret put in the wrong field. readFile reads the TLS files
+// (os.ReadFile, except in tests that count the reads).
+func (c *Config) compile(origins map[string]string, readFile func(name string) ([]byte, error)) (*plan, error) {
+	p, err := c.compileClusters(origins, newTLSLoader(readFile))
+	if err != nil {
 		return nil, asWritten(err, origins)
 	}
-	maps, err := c.buildShardMaps()
-	return maps, asWritten(err, origins)
+	if p.maps, err = c.buildShardMaps(); err != nil {
+		return nil, asWritten(err, origins)
+	}
+	p.mapNames = sortedKeys(p.maps)
+	return p, nil
 }
 
 // asWritten replaces the Value of a *ConfigError whose field's value came
-// from the environment with the text that was written (see validate).
+// from the environment with the text that was written (see compile).
 func asWritten(err error, origins map[string]string) error {
 	var ce *ConfigError
 	if errors.As(err, &ce) && ce.Value != "" {
@@ -46,57 +55,91 @@ func asWritten(err error, origins map[string]string) error {
 	return err
 }
 
-// validateClusters checks the defaults and every cluster; see validate for
-// origins.
-func (c *Config) validateClusters(origins map[string]string) error {
+// compileClusters checks the defaults and compiles every cluster; see
+// compile for origins.
+func (c *Config) compileClusters(origins map[string]string, tlsl *tlsLoader) (*plan, error) {
 	if len(c.Clusters) == 0 {
-		return &ConfigError{Field: "clusters", Msg: "at least one cluster is required"}
+		return nil, &ConfigError{Field: "clusters", Msg: "at least one cluster is required"}
 	}
 	if err := c.Defaults.validate("defaults"); err != nil {
-		return err
+		return nil, err
 	}
+	if c.Defaults.TLS != nil {
+		// Checked even when every cluster has a TLS of its own.
+		if _, err := tlsl.load(*c.Defaults.TLS, "defaults.tls"); err != nil {
+			return nil, err
+		}
+	}
+	p := &plan{cfg: c, clusters: make(map[string]*clusterPlan, len(c.Clusters))}
 	for _, name := range c.clusterNames() {
-		cc := c.Clusters[name]
-		path := "clusters." + name
-		if strings.TrimSpace(name) == "" {
-			return &ConfigError{Field: "clusters", Value: name, Msg: "cluster name must not be empty"}
+		cp, err := c.compileCluster(name, origins, tlsl)
+		if err != nil {
+			return nil, err
 		}
-		if len(cc.Nodes) == 0 {
-			return &ConfigError{Field: path + ".nodes", Msg: "at least one node is required"}
-		}
-		seen := make(map[string]int, len(cc.Nodes))
-		for i, n := range cc.Nodes {
-			field := fmt.Sprintf("%s.nodes[%d]", path, i)
-			addr, err := normalizeAddr(n)
-			if err != nil {
-				msg := err.Error()
-				var ae *addrError
-				if _, fromEnv := origins[field]; fromEnv && errors.As(err, &ae) {
-					msg = ae.msg // the detail may quote the value
-				}
-				return &ConfigError{Field: field, Value: redactUserinfo(n), Msg: msg}
+		p.clusters[name] = cp
+		p.names = append(p.names, name)
+	}
+	return p, nil
+}
+
+// compileCluster checks cluster name and compiles it; see compile for
+// origins.
+func (c *Config) compileCluster(name string, origins map[string]string, tlsl *tlsLoader) (*clusterPlan, error) {
+	cc := c.Clusters[name]
+	path := "clusters." + name
+	if strings.TrimSpace(name) == "" {
+		return nil, &ConfigError{Field: "clusters", Value: name, Msg: "cluster name must not be empty"}
+	}
+	if len(cc.Nodes) == 0 {
+		return nil, &ConfigError{Field: path + ".nodes", Msg: "at least one node is required"}
+	}
+	addrs := make([]string, len(cc.Nodes))
+	seen := make(map[string]int, len(cc.Nodes))
+	for i, n := range cc.Nodes {
+		field := fmt.Sprintf("%s.nodes[%d]", path, i)
+		addr, err := normalizeAddr(n)
+		if err != nil {
+			msg := err.Error()
+			var ae *addrError
+			if _, fromEnv := origins[field]; fromEnv && errors.As(err, &ae) {
+				msg = ae.msg // the detail may quote the value
 			}
-			if j, dup := seen[addr]; dup {
-				return &ConfigError{Field: field, Value: n, Msg: fmt.Sprintf("same node as %s.nodes[%d]", path, j)}
-			}
-			seen[addr] = i
+			return nil, &ConfigError{Field: field, Value: redactUserinfo(n), Msg: msg}
 		}
-		if err := cc.Settings.validate(path); err != nil {
-			return err
+		if j, dup := seen[addr]; dup {
+			return nil, &ConfigError{Field: field, Value: n, Msg: fmt.Sprintf("same node as %s.nodes[%d]", path, j)}
 		}
-		eff := c.effective(name)
-		if eff.User == "" {
-			return &ConfigError{Field: path + ".user", Msg: "no user: set defaults.user or " + path + ".user"}
+		seen[addr] = i
+		addrs[i] = addr
+	}
+	if err := cc.Settings.validate(path); err != nil {
+		return nil, err
+	}
+	eff := c.effective(name)
+	if eff.User == "" {
+		return nil, &ConfigError{Field: path + ".user", Msg: "no user: set defaults.user or " + path + ".user"}
+	}
+	var tp *tlsPlan
+	if eff.TLS != nil {
+		// The cluster's own TLS, or the defaults' (loaded already).
+		field := "defaults.tls"
+		if cc.TLS != nil {
+			field = path + ".tls"
 		}
-		if _, err := eff.driverConfig(); err != nil {
-			var ce *ConfigError
-			if errors.As(err, &ce) {
-				ce.Field = path + "." + ce.Field
-			}
-			return err
+		var err error
+		if tp, err = tlsl.load(*eff.TLS, field); err != nil {
+			return nil, err
 		}
 	}
-	return nil
+	base, err := eff.driverConfig()
+	if err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			ce.Field = path + "." + ce.Field
+		}
+		return nil, err
+	}
+	return newClusterPlan(name, eff, addrs, base, tp), nil
 }
 
 // buildShardMaps builds every shard map and checks that each cluster it
@@ -195,11 +238,6 @@ func (cc *Settings) validate(path string) error {
 		v := cc.Params[k]
 		if _, err := parseDSN("/?" + url.QueryEscape(k) + "=" + url.QueryEscape(v)); err != nil {
 			return &ConfigError{Field: path + ".params." + k, Value: v, Msg: withoutValues(err.Error(), v)}
-		}
-	}
-	if cc.TLS != nil {
-		if _, err := cc.TLS.build(path + ".tls"); err != nil {
-			return err
 		}
 	}
 	h := cc.Health
@@ -340,9 +378,6 @@ func withoutValues(msg string, values ...string) string {
 	return msg
 }
 
-// driverConfig builds the go-sql-driver configuration shared by a cluster's
-// nodes (Addr is set per node). Params go through the driver's own DSN
-// parser so that every driver option is accepted and checked.
 // parseDSN is mysql.ParseDSN, which panics on some parameters (strict,
 // removed from the driver): a configuration is user input, and a panic
 // becomes an error.
@@ -353,40 +388,4 @@ func parseDSN(dsn string) (cfg *mysql.Config, err error) {
 		}
 	}()
 	return mysql.ParseDSN(dsn)
-}
-
-func (cc Settings) driverConfig() (*mysql.Config, error) {
-	mc := mysql.NewConfig()
-	if len(cc.Params) > 0 {
-		keys := make([]string, 0, len(cc.Params))
-		for k := range cc.Params {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		q := make([]string, 0, len(keys))
-		for _, k := range keys {
-			q = append(q, url.QueryEscape(k)+"="+url.QueryEscape(cc.Params[k]))
-		}
-		parsed, err := parseDSN("/?" + strings.Join(q, "&"))
-		if err != nil {
-			msg := withoutValues(err.Error(), slices.Collect(maps.Values(cc.Params))...)
-			return nil, &ConfigError{Field: "params", Value: strings.Join(keys, ","), Msg: msg}
-		}
-		mc = parsed
-	}
-	mc.User = cc.User
-	mc.Passwd = cc.Password
-	mc.DBName = cc.Database
-	mc.Net = "tcp"
-	mc.Timeout = cc.ConnectTimeout
-	mc.ReadTimeout = cc.ReadTimeout
-	mc.WriteTimeout = cc.WriteTimeout
-	if cc.TLS != nil {
-		t, err := cc.TLS.build("tls")
-		if err != nil {
-			return nil, err
-		}
-		mc.TLS = t
-	}
-	return mc, nil
 }
