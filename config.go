@@ -118,13 +118,13 @@ type Settings struct {
 	// Failback says whether writes move back to an earlier node in the list
 	// once it has recovered and caught up: FailbackAuto (the default, "")
 	// or FailbackNever, which keeps the current writer until it fails.
-	Failback string `yaml:"failback"`
+	Failback FailbackMode `yaml:"failback"`
 
 	// ReadPolicy chooses the node of a read (QueryContext, QueryRowContext):
 	// ReadWriter (the default, ""; reads see the caller's own writes),
 	// ReadAnyUp (the first healthy node in configured order) or
 	// ReadRoundRobin (healthy nodes in turn).
-	ReadPolicy string `yaml:"read_policy"`
+	ReadPolicy ReadPolicy `yaml:"read_policy"`
 
 	// MaxLag, when set, keeps reads under ReadAnyUp and ReadRoundRobin off
 	// nodes that have not caught up with the writer for longer than this
@@ -132,14 +132,39 @@ type Settings struct {
 	MaxLag time.Duration `yaml:"max_lag"`
 }
 
-// Failback and read policies.
-const (
-	FailbackAuto  = "auto"
-	FailbackNever = "never"
+// FailbackMode says whether writes move back to an earlier node once it
+// has recovered (Settings.Failback). In YAML it is written as the string
+// of its constant: "auto" or "never".
+type FailbackMode string
 
-	ReadWriter     = "writer"
-	ReadAnyUp      = "any-up"
-	ReadRoundRobin = "round-robin"
+// The failback modes.
+const (
+	// FailbackAuto moves writes back to an earlier node in the list once
+	// it has recovered and caught up, through the failback fence. It is
+	// the default.
+	FailbackAuto FailbackMode = "auto"
+
+	// FailbackNever keeps the current writer until it fails.
+	FailbackNever FailbackMode = "never"
+)
+
+// ReadPolicy chooses the node of a read (Settings.ReadPolicy). In YAML it
+// is written as the string of its constant: "writer", "any-up" or
+// "round-robin".
+type ReadPolicy string
+
+// The read policies.
+const (
+	// ReadWriter sends reads to the writer (then, should it fail, the
+	// other nodes in write order, then the read-only ones): reads see the
+	// caller's own writes. It is the default.
+	ReadWriter ReadPolicy = "writer"
+
+	// ReadAnyUp sends reads to the first Up node in configured order.
+	ReadAnyUp ReadPolicy = "any-up"
+
+	// ReadRoundRobin sends reads to the Up nodes in turn.
+	ReadRoundRobin ReadPolicy = "round-robin"
 )
 
 // Default health settings: a frozen writer is demoted within about
@@ -278,8 +303,12 @@ func (c *Config) effective(name string) Settings {
 	pickDur(&e.ConnMaxIdleTime, o.ConnMaxIdleTime)
 	pickInt(&e.MaxOpenConns, o.MaxOpenConns)
 	pickInt(&e.MaxIdleConns, o.MaxIdleConns)
-	pick(&e.Failback, o.Failback)
-	pick(&e.ReadPolicy, o.ReadPolicy)
+	if o.Failback != "" {
+		e.Failback = o.Failback
+	}
+	if o.ReadPolicy != "" {
+		e.ReadPolicy = o.ReadPolicy
+	}
 	pickDur(&e.MaxLag, o.MaxLag)
 	pickDur(&e.Health.Interval, o.Health.Interval)
 	pickDur(&e.Health.Timeout, o.Health.Timeout)
@@ -304,13 +333,12 @@ func (c *Config) effective(name string) Settings {
 	if e.MaxIdleConns == 0 {
 		e.MaxIdleConns = DefaultMaxIdleConns
 	}
-	setDefault := func(dst *string, v string) {
-		if *dst == "" {
-			*dst = v
-		}
+	if e.Failback == "" {
+		e.Failback = FailbackAuto
 	}
-	setDefault(&e.Failback, FailbackAuto)
-	setDefault(&e.ReadPolicy, ReadWriter)
+	if e.ReadPolicy == "" {
+		e.ReadPolicy = ReadWriter
+	}
 	if e.Health.Interval == 0 {
 		e.Health.Interval = DefaultProbeInterval
 	}

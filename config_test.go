@@ -25,10 +25,14 @@ func TestLoadConfigValid(t *testing.T) {
 		t.Errorf("password = %q, want the environment's value", got)
 	}
 	c1 := cfg.effective("cust-1")
-	if c1.User != "app" || c1.Database != "shop" || c1.ConnectTimeout != 500*time.Millisecond || c1.MaxIdleConns != 4 {
+	if c1.User != "app" || c1.Database != "shop" || c1.ConnectTimeout != 500*time.Millisecond || c1.MaxIdleConns != 4 ||
+		c1.Failback != FailbackNever || c1.ReadPolicy != ReadRoundRobin {
 		t.Errorf("cust-1 effective = %v", c1)
 	}
 	c2 := cfg.effective("cust-2")
+	if c2.Failback != FailbackAuto || c2.ReadPolicy != ReadWriter {
+		t.Errorf("cust-2 effective failback %q, read policy %q: want the defaults", c2.Failback, c2.ReadPolicy)
+	}
 	if c2.User != "app2" || c2.ReadTimeout != 5*time.Second || c2.Params["parseTime"] != "false" || c2.Params["interpolateParams"] != "true" {
 		t.Errorf("cust-2 effective = %v", c2)
 	}

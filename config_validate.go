@@ -256,12 +256,12 @@ func (cc *Settings) validate(path string) error {
 	switch cc.Failback {
 	case "", FailbackAuto, FailbackNever:
 	default:
-		return &ConfigError{Field: path + ".failback", Value: cc.Failback, Msg: `unknown failback; use "auto" or "never"`}
+		return &ConfigError{Field: path + ".failback", Value: string(cc.Failback), Msg: `unknown failback; use "auto" or "never"`}
 	}
 	switch cc.ReadPolicy {
 	case "", ReadWriter, ReadAnyUp, ReadRoundRobin:
 	default:
-		return &ConfigError{Field: path + ".read_policy", Value: cc.ReadPolicy, Msg: `unknown read policy; use "writer", "any-up" or "round-robin"`}
+		return &ConfigError{Field: path + ".read_policy", Value: string(cc.ReadPolicy), Msg: `unknown read policy; use "writer", "any-up" or "round-robin"`}
 	}
 	if cc.MaxLag < 0 {
 		return &ConfigError{Field: path + ".max_lag", Value: cc.MaxLag.String(), Msg: "must not be negative"}

@@ -102,8 +102,8 @@ type nodeHealth struct {
 type NodeStats struct {
 	Addr  string
 	State NodeState
-	// Role is "writer", or "replica" for every other node.
-	Role     string
+	// Role is RoleWriter, or RoleReplica for every other node.
+	Role     Role
 	ReadOnly bool
 	// LastProbeLatency is the duration of the last probe, good or bad.
 	LastProbeLatency    time.Duration
@@ -458,7 +458,7 @@ func (c *Cluster) Stats() ClusterStats {
 		ns := NodeStats{
 			Addr:                n.addr,
 			State:               h.state,
-			Role:                "replica",
+			Role:                RoleReplica,
 			ReadOnly:            h.readOnly,
 			LastProbeLatency:    h.latency,
 			ConsecutiveFailures: h.consecFail,
@@ -467,7 +467,7 @@ func (c *Cluster) Stats() ClusterStats {
 			Lag:                 -1,
 		}
 		if i == c.writerIdx {
-			ns.Role = "writer"
+			ns.Role = RoleWriter
 			ns.Lag = 0
 		} else if !h.caughtUpAt.IsZero() {
 			ns.Lag = now.Sub(h.caughtUpAt)

@@ -1,0 +1,63 @@
+package dbrouter_test
+
+import (
+	"fmt"
+	"log"
+	"log/slog"
+
+	"github.com/dbrouter/dbrouter"
+)
+
+// Settings.ReadPolicy and Settings.Failback are typed strings: constants in
+// Go, the same strings in YAML. Any other value is a *ConfigError naming
+// the field and the value.
+func ExampleReadPolicy() {
+	cfg := &dbrouter.Config{
+		Defaults: dbrouter.Settings{User: "app", ReadPolicy: dbrouter.ReadRoundRobin, Failback: dbrouter.FailbackNever},
+		Clusters: map[string]dbrouter.ClusterConfig{"logs": {Nodes: []string{"10.0.9.1", "10.0.9.2"}}},
+	}
+	fmt.Println(cfg.Validate())
+
+	parsed, err := dbrouter.ParseConfig([]byte(`
+defaults: { user: app, read_policy: any-up, failback: never }
+clusters: { logs: { nodes: [10.0.9.1, 10.0.9.2] } }
+`))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(parsed.Defaults.ReadPolicy == dbrouter.ReadAnyUp, parsed.Defaults.Failback == dbrouter.FailbackNever)
+
+	_, err = dbrouter.ParseConfig([]byte(`
+defaults: { user: app, read_policy: nearest }
+clusters: { logs: { nodes: [10.0.9.1] } }
+`))
+	fmt.Println(err)
+	// Output:
+	// <nil>
+	// true true
+	// dbrouter: config: defaults.read_policy: "nearest": unknown read policy; use "writer", "any-up" or "round-robin"
+}
+
+// Stats reports each node's health and its Role. It has no Output: which
+// node is the writer depends on what the probes find.
+func ExampleRouter_Stats() {
+	r, err := dbrouter.Open(&dbrouter.Config{
+		Defaults: dbrouter.Settings{User: "app"},
+		Clusters: map[string]dbrouter.ClusterConfig{"orders": {Nodes: []string{"10.0.1.1", "10.0.1.2"}}},
+		Logger:   slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+	for _, cs := range r.Stats() {
+		for _, n := range cs.Nodes {
+			switch n.Role {
+			case dbrouter.RoleWriter:
+				fmt.Println(cs.Name, n.Addr, "takes the writes; state", n.State)
+			case dbrouter.RoleReplica:
+				fmt.Println(cs.Name, n.Addr, "replica; state", n.State, "lag", n.Lag)
+			}
+		}
+	}
+}
