@@ -113,7 +113,7 @@ func (c *Cluster) Nodes() []string {
 // or may not have been applied. Server errors (*mysql.MySQLError) are
 // returned as they are, except read-only refusals, which move the writer to
 // the next node. When no node can take the statement the error is a
-// *NoWriterError listing each node's failure.
+// *NoNodeError listing each node's failure.
 //
 // A statement that is safe to apply twice (an upsert to a fixed value, a
 // DELETE by key) can be marked with WithIdempotent(ctx): it is then retried

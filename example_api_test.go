@@ -1,6 +1,8 @@
 package dbrouter_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log"
 	"log/slog"
@@ -60,4 +62,33 @@ func ExampleRouter_Stats() {
 			}
 		}
 	}
+}
+
+// A call that no node can take, a read as well as a write, returns a
+// *NoNodeError listing each node's failure. Nothing listens on these ports;
+// probes are off so that the order of the attempts is the configured one.
+func ExampleNoNodeError() {
+	r, err := dbrouter.Open(&dbrouter.Config{
+		Defaults: dbrouter.Settings{User: "app", Health: dbrouter.HealthConfig{Disabled: true}},
+		Clusters: map[string]dbrouter.ClusterConfig{"orders": {Nodes: []string{"127.0.0.1:1", "127.0.0.1:2"}}},
+		Logger:   slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+	orders, _ := r.Cluster("orders")
+	var total int
+	err = orders.QueryRowContext(context.Background(), "SELECT total FROM orders WHERE id = ?", 42).Scan(&total)
+	var nn *dbrouter.NoNodeError
+	if errors.As(err, &nn) {
+		fmt.Println(nn.Cluster, nn.Op, errors.Is(err, dbrouter.ErrNoNode), errors.Is(err, dbrouter.ErrNotSent))
+		for _, a := range nn.Attempts {
+			fmt.Println(a.Node, a.Class)
+		}
+	}
+	// Output:
+	// orders query true true
+	// 127.0.0.1:1 not sent
+	// 127.0.0.1:2 not sent
 }

@@ -292,7 +292,7 @@ func (c *Cluster) attempts(ctx context.Context, op string, read, retryUnknown bo
 		tried = append(tried, &NodeError{Node: n.addr, Class: class, Err: err})
 	}
 	traceOf(ctx).record("", tried)
-	return &NoWriterError{Cluster: c.name, Op: op, Attempts: append(tried, p.excluded...)}
+	return &NoNodeError{Cluster: c.name, Op: op, Attempts: append(tried, p.excluded...)}
 }
 
 // rebuild chooses the writer and builds a new picker from the nodes'

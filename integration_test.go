@@ -357,9 +357,9 @@ func TestAllNodesDownThenOneReturns(t *testing.T) {
 	start := time.Now()
 	_, err := c.ExecContext(ctx, "INSERT INTO t (id) VALUES ('down-1')")
 	elapsed := time.Since(start)
-	var nw *dbrouter.NoWriterError
-	if !errors.As(err, &nw) || !errors.Is(err, dbrouter.ErrNoWriter) || !errors.Is(err, dbrouter.ErrNotSent) {
-		t.Fatalf("err = %v, want *NoWriterError (ErrNoWriter, ErrNotSent)", err)
+	var nw *dbrouter.NoNodeError
+	if !errors.As(err, &nw) || !errors.Is(err, dbrouter.ErrNoNode) || !errors.Is(err, dbrouter.ErrNotSent) {
+		t.Fatalf("err = %v, want *NoNodeError (ErrNoNode, ErrNotSent)", err)
 	}
 	assertNoPassword(t, err)
 	if len(nw.Attempts) != 3 {

@@ -238,7 +238,7 @@ func (c *Cluster) RunInTx(ctx context.Context, opts *sql.TxOptions, fn func(ctx 
 		}
 		return err
 	}
-	return &NoWriterError{Cluster: c.name, Op: fmt.Sprintf("transaction (%d attempts)", MaxTxAttempts), Attempts: []*NodeError{{Node: lastNode, Class: ClassNotSent, Err: last}}}
+	return &NoNodeError{Cluster: c.name, Op: fmt.Sprintf("transaction (%d attempts)", MaxTxAttempts), Attempts: []*NodeError{{Node: lastNode, Class: ClassNotSent, Err: last}}}
 }
 
 // rerunnable reports whether a statement's failure inside a transaction
