@@ -80,7 +80,8 @@
 //     the writer.
 //   - [ErrOutcomeUnknown]: the connection broke after the statement may
 //     have been sent; the concrete type is [*OutcomeUnknownError], naming
-//     the cluster, node and operation. Writes are never retried after it.
+//     the cluster, node and operation (an [Op] constant: [OpExec],
+//     [OpCommit], ...). Writes are never retried after it.
 //   - [ErrNoNode]: no node could take the call, a write or a read (every
 //     node failed, or was Down or read-only); the concrete type is
 //     [*NoNodeError], which lists each node's failure as a [*NodeError]

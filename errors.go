@@ -58,13 +58,31 @@ var (
 	ErrNoShard = errors.New("dbrouter: key is in no shard")
 )
 
+// Op names the operation of a failed call in errors (OutcomeUnknownError.Op,
+// NoNodeError.Op).
+type Op string
+
+// The operations.
+const (
+	OpExec   Op = "exec"                             // Cluster.ExecContext
+	OpQuery  Op = "query"                            // Cluster.QueryContext and QueryRowContext
+	OpBegin  Op = "begin"                            // Cluster.BeginTx
+	OpConn   Op = "conn"                             // Cluster.Conn
+	OpPinned Op = "statement on a pinned connection" // a statement or transaction on a Cluster.Conn or Cluster.Writer connection
+
+	OpTxExec      Op = "exec in a transaction"  // Tx.ExecContext
+	OpTxQuery     Op = "query in a transaction" // Tx.QueryContext and QueryRowContext
+	OpCommit      Op = "commit"                 // Tx.Commit
+	OpTransaction Op = "transaction"            // Cluster.RunInTx as a whole
+)
+
 // OutcomeUnknownError reports a statement whose connection broke after the
 // statement may have been sent, so it may or may not have been applied. It
 // matches ErrOutcomeUnknown with errors.Is; Err is the driver's error.
 type OutcomeUnknownError struct {
 	Cluster string // the cluster's configured name
 	Node    string // the node's address, host:port
-	Op      string // "exec", "query", "commit", ...
+	Op      Op     // the operation: OpExec, OpQuery, OpTxExec, OpCommit, ...
 	Err     error  // the underlying error
 }
 
@@ -107,15 +125,19 @@ func (e *NodeError) Unwrap() error { return e.Err }
 // *NodeError per node tried, in order, then one per node not tried (Down
 // or read-only) with its last probe error.
 type NoNodeError struct {
-	Cluster  string
-	Op       string
-	Attempts []*NodeError
+	Cluster  string       // the cluster's configured name
+	Op       Op           // the operation: OpExec, OpQuery, OpBegin, OpConn or OpTransaction
+	Runs     int          // for OpTransaction, how many times RunInTx ran the transaction; else 0
+	Attempts []*NodeError // each node's failure
 }
 
 // Error lists each node's failure.
 func (e *NoNodeError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "dbrouter: cluster %q: no node could take the %s", e.Cluster, e.Op)
+	if e.Runs > 0 {
+		fmt.Fprintf(&b, " (run %d times)", e.Runs)
+	}
 	for _, a := range e.Attempts {
 		b.WriteString("\n\t")
 		b.WriteString(a.Error())
@@ -168,14 +190,19 @@ type NoWriterError = NoNodeError
 // was written; it matches ErrNotSent as well as the context error.
 type notSentError struct {
 	cluster string
-	op      string
+	op      Op
+	node    string // the node of a statement in a transaction, or ""
 	err     error
 	tried   []*NodeError
 }
 
 func (e *notSentError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "dbrouter: cluster %q: %s not sent: %v", e.cluster, e.op, e.err)
+	fmt.Fprintf(&b, "dbrouter: cluster %q: %s", e.cluster, e.op)
+	if e.node != "" {
+		fmt.Fprintf(&b, " on %s", e.node)
+	}
+	fmt.Fprintf(&b, " not sent: %v", e.err)
 	for _, a := range e.tried {
 		b.WriteString("\n\t")
 		b.WriteString(a.Error())

@@ -92,3 +92,32 @@ func ExampleNoNodeError() {
 	// 127.0.0.1:1 not sent
 	// 127.0.0.1:2 not sent
 }
+
+// Errors name the operation that failed with an Op constant; RunInTx's
+// count of runs, when it gives up, is in a field of its own (Runs).
+func ExampleOp() {
+	r, err := dbrouter.Open(&dbrouter.Config{
+		Defaults: dbrouter.Settings{User: "app", Health: dbrouter.HealthConfig{Disabled: true}},
+		Clusters: map[string]dbrouter.ClusterConfig{"orders": {Nodes: []string{"127.0.0.1:1"}}}, // nothing listens there
+		Logger:   slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+	orders, _ := r.Cluster("orders")
+	ctx := context.Background()
+
+	var nn *dbrouter.NoNodeError
+	_, err = orders.ExecContext(ctx, "INSERT INTO orders (id) VALUES (?)", 42)
+	if errors.As(err, &nn) {
+		fmt.Println(nn.Op == dbrouter.OpExec, nn.Op, nn.Runs)
+	}
+	err = orders.RunInTx(ctx, nil, func(ctx context.Context, tx *dbrouter.Tx) error { return nil })
+	if errors.As(err, &nn) {
+		fmt.Println(nn.Op == dbrouter.OpBegin, nn.Op, nn.Runs) // no transaction could begin
+	}
+	// Output:
+	// true exec 0
+	// true begin 0
+}

@@ -236,8 +236,8 @@ func TestNoNodeErrorForReadsAndWrites(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		err  error
-		op   string
-	}{{"read", readErr, "query"}, {"write", writeErr, "exec"}} {
+		op   Op
+	}{{"read", readErr, OpQuery}, {"write", writeErr, OpExec}} {
 		var nn *NoNodeError
 		if !errors.As(tc.err, &nn) || !errors.Is(tc.err, ErrNoNode) || !errors.Is(tc.err, ErrNotSent) {
 			t.Fatalf("%s: err = %v, want *NoNodeError matching ErrNoNode and ErrNotSent", tc.name, tc.err)

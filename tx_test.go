@@ -106,6 +106,44 @@ func TestRunInTxGivesUp(t *testing.T) {
 	if runs != MaxTxAttempts || !errors.Is(err, ErrNotSent) || !strings.Contains(err.Error(), ":3306") {
 		t.Fatalf("after %d runs: %v", runs, err)
 	}
+	var nn *NoNodeError
+	if !errors.As(err, &nn) || nn.Op != OpTransaction || nn.Runs != runs || nn.Cluster != "fake" {
+		t.Errorf("err = %#v, want a *NoNodeError with Op %q and Runs %d", err, OpTransaction, runs)
+	}
+}
+
+// TestTxErrorOps: the errors of a transaction's statements and of its
+// COMMIT name the operation in Op, a constant, and the node in Node.
+func TestTxErrorOps(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		arrange func(a *fakeServer)
+		run     func(tx *Tx) error
+		want    Op
+	}{
+		{"exec", func(a *fakeServer) { a.execErr = mysql.ErrInvalidConn },
+			func(tx *Tx) error { _, err := tx.ExecContext(ctx, "UPDATE t SET x = 1"); return err }, OpTxExec},
+		{"query", func(a *fakeServer) { a.execErr = mysql.ErrInvalidConn },
+			func(tx *Tx) error { _, err := tx.QueryContext(ctx, "SELECT x FROM t"); return err }, OpTxQuery},
+		{"commit", func(a *fakeServer) { a.commitErr = mysql.ErrInvalidConn },
+			func(tx *Tx) error { return tx.Commit() }, OpCommit},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, srv := newFakeCluster(t, 1, Settings{})
+			tx, err := c.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback()
+			srv[0].set(tc.arrange)
+			err = tc.run(tx)
+			var ou *OutcomeUnknownError
+			if !errors.As(err, &ou) || ou.Op != tc.want || ou.Node != "a:3306" || ou.Cluster != "fake" {
+				t.Fatalf("err = %v, want an *OutcomeUnknownError with Op %q on a:3306", err, tc.want)
+			}
+		})
+	}
 }
 
 // TestWithIdempotent checks that only a marked Exec is retried after an
