@@ -68,6 +68,7 @@ const (
 	OpQuery  Op = "query"                            // Cluster.QueryContext and QueryRowContext
 	OpBegin  Op = "begin"                            // Cluster.BeginTx
 	OpConn   Op = "conn"                             // Cluster.Conn
+	OpPing   Op = "ping"                             // Cluster.PingContext
 	OpPinned Op = "statement on a pinned connection" // a statement or transaction on a Cluster.Conn or Cluster.Writer connection
 
 	OpTxExec      Op = "exec in a transaction"  // Tx.ExecContext
@@ -126,7 +127,7 @@ func (e *NodeError) Unwrap() error { return e.Err }
 // or read-only) with its last probe error.
 type NoNodeError struct {
 	Cluster  string       // the cluster's configured name
-	Op       Op           // the operation: OpExec, OpQuery, OpBegin, OpConn or OpTransaction
+	Op       Op           // the operation: OpExec, OpQuery, OpBegin, OpConn, OpPing or OpTransaction
 	Runs     int          // for OpTransaction, how many times RunInTx ran the transaction; else 0
 	Attempts []*NodeError // each node's failure
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"time"
 
 	"github.com/dbrouter/dbrouter"
 )
@@ -120,4 +121,25 @@ func ExampleOp() {
 	// Output:
 	// true exec 0
 	// true begin 0
+}
+
+// PingContext checks that the cluster has a writer that answers, failing
+// over like a read. Nothing listens on these ports: no node answers.
+func ExampleCluster_PingContext() {
+	r, err := dbrouter.Open(&dbrouter.Config{
+		Defaults: dbrouter.Settings{User: "app"},
+		Clusters: map[string]dbrouter.ClusterConfig{"orders": {Nodes: []string{"127.0.0.1:1", "127.0.0.1:2"}}},
+		Logger:   slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+	orders, _ := r.Cluster("orders")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	err = orders.PingContext(ctx)
+	fmt.Println(err == nil, errors.Is(err, dbrouter.ErrNoNode), errors.Is(err, dbrouter.ErrNotSent))
+	// Output:
+	// false true true
 }
