@@ -22,7 +22,18 @@ const (
 
 	// DefaultPort is used for a node address given without a port.
 	DefaultPort = 3306
+
+	// DefaultTxAttempts is how many times Cluster.RunInTx runs a
+	// transaction at most when Settings.TxAttempts is zero.
+	DefaultTxAttempts = 5
 )
+
+// MaxTxAttempts is the former name of DefaultTxAttempts, from when the
+// number of runs was not a setting.
+//
+// Deprecated: Use Settings.TxAttempts (YAML tx_attempts) to set it, and
+// DefaultTxAttempts for its default.
+const MaxTxAttempts = DefaultTxAttempts
 
 // Config is a router's configuration: connection defaults and named clusters.
 // Build it as a Go struct literal, or with ParseConfig or LoadConfig from
@@ -130,6 +141,11 @@ type Settings struct {
 	// nodes that have not caught up with the writer for longer than this
 	// (see Lag in NodeStats). The writer itself always qualifies.
 	MaxLag time.Duration `yaml:"max_lag"`
+
+	// TxAttempts is how many times Cluster.RunInTx runs a transaction at
+	// most, the first run included. Zero means DefaultTxAttempts; 1 never
+	// re-runs.
+	TxAttempts int `yaml:"tx_attempts"`
 }
 
 // FailbackMode says whether writes move back to an earlier node once it
@@ -310,6 +326,7 @@ func (c *Config) effective(name string) Settings {
 		e.ReadPolicy = o.ReadPolicy
 	}
 	pickDur(&e.MaxLag, o.MaxLag)
+	pickInt(&e.TxAttempts, o.TxAttempts)
 	pickDur(&e.Health.Interval, o.Health.Interval)
 	pickDur(&e.Health.Timeout, o.Health.Timeout)
 	pickInt(&e.Health.FailAfter, o.Health.FailAfter)
@@ -350,6 +367,9 @@ func (c *Config) effective(name string) Settings {
 	}
 	if e.Health.RecoverAfter == 0 {
 		e.Health.RecoverAfter = DefaultRecoverAfter
+	}
+	if e.TxAttempts == 0 {
+		e.TxAttempts = DefaultTxAttempts
 	}
 	return e
 }

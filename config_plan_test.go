@@ -84,6 +84,7 @@ func TestReloadKeepsEquivalentCluster(t *testing.T) {
 			cfg.Defaults.Failback = FailbackAuto
 			cfg.Defaults.Health = HealthConfig{Interval: DefaultProbeInterval, Timeout: DefaultProbeTimeout,
 				FailAfter: DefaultFailAfter, RecoverAfter: DefaultRecoverAfter}
+			cfg.Defaults.TxAttempts = DefaultTxAttempts
 		}},
 		{"settings moved from the defaults to the cluster", func(cfg *Config) {
 			cfg.Defaults.Database = ""
@@ -136,6 +137,7 @@ func TestReloadReplacesChangedCluster(t *testing.T) {
 		{"pool size", func(cfg *Config) { c(cfg, func(cc *ClusterConfig) { cc.MaxOpenConns = 5 }) }},
 		{"read policy", func(cfg *Config) { c(cfg, func(cc *ClusterConfig) { cc.ReadPolicy = ReadAnyUp }) }},
 		{"health", func(cfg *Config) { c(cfg, func(cc *ClusterConfig) { cc.Health.FailAfter = 4 }) }},
+		{"tx attempts", func(cfg *Config) { c(cfg, func(cc *ClusterConfig) { cc.TxAttempts = 1 }) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -33,6 +33,9 @@ func TestLoadConfigValid(t *testing.T) {
 	if c2.Failback != FailbackAuto || c2.ReadPolicy != ReadWriter {
 		t.Errorf("cust-2 effective failback %q, read policy %q: want the defaults", c2.Failback, c2.ReadPolicy)
 	}
+	if c1.TxAttempts != DefaultTxAttempts || c2.TxAttempts != 3 {
+		t.Errorf("tx_attempts: cust-1 %d, cust-2 %d; want %d (the default) and 3", c1.TxAttempts, c2.TxAttempts, DefaultTxAttempts)
+	}
 	if c2.User != "app2" || c2.ReadTimeout != 5*time.Second || c2.Params["parseTime"] != "false" || c2.Params["interpolateParams"] != "true" {
 		t.Errorf("cust-2 effective = %v", c2)
 	}

@@ -266,6 +266,10 @@ func (cc *Settings) validate(path string) error {
 	if cc.MaxLag < 0 {
 		return &ConfigError{Field: path + ".max_lag", Value: cc.MaxLag.String(), Msg: "must not be negative"}
 	}
+	if cc.TxAttempts < 0 {
+		return &ConfigError{Field: path + ".tx_attempts", Value: strconv.Itoa(cc.TxAttempts),
+			Msg: fmt.Sprintf("must be at least 1 (0 means the default, %d)", DefaultTxAttempts)}
+	}
 	return nil
 }
 

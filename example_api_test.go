@@ -143,3 +143,27 @@ func ExampleCluster_PingContext() {
 	// Output:
 	// false true true
 }
+
+// Settings.TxAttempts (YAML tx_attempts) bounds how many times RunInTx runs
+// a transaction; zero means DefaultTxAttempts.
+func ExampleSettings_txAttempts() {
+	cfg, err := dbrouter.ParseConfig([]byte(`
+defaults: { user: app }
+clusters:
+  orders:   { nodes: [10.0.1.1, 10.0.1.2], tx_attempts: 2 }
+  payments: { nodes: [10.0.2.1, 10.0.2.2] }
+`))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(cfg.Clusters["orders"].TxAttempts, cfg.Clusters["payments"].TxAttempts, dbrouter.DefaultTxAttempts)
+
+	_, err = dbrouter.ParseConfig([]byte(`
+defaults: { user: app, tx_attempts: -1 }
+clusters: { orders: { nodes: [10.0.1.1] } }
+`))
+	fmt.Println(err)
+	// Output:
+	// 2 0 5
+	// dbrouter: config: defaults.tx_attempts: "-1": must be at least 1 (0 means the default, 5)
+}

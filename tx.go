@@ -160,9 +160,6 @@ func (t *Tx) Rollback() error {
 	return t.tx.Rollback()
 }
 
-// MaxTxAttempts is how many times RunInTx runs a transaction at most.
-const MaxTxAttempts = 5
-
 // errDeadlock is ER_LOCK_DEADLOCK: the server rolled the whole transaction
 // back.
 const errDeadlock = 1213
@@ -175,7 +172,8 @@ const errDeadlock = 1213
 // read-only, or the server rolled it back as a deadlock victim. RunInTx
 // then rolls back and runs fn again from the start, in a new transaction on
 // the writer of that moment (the next node if this one failed), up to
-// MaxTxAttempts times in all and while ctx lasts. A COMMIT that provably was
+// Settings.TxAttempts times in all (DefaultTxAttempts, 5, unless set) and
+// while ctx lasts. A COMMIT that provably was
 // not sent, or that the server refused (read_only was set meanwhile, or a
 // deadlock), is re-run the same way. A COMMIT whose answer was lost returns
 // the *OutcomeUnknownError and is never re-run.
@@ -196,7 +194,7 @@ func (c *Cluster) RunInTx(ctx context.Context, opts *sql.TxOptions, fn func(ctx 
 		last     error
 		lastNode string
 	)
-	for attempt := 1; attempt <= MaxTxAttempts; attempt++ {
+	for attempt := 1; attempt <= c.settings.TxAttempts; attempt++ {
 		if attempt > 1 {
 			if err := ctx.Err(); err != nil {
 				return &notSentError{cluster: c.name, op: OpTransaction, err: err, tried: []*NodeError{{Node: lastNode, Class: ClassNotSent, Err: last}}}
@@ -236,7 +234,7 @@ func (c *Cluster) RunInTx(ctx context.Context, opts *sql.TxOptions, fn func(ctx 
 		}
 		return err
 	}
-	return &NoNodeError{Cluster: c.name, Op: OpTransaction, Runs: MaxTxAttempts, Attempts: []*NodeError{{Node: lastNode, Class: ClassNotSent, Err: last}}}
+	return &NoNodeError{Cluster: c.name, Op: OpTransaction, Runs: c.settings.TxAttempts, Attempts: []*NodeError{{Node: lastNode, Class: ClassNotSent, Err: last}}}
 }
 
 // rerunnable reports whether a statement's failure inside a transaction

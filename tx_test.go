@@ -91,24 +91,31 @@ func TestRunInTx(t *testing.T) {
 var errBadConnForTest = driver.ErrBadConn
 
 // TestRunInTxGivesUp checks that a transaction failing on every node stops
-// after MaxTxAttempts with an error matching ErrNotSent and naming the node.
+// after Settings.TxAttempts runs (DefaultTxAttempts when zero) with an error
+// matching ErrNotSent, naming the node and giving the runs in Runs.
 func TestRunInTxGivesUp(t *testing.T) {
-	c, srv := newFakeCluster(t, 2, Settings{})
-	for _, s := range srv {
-		s.set(func(s *fakeServer) { s.execErr = mysql.ErrInvalidConn })
-	}
-	runs := 0
-	err := c.RunInTx(context.Background(), nil, func(ctx context.Context, tx *Tx) error {
-		runs++
-		_, err := tx.ExecContext(ctx, "UPDATE t SET x = x + 1")
-		return err
-	})
-	if runs != MaxTxAttempts || !errors.Is(err, ErrNotSent) || !strings.Contains(err.Error(), ":3306") {
-		t.Fatalf("after %d runs: %v", runs, err)
-	}
-	var nn *NoNodeError
-	if !errors.As(err, &nn) || nn.Op != OpTransaction || nn.Runs != runs || nn.Cluster != "fake" {
-		t.Errorf("err = %#v, want a *NoNodeError with Op %q and Runs %d", err, OpTransaction, runs)
+	for _, tc := range []struct {
+		setting, want int
+	}{{0, DefaultTxAttempts}, {1, 1}, {3, 3}} {
+		t.Run(fmt.Sprint("tx_attempts ", tc.setting), func(t *testing.T) {
+			c, srv := newFakeCluster(t, 2, Settings{TxAttempts: tc.setting})
+			for _, s := range srv {
+				s.set(func(s *fakeServer) { s.execErr = mysql.ErrInvalidConn })
+			}
+			runs := 0
+			err := c.RunInTx(context.Background(), nil, func(ctx context.Context, tx *Tx) error {
+				runs++
+				_, err := tx.ExecContext(ctx, "UPDATE t SET x = x + 1")
+				return err
+			})
+			if runs != tc.want || !errors.Is(err, ErrNotSent) || !strings.Contains(err.Error(), ":3306") {
+				t.Fatalf("after %d runs (want %d): %v", runs, tc.want, err)
+			}
+			var nn *NoNodeError
+			if !errors.As(err, &nn) || nn.Op != OpTransaction || nn.Runs != runs || nn.Cluster != "fake" {
+				t.Errorf("err = %#v, want a *NoNodeError with Op %q and Runs %d", err, OpTransaction, runs)
+			}
+		})
 	}
 }
 
