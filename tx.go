@@ -106,7 +106,8 @@ func (t *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.
 }
 
 // QueryRowContext runs a query in the transaction that returns at most one
-// row. Errors are deferred until Row's Scan is called.
+// row. Errors are deferred until Row's Scan is called. The *Row is the type
+// Cluster.QueryRowContext returns.
 func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *Row {
 	rows, err := t.QueryContext(ctx, query, args...)
 	return &Row{rows: rows, err: err, tx: t}

@@ -86,6 +86,13 @@ func TestRunInTx(t *testing.T) {
 	}
 }
 
+// Tx.QueryRowContext and Cluster.QueryRowContext return the same row type,
+// so that code reading one row can take either (checked at compile time).
+var (
+	_ func(*Cluster, context.Context, string, ...any) *Row = (*Cluster).QueryRowContext
+	_ func(*Tx, context.Context, string, ...any) *Row      = (*Tx).QueryRowContext
+)
+
 // errBadConnForTest is what go-sql-driver returns when it finds the
 // connection dead before writing.
 var errBadConnForTest = driver.ErrBadConn
