@@ -59,22 +59,34 @@ var (
 )
 
 // Op names the operation of a failed call in errors (OutcomeUnknownError.Op,
-// NoNodeError.Op).
+// NoNodeError.Op). Its values are the constants below; its text is what
+// error messages show.
 type Op string
 
 // The operations.
 const (
-	OpExec   Op = "exec"                             // Cluster.ExecContext
-	OpQuery  Op = "query"                            // Cluster.QueryContext and QueryRowContext
-	OpBegin  Op = "begin"                            // Cluster.BeginTx
-	OpConn   Op = "conn"                             // Cluster.Conn
-	OpPing   Op = "ping"                             // Cluster.PingContext
-	OpPinned Op = "statement on a pinned connection" // a statement or transaction on a Cluster.Conn or Cluster.Writer connection
-
-	OpTxExec      Op = "exec in a transaction"  // Tx.ExecContext
-	OpTxQuery     Op = "query in a transaction" // Tx.QueryContext and QueryRowContext
-	OpCommit      Op = "commit"                 // Tx.Commit
-	OpTransaction Op = "transaction"            // Cluster.RunInTx as a whole
+	// OpExec is Cluster.ExecContext.
+	OpExec Op = "exec"
+	// OpQuery is Cluster.QueryContext and Cluster.QueryRowContext.
+	OpQuery Op = "query"
+	// OpBegin is Cluster.BeginTx, and the BeginTx of each run of
+	// Cluster.RunInTx.
+	OpBegin Op = "begin"
+	// OpConn is Cluster.Conn.
+	OpConn Op = "conn"
+	// OpPing is Cluster.PingContext.
+	OpPing Op = "ping"
+	// OpPinned is a statement or transaction on a connection from
+	// Cluster.Conn or Cluster.Writer.
+	OpPinned Op = "statement on a pinned connection"
+	// OpTxExec is Tx.ExecContext.
+	OpTxExec Op = "exec in a transaction"
+	// OpTxQuery is Tx.QueryContext and Tx.QueryRowContext.
+	OpTxQuery Op = "query in a transaction"
+	// OpCommit is Tx.Commit, and the COMMIT of Cluster.RunInTx.
+	OpCommit Op = "commit"
+	// OpTransaction is Cluster.RunInTx as a whole.
+	OpTransaction Op = "transaction"
 )
 
 // OutcomeUnknownError reports a statement whose connection broke after the
