@@ -390,6 +390,37 @@ func TestAllNodesDownThenOneReturns(t *testing.T) {
 	}
 }
 
+// TestPingContextOnRing: PingContext answers on a real ring, still answers
+// once the writer is killed (the next node does, and takes the writes), and
+// fails with an error matching ErrNoNode and ErrNotSent once every node is
+// down.
+func TestPingContextOnRing(t *testing.T) {
+	t.Parallel()
+	ring, _, c := startRing(t, 2, nil)
+	ctx := testContext(t, 30*time.Second)
+	if err := c.PingContext(ctx); err != nil {
+		t.Fatalf("PingContext: %v", err)
+	}
+	if err := ring.Kill(0); err != nil {
+		t.Fatal(err)
+	}
+	var tr dbrouter.Trace
+	if err := c.PingContext(dbrouter.WithTrace(ctx, &tr)); err != nil {
+		t.Fatalf("PingContext after the writer was killed: %v", err)
+	}
+	if tr.Node != ring.Addr(1) {
+		t.Errorf("ping answered by %q, want %s", tr.Node, ring.Addr(1))
+	}
+	if err := ring.Kill(1); err != nil {
+		t.Fatal(err)
+	}
+	err := c.PingContext(ctx)
+	if !errors.Is(err, dbrouter.ErrNoNode) || !errors.Is(err, dbrouter.ErrNotSent) || errors.Is(err, dbrouter.ErrOutcomeUnknown) {
+		t.Fatalf("PingContext with every node down: %v, want ErrNoNode and ErrNotSent", err)
+	}
+	assertNoPassword(t, err)
+}
+
 // TestFrozenServerHandshakeIsBounded freezes the first node before any
 // connection to it exists: the kernel still accepts the TCP connection but
 // the server never sends its handshake. connect_timeout must cut that wait
