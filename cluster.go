@@ -11,15 +11,6 @@ import (
 	"time"
 )
 
-// Operation names used in errors, traces and logs.
-const (
-	opExec   = "exec"
-	opQuery  = "query"
-	opBegin  = "begin"
-	opConn   = "conn"
-	opPinned = "statement on a pinned connection"
-)
-
 // Cluster is an ordered list of nodes that may each be the writer of the
 // same data, typically a circular replication ring A→B→C→A. Calls go to the
 // writer, the first node in configured order that is believed healthy and
@@ -197,14 +188,14 @@ func (c *Cluster) Nodes() []string {
 // or may not have been applied. Server errors (*mysql.MySQLError) are
 // returned as they are, except read-only refusals, which move the writer to
 // the next node. When no node can take the statement the error is a
-// *NoWriterError listing each node's failure.
+// *NoNodeError listing each node's failure.
 //
 // A statement that is safe to apply twice (an upsert to a fixed value, a
 // DELETE by key) can be marked with WithIdempotent(ctx): it is then retried
 // on the next node after an outcome-unknown failure too.
 func (c *Cluster) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	var res sql.Result
-	err := c.call(ctx, opExec, false, isIdempotent(ctx), func(ctx context.Context, n *node) (bool, error) {
+	err := c.call(ctx, OpExec, false, isIdempotent(ctx), func(ctx context.Context, n *node) (bool, error) {
 		conn, err := n.db().Conn(ctx)
 		if err != nil {
 			return false, err
@@ -235,7 +226,7 @@ func (c *Cluster) QueryContext(ctx context.Context, query string, args ...any) (
 		return c.queryWrite(ctx, query, args)
 	}
 	var rows *sql.Rows
-	err := c.call(ctx, opQuery, true, true, func(ctx context.Context, n *node) (bool, error) {
+	err := c.call(ctx, OpQuery, true, true, func(ctx context.Context, n *node) (bool, error) {
 		var err error
 		rows, err = n.pool(poolRead).QueryContext(ctx, query, args...)
 		return true, err
@@ -251,7 +242,7 @@ func (c *Cluster) QueryContext(ctx context.Context, query string, args ...any) (
 // are closed.
 func (c *Cluster) queryWrite(ctx context.Context, query string, args []any) (*sql.Rows, error) {
 	var rows *sql.Rows
-	err := c.callHandingOn(ctx, opQuery, isIdempotent(ctx), func(ctx context.Context, n *node) (bool, error) {
+	err := c.callHandingOn(ctx, OpQuery, isIdempotent(ctx), func(ctx context.Context, n *node) (bool, error) {
 		var err error
 		rows, err = n.db().QueryContext(ctx, query, args...)
 		return true, err
@@ -275,7 +266,7 @@ func (c *Cluster) QueryRowContext(ctx context.Context, query string, args ...any
 // failback moves the writer.
 func (c *Cluster) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) {
 	var tx *Tx
-	err := c.callHandingOn(ctx, opBegin, false, func(ctx context.Context, n *node) (bool, error) {
+	err := c.callHandingOn(ctx, OpBegin, false, func(ctx context.Context, n *node) (bool, error) {
 		stx, err := n.db().BeginTx(ctx, opts)
 		if err != nil {
 			// START TRANSACTION changes nothing, so a failure here is
@@ -300,7 +291,7 @@ func (c *Cluster) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error)
 // it until it ends, keeps a failback from moving the writer meanwhile.
 func (c *Cluster) Conn(ctx context.Context) (*sql.Conn, error) {
 	var conn *sql.Conn
-	err := c.call(ctx, opConn, false, false, func(ctx context.Context, n *node) (bool, error) {
+	err := c.call(ctx, OpConn, false, false, func(ctx context.Context, n *node) (bool, error) {
 		var err error
 		conn, err = n.pool(poolPinned).Conn(ctx)
 		return false, err
@@ -332,7 +323,7 @@ func (c *Cluster) Writer() *sql.DB {
 // pass: it waits at the fence, within ctx, and is refused when node i is
 // not the writer.
 func (c *Cluster) pinnedPass(ctx context.Context, i int) (*pass, error) {
-	p, err := c.writePass(ctx, opPinned)
+	p, err := c.writePass(ctx, OpPinned)
 	if err != nil {
 		return nil, err
 	}
@@ -342,7 +333,7 @@ func (c *Cluster) pinnedPass(ctx context.Context, i int) (*pass, error) {
 		if w >= 0 {
 			now = c.nodes[w].addr
 		}
-		return nil, &notSentError{cluster: c.name, op: opPinned, err: fmt.Errorf(
+		return nil, &notSentError{cluster: c.name, op: OpPinned, err: fmt.Errorf(
 			"node %s is no longer the writer (now %s): get a new connection from Cluster.Conn or Cluster.Writer", c.nodes[i].addr, now)}
 	}
 	return p, nil
@@ -467,7 +458,7 @@ func (r *Row) Scan(dest ...any) error {
 	if !r.rows.Next() {
 		if err := r.rows.Err(); err != nil {
 			if r.tx != nil {
-				return r.tx.typed("query", false, err)
+				return r.tx.typed(OpTxQuery, false, err)
 			}
 			return err
 		}

@@ -1,19 +1,10 @@
 package dbrouter
 
 import (
-	"errors"
-	"fmt"
 	"log/slog"
 	"maps"
-	"net"
-	"net/netip"
-	"net/url"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
-
-	"github.com/go-sql-driver/mysql"
 )
 
 // Default values applied by Open (and by Config.Validate's checks) to fields
@@ -31,7 +22,18 @@ const (
 
 	// DefaultPort is used for a node address given without a port.
 	DefaultPort = 3306
+
+	// DefaultTxAttempts is how many times Cluster.RunInTx runs a
+	// transaction at most when Settings.TxAttempts is zero.
+	DefaultTxAttempts = 5
 )
+
+// MaxTxAttempts is the former name of DefaultTxAttempts, from when the
+// number of runs was not a setting.
+//
+// Deprecated: Use Settings.TxAttempts (YAML tx_attempts) to set it, and
+// DefaultTxAttempts for its default.
+const MaxTxAttempts = DefaultTxAttempts
 
 // Config is a router's configuration: connection defaults and named clusters.
 // Build it as a Go struct literal, or with ParseConfig or LoadConfig from
@@ -132,28 +134,58 @@ type Settings struct {
 	// Failback says whether writes move back to an earlier node in the list
 	// once it has recovered and caught up: FailbackAuto (the default, "")
 	// or FailbackNever, which keeps the current writer until it fails.
-	Failback string `yaml:"failback"`
+	Failback FailbackMode `yaml:"failback"`
 
 	// ReadPolicy chooses the node of a read (QueryContext, QueryRowContext):
 	// ReadWriter (the default, ""; reads see the caller's own writes),
 	// ReadAnyUp (the first healthy node in configured order) or
 	// ReadRoundRobin (healthy nodes in turn).
-	ReadPolicy string `yaml:"read_policy"`
+	ReadPolicy ReadPolicy `yaml:"read_policy"`
 
 	// MaxLag, when set, keeps reads under ReadAnyUp and ReadRoundRobin off
 	// nodes that have not caught up with the writer for longer than this
 	// (see Lag in NodeStats). The writer itself always qualifies.
 	MaxLag time.Duration `yaml:"max_lag"`
+
+	// TxAttempts is how many times Cluster.RunInTx runs a transaction at
+	// most, the first run included. Zero means DefaultTxAttempts; 1 never
+	// re-runs.
+	TxAttempts int `yaml:"tx_attempts"`
 }
 
-// Failback and read policies.
-const (
-	FailbackAuto  = "auto"
-	FailbackNever = "never"
+// FailbackMode says whether writes move back to an earlier node once it
+// has recovered (Settings.Failback). In YAML it is written as the string
+// of its constant: "auto" or "never".
+type FailbackMode string
 
-	ReadWriter     = "writer"
-	ReadAnyUp      = "any-up"
-	ReadRoundRobin = "round-robin"
+// The failback modes.
+const (
+	// FailbackAuto moves writes back to an earlier node in the list once
+	// it has recovered and caught up, through the failback fence. It is
+	// the default.
+	FailbackAuto FailbackMode = "auto"
+
+	// FailbackNever keeps the current writer until it fails.
+	FailbackNever FailbackMode = "never"
+)
+
+// ReadPolicy chooses the node of a read (Settings.ReadPolicy). In YAML it
+// is written as the string of its constant: "writer", "any-up" or
+// "round-robin".
+type ReadPolicy string
+
+// The read policies.
+const (
+	// ReadWriter sends reads to the writer (then, should it fail, the
+	// other nodes in write order, then the read-only ones): reads see the
+	// caller's own writes. It is the default.
+	ReadWriter ReadPolicy = "writer"
+
+	// ReadAnyUp sends reads to the first Up node in configured order.
+	ReadAnyUp ReadPolicy = "any-up"
+
+	// ReadRoundRobin sends reads to the Up nodes in turn.
+	ReadRoundRobin ReadPolicy = "round-robin"
 )
 
 // Default health settings: a frozen writer is demoted within about
@@ -189,7 +221,8 @@ type HealthConfig struct {
 	Disabled bool `yaml:"disabled"`
 }
 
-// TLSConfig holds TLS settings. Files are read by Open (and Validate).
+// TLSConfig holds TLS settings. Validate, Open and Reload read its files,
+// each file once however many clusters use it; nothing reads them later.
 type TLSConfig struct {
 	// CAFile is a PEM file of CA certificates to verify servers with. Empty
 	// means the system's roots.
@@ -252,309 +285,6 @@ func (s Settings) clone() Settings {
 	return s
 }
 
-// Validate checks the configuration and returns a *ConfigError naming the
-// first invalid field and its value, or nil. Open calls it.
-func (c *Config) Validate() error {
-	_, err := c.validate(nil)
-	return err
-}
-
-// validate is Validate returning the shard maps it built, so that Open and
-// Reload build them once. origins maps the YAML path of each value that
-// came from the environment to its text as written: errors show that text,
-// not the value, which may be a secret put in the wrong field.
-func (c *Config) validate(origins map[string]string) (map[string]ShardMap, error) {
-	if err := c.validateClusters(origins); err != nil {
-		return nil, asWritten(err, origins)
-	}
-	maps, err := c.buildShardMaps()
-	return maps, asWritten(err, origins)
-}
-
-// asWritten replaces the Value of a *ConfigError whose field's value came
-// from the environment with the text that was written (see validate).
-func asWritten(err error, origins map[string]string) error {
-	var ce *ConfigError
-	if errors.As(err, &ce) && ce.Value != "" {
-		if orig, ok := origins[ce.Field]; ok {
-			ce.Value = orig
-		}
-	}
-	return err
-}
-
-// validateClusters checks the defaults and every cluster; see validate for
-// origins.
-func (c *Config) validateClusters(origins map[string]string) error {
-	if len(c.Clusters) == 0 {
-		return &ConfigError{Field: "clusters", Msg: "at least one cluster is required"}
-	}
-	if err := c.Defaults.validate("defaults"); err != nil {
-		return err
-	}
-	for _, name := range c.clusterNames() {
-		cc := c.Clusters[name]
-		path := "clusters." + name
-		if strings.TrimSpace(name) == "" {
-			return &ConfigError{Field: "clusters", Value: name, Msg: "cluster name must not be empty"}
-		}
-		if len(cc.Nodes) == 0 {
-			return &ConfigError{Field: path + ".nodes", Msg: "at least one node is required"}
-		}
-		seen := make(map[string]int, len(cc.Nodes))
-		for i, n := range cc.Nodes {
-			field := fmt.Sprintf("%s.nodes[%d]", path, i)
-			addr, err := normalizeAddr(n)
-			if err != nil {
-				msg := err.Error()
-				var ae *addrError
-				if _, fromEnv := origins[field]; fromEnv && errors.As(err, &ae) {
-					msg = ae.msg // the detail may quote the value
-				}
-				return &ConfigError{Field: field, Value: redactUserinfo(n), Msg: msg}
-			}
-			if j, dup := seen[addr]; dup {
-				return &ConfigError{Field: field, Value: n, Msg: fmt.Sprintf("same node as %s.nodes[%d]", path, j)}
-			}
-			seen[addr] = i
-		}
-		if err := cc.Settings.validate(path); err != nil {
-			return err
-		}
-		eff := c.effective(name)
-		if eff.User == "" {
-			return &ConfigError{Field: path + ".user", Msg: "no user: set defaults.user or " + path + ".user"}
-		}
-		if _, err := eff.driverConfig(); err != nil {
-			var ce *ConfigError
-			if errors.As(err, &ce) {
-				ce.Field = path + "." + ce.Field
-			}
-			return err
-		}
-	}
-	return nil
-}
-
-// buildShardMaps builds every shard map and checks that each cluster it
-// names is configured.
-func (c *Config) buildShardMaps() (map[string]ShardMap, error) {
-	maps := make(map[string]ShardMap, len(c.ShardMaps))
-	for _, name := range sortedKeys(c.ShardMaps) {
-		smc := c.ShardMaps[name]
-		path := "shard_maps." + name
-		if strings.TrimSpace(name) == "" {
-			return nil, &ConfigError{Field: "shard_maps", Value: name, Msg: "shard map name must not be empty"}
-		}
-		m, err := NewShardMap(smc)
-		if err != nil {
-			var ce *ConfigError
-			if errors.As(err, &ce) {
-				ce.Field = path + "." + ce.Field
-				return nil, ce
-			}
-			return nil, fmt.Errorf("dbrouter: config: %s: %w", path, err)
-		}
-		check := func(field, cluster string) error {
-			if _, ok := c.Clusters[cluster]; !ok {
-				return &ConfigError{Field: path + "." + field, Value: cluster,
-					Msg: fmt.Sprintf("unknown cluster (configured: %s)", strings.Join(c.clusterNames(), ", "))}
-			}
-			return nil
-		}
-		var errs []error
-		switch smc.Strategy {
-		case StrategyInitial, StrategyDirectory, StrategyHash:
-			// Every cluster a built-in map names is in one of these
-			// fields: name the field that holds an unknown one.
-			for _, k := range sortedKeys(smc.Ranges) {
-				errs = append(errs, check("ranges."+k, smc.Ranges[k]))
-			}
-			for _, k := range sortedKeys(smc.Entries) {
-				errs = append(errs, check("entries."+k, smc.Entries[k]))
-			}
-			for i, cl := range smc.Clusters {
-				errs = append(errs, check(fmt.Sprintf("clusters[%d]", i), cl))
-			}
-			if smc.Other != "" {
-				errs = append(errs, check("other", smc.Other))
-			}
-			if smc.Default != "" {
-				errs = append(errs, check("default", smc.Default))
-			}
-		default:
-			// A user map's fields mean what it says they mean: ask it.
-			if l, ok := m.(ClusterLister); ok {
-				for _, cl := range l.Clusters() {
-					errs = append(errs, check("clusters", cl))
-				}
-			}
-		}
-		for _, err := range errs {
-			if err != nil {
-				return nil, err
-			}
-		}
-		maps[name] = m
-	}
-	return maps, nil
-}
-
-// validate checks the fields of one Settings; path is its YAML path.
-func (cc *Settings) validate(path string) error {
-	durations := []struct {
-		name string
-		d    time.Duration
-	}{
-		{"connect_timeout", cc.ConnectTimeout},
-		{"read_timeout", cc.ReadTimeout},
-		{"write_timeout", cc.WriteTimeout},
-		{"conn_max_lifetime", cc.ConnMaxLifetime},
-		{"conn_max_idle_time", cc.ConnMaxIdleTime},
-	}
-	for _, f := range durations {
-		if f.d < 0 {
-			return &ConfigError{Field: path + "." + f.name, Value: f.d.String(), Msg: "must not be negative"}
-		}
-	}
-	if cc.MaxOpenConns < 0 {
-		return &ConfigError{Field: path + ".max_open_conns", Value: strconv.Itoa(cc.MaxOpenConns), Msg: "must not be negative"}
-	}
-	if cc.MaxIdleConns < 0 {
-		return &ConfigError{Field: path + ".max_idle_conns", Value: strconv.Itoa(cc.MaxIdleConns), Msg: "must not be negative"}
-	}
-	for _, k := range sortedKeys(cc.Params) {
-		if k == "" {
-			return &ConfigError{Field: path + ".params", Msg: "empty parameter name"}
-		}
-		// Each parameter alone, so that the error names it; driverConfig
-		// checks them together.
-		v := cc.Params[k]
-		if _, err := parseDSN("/?" + url.QueryEscape(k) + "=" + url.QueryEscape(v)); err != nil {
-			return &ConfigError{Field: path + ".params." + k, Value: v, Msg: withoutValues(err.Error(), v)}
-		}
-	}
-	if cc.TLS != nil {
-		if _, err := cc.TLS.build(path + ".tls"); err != nil {
-			return err
-		}
-	}
-	h := cc.Health
-	if h.Interval < 0 {
-		return &ConfigError{Field: path + ".health.interval", Value: h.Interval.String(), Msg: "must not be negative"}
-	}
-	if h.Timeout < 0 {
-		return &ConfigError{Field: path + ".health.timeout", Value: h.Timeout.String(), Msg: "must not be negative"}
-	}
-	if h.FailAfter < 0 {
-		return &ConfigError{Field: path + ".health.fail_after", Value: strconv.Itoa(h.FailAfter), Msg: "must not be negative"}
-	}
-	if h.RecoverAfter < 0 {
-		return &ConfigError{Field: path + ".health.recover_after", Value: strconv.Itoa(h.RecoverAfter), Msg: "must not be negative"}
-	}
-	switch cc.Failback {
-	case "", FailbackAuto, FailbackNever:
-	default:
-		return &ConfigError{Field: path + ".failback", Value: cc.Failback, Msg: `unknown failback; use "auto" or "never"`}
-	}
-	switch cc.ReadPolicy {
-	case "", ReadWriter, ReadAnyUp, ReadRoundRobin:
-	default:
-		return &ConfigError{Field: path + ".read_policy", Value: cc.ReadPolicy, Msg: `unknown read policy; use "writer", "any-up" or "round-robin"`}
-	}
-	if cc.MaxLag < 0 {
-		return &ConfigError{Field: path + ".max_lag", Value: cc.MaxLag.String(), Msg: "must not be negative"}
-	}
-	return nil
-}
-
-// normalizeAddr checks a node address and adds the default port. Its error
-// is an *addrError.
-func normalizeAddr(s string) (string, error) {
-	if strings.TrimSpace(s) != s || s == "" {
-		return "", &addrError{msg: "node address must be host:port with no spaces"}
-	}
-	if strings.Contains(s, "@") || strings.Contains(s, "/") {
-		return "", &addrError{msg: "node address must be host:port, not a DSN (set user, password and database as fields)"}
-	}
-	if !strings.HasPrefix(s, "[") && strings.Count(s, ":") > 1 {
-		return "", &addrError{msg: "more than one colon: an IPv6 address must be in brackets", detail: bracketHint(s)}
-	}
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		// No port: "db1" or "[::1]".
-		host, port = s, strconv.Itoa(DefaultPort)
-		if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
-			host = s[1 : len(s)-1]
-		}
-		if strings.ContainsAny(host, "[]") {
-			return "", &addrError{msg: "brackets must enclose the whole host, as in [::1]:3306"}
-		}
-	}
-	if host == "" {
-		return "", &addrError{msg: "node address has no host"}
-	}
-	for _, r := range host {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-_:%", r)) {
-			return "", &addrError{msg: "the host has a character that no host name or IP address has", detail: fmt.Sprintf(": %q", r)}
-		}
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil || p < 1 || p > 65535 {
-		return "", &addrError{msg: "port must be a number from 1 to 65535"}
-	}
-	return net.JoinHostPort(host, strconv.Itoa(p)), nil
-}
-
-// addrError is a node address that normalizeAddr rejects. msg does not
-// quote the address, which ConfigError.Value shows; detail, which may
-// quote part of it, is left out where the address came from the
-// environment and may be a secret put in the wrong field.
-type addrError struct {
-	msg    string
-	detail string
-}
-
-func (e *addrError) Error() string { return e.msg + e.detail }
-
-// bracketHint suggests how to write s, an address with more than one colon
-// and no brackets: "::1:3306" may be port 3306 of ::1 or the address
-// ::1:3306; "fe80::1" is an address without a port.
-func bracketHint(s string) string {
-	i := strings.LastIndexByte(s, ':')
-	host, port := s[:i], s[i+1:]
-	_, hostErr := netip.ParseAddr(host)
-	_, addrErr := netip.ParseAddr(s)
-	p, portErr := strconv.Atoi(port)
-	hostPort := hostErr == nil && portErr == nil && p >= 1 && p <= 65535 && port[0] != '+' && port[0] != '-'
-	switch {
-	case hostPort && addrErr == nil:
-		return fmt.Sprintf("; write [%s]:%s for port %s of %s, or [%s] for the address %s", host, port, port, host, s, s)
-	case hostPort:
-		return fmt.Sprintf("; write [%s]:%s", host, port)
-	case addrErr == nil:
-		return fmt.Sprintf("; write [%s] or [%s]:%d", s, s, DefaultPort)
-	}
-	return ", e.g. [::1]:3306"
-}
-
-// redactUserinfo replaces the password of a DSN or URL given as a node
-// address ("app:pw@tcp(db1)/shop", "mysql://app:pw@db1/shop"): everything
-// between the first colon and the last "@", which may hold more colons and
-// "@"s of the password, becomes "REDACTED". Text without "@" is returned as
-// it is.
-func redactUserinfo(s string) string {
-	at := strings.LastIndexByte(s, '@')
-	if at < 0 {
-		return s
-	}
-	user, _, hasPassword := strings.Cut(s[:at], ":")
-	if !hasPassword {
-		return s
-	}
-	return user + ":" + redactedPassword + s[at:]
-}
-
 func (c *Config) clusterNames() []string {
 	names := make([]string, 0, len(c.Clusters))
 	for name := range c.Clusters {
@@ -594,9 +324,14 @@ func (c *Config) effective(name string) Settings {
 	pickDur(&e.ConnMaxIdleTime, o.ConnMaxIdleTime)
 	pickInt(&e.MaxOpenConns, o.MaxOpenConns)
 	pickInt(&e.MaxIdleConns, o.MaxIdleConns)
-	pick(&e.Failback, o.Failback)
-	pick(&e.ReadPolicy, o.ReadPolicy)
+	if o.Failback != "" {
+		e.Failback = o.Failback
+	}
+	if o.ReadPolicy != "" {
+		e.ReadPolicy = o.ReadPolicy
+	}
 	pickDur(&e.MaxLag, o.MaxLag)
+	pickInt(&e.TxAttempts, o.TxAttempts)
 	pickDur(&e.Health.Interval, o.Health.Interval)
 	pickDur(&e.Health.Timeout, o.Health.Timeout)
 	pickInt(&e.Health.FailAfter, o.Health.FailAfter)
@@ -620,13 +355,12 @@ func (c *Config) effective(name string) Settings {
 	if e.MaxIdleConns == 0 {
 		e.MaxIdleConns = DefaultMaxIdleConns
 	}
-	setDefault := func(dst *string, v string) {
-		if *dst == "" {
-			*dst = v
-		}
+	if e.Failback == "" {
+		e.Failback = FailbackAuto
 	}
-	setDefault(&e.Failback, FailbackAuto)
-	setDefault(&e.ReadPolicy, ReadWriter)
+	if e.ReadPolicy == "" {
+		e.ReadPolicy = ReadWriter
+	}
 	if e.Health.Interval == 0 {
 		e.Health.Interval = DefaultProbeInterval
 	}
@@ -639,78 +373,8 @@ func (c *Config) effective(name string) Settings {
 	if e.Health.RecoverAfter == 0 {
 		e.Health.RecoverAfter = DefaultRecoverAfter
 	}
+	if e.TxAttempts == 0 {
+		e.TxAttempts = DefaultTxAttempts
+	}
 	return e
-}
-
-// withoutValues removes each of values from msg, a go-sql-driver error
-// about DSN parameters, which quotes a bad value as is or URL-encoded: the
-// error's Value shows it as written (a ${VAR} reference, not a secret). A
-// message that still holds a value becomes "invalid value".
-func withoutValues(msg string, values ...string) string {
-	for _, v := range values {
-		if v == "" {
-			continue
-		}
-		for _, form := range []string{url.QueryEscape(v), v} {
-			msg = strings.ReplaceAll(msg, ` "`+form+`"`, "")
-			msg = strings.ReplaceAll(msg, `"`+form+`"`, "")
-			msg = strings.TrimSuffix(msg, ": "+form)
-			msg = strings.TrimSuffix(msg, " "+form)
-		}
-		if strings.Contains(msg, v) || strings.Contains(msg, url.QueryEscape(v)) {
-			return "invalid value"
-		}
-	}
-	return msg
-}
-
-// driverConfig builds the go-sql-driver configuration shared by a cluster's
-// nodes (Addr is set per node). Params go through the driver's own DSN
-// parser so that every driver option is accepted and checked.
-// parseDSN is mysql.ParseDSN, which panics on some parameters (strict,
-// removed from the driver): a configuration is user input, and a panic
-// becomes an error.
-func parseDSN(dsn string) (cfg *mysql.Config, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			cfg, err = nil, fmt.Errorf("the MySQL driver refused it: %v", p)
-		}
-	}()
-	return mysql.ParseDSN(dsn)
-}
-
-func (cc Settings) driverConfig() (*mysql.Config, error) {
-	mc := mysql.NewConfig()
-	if len(cc.Params) > 0 {
-		keys := make([]string, 0, len(cc.Params))
-		for k := range cc.Params {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		q := make([]string, 0, len(keys))
-		for _, k := range keys {
-			q = append(q, url.QueryEscape(k)+"="+url.QueryEscape(cc.Params[k]))
-		}
-		parsed, err := parseDSN("/?" + strings.Join(q, "&"))
-		if err != nil {
-			msg := withoutValues(err.Error(), slices.Collect(maps.Values(cc.Params))...)
-			return nil, &ConfigError{Field: "params", Value: strings.Join(keys, ","), Msg: msg}
-		}
-		mc = parsed
-	}
-	mc.User = cc.User
-	mc.Passwd = cc.Password
-	mc.DBName = cc.Database
-	mc.Net = "tcp"
-	mc.Timeout = cc.ConnectTimeout
-	mc.ReadTimeout = cc.ReadTimeout
-	mc.WriteTimeout = cc.WriteTimeout
-	if cc.TLS != nil {
-		t, err := cc.TLS.build("tls")
-		if err != nil {
-			return nil, err
-		}
-		mc.TLS = t
-	}
-	return mc, nil
 }

@@ -25,20 +25,28 @@ func TestLoadConfigValid(t *testing.T) {
 		t.Errorf("password = %q, want the environment's value", got)
 	}
 	c1 := cfg.effective("cust-1")
-	if c1.User != "app" || c1.Database != "shop" || c1.ConnectTimeout != 500*time.Millisecond || c1.MaxIdleConns != 4 {
+	if c1.User != "app" || c1.Database != "shop" || c1.ConnectTimeout != 500*time.Millisecond || c1.MaxIdleConns != 4 ||
+		c1.Failback != FailbackNever || c1.ReadPolicy != ReadRoundRobin {
 		t.Errorf("cust-1 effective = %v", c1)
 	}
 	c2 := cfg.effective("cust-2")
+	if c2.Failback != FailbackAuto || c2.ReadPolicy != ReadWriter {
+		t.Errorf("cust-2 effective failback %q, read policy %q: want the defaults", c2.Failback, c2.ReadPolicy)
+	}
+	if c1.TxAttempts != DefaultTxAttempts || c2.TxAttempts != 3 {
+		t.Errorf("tx_attempts: cust-1 %d, cust-2 %d; want %d (the default) and 3", c1.TxAttempts, c2.TxAttempts, DefaultTxAttempts)
+	}
 	if c2.User != "app2" || c2.ReadTimeout != 5*time.Second || c2.Params["parseTime"] != "false" || c2.Params["interpolateParams"] != "true" {
 		t.Errorf("cust-2 effective = %v", c2)
 	}
 	if c2.TLS == nil || c2.TLS.ServerName != "db.example" {
 		t.Errorf("cust-2 TLS = %+v", c2.TLS)
 	}
-	mc, err := c2.driverConfig()
+	p, err := cfg.compile(nil, os.ReadFile)
 	if err != nil {
 		t.Fatal(err)
 	}
+	mc := p.clusters["cust-2"].nodes[0].driver
 	if mc.ParseTime || !mc.InterpolateParams || mc.TLS == nil || mc.Timeout != DefaultConnectTimeout && mc.Timeout != 500*time.Millisecond {
 		t.Errorf("driver config = parseTime %v interpolate %v tls %v timeout %v", mc.ParseTime, mc.InterpolateParams, mc.TLS, mc.Timeout)
 	}

@@ -56,7 +56,7 @@ func ParseConfig(data []byte) (*Config, error) {
 		// fail, its text may quote an expanded value: name lines only.
 		return nil, fmt.Errorf("dbrouter: config: invalid value (%s)", yamlErrorLines(err))
 	}
-	if _, err := cfg.validate(c.origins); err != nil {
+	if _, err := cfg.compile(c.origins, os.ReadFile); err != nil {
 		return nil, err
 	}
 	return cfg, nil

@@ -85,11 +85,14 @@
 //     the writer.
 //   - [ErrOutcomeUnknown]: the connection broke after the statement may
 //     have been sent; the concrete type is [*OutcomeUnknownError], naming
-//     the cluster, node and operation. Writes are never retried after it.
-//   - [ErrNoWriter]: every node failed; the concrete type is
-//     [*NoWriterError], which lists each node's failure as a [*NodeError]
+//     the cluster, node and operation (an [Op] constant: [OpExec],
+//     [OpCommit], ...). Writes are never retried after it.
+//   - [ErrNoNode]: no node could take the call, a write or a read (every
+//     node failed, or was Down or read-only); the concrete type is
+//     [*NoNodeError], which lists each node's failure as a [*NodeError]
 //     and also matches ErrNotSent, or ErrOutcomeUnknown when some attempt's
 //     outcome was unknown (a read, or a write marked idempotent).
+//     ErrNoWriter and NoWriterError are its former, deprecated names.
 //   - [ErrClosed]: the router was closed, or [Router.Reload] retired the
 //     cluster; it also matches ErrNotSent (get the cluster again and retry).
 //   - [ErrUnknownCluster]: [Router.Cluster] was given a name that is not

@@ -20,14 +20,21 @@ var (
 	// ErrNotSent means the statement provably never reached any server: every
 	// attempt failed before the statement was written (dial refused, handshake
 	// timed out, no connection before the deadline). It is safe to retry.
-	// *NoWriterError matches it, as does a context error returned before any
+	// *NoNodeError matches it, as does a context error returned before any
 	// statement was written.
 	ErrNotSent = errors.New("dbrouter: statement not sent")
 
-	// ErrNoWriter means no node of a cluster could take the call: every node
-	// was tried in order and each failed before the statement was applied. The
-	// concrete type is *NoWriterError, which lists each node's failure.
-	ErrNoWriter = errors.New("dbrouter: no writable node")
+	// ErrNoNode means no node of a cluster could take the call, a write or a
+	// read: every node that may serve it was tried in order and each failed,
+	// and the others were Down or read-only. The concrete type is
+	// *NoNodeError, which lists each node's failure.
+	ErrNoNode = errors.New("dbrouter: no node could take the call")
+
+	// ErrNoWriter is the former name of ErrNoNode, and the same error:
+	// errors.Is matches either.
+	//
+	// Deprecated: Use ErrNoNode, which reads return too.
+	ErrNoWriter = ErrNoNode
 
 	// ErrUnknownCluster is returned by Router.Cluster for a name that is not
 	// configured.
@@ -51,13 +58,44 @@ var (
 	ErrNoShard = errors.New("dbrouter: key is in no shard")
 )
 
+// Op names the operation of a failed call in errors (OutcomeUnknownError.Op,
+// NoNodeError.Op). Its values are the constants below; its text is what
+// error messages show.
+type Op string
+
+// The operations.
+const (
+	// OpExec is Cluster.ExecContext.
+	OpExec Op = "exec"
+	// OpQuery is Cluster.QueryContext and Cluster.QueryRowContext.
+	OpQuery Op = "query"
+	// OpBegin is Cluster.BeginTx, and the BeginTx of each run of
+	// Cluster.RunInTx.
+	OpBegin Op = "begin"
+	// OpConn is Cluster.Conn.
+	OpConn Op = "conn"
+	// OpPing is Cluster.PingContext.
+	OpPing Op = "ping"
+	// OpPinned is a statement or transaction on a connection from
+	// Cluster.Conn or Cluster.Writer.
+	OpPinned Op = "statement on a pinned connection"
+	// OpTxExec is Tx.ExecContext.
+	OpTxExec Op = "exec in a transaction"
+	// OpTxQuery is Tx.QueryContext and Tx.QueryRowContext.
+	OpTxQuery Op = "query in a transaction"
+	// OpCommit is Tx.Commit, and the COMMIT of Cluster.RunInTx.
+	OpCommit Op = "commit"
+	// OpTransaction is Cluster.RunInTx as a whole.
+	OpTransaction Op = "transaction"
+)
+
 // OutcomeUnknownError reports a statement whose connection broke after the
 // statement may have been sent, so it may or may not have been applied. It
 // matches ErrOutcomeUnknown with errors.Is; Err is the driver's error.
 type OutcomeUnknownError struct {
 	Cluster string // the cluster's configured name
 	Node    string // the node's address, host:port
-	Op      string // "exec", "query", "commit", ...
+	Op      Op     // the operation: OpExec, OpQuery, OpTxExec, OpCommit, ...
 	Err     error  // the underlying error
 }
 
@@ -73,7 +111,7 @@ func (e *OutcomeUnknownError) Unwrap() error { return e.Err }
 // Is reports whether target is ErrOutcomeUnknown.
 func (e *OutcomeUnknownError) Is(target error) bool { return target == ErrOutcomeUnknown }
 
-// NodeError is one node's failure within a call, as listed by NoWriterError.
+// NodeError is one node's failure within a call, as listed by NoNodeError.
 type NodeError struct {
 	Node  string     // the node's address, host:port
 	Class ErrorClass // how the failure was classified
@@ -88,25 +126,31 @@ func (e *NodeError) Error() string {
 // Unwrap returns the underlying error.
 func (e *NodeError) Unwrap() error { return e.Err }
 
-// NoWriterError reports that every node of a cluster failed a call. It
-// matches ErrNoWriter with errors.Is, and exactly one of ErrNotSent and
-// ErrOutcomeUnknown: ErrNotSent when no attempt's outcome is unknown (always
-// so for writes not marked idempotent, which are never retried after an
-// outcome-unknown failure), so that nothing was applied anywhere and the
-// call is safe to retry later; ErrOutcomeUnknown when some attempt's outcome
-// is unknown (a read, or a write marked with WithIdempotent that was retried
-// after such a failure). Attempts holds one *NodeError per node tried, in
-// order.
-type NoWriterError struct {
-	Cluster  string
-	Op       string
-	Attempts []*NodeError
+// NoNodeError reports that no node of a cluster could take a call, a write
+// or a read: every node that may serve it failed, and the others were Down
+// or read-only. It matches ErrNoNode with errors.Is, and exactly one of
+// ErrNotSent and ErrOutcomeUnknown: ErrNotSent when no attempt's outcome is
+// unknown (always so for writes not marked idempotent, which are never
+// retried after an outcome-unknown failure), so that nothing was applied
+// anywhere and the call is safe to retry later; ErrOutcomeUnknown when some
+// attempt's outcome is unknown (a read, or a write marked with
+// WithIdempotent that was retried after such a failure). Attempts holds one
+// *NodeError per node tried, in order, then one per node not tried (Down
+// or read-only) with its last probe error.
+type NoNodeError struct {
+	Cluster  string       // the cluster's configured name
+	Op       Op           // the operation: OpExec, OpQuery, OpBegin, OpConn, OpPing or OpTransaction
+	Runs     int          // for OpTransaction, how many times RunInTx ran the transaction; else 0
+	Attempts []*NodeError // each node's failure
 }
 
 // Error lists each node's failure.
-func (e *NoWriterError) Error() string {
+func (e *NoNodeError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "dbrouter: cluster %q: no node could take the %s", e.Cluster, e.Op)
+	if e.Runs > 0 {
+		fmt.Fprintf(&b, " (run %d times)", e.Runs)
+	}
 	for _, a := range e.Attempts {
 		b.WriteString("\n\t")
 		b.WriteString(a.Error())
@@ -116,7 +160,7 @@ func (e *NoWriterError) Error() string {
 
 // Unwrap returns each node's error, so errors.Is and errors.As look into all
 // of them (as with errors.Join).
-func (e *NoWriterError) Unwrap() []error {
+func (e *NoNodeError) Unwrap() []error {
 	errs := make([]error, len(e.Attempts))
 	for i, a := range e.Attempts {
 		errs[i] = a
@@ -124,12 +168,12 @@ func (e *NoWriterError) Unwrap() []error {
 	return errs
 }
 
-// Is reports whether target is ErrNoWriter; or ErrNotSent when every
+// Is reports whether target is ErrNoNode; or ErrNotSent when every
 // attempt failed before its statement could have been applied, else
 // ErrOutcomeUnknown.
-func (e *NoWriterError) Is(target error) bool {
+func (e *NoNodeError) Is(target error) bool {
 	switch target {
-	case ErrNoWriter:
+	case ErrNoNode:
 		return true
 	case ErrNotSent:
 		return !e.unknown()
@@ -140,7 +184,7 @@ func (e *NoWriterError) Is(target error) bool {
 }
 
 // unknown reports whether some attempt's outcome is unknown.
-func (e *NoWriterError) unknown() bool {
+func (e *NoNodeError) unknown() bool {
 	for _, a := range e.Attempts {
 		if a.Class == ClassOutcomeUnknown {
 			return true
@@ -149,18 +193,29 @@ func (e *NoWriterError) unknown() bool {
 	return false
 }
 
+// NoWriterError is the former name of NoNodeError, and the same type:
+// errors.As finds either.
+//
+// Deprecated: Use NoNodeError, which reads return too.
+type NoWriterError = NoNodeError
+
 // notSentError wraps a context error that ended a call before any statement
 // was written; it matches ErrNotSent as well as the context error.
 type notSentError struct {
 	cluster string
-	op      string
+	op      Op
+	node    string // the node of a statement in a transaction, or ""
 	err     error
 	tried   []*NodeError
 }
 
 func (e *notSentError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "dbrouter: cluster %q: %s not sent: %v", e.cluster, e.op, e.err)
+	fmt.Fprintf(&b, "dbrouter: cluster %q: %s", e.cluster, e.op)
+	if e.node != "" {
+		fmt.Fprintf(&b, " on %s", e.node)
+	}
+	fmt.Fprintf(&b, " not sent: %v", e.err)
 	for _, a := range e.tried {
 		b.WriteString("\n\t")
 		b.WriteString(a.Error())

@@ -172,7 +172,7 @@ type attemptFunc func(ctx context.Context, n *node) (sent bool, err error)
 // retryUnknown (a read, or an idempotent write) allows the next node. A
 // write passes the failback fence first and stays behind it until call
 // returns.
-func (c *Cluster) call(ctx context.Context, op string, read, retryUnknown bool, attempt attemptFunc) error {
+func (c *Cluster) call(ctx context.Context, op Op, read, retryUnknown bool, attempt attemptFunc) error {
 	if err := c.enter(); err != nil {
 		return err
 	}
@@ -195,7 +195,7 @@ func (c *Cluster) call(ctx context.Context, op string, read, retryUnknown bool, 
 // context given to attempt; the connection layer hands the pass on to the
 // rows or transaction it returns (see nodeConn), which give it back when
 // they are closed or end. A call that returns nothing gives it back itself.
-func (c *Cluster) callHandingOn(ctx context.Context, op string, retryUnknown bool, attempt attemptFunc) error {
+func (c *Cluster) callHandingOn(ctx context.Context, op Op, retryUnknown bool, attempt attemptFunc) error {
 	p, err := c.writePass(ctx, op)
 	if err != nil {
 		return err
@@ -210,7 +210,7 @@ func (c *Cluster) callHandingOn(ctx context.Context, op string, retryUnknown boo
 // writePass lets a write in, as a pass: counted among the calls in flight,
 // past the fence (waiting, within ctx, while a failback holds it), on a
 // cluster still open once it is past.
-func (c *Cluster) writePass(ctx context.Context, op string) (*pass, error) {
+func (c *Cluster) writePass(ctx context.Context, op Op) (*pass, error) {
 	if err := c.enter(); err != nil {
 		return nil, err
 	}
@@ -230,7 +230,7 @@ func (c *Cluster) writePass(ctx context.Context, op string) (*pass, error) {
 }
 
 // attempts is the failover loop of call.
-func (c *Cluster) attempts(ctx context.Context, op string, read, retryUnknown bool, attempt attemptFunc) error {
+func (c *Cluster) attempts(ctx context.Context, op Op, read, retryUnknown bool, attempt attemptFunc) error {
 	p := c.pick.Load()
 	if !p.ready {
 		c.awaitFirstRound(ctx)
@@ -283,5 +283,5 @@ func (c *Cluster) attempts(ctx context.Context, op string, read, retryUnknown bo
 		tried = append(tried, &NodeError{Node: n.addr, Class: class, Err: err})
 	}
 	traceOf(ctx).record("", tried)
-	return &NoWriterError{Cluster: c.name, Op: op, Attempts: append(tried, p.excluded...)}
+	return &NoNodeError{Cluster: c.name, Op: op, Attempts: append(tried, p.excluded...)}
 }

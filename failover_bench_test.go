@@ -73,7 +73,7 @@ func BenchmarkCallOverhead(b *testing.B) {
 	attempt := func(context.Context, *node) (bool, error) { return true, nil }
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := c.call(ctx, opExec, false, false, attempt); err != nil {
+		if err := c.call(ctx, OpExec, false, false, attempt); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -221,6 +221,37 @@ func TestExecDeadlineBeforeConnectionIsNotSent(t *testing.T) {
 	}
 }
 
+// TestNoNodeErrorForReadsAndWrites: a read that no node can serve returns
+// the same *NoNodeError as a write, and the deprecated names ErrNoWriter
+// and NoWriterError still match it.
+func TestNoNodeErrorForReadsAndWrites(t *testing.T) {
+	t.Parallel()
+	c, srv := newFakeCluster(t, 2, Settings{})
+	for _, s := range srv {
+		s.set(func(s *fakeServer) { s.connectErr = errDialRefused })
+	}
+	ctx := context.Background()
+	_, readErr := c.QueryContext(ctx, "SELECT 1")
+	_, writeErr := c.ExecContext(ctx, "INSERT INTO t VALUES (1)")
+	for _, tc := range []struct {
+		name string
+		err  error
+		op   Op
+	}{{"read", readErr, OpQuery}, {"write", writeErr, OpExec}} {
+		var nn *NoNodeError
+		if !errors.As(tc.err, &nn) || !errors.Is(tc.err, ErrNoNode) || !errors.Is(tc.err, ErrNotSent) {
+			t.Fatalf("%s: err = %v, want *NoNodeError matching ErrNoNode and ErrNotSent", tc.name, tc.err)
+		}
+		if nn.Cluster != "fake" || nn.Op != tc.op || len(nn.Attempts) != 2 {
+			t.Errorf("%s: %+v, want cluster fake, op %q, 2 attempts", tc.name, nn, tc.op)
+		}
+		var old *NoWriterError
+		if !errors.Is(tc.err, ErrNoWriter) || !errors.As(tc.err, &old) || old != nn {
+			t.Errorf("%s: the deprecated names do not match %v", tc.name, tc.err)
+		}
+	}
+}
+
 func TestAllNodesDownThenRecovery(t *testing.T) {
 	t.Parallel()
 	c, srv := newFakeCluster(t, 3, Settings{})
@@ -229,9 +260,9 @@ func TestAllNodesDownThenRecovery(t *testing.T) {
 	}
 	ctx := context.Background()
 	_, err := c.ExecContext(ctx, "INSERT INTO t VALUES (1)")
-	var nw *NoWriterError
-	if !errors.As(err, &nw) || !errors.Is(err, ErrNoWriter) || !errors.Is(err, ErrNotSent) {
-		t.Fatalf("err = %v, want *NoWriterError matching ErrNoWriter and ErrNotSent", err)
+	var nw *NoNodeError
+	if !errors.As(err, &nw) || !errors.Is(err, ErrNoNode) || !errors.Is(err, ErrNotSent) {
+		t.Fatalf("err = %v, want *NoNodeError matching ErrNoNode and ErrNotSent", err)
 	}
 	if len(nw.Attempts) != 3 {
 		t.Fatalf("attempts = %d, want 3", len(nw.Attempts))

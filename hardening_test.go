@@ -425,8 +425,8 @@ func TestItem12IdempotentWritesKeepTheirClass(t *testing.T) {
 		}
 		_, err := c.ExecContext(WithIdempotent(testCtx(t)), "DELETE FROM t WHERE id = 1")
 		exactlyOne(t, err, ErrOutcomeUnknown)
-		if !errors.Is(err, ErrNoWriter) {
-			t.Fatalf("err = %v, want it to match ErrNoWriter too", err)
+		if !errors.Is(err, ErrNoNode) {
+			t.Fatalf("err = %v, want it to match ErrNoNode too", err)
 		}
 	})
 	t.Run("every node refused", func(t *testing.T) {
@@ -487,7 +487,7 @@ func TestItem14CallersNetErrorIsNotReRun(t *testing.T) {
 		}
 		return httpErr
 	})
-	if runs != 1 || !errors.Is(err, httpErr) || errors.Is(err, ErrNoWriter) {
+	if runs != 1 || !errors.Is(err, httpErr) || errors.Is(err, ErrNoNode) {
 		t.Fatalf("fn ran %d times, err = %v; want once and the caller's error as is", runs, err)
 	}
 

@@ -86,8 +86,8 @@ type Event struct {
 type NodeStats struct {
 	Addr  string
 	State NodeState
-	// Role is "writer", or "replica" for every other node.
-	Role     string
+	// Role is RoleWriter, or RoleReplica for every other node.
+	Role     Role
 	ReadOnly bool
 	// LastProbeLatency is the duration of the last probe, good or bad.
 	LastProbeLatency    time.Duration

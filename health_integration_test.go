@@ -308,8 +308,8 @@ func TestAllFrozenFailsFast(t *testing.T) {
 	start := time.Now()
 	_, err := c.ExecContext(cctx, "INSERT INTO h VALUES (1, 0, 0)")
 	d := time.Since(start)
-	if !errors.Is(err, dbrouter.ErrNoWriter) || !errors.Is(err, dbrouter.ErrNotSent) {
-		t.Fatalf("err = %v, want ErrNoWriter", err)
+	if !errors.Is(err, dbrouter.ErrNoNode) || !errors.Is(err, dbrouter.ErrNotSent) {
+		t.Fatalf("err = %v, want ErrNoNode", err)
 	}
 	t.Logf("all nodes frozen and Down: failed in %v with:\n%v", d, err)
 	if d > 2*time.Second {

@@ -78,8 +78,8 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 func TestProbeStateMachineAndFailback(t *testing.T) {
 	t.Parallel()
-	for _, failback := range []string{FailbackAuto, FailbackNever} {
-		t.Run(failback, func(t *testing.T) {
+	for _, failback := range []FailbackMode{FailbackAuto, FailbackNever} {
+		t.Run(string(failback), func(t *testing.T) {
 			t.Parallel()
 			rec := &eventRecorder{}
 			s := fastProbes()
@@ -164,14 +164,14 @@ func TestProbeReadOnlyDemotes(t *testing.T) {
 func TestReadPolicies(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		policy string
+		policy ReadPolicy
 		want   map[string]bool
 	}{
 		{ReadWriter, map[string]bool{"a:3306": true}},
 		{ReadAnyUp, map[string]bool{"a:3306": true}},
 		{ReadRoundRobin, map[string]bool{"a:3306": true, "b:3306": true, "c:3306": true}},
 	} {
-		t.Run(tc.policy, func(t *testing.T) {
+		t.Run(string(tc.policy), func(t *testing.T) {
 			t.Parallel()
 			s := fastProbes()
 			s.ReadPolicy = tc.policy

@@ -357,9 +357,9 @@ func TestAllNodesDownThenOneReturns(t *testing.T) {
 	start := time.Now()
 	_, err := c.ExecContext(ctx, "INSERT INTO t (id) VALUES ('down-1')")
 	elapsed := time.Since(start)
-	var nw *dbrouter.NoWriterError
-	if !errors.As(err, &nw) || !errors.Is(err, dbrouter.ErrNoWriter) || !errors.Is(err, dbrouter.ErrNotSent) {
-		t.Fatalf("err = %v, want *NoWriterError (ErrNoWriter, ErrNotSent)", err)
+	var nw *dbrouter.NoNodeError
+	if !errors.As(err, &nw) || !errors.Is(err, dbrouter.ErrNoNode) || !errors.Is(err, dbrouter.ErrNotSent) {
+		t.Fatalf("err = %v, want *NoNodeError (ErrNoNode, ErrNotSent)", err)
 	}
 	assertNoPassword(t, err)
 	if len(nw.Attempts) != 3 {
@@ -388,6 +388,37 @@ func TestAllNodesDownThenOneReturns(t *testing.T) {
 	if tr.Node != ring.Addr(1) {
 		t.Errorf("served by %s, want %s", tr.Node, ring.Addr(1))
 	}
+}
+
+// TestPingContextOnRing: PingContext answers on a real ring, still answers
+// once the writer is killed (the next node does, and takes the writes), and
+// fails with an error matching ErrNoNode and ErrNotSent once every node is
+// down.
+func TestPingContextOnRing(t *testing.T) {
+	t.Parallel()
+	ring, _, c := startRing(t, 2, nil)
+	ctx := testContext(t, 30*time.Second)
+	if err := c.PingContext(ctx); err != nil {
+		t.Fatalf("PingContext: %v", err)
+	}
+	if err := ring.Kill(0); err != nil {
+		t.Fatal(err)
+	}
+	var tr dbrouter.Trace
+	if err := c.PingContext(dbrouter.WithTrace(ctx, &tr)); err != nil {
+		t.Fatalf("PingContext after the writer was killed: %v", err)
+	}
+	if tr.Node != ring.Addr(1) {
+		t.Errorf("ping answered by %q, want %s", tr.Node, ring.Addr(1))
+	}
+	if err := ring.Kill(1); err != nil {
+		t.Fatal(err)
+	}
+	err := c.PingContext(ctx)
+	if !errors.Is(err, dbrouter.ErrNoNode) || !errors.Is(err, dbrouter.ErrNotSent) || errors.Is(err, dbrouter.ErrOutcomeUnknown) {
+		t.Fatalf("PingContext with every node down: %v, want ErrNoNode and ErrNotSent", err)
+	}
+	assertNoPassword(t, err)
 }
 
 // TestFrozenServerHandshakeIsBounded freezes the first node before any

@@ -198,26 +198,15 @@ func (c *trackedConn) SyscallConn() (syscall.RawConn, error) {
 	return sc.SyscallConn()
 }
 
-// newNode builds the node's pool from the cluster's driver configuration.
-// It does no network I/O.
-func newNode(addr string, base *mysql.Config, cc Settings, log *slog.Logger) (*node, error) {
-	n := &node{addr: addr}
-	mc := base.Clone()
-	mc.Addr = addr
+// newNode builds the node's pools from its plan. It does no network I/O.
+func newNode(np nodePlan, cc Settings, log *slog.Logger) (*node, error) {
+	n := &node{addr: np.addr}
+	mc := np.driver.Clone()
 	mc.DialFunc = n.dial
-	mc.Logger = driverLogger{log: log.With("node", addr)}
-	// The router handles read-only servers itself (read-only refusals move
-	// the writer, reads run in read-only sessions). The driver's
-	// rejectReadOnly would turn those refusals into driver.ErrBadConn: a
-	// read that writes would look unsent on every node and demote them all.
-	mc.RejectReadOnly = false
-	if mc.TLS != nil && mc.TLS.ServerName == "" && !mc.TLS.InsecureSkipVerify {
-		mc.TLS = mc.TLS.Clone()
-		mc.TLS.ServerName = hostOf(addr)
-	}
+	mc.Logger = driverLogger{log: log.With("node", np.addr)}
 	inner, err := mysql.NewConnector(mc)
 	if err != nil {
-		return nil, fmt.Errorf("dbrouter: node %s: %w", addr, err)
+		return nil, fmt.Errorf("dbrouter: node %s: %w", np.addr, err)
 	}
 	n.setPool(inner, cc)
 	return n, nil

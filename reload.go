@@ -16,24 +16,31 @@ import (
 // configuration stays in force.
 //
 // A cluster whose nodes and effective settings are unchanged is kept as it
-// is, with its pools, health and writer. A cluster that is removed or whose
-// configuration changed is retired: calls already running on it (and open
-// transactions) finish there, new calls on a *Cluster value obtained before
-// the Reload return an error matching both ErrClosed and ErrNotSent (nothing
-// was sent: route again and retry), and its pools are closed
-// once its calls in flight have ended. Get clusters from the router per
-// request (Route and Cluster are cheap) to follow reloads.
+// is, with its pools, health and writer. They are compared as compiled, not
+// as written: "db1" and "db1:3306" are the same node, and driver parameters
+// in another order or with their defaults spelled out are the same
+// settings; a TLS file whose content changed is a change.
+//
+// A cluster that is removed or whose configuration changed is retired:
+// calls already running on it (and open transactions) finish there, new
+// calls on a *Cluster value obtained before the Reload return an error
+// matching both ErrClosed and ErrNotSent (nothing was sent: route again and
+// retry), and its pools are closed once its calls in flight have ended. Get
+// clusters from the router per request (Route and Cluster are cheap) to
+// follow reloads.
 //
 // Reload validates and keeps a deep copy of cfg (see Config.Clone), as Open
 // does: the same *Config may be edited in place and passed to Reload again.
 // cfg.Logger and cfg.OnEvent are ignored: those of Open stay in force.
 // Reload is safe for concurrent use; reloads are serialised.
-func (r *Router) Reload(cfg *Config) error {
+func (r *Router) Reload(cfg *Config) error { return r.reload(cfg, os.ReadFile) }
+
+// reload is Reload with the function that reads TLS files.
+func (r *Router) reload(cfg *Config, readFile func(name string) ([]byte, error)) error {
 	if cfg == nil {
 		return errors.New("dbrouter: Reload: nil *Config")
 	}
-	cfg = cfg.Clone()
-	maps, err := cfg.validate(nil)
+	p, err := cfg.Clone().compile(nil, readFile)
 	if err != nil {
 		return fmt.Errorf("dbrouter: Reload rejected, configuration unchanged: %w", err)
 	}
@@ -43,7 +50,7 @@ func (r *Router) Reload(cfg *Config) error {
 		return ErrClosed
 	}
 	old := r.table.Load()
-	t, retired, err := r.buildTable(cfg, maps, old)
+	t, retired, err := r.buildTable(p, old)
 	if err != nil {
 		return fmt.Errorf("dbrouter: Reload rejected, configuration unchanged: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -210,7 +211,11 @@ func TestReviewCloseHangsOnRetiredClusterRows(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	r := &Router{log: log, events: newDispatcher(log, nil), done: make(chan struct{})}
 	old := &Config{Defaults: Settings{User: "app"}, Clusters: map[string]ClusterConfig{"fake": {Nodes: []string{"a:3306"}}}}
-	r.table.Store(&routeTable{cfg: old, clusters: map[string]*Cluster{"fake": c}, names: []string{"fake"}, maps: map[string]ShardMap{}})
+	p, err := old.compile(nil, os.ReadFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.table.Store(&routeTable{plan: p, clusters: map[string]*Cluster{"fake": c}, names: []string{"fake"}, maps: map[string]ShardMap{}})
 
 	rows, err := c.QueryContext(context.Background(), "INSERT INTO t VALUES (1) RETURNING id")
 	if err != nil {

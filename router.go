@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"reflect"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -31,7 +31,7 @@ type Router struct {
 
 // routeTable is an immutable snapshot of what the router routes to.
 type routeTable struct {
-	cfg      *Config
+	plan     *plan // the configuration compiled, to compare the next Reload with
 	clusters map[string]*Cluster
 	names    []string // sorted
 	maps     map[string]ShardMap
@@ -43,21 +43,23 @@ type routeTable struct {
 // succeeds while servers are down. The caller must Close the router. Open
 // validates and keeps a deep copy of cfg (see Config.Clone): changes to cfg
 // after Open returns have no effect until cfg is passed to Reload.
-func Open(cfg *Config) (*Router, error) {
+func Open(cfg *Config) (*Router, error) { return open(cfg, os.ReadFile) }
+
+// open is Open with the function that reads TLS files.
+func open(cfg *Config, readFile func(name string) ([]byte, error)) (*Router, error) {
 	if cfg == nil {
 		return nil, errors.New("dbrouter: Open: nil *Config")
 	}
-	cfg = cfg.Clone()
-	maps, err := cfg.validate(nil)
+	p, err := cfg.Clone().compile(nil, readFile)
 	if err != nil {
 		return nil, err
 	}
-	log := cfg.Logger
+	log := p.cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	r := &Router{log: log, events: newDispatcher(log, cfg.OnEvent), done: make(chan struct{})}
-	t, _, err := r.buildTable(cfg, maps, nil)
+	r := &Router{log: log, events: newDispatcher(log, p.cfg.OnEvent), done: make(chan struct{})}
+	t, _, err := r.buildTable(p, nil)
 	if err != nil {
 		r.events.close()
 		return nil, err
@@ -66,23 +68,22 @@ func Open(cfg *Config) (*Router, error) {
 	return r, nil
 }
 
-// buildTable builds the routing table for cfg, already validated into
-// maps, reusing the clusters of old whose configuration is unchanged. It
-// returns the clusters of old that are not reused. cfg must be the router's
-// own copy (Config.Clone): the table keeps it to compare the next Reload
-// with.
-func (r *Router) buildTable(cfg *Config, maps map[string]ShardMap, old *routeTable) (*routeTable, []*Cluster, error) {
-	t := &routeTable{cfg: cfg, clusters: make(map[string]*Cluster, len(cfg.Clusters)), maps: maps}
+// buildTable builds the routing table for p, reusing the clusters of old
+// whose plan is the same (clusterPlan.sameAs). It returns the clusters of
+// old that are not reused.
+func (r *Router) buildTable(p *plan, old *routeTable) (*routeTable, []*Cluster, error) {
+	t := &routeTable{plan: p, clusters: make(map[string]*Cluster, len(p.names)),
+		names: p.names, maps: p.maps, mapNames: p.mapNames}
 	var created []*Cluster
-	for _, name := range cfg.clusterNames() {
+	for _, name := range p.names {
+		cp := p.clusters[name]
 		if old != nil {
-			if c := old.clusters[name]; c != nil && sameCluster(old.cfg, cfg, name) {
+			if c := old.clusters[name]; c != nil && old.plan.clusters[name].sameAs(cp) {
 				t.clusters[name] = c
-				t.names = append(t.names, name)
 				continue
 			}
 		}
-		c, err := newCluster(name, cfg, r.log, r.events)
+		c, err := newCluster(cp, r.log, r.events, p.cfg.WriterSource)
 		if err != nil {
 			for _, c := range created {
 				c.close()
@@ -91,9 +92,7 @@ func (r *Router) buildTable(cfg *Config, maps map[string]ShardMap, old *routeTab
 		}
 		created = append(created, c)
 		t.clusters[name] = c
-		t.names = append(t.names, name)
 	}
-	t.mapNames = sortedKeys(maps)
 	var retired []*Cluster
 	if old != nil {
 		for _, name := range old.names {
@@ -105,30 +104,13 @@ func (r *Router) buildTable(cfg *Config, maps map[string]ShardMap, old *routeTab
 	return t, retired, nil
 }
 
-// sameCluster reports whether cluster name has the same nodes and effective
-// settings in a and b.
-func sameCluster(a, b *Config, name string) bool {
-	ca, okA := a.Clusters[name]
-	cb, okB := b.Clusters[name]
-	return okA && okB && slices.Equal(ca.Nodes, cb.Nodes) &&
-		reflect.DeepEqual(a.effective(name), b.effective(name))
-}
-
-func newCluster(name string, cfg *Config, log *slog.Logger, events *dispatcher) (*Cluster, error) {
-	cc := cfg.effective(name)
-	mc, err := cc.driverConfig()
-	if err != nil {
-		return nil, fmt.Errorf("dbrouter: cluster %q: %w", name, err)
-	}
-	c := &Cluster{name: name, settings: cc, log: log.With("cluster", name), events: events, source: cfg.WriterSource}
-	for _, a := range cfg.Clusters[name].Nodes {
-		addr, err := normalizeAddr(a)
+// newCluster builds a cluster from its plan. It does no network I/O.
+func newCluster(cp *clusterPlan, log *slog.Logger, events *dispatcher, source WriterSource) (*Cluster, error) {
+	c := &Cluster{name: cp.name, settings: cp.settings, log: log.With("cluster", cp.name), events: events, source: source}
+	for _, np := range cp.nodes {
+		n, err := newNode(np, cp.settings, c.log)
 		if err != nil {
-			return nil, err // unreachable: Validate checked it
-		}
-		n, err := newNode(addr, mc, cc, c.log)
-		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("dbrouter: cluster %q: %w", cp.name, err)
 		}
 		c.nodes = append(c.nodes, n)
 	}

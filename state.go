@@ -548,7 +548,7 @@ func (s *clusterState) stats(now time.Time) ClusterStats {
 		ns := NodeStats{
 			Addr:                s.addrs[i],
 			State:               h.state,
-			Role:                "replica",
+			Role:                RoleReplica,
 			ReadOnly:            h.readOnly,
 			LastProbeLatency:    h.latency,
 			ConsecutiveFailures: h.consecFail,
@@ -557,7 +557,7 @@ func (s *clusterState) stats(now time.Time) ClusterStats {
 			Lag:                 -1,
 		}
 		if i == s.writer {
-			ns.Role = "writer"
+			ns.Role = RoleWriter
 			ns.Lag = 0
 		} else if !h.caughtUpAt.IsZero() {
 			ns.Lag = now.Sub(h.caughtUpAt)

@@ -62,30 +62,27 @@ func TestTLSConfig(t *testing.T) {
 			"insecure": {Nodes: []string{"10.0.0.2"}, Settings: Settings{TLS: &TLSConfig{DangerousSkipVerify: true}}},
 		},
 	}
-	if err := cfg.Validate(); err != nil {
+	p, err := cfg.compile(nil, os.ReadFile)
+	if err != nil {
 		t.Fatal(err)
 	}
+	// Each node verifies its own host name unless server_name is set.
 	for name, want := range map[string]struct {
 		serverName string
 		certs      int
 		rootCAs    bool
 		skip       bool
 	}{
-		"verified": {serverName: "", certs: 1, rootCAs: true},
+		"verified": {serverName: "db1.example", certs: 1, rootCAs: true},
 		"named":    {serverName: "db.example", certs: 0, rootCAs: true},
 		"insecure": {serverName: "", certs: 0, rootCAs: false, skip: true},
 	} {
-		mc, err := cfg.effective(name).driverConfig()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := mc.TLS
+		got := p.clusters[name].nodes[0].driver.TLS
 		if got == nil || got.ServerName != want.serverName || len(got.Certificates) != want.certs ||
 			(got.RootCAs != nil) != want.rootCAs || got.InsecureSkipVerify != want.skip || got.MinVersion != tls.VersionTLS12 {
 			t.Errorf("%s: tls.Config = %+v", name, got)
 		}
 	}
-	// Each node verifies its own host name unless server_name is set.
 	r, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -95,7 +94,7 @@ func (t *Tx) Tx() *sql.Tx { return t.tx }
 func (t *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	done := ctx.Err() != nil
 	res, err := t.tx.ExecContext(ctx, query, args...)
-	return res, t.typed("exec", done, err)
+	return res, t.typed(OpTxExec, done, err)
 }
 
 // QueryContext runs a query in the transaction; its failures are typed as
@@ -103,11 +102,12 @@ func (t *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Re
 func (t *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	done := ctx.Err() != nil
 	rows, err := t.tx.QueryContext(ctx, query, args...)
-	return rows, t.typed("query", done, err)
+	return rows, t.typed(OpTxQuery, done, err)
 }
 
 // QueryRowContext runs a query in the transaction that returns at most one
-// row. Errors are deferred until Row's Scan is called.
+// row. Errors are deferred until Row's Scan is called. The *Row is the type
+// Cluster.QueryRowContext returns.
 func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *Row {
 	rows, err := t.QueryContext(ctx, query, args...)
 	return &Row{rows: rows, err: err, tx: t}
@@ -117,18 +117,17 @@ func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *Ro
 // transaction: server errors as they are; not sent when the transaction was
 // already over (sql.ErrTxDone) or ctx had ended before the call (ctxDone),
 // as database/sql then sends nothing; otherwise by classify.
-func (t *Tx) typed(op string, ctxDone bool, err error) error {
+func (t *Tx) typed(op Op, ctxDone bool, err error) error {
 	if err == nil {
 		return nil
 	}
 	t.note(err)
-	op += " in a transaction"
 	if errors.Is(err, sql.ErrTxDone) || ctxDone {
-		return &notSentError{cluster: t.cluster, op: op + " on " + t.node, err: err}
+		return &notSentError{cluster: t.cluster, op: op, node: t.node, err: err}
 	}
 	switch classify(err, true) {
 	case ClassNotSent:
-		return &notSentError{cluster: t.cluster, op: op + " on " + t.node, err: err}
+		return &notSentError{cluster: t.cluster, op: op, node: t.node, err: err}
 	case ClassOutcomeUnknown:
 		return &OutcomeUnknownError{Cluster: t.cluster, Node: t.node, Op: op, Err: err}
 	}
@@ -146,13 +145,13 @@ func (t *Tx) Commit() error {
 		// database/sql did not send COMMIT: the transaction was already
 		// committed or rolled back, or its context had ended (and
 		// database/sql rolls it back).
-		return &notSentError{cluster: t.cluster, op: "commit on " + t.node, err: err}
+		return &notSentError{cluster: t.cluster, op: OpCommit, node: t.node, err: err}
 	}
 	switch classify(err, true) {
 	case ClassNotSent:
-		return &notSentError{cluster: t.cluster, op: "commit on " + t.node, err: err}
+		return &notSentError{cluster: t.cluster, op: OpCommit, node: t.node, err: err}
 	case ClassOutcomeUnknown:
-		return &OutcomeUnknownError{Cluster: t.cluster, Node: t.node, Op: "commit", Err: err}
+		return &OutcomeUnknownError{Cluster: t.cluster, Node: t.node, Op: OpCommit, Err: err}
 	}
 	return err
 }
@@ -161,9 +160,6 @@ func (t *Tx) Commit() error {
 func (t *Tx) Rollback() error {
 	return t.tx.Rollback()
 }
-
-// MaxTxAttempts is how many times RunInTx runs a transaction at most.
-const MaxTxAttempts = 5
 
 // errDeadlock is ER_LOCK_DEADLOCK: the server rolled the whole transaction
 // back.
@@ -177,7 +173,8 @@ const errDeadlock = 1213
 // read-only, or the server rolled it back as a deadlock victim. RunInTx
 // then rolls back and runs fn again from the start, in a new transaction on
 // the writer of that moment (the next node if this one failed), up to
-// MaxTxAttempts times in all and while ctx lasts. A COMMIT that provably was
+// Settings.TxAttempts times in all (DefaultTxAttempts, 5, unless set) and
+// while ctx lasts. A COMMIT that provably was
 // not sent, or that the server refused (read_only was set meanwhile, or a
 // deadlock), is re-run the same way. A COMMIT whose answer was lost returns
 // the *OutcomeUnknownError and is never re-run.
@@ -198,10 +195,10 @@ func (c *Cluster) RunInTx(ctx context.Context, opts *sql.TxOptions, fn func(ctx 
 		last     error
 		lastNode string
 	)
-	for attempt := 1; attempt <= MaxTxAttempts; attempt++ {
+	for attempt := 1; attempt <= c.settings.TxAttempts; attempt++ {
 		if attempt > 1 {
 			if err := ctx.Err(); err != nil {
-				return &notSentError{cluster: c.name, op: "transaction", err: err, tried: []*NodeError{{Node: lastNode, Class: ClassNotSent, Err: last}}}
+				return &notSentError{cluster: c.name, op: OpTransaction, err: err, tried: []*NodeError{{Node: lastNode, Class: ClassNotSent, Err: last}}}
 			}
 		}
 		tx, err := c.BeginTx(ctx, opts)
@@ -216,7 +213,7 @@ func (c *Cluster) RunInTx(ctx context.Context, opts *sql.TxOptions, fn func(ctx 
 					return err // already typed (by tx's statements or another call fn made)
 				}
 				// No COMMIT was sent: nothing of the transaction applied.
-				return &notSentError{cluster: c.name, op: "transaction on " + tx.Node(), err: err}
+				return &notSentError{cluster: c.name, op: OpTransaction, node: tx.Node(), err: err}
 			}
 			if !tx.lostOrRefused(err, rbErr) {
 				return err
@@ -238,7 +235,7 @@ func (c *Cluster) RunInTx(ctx context.Context, opts *sql.TxOptions, fn func(ctx 
 		}
 		return err
 	}
-	return &NoWriterError{Cluster: c.name, Op: fmt.Sprintf("transaction (%d attempts)", MaxTxAttempts), Attempts: []*NodeError{{Node: lastNode, Class: ClassNotSent, Err: last}}}
+	return &NoNodeError{Cluster: c.name, Op: OpTransaction, Runs: c.settings.TxAttempts, Attempts: []*NodeError{{Node: lastNode, Class: ClassNotSent, Err: last}}}
 }
 
 // rerunnable reports whether a statement's failure inside a transaction

@@ -86,25 +86,77 @@ func TestRunInTx(t *testing.T) {
 	}
 }
 
+// Tx.QueryRowContext and Cluster.QueryRowContext return the same row type,
+// so that code reading one row can take either (checked at compile time).
+var (
+	_ func(*Cluster, context.Context, string, ...any) *Row = (*Cluster).QueryRowContext
+	_ func(*Tx, context.Context, string, ...any) *Row      = (*Tx).QueryRowContext
+)
+
 // errBadConnForTest is what go-sql-driver returns when it finds the
 // connection dead before writing.
 var errBadConnForTest = driver.ErrBadConn
 
 // TestRunInTxGivesUp checks that a transaction failing on every node stops
-// after MaxTxAttempts with an error matching ErrNotSent and naming the node.
+// after Settings.TxAttempts runs (DefaultTxAttempts when zero) with an error
+// matching ErrNotSent, naming the node and giving the runs in Runs.
 func TestRunInTxGivesUp(t *testing.T) {
-	c, srv := newFakeCluster(t, 2, Settings{})
-	for _, s := range srv {
-		s.set(func(s *fakeServer) { s.execErr = mysql.ErrInvalidConn })
+	for _, tc := range []struct {
+		setting, want int
+	}{{0, DefaultTxAttempts}, {1, 1}, {3, 3}} {
+		t.Run(fmt.Sprint("tx_attempts ", tc.setting), func(t *testing.T) {
+			c, srv := newFakeCluster(t, 2, Settings{TxAttempts: tc.setting})
+			for _, s := range srv {
+				s.set(func(s *fakeServer) { s.execErr = mysql.ErrInvalidConn })
+			}
+			runs := 0
+			err := c.RunInTx(context.Background(), nil, func(ctx context.Context, tx *Tx) error {
+				runs++
+				_, err := tx.ExecContext(ctx, "UPDATE t SET x = x + 1")
+				return err
+			})
+			if runs != tc.want || !errors.Is(err, ErrNotSent) || !strings.Contains(err.Error(), ":3306") {
+				t.Fatalf("after %d runs (want %d): %v", runs, tc.want, err)
+			}
+			var nn *NoNodeError
+			if !errors.As(err, &nn) || nn.Op != OpTransaction || nn.Runs != runs || nn.Cluster != "fake" {
+				t.Errorf("err = %#v, want a *NoNodeError with Op %q and Runs %d", err, OpTransaction, runs)
+			}
+		})
 	}
-	runs := 0
-	err := c.RunInTx(context.Background(), nil, func(ctx context.Context, tx *Tx) error {
-		runs++
-		_, err := tx.ExecContext(ctx, "UPDATE t SET x = x + 1")
-		return err
-	})
-	if runs != MaxTxAttempts || !errors.Is(err, ErrNotSent) || !strings.Contains(err.Error(), ":3306") {
-		t.Fatalf("after %d runs: %v", runs, err)
+}
+
+// TestTxErrorOps: the errors of a transaction's statements and of its
+// COMMIT name the operation in Op, a constant, and the node in Node.
+func TestTxErrorOps(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		arrange func(a *fakeServer)
+		run     func(tx *Tx) error
+		want    Op
+	}{
+		{"exec", func(a *fakeServer) { a.execErr = mysql.ErrInvalidConn },
+			func(tx *Tx) error { _, err := tx.ExecContext(ctx, "UPDATE t SET x = 1"); return err }, OpTxExec},
+		{"query", func(a *fakeServer) { a.execErr = mysql.ErrInvalidConn },
+			func(tx *Tx) error { _, err := tx.QueryContext(ctx, "SELECT x FROM t"); return err }, OpTxQuery},
+		{"commit", func(a *fakeServer) { a.commitErr = mysql.ErrInvalidConn },
+			func(tx *Tx) error { return tx.Commit() }, OpCommit},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, srv := newFakeCluster(t, 1, Settings{})
+			tx, err := c.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback()
+			srv[0].set(tc.arrange)
+			err = tc.run(tx)
+			var ou *OutcomeUnknownError
+			if !errors.As(err, &ou) || ou.Op != tc.want || ou.Node != "a:3306" || ou.Cluster != "fake" {
+				t.Fatalf("err = %v, want an *OutcomeUnknownError with Op %q on a:3306", err, tc.want)
+			}
+		})
 	}
 }
 

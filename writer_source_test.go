@@ -61,7 +61,7 @@ func TestWriterSourceDecides(t *testing.T) {
 	srv[2].set(func(s *fakeServer) { s.connectErr = errDialRefused })
 	a, b := srv[0].execs.Load(), srv[1].execs.Load()
 	_, err := c.ExecContext(ctx, "INSERT INTO t VALUES (3)")
-	if !errors.Is(err, ErrNotSent) || !errors.Is(err, ErrNoWriter) {
+	if !errors.Is(err, ErrNotSent) || !errors.Is(err, ErrNoNode) {
 		t.Fatalf("write with the decided writer down: err = %v, want not sent, no writer", err)
 	}
 	if srv[0].execs.Load() != a || srv[1].execs.Load() != b {

@@ -11,14 +11,19 @@ import (
 	"github.com/go-sql-driver/mysql"
 )
 
-// Backends a Harness can run its servers on; see Options.Backend.
+// Backend names where a Harness runs its servers (Options.Backend). The
+// DBROUTER_RING_BACKEND environment variable holds the string of one of
+// its constants.
+type Backend string
+
+// The backends a Harness can run its servers on.
 const (
 	// BackendNative runs every server as a mariadbd process on this
 	// machine, listening on loopback.
-	BackendNative = "native"
+	BackendNative Backend = "native"
 	// BackendDocker runs every server in a Docker container through
 	// testcontainers-go; see the package documentation.
-	BackendDocker = "docker"
+	BackendDocker Backend = "docker"
 )
 
 // BackendEnv names the environment variable that selects the backend when
@@ -28,9 +33,9 @@ const BackendEnv = "DBROUTER_RING_BACKEND"
 // DefaultBackend returns the backend that Start uses when Options.Backend
 // is empty: the value of DBROUTER_RING_BACKEND, or BackendNative when it is
 // unset or empty. It does not validate the value; Start does.
-func DefaultBackend() string {
+func DefaultBackend() Backend {
 	if b := strings.TrimSpace(strings.ToLower(os.Getenv(BackendEnv))); b != "" {
-		return b
+		return Backend(b)
 	}
 	return BackendNative
 }
@@ -80,7 +85,7 @@ type node interface {
 }
 
 // validBackend returns an error for an unknown backend name.
-func validBackend(b string) error {
+func validBackend(b Backend) error {
 	switch b {
 	case BackendNative, BackendDocker:
 		return nil

@@ -87,7 +87,7 @@ func TestNoDockerEngine(t *testing.T) {
 		cli.Close()
 		t.Fatal("connected to a Docker engine on 127.0.0.1:9")
 	}
-	for _, want := range []string{"no Docker engine answers", BackendEnv + "=" + BackendNative} {
+	for _, want := range []string{"no Docker engine answers", BackendEnv + "=" + string(BackendNative)} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}

@@ -77,3 +77,15 @@ func ExampleStart() {
 	// ring of 3 nodes started
 	// node 2 reads: hello
 }
+
+// A Harness runs its servers on a Backend: Options.Backend, or when it is
+// empty DefaultBackend(), which reads DBROUTER_RING_BACKEND.
+func ExampleBackend() {
+	opts := ringtest.Options{Nodes: 3, Backend: ringtest.DefaultBackend()}
+	switch opts.Backend {
+	case ringtest.BackendNative:
+		fmt.Println("mariadbd processes on this machine")
+	case ringtest.BackendDocker:
+		fmt.Println("one Docker container per server")
+	}
+}

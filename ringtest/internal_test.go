@@ -117,3 +117,35 @@ func TestStartFailureQuotesLog(t *testing.T) {
 	}
 	t.Logf("expected error: %v", err)
 }
+
+// TestBackendSelection: DefaultBackend reads DBROUTER_RING_BACKEND
+// (trimmed, in any case) and is native when it is unset; validBackend
+// accepts the two backends and names any other value. No server starts.
+func TestBackendSelection(t *testing.T) {
+	for _, tc := range []struct {
+		env   string
+		want  Backend
+		valid bool
+	}{
+		{"", BackendNative, true},
+		{"native", BackendNative, true},
+		{"docker", BackendDocker, true},
+		{" Docker ", BackendDocker, true},
+		{"podman", "podman", false},
+	} {
+		t.Run(tc.env, func(t *testing.T) {
+			t.Setenv(BackendEnv, tc.env)
+			got := DefaultBackend()
+			if got != tc.want {
+				t.Errorf("DefaultBackend() with %s=%q = %q, want %q", BackendEnv, tc.env, got, tc.want)
+			}
+			err := validBackend(got)
+			if (err == nil) != tc.valid {
+				t.Errorf("validBackend(%q) = %v, want valid %v", got, err, tc.valid)
+			}
+			if err != nil && !strings.Contains(err.Error(), `"podman"`) {
+				t.Errorf("validBackend(%q) = %v: does not name the value", got, err)
+			}
+		})
+	}
+}

@@ -135,7 +135,7 @@ type Options struct {
 	// server). Empty means DefaultBackend(): the DBROUTER_RING_BACKEND
 	// environment variable, else native. ServerPath and BaseDir apply to
 	// the native backend only, Image to Docker only.
-	Backend string
+	Backend Backend
 	// Image is the Docker image of every server; default
 	// DefaultImage(): $DBROUTER_RING_IMAGE, else LocalImage. An absent
 	// image in the local "dbrouter-ringtest/" namespace is built by the
@@ -411,7 +411,7 @@ func (h *Harness) BaseDir() string { return h.baseDir }
 
 // Backend returns the backend the servers run on: BackendNative or
 // BackendDocker.
-func (h *Harness) Backend() string { return h.opts.Backend }
+func (h *Harness) Backend() Backend { return h.opts.Backend }
 
 // Close kills every server (frozen ones included) and waits until each is
 // gone, closes the admin pools and proxies, and releases what Start
