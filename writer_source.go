@@ -12,9 +12,11 @@ import (
 //
 // When Config.WriterSource is set, the router calls Watch once for each
 // cluster it opens, and the stop function it returns when the cluster
-// closes (Router.Close, or a Reload that retires the cluster). Until the
-// source's first decision for a cluster, and after a decision with an
-// empty Writer, the local rule applies.
+// closes (Router.Close, or a Reload that retires the cluster). A Reload
+// keeps an unchanged cluster, with its watch; new and changed clusters use
+// the reloaded Config's WriterSource. Until the source's first decision for
+// a cluster, and after a decision with an empty Writer, the local rule
+// applies.
 type WriterSource interface {
 	// Watch starts deciding the writer of the named cluster, whose nodes
 	// are given in configured order. It must not block: it reports
