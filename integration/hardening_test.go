@@ -1,4 +1,4 @@
-package dbrouter_test
+package integration
 
 // Real-ring regression tests for the hardening issue (#12); the fake-driver
 // ones are in hardening_test.go.

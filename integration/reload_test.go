@@ -1,4 +1,4 @@
-package dbrouter_test
+package integration
 
 import (
 	"context"

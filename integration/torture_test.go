@@ -1,4 +1,4 @@
-package dbrouter_test
+package integration
 
 import (
 	"context"
@@ -112,7 +112,7 @@ func TestTorture(t *testing.T) {
 		}
 	}
 	binlog := strings.ToUpper(os.Getenv("TORTURE_BINLOG")) // "": the servers' (MIXED)
-	t.Logf("torture seed %d: re-run with TORTURE_SEED=%d go test -run TestTorture -v .", seed, seed)
+	t.Logf("torture seed %d: re-run with TORTURE_SEED=%d go test -run TestTorture -v ./integration", seed, seed)
 
 	h := ringtest.New(t, ringtest.Options{Nodes: 3, Proxy: true, Password: ringPassword})
 	ring := h.Ring(0)

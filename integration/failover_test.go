@@ -1,4 +1,4 @@
-package dbrouter_test
+package integration
 
 // Integration tests on real MariaDB rings started by ringtest: the failover
 // claims of docs/design.md (§2, §4–§6) proven against servers that are killed (SIGKILL),

@@ -1,4 +1,4 @@
-package dbrouter_test
+package integration
 
 // Routed versus bare: the same point SELECT and INSERT through a
 // dbrouter.Cluster and through a plain *sql.DB built with the same driver

@@ -1,4 +1,4 @@
-package dbrouter_test
+package integration
 
 // Health probes on real rings: frozen, killed and read-only writers, safe
 // failback, fail-fast when every node is down, and no false demotion under
