@@ -9,33 +9,49 @@ TEST_TIMEOUT ?= 20m
 # Test packages run one at a time (-p 1): each starts its own MariaDB rings,
 # and on 2 cores two packages' rings at once starve each other's timing.
 
-.PHONY: test demo deps vet fmt-check fuzz bench test-docker
+# The repository's Go modules: the library at the root, and four with their
+# own go.mod so that a module importing the library never needs the test
+# harness, its Docker client or the charts (docs/testing.md, "Module
+# hygiene"). vet, mod-check and the tests take them one after the other,
+# each on its own (GOWORK=off), as a clone without go.work would; go.work
+# only lets commands run from the root name packages of every module
+# (go run ./bench/report, go test ./integration).
+MODULES := . ringtest integration examples bench
+# each runs $(1) in every module and fails at the end if it failed in one.
+each = rc=0; for m in $(MODULES); do echo "[module $$m] $(1)"; (cd $$m && GOWORK=off $(1)) || { echo "FAIL in module $$m: $(1)"; rc=1; }; done; exit $$rc
+
+.PHONY: test demo deps vet fmt-check mod-check fuzz bench test-docker
 
 deps:
 	@scripts/ensure-mariadb.sh
 
 vet:
-	$(GO) vet ./...
+	@$(call each,$(GO) vet ./...)
+
+# mod-check fails when a module's go.mod or go.sum is not what go mod tidy
+# makes of it: the root's must not regain the harness's requirements.
+mod-check:
+	@$(call each,$(GO) mod tidy -diff)
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-test: deps vet fmt-check
-	$(GO) test -race -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./...
+test: deps vet fmt-check mod-check
+	@$(call each,$(GO) test -race -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./...)
 	@scripts/check-orphans.sh
 
 # test-docker runs the same tests with every ring in Docker containers
 # (DBROUTER_RING_BACKEND=docker; needs a Docker engine, no registry): it
 # builds the local MariaDB image when absent, then checks that no container,
 # network or volume is left behind.
-test-docker: vet fmt-check
+test-docker: vet fmt-check mod-check
 	@bash ringtest/build-mariadb-image.sh
-	@rc=0; DBROUTER_RING_BACKEND=docker $(GO) test -race -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./... || rc=$$?; \
+	@rc=0; ($(call each,DBROUTER_RING_BACKEND=docker $(GO) test -race -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./...)) || rc=$$?; \
 	scripts/check-docker-leftovers.sh || rc=1; exit $$rc
 
 demo: deps
-	$(GO) run ./examples/failover
+	cd examples && $(GO) run ./failover
 
 # fuzz runs each fuzz target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
@@ -46,6 +62,8 @@ fuzz:
 
 # bench runs every benchmark (Go benchmarks, bench/failover for each fault,
 # bench/scale) and regenerates docs/performance.md, its charts in docs/img
-# and the README's headline numbers. About 7 minutes on 2 cores.
+# and the README's headline numbers. About 7 minutes on 2 cores. It runs
+# from the root through go.work: it runs go test and go run on packages of
+# the root, integration and bench modules.
 bench: deps
 	$(GO) run ./bench/report

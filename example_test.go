@@ -9,8 +9,6 @@ import (
 	"os"
 
 	"github.com/dbrouter/dbrouter"
-	"github.com/dbrouter/dbrouter/ringtest"
-	"github.com/jmoiron/sqlx"
 )
 
 // ParseConfig reads YAML, expands ${VAR} from the environment and validates
@@ -97,21 +95,16 @@ func ExampleOutcomeUnknownError() {
 	// not written anywhere: safe to retry later
 }
 
-// Example_ring runs against a real three-node MariaDB ring started by
-// ringtest: writes, reads, a transaction, and sqlx on the writer's pool.
-func Example_ring() {
+// A router on one three-node cluster: writes, reads and a transaction go to
+// the cluster's writer, and the writer's *sql.DB serves any database/sql
+// code. This example needs servers at the configured addresses, so it is
+// compiled but not run; Example_ring in integration/example_test.go runs
+// the same calls on a ring that it starts and checks their results.
+func Example() {
 	ctx := context.Background()
-	h, err := ringtest.Start(ctx, ringtest.Options{Nodes: 3})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer h.Close()
-	ring := h.Ring(0)
-
 	r, err := dbrouter.Open(&dbrouter.Config{
-		Defaults: dbrouter.Settings{User: "app", Password: "app-secret", Database: "ringtest"},
-		Clusters: map[string]dbrouter.ClusterConfig{"shop": {Nodes: ring.Addrs()}},
-		Logger:   slog.New(slog.DiscardHandler),
+		Defaults: dbrouter.Settings{User: "app", Password: os.Getenv("DB_PASSWORD"), Database: "shop"},
+		Clusters: map[string]dbrouter.ClusterConfig{"shop": {Nodes: []string{"db1:3306", "db2:3306", "db3:3306"}}},
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -119,10 +112,7 @@ func Example_ring() {
 	defer r.Close()
 	shop, _ := r.Cluster("shop")
 
-	if _, err := shop.ExecContext(ctx, "CREATE TABLE customer (name VARCHAR(40) PRIMARY KEY, balance INT)"); err != nil {
-		log.Fatal(err)
-	}
-	if _, err := shop.ExecContext(ctx, "INSERT INTO customer VALUES (?, ?), (?, ?)", "Smith", 100, "Jones", 50); err != nil {
+	if _, err := shop.ExecContext(ctx, "INSERT INTO customer VALUES (?, ?)", "Smith", 100); err != nil {
 		log.Fatal(err)
 	}
 
@@ -142,22 +132,12 @@ func Example_ring() {
 	}
 	fmt.Println("Smith:", balance)
 
-	// sqlx (or any database/sql code) on the writer's *sql.DB.
-	db := sqlx.NewDb(shop.Writer(), "mysql")
-	var names []string
-	if err := db.SelectContext(ctx, &names, "SELECT name FROM customer ORDER BY name"); err != nil {
+	// Code that needs a *sql.DB (sqlx.NewDb(db, "mysql"), migrations, ...)
+	// gets the writer's pool.
+	db := shop.Writer()
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM customer").Scan(&n); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(names)
-
-	// The ring replicated everything to the third node.
-	if err := ring.WaitConverged(ctx); err != nil {
-		log.Fatal(err)
-	}
-	ring.AdminDB(2).QueryRowContext(ctx, "SELECT balance FROM ringtest.customer WHERE name = 'Jones'").Scan(&balance)
-	fmt.Println("Jones on node C:", balance)
-	// Output:
-	// Smith: 90
-	// [Jones Smith]
-	// Jones on node C: 60
+	fmt.Println(n, "customers")
 }

@@ -2,7 +2,7 @@ package dbrouter
 
 // Regression tests for the hardening issue (#12): each test names its item
 // and fails on the code before the fix. Real-ring counterparts are in
-// hardening_integration_test.go.
+// integration/hardening_test.go.
 
 import (
 	"context"

@@ -60,8 +60,9 @@ func fail(format string, args ...any) {
 `
 
 // TestImportedFromAnotherModule builds a module outside the repository that
-// requires this one through a version-less replace, with -trimpath, and
-// runs it: ringtest must start a Docker ring and find its
+// requires this one (the module github.com/dbrouter/dbrouter/ringtest)
+// through a version-less replace, with -trimpath, and runs it: ringtest
+// must start a Docker ring and find its
 // image build script (embedded, not looked up next to the source) when it
 // is not the main module. Docker backend only (make test-docker); skipped
 // with -short.
@@ -76,21 +77,21 @@ func TestImportedFromAnotherModule(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the go command is needed to build the outside module: %v", err)
 	}
-	repo, err := filepath.Abs("..")
+	mod, err := filepath.Abs(".") // the ringtest module's root
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum, err := os.ReadFile(filepath.Join(repo, "go.sum"))
+	sum, err := os.ReadFile(filepath.Join(mod, "go.sum"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	goMod := "module example.com/ringtestuser\n\ngo 1.26.0\n\n" +
-		"require github.com/dbrouter/dbrouter v0.0.0\n\n" +
-		"replace github.com/dbrouter/dbrouter => " + repo + "\n"
+		"require github.com/dbrouter/dbrouter/ringtest v0.0.0\n\n" +
+		"replace github.com/dbrouter/dbrouter/ringtest => " + mod + "\n"
 	for name, data := range map[string][]byte{
 		"go.mod":  []byte(goMod),
-		"go.sum":  sum, // the repository's sums cover the whole graph: no download needed
+		"go.sum":  sum, // ringtest's sums cover its whole graph: no download needed
 		"main.go": []byte(externalMain),
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {

@@ -1,4 +1,4 @@
-package dbrouter_test
+package integration
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/dbrouter/dbrouter"
 	"github.com/dbrouter/dbrouter/ringtest"
+	"github.com/stretchr/testify/require"
 )
 
 // TestReloadUnderLoad moves a shard map's key from one cluster to another
@@ -37,28 +38,22 @@ func TestReloadUnderLoad(t *testing.T) {
 		return cfg
 	}
 	r, err := dbrouter.Open(base("c0", 0, 1, 2))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer r.Close()
 	ctx := testContext(t, 60*time.Second)
 	for _, name := range r.Clusters() {
 		c, _ := r.Cluster(name)
-		if _, err := c.ExecContext(ctx, "CREATE TABLE w (id VARCHAR(64) PRIMARY KEY, cluster VARCHAR(8) NOT NULL)"); err != nil {
-			t.Fatal(err)
-		}
+		_, err := c.ExecContext(ctx, "CREATE TABLE w (id VARCHAR(64) PRIMARY KEY, cluster VARCHAR(8) NOT NULL)")
+		require.NoError(t, err)
 	}
 	c2before, _ := r.Cluster("c2")
 
 	// A transaction on c0 stays open across the reload that removes c0.
 	c0, _ := r.Route("m", "k")
 	tx, err := c0.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO w VALUES ('tx-before-reload', 'c0')"); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	_, err = tx.ExecContext(ctx, "INSERT INTO w VALUES ('tx-before-reload', 'c0')")
+	require.NoError(t, err)
 
 	var (
 		stop    atomic.Bool
@@ -107,7 +102,7 @@ func TestReloadUnderLoad(t *testing.T) {
 			return n >= 100
 		}
 	}
-	waitFor(t, ctx, "100 writes on c0 before the reload", ackedOn("c0"))
+	require.Eventually(t, ackedOn("c0"), waitTimeout, tick, "100 writes on c0 before the reload")
 
 	// An invalid configuration is rejected whole.
 	bad := base("c9", 1, 2)
@@ -120,9 +115,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		t.Fatalf("after a rejected reload the key routes to %s, want c0", c.Name())
 	}
 
-	if err := r.Reload(base("c1", 1, 2)); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, r.Reload(base("c1", 1, 2)))
 	if c, _ := r.Route("m", "k"); c.Name() != "c1" {
 		t.Fatalf("after reload the key routes to %s, want c1", c.Name())
 	}
@@ -136,7 +129,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	if _, err := tx.ExecContext(ctx, "INSERT INTO w VALUES ('tx-after-reload', 'c0')"); err != nil {
 		t.Fatalf("transaction on the removed cluster, after Reload: %v", err)
 	}
-	waitFor(t, ctx, "100 writes on c1 while the transaction on c0 is open", ackedOn("c1"))
+	require.Eventually(t, ackedOn("c1"), waitTimeout, tick, "100 writes on c1 while the transaction on c0 is open")
 	if err := tx.Commit(); err != nil {
 		t.Fatalf("commit on the removed cluster: %v", err)
 	}
@@ -153,9 +146,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		perCluster[cl]++
 		k := int(cl[1] - '0')
 		var n int
-		if err := h.Ring(k).AdminDB(0).QueryRowContext(ctx, "SELECT COUNT(*) FROM ringtest.w WHERE id = ?", id).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, h.Ring(k).AdminDB(0).QueryRowContext(ctx, "SELECT COUNT(*) FROM ringtest.w WHERE id = ?", id).Scan(&n))
 		if n != 1 {
 			t.Errorf("id %s acknowledged on %s is there %d times", id, cl, n)
 		}
@@ -182,19 +173,13 @@ func TestWatchConfigFile(t *testing.T) {
 	path := filepath.Join(dir, "dbrouter.yaml")
 	write := func(cluster string) {
 		yaml := fmt.Sprintf("defaults: {user: app}\nclusters: {c1: {nodes: ['127.0.0.1:1']}, c2: {nodes: ['127.0.0.1:2']}}\nshard_maps: {m: {strategy: directory, entries: {k: %s}}}\n", cluster)
-		if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, os.WriteFile(path, []byte(yaml), 0o600))
 	}
 	write("c1")
 	cfg, err := dbrouter.LoadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	r, err := dbrouter.Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer r.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -205,7 +190,7 @@ func TestWatchConfigFile(t *testing.T) {
 		return err == nil && c.Name() == want
 	}
 	write("c2") // whichever content the watcher reads first, it ends on c2
-	waitFor(t, testContext(t, 5*time.Second), "reload to c2", func() bool { return routesTo("c2") })
+	require.Eventually(t, func() bool { return routesTo("c2") }, waitTimeout, tick, "reload to c2")
 	write("c7")
 	select {
 	case err := <-errs:

@@ -1,4 +1,4 @@
-package dbrouter_test
+package integration
 
 // Integration tests on real MariaDB rings started by ringtest: the failover
 // claims of docs/design.md (§2, §4–§6) proven against servers that are killed (SIGKILL),
@@ -16,84 +16,8 @@ import (
 	"time"
 
 	"github.com/dbrouter/dbrouter"
-	"github.com/dbrouter/dbrouter/ringtest"
+	"github.com/stretchr/testify/require"
 )
-
-const ringPassword = "app-secret-Zq7" // checked against every error text
-
-// startRing starts one ring of n nodes and opens a router on it, with a
-// table t(pk AUTO_INCREMENT, id, writer, node) created on the ring.
-func startRing(t *testing.T, n int, tune func(*dbrouter.Config)) (*ringtest.Ring, *dbrouter.Router, *dbrouter.Cluster) {
-	t.Helper()
-	h := ringtest.New(t, ringtest.Options{Nodes: n, Password: ringPassword})
-	ring := h.Ring(0)
-	cfg := &dbrouter.Config{
-		Defaults: dbrouter.Settings{User: "app", Password: ringPassword, Database: "ringtest"},
-		Clusters: map[string]dbrouter.ClusterConfig{"ring": {Nodes: ring.Addrs()}},
-		Logger:   slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})),
-	}
-	if tune != nil {
-		tune(cfg)
-	}
-	r, err := dbrouter.Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	c, err := r.Cluster("ring")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := testContext(t, 30*time.Second)
-	if _, err := c.ExecContext(ctx, `CREATE TABLE t (
-		pk BIGINT AUTO_INCREMENT PRIMARY KEY,
-		id VARCHAR(64) NOT NULL,
-		writer INT NOT NULL DEFAULT 0,
-		node INT NOT NULL DEFAULT 0,
-		KEY (id))`); err != nil {
-		t.Fatal(err)
-	}
-	if err := ring.WaitConverged(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return ring, r, c
-}
-
-func testContext(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// rowCounts returns how many rows each id has on node i.
-func rowCounts(t *testing.T, ring *ringtest.Ring, i int) map[string]int {
-	t.Helper()
-	rows, err := ring.AdminDB(i).QueryContext(testContext(t, 30*time.Second), "SELECT id, COUNT(*) FROM ringtest.t GROUP BY id")
-	if err != nil {
-		t.Fatalf("node %d: %v", i, err)
-	}
-	defer rows.Close()
-	m := make(map[string]int)
-	for rows.Next() {
-		var id string
-		var n int
-		if err := rows.Scan(&id, &n); err != nil {
-			t.Fatal(err)
-		}
-		m[id] = n
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
-func assertNoPassword(t *testing.T, err error) {
-	t.Helper()
-	if err != nil && strings.Contains(err.Error(), ringPassword) {
-		t.Errorf("error shows the password: %v", err)
-	}
-}
 
 func TestRingWritesReplicate(t *testing.T) {
 	t.Parallel()
@@ -101,16 +25,13 @@ func TestRingWritesReplicate(t *testing.T) {
 	ctx := testContext(t, 30*time.Second)
 	var tr dbrouter.Trace
 	for i := range 10 {
-		if _, err := c.ExecContext(dbrouter.WithTrace(ctx, &tr), "INSERT INTO t (id) VALUES (?)", fmt.Sprint("r", i)); err != nil {
-			t.Fatal(err)
-		}
+		_, err := c.ExecContext(dbrouter.WithTrace(ctx, &tr), "INSERT INTO t (id) VALUES (?)", fmt.Sprint("r", i))
+		require.NoError(t, err)
 		if tr.Node != ring.Addr(0) {
 			t.Fatalf("write served by %s, want the first node %s", tr.Node, ring.Addr(0))
 		}
 	}
-	if err := ring.WaitConverged(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, ring.WaitConverged(ctx))
 	for i := range 3 {
 		if got := rowCounts(t, ring, i); len(got) != 10 {
 			t.Errorf("node %d has %d ids, want 10", i, len(got))
@@ -195,13 +116,11 @@ func TestKillWriterUnderLoad(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, ctx, "200 writes before the kill", func() bool { mu.Lock(); defer mu.Unlock(); return len(results) >= 200 })
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(results) >= 200 }, waitTimeout, tick, "200 writes before the kill")
 	killAt := time.Now()
-	if err := ring.Kill(0); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, ring.Kill(0))
 	killed.Store(true)
-	waitFor(t, ctx, "200 writes after the kill", func() bool { return afterOK.Load() >= 200 })
+	require.Eventually(t, func() bool { return afterOK.Load() >= 200 }, waitTimeout, tick, "200 writes after the kill")
 	close(stop)
 	wg.Wait()
 	t.Logf("kill to first acknowledged write: %v; to 200 acknowledged writes: %v",
@@ -212,12 +131,8 @@ func TestKillWriterUnderLoad(t *testing.T) {
 
 	// Bring the killed node back: writes it acknowledged but had not yet
 	// shipped are in its binlog and reach the others when it returns.
-	if err := ring.Restart(0); err != nil {
-		t.Fatal(err)
-	}
-	if err := ring.WaitConverged(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, ring.Restart(0))
+	require.NoError(t, ring.WaitConverged(ctx))
 
 	count := map[outcome]int{}
 	for _, o := range results {
@@ -269,12 +184,9 @@ func TestKillIdleWriterRetriesTransparently(t *testing.T) {
 	t.Parallel()
 	ring, _, c := startRing(t, 3, nil)
 	ctx := testContext(t, 30*time.Second)
-	if _, err := c.ExecContext(ctx, "INSERT INTO t (id) VALUES ('idle-1')"); err != nil {
-		t.Fatal(err)
-	}
-	if err := ring.Kill(0); err != nil {
-		t.Fatal(err)
-	}
+	_, err := c.ExecContext(ctx, "INSERT INTO t (id) VALUES ('idle-1')")
+	require.NoError(t, err)
+	require.NoError(t, ring.Kill(0))
 	var tr dbrouter.Trace
 	if _, err := c.ExecContext(dbrouter.WithTrace(ctx, &tr), "INSERT INTO t (id) VALUES ('idle-2')"); err != nil {
 		t.Fatalf("write after the kill: %v", err)
@@ -289,28 +201,11 @@ func TestKillIdleWriterRetriesTransparently(t *testing.T) {
 	default:
 		t.Fatalf("served by %s after %v; want %s after one not-sent failure on %s, or directly once a probe demoted it", tr.Node, tr.Attempts, ring.Addr(1), ring.Addr(0))
 	}
-	if err := ring.Restart(0); err != nil {
-		t.Fatal(err)
-	}
-	if err := ring.WaitConverged(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, ring.Restart(0))
+	require.NoError(t, ring.WaitConverged(ctx))
 	for i := range 3 {
 		if got := rowCounts(t, ring, i); got["idle-1"] != 1 || got["idle-2"] != 1 {
 			t.Errorf("node %d: rows %v, want idle-1 and idle-2 once each", i, got)
-		}
-	}
-}
-
-func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
 		}
 	}
 }
@@ -319,13 +214,10 @@ func TestReadOnlyWriterMovesWrites(t *testing.T) {
 	t.Parallel()
 	ring, _, c := startRing(t, 3, nil)
 	ctx := testContext(t, 30*time.Second)
-	if err := ring.SetReadOnly(0, true); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, ring.SetReadOnly(0, true))
 	var tr dbrouter.Trace
-	if _, err := c.ExecContext(dbrouter.WithTrace(ctx, &tr), "INSERT INTO t (id) VALUES ('ro-1')"); err != nil {
-		t.Fatal(err)
-	}
+	_, err := c.ExecContext(dbrouter.WithTrace(ctx, &tr), "INSERT INTO t (id) VALUES ('ro-1')")
+	require.NoError(t, err)
 	if tr.Node != ring.Addr(1) || len(tr.Attempts) != 1 || tr.Attempts[0].Class != dbrouter.ClassReadOnly {
 		t.Fatalf("served by %s after %v; want %s after one read-only refusal", tr.Node, tr.Attempts, ring.Addr(1))
 	}
@@ -337,9 +229,7 @@ func TestReadOnlyWriterMovesWrites(t *testing.T) {
 	if err := c.QueryRowContext(ctx, "SELECT COUNT(*) FROM t WHERE id = 'ro-1'").Scan(&n); err != nil || n != 1 {
 		t.Errorf("read after failover: n=%d err=%v", n, err)
 	}
-	if err := ring.WaitConverged(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, ring.WaitConverged(ctx))
 	if got := rowCounts(t, ring, 0)["ro-1"]; got != 1 {
 		t.Errorf("read-only node has %d copies of ro-1 (replicated), want 1", got)
 	}
@@ -350,9 +240,7 @@ func TestAllNodesDownThenOneReturns(t *testing.T) {
 	ring, _, c := startRing(t, 3, nil)
 	ctx := testContext(t, 60*time.Second)
 	for i := range 3 {
-		if err := ring.Kill(i); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, ring.Kill(i))
 	}
 	start := time.Now()
 	_, err := c.ExecContext(ctx, "INSERT INTO t (id) VALUES ('down-1')")
@@ -374,16 +262,14 @@ func TestAllNodesDownThenOneReturns(t *testing.T) {
 	if elapsed > 5*time.Second {
 		t.Errorf("took %v to report three refused nodes", elapsed)
 	}
-	if err := ring.Restart(1); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, ring.Restart(1))
 	// The health probes bring node 1 back after recover_after good probes.
 	restarted := time.Now()
 	var tr dbrouter.Trace
-	waitFor(t, ctx, "a write to succeed", func() bool {
+	require.Eventually(t, func() bool {
 		_, err := c.ExecContext(dbrouter.WithTrace(ctx, &tr), "INSERT INTO t (id) VALUES ('down-2')")
 		return err == nil
-	})
+	}, waitTimeout, tick, "a write to succeed")
 	t.Logf("node 1 ready to first write served: %v", time.Since(restarted).Round(time.Millisecond))
 	if tr.Node != ring.Addr(1) {
 		t.Errorf("served by %s, want %s", tr.Node, ring.Addr(1))
@@ -438,14 +324,10 @@ func TestFrozenServerHandshakeIsBounded(t *testing.T) {
 		Logger:   slog.New(slog.DiscardHandler),
 	}
 	r, err := dbrouter.Open(cfg) // a fresh router: no pooled connection to node 0
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer r.Close()
 	c, _ := r.Cluster("ring")
-	if err := ring.Freeze(0); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, ring.Freeze(0))
 	defer ring.Thaw(0)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -453,9 +335,7 @@ func TestFrozenServerHandshakeIsBounded(t *testing.T) {
 	start := time.Now()
 	_, err = c.ExecContext(dbrouter.WithTrace(ctx, &tr), "INSERT INTO t (id) VALUES ('frozen-1')")
 	elapsed := time.Since(start)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Logf("frozen first node: write served by %s after %v (connect_timeout 300ms)", tr.Node, elapsed.Round(time.Millisecond))
 	if tr.Node != ring.Addr(1) || len(tr.Attempts) != 1 || tr.Attempts[0].Class != dbrouter.ClassNotSent {
 		t.Errorf("trace: node %s attempts %v; want node 1 after one not-sent failure", tr.Node, tr.Attempts)

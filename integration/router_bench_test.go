@@ -1,4 +1,4 @@
-package dbrouter_test
+package integration
 
 // Routed versus bare: the same point SELECT and INSERT through a
 // dbrouter.Cluster and through a plain *sql.DB built with the same driver
@@ -22,6 +22,7 @@ import (
 
 	"github.com/dbrouter/dbrouter"
 	"github.com/dbrouter/dbrouter/ringtest"
+	"github.com/stretchr/testify/require"
 )
 
 // benchRows is the number of rows the point SELECT picks from.
@@ -48,14 +49,10 @@ func BenchmarkPointQuery(b *testing.B) {
 		Clusters: map[string]dbrouter.ClusterConfig{"bench": {Nodes: ring.Addrs()}},
 		Logger:   slog.New(slog.DiscardHandler),
 	})
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, err)
 	b.Cleanup(func() { r.Close() })
 	routed, err := r.Cluster("bench")
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, err)
 
 	// The bare pool: the driver configuration dbrouter builds for its
 	// nodes (default settings), and the same pool sizes.
@@ -64,9 +61,7 @@ func BenchmarkPointQuery(b *testing.B) {
 	mc.Net, mc.Addr = "tcp", ring.Addr(0)
 	mc.Timeout = dbrouter.DefaultConnectTimeout
 	connector, err := mysql.NewConnector(mc)
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, err)
 	bare := sql.OpenDB(connector)
 	bare.SetMaxIdleConns(dbrouter.DefaultMaxIdleConns)
 	b.Cleanup(func() { bare.Close() })
@@ -75,9 +70,8 @@ func BenchmarkPointQuery(b *testing.B) {
 		"CREATE TABLE point (id INT PRIMARY KEY, v VARCHAR(64) NOT NULL)",
 		"CREATE TABLE ins (pk BIGINT AUTO_INCREMENT PRIMARY KEY, k INT NOT NULL, v VARCHAR(64) NOT NULL)",
 	} {
-		if _, err := bare.ExecContext(ctx, stmt); err != nil {
-			b.Fatal(err)
-		}
+		_, err := bare.ExecContext(ctx, stmt)
+		require.NoError(b, err)
 	}
 	for i := 0; i < benchRows; i += 100 {
 		q := "INSERT INTO point (id, v) VALUES "
@@ -87,9 +81,8 @@ func BenchmarkPointQuery(b *testing.B) {
 			}
 			q += fmt.Sprintf("(%d, 'value-%d')", j, j)
 		}
-		if _, err := bare.ExecContext(ctx, q); err != nil {
-			b.Fatal(err)
-		}
+		_, err := bare.ExecContext(ctx, q)
+		require.NoError(b, err)
 	}
 
 	type target struct {
@@ -124,11 +117,7 @@ func BenchmarkPointQuery(b *testing.B) {
 	// Let the router's first probe finish so that its one-off version
 	// query does not land inside a measurement.
 	routed.WriterAddr() // starts the probers
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if r.Stats()[0].Nodes[0].LastProbeLatency > 0 {
-			break
-		}
-	}
+	require.Eventually(b, func() bool { return r.Stats()[0].Nodes[0].LastProbeLatency > 0 }, 5*time.Second, tick, "the router's first probe")
 
 	var seq atomic.Int64
 	ops := []struct {
@@ -155,9 +144,7 @@ func BenchmarkPointQuery(b *testing.B) {
 								b.ReportAllocs()
 								if callers == 1 {
 									for b.Loop() {
-										if err := op.run(t, ctx); err != nil {
-											b.Fatal(err)
-										}
+										require.NoError(b, op.run(t, ctx))
 									}
 									return
 								}

@@ -1,5 +1,11 @@
 package ringtest
 
+// The Docker backend: every server in a container (dockerNode, in
+// backend_docker_node.go) through testcontainers-go, on the networks and
+// volumes of its harness (dockerEnv, here). The native backend is in
+// backend_native.go and backend_native_node.go; both implement node
+// (backend.go).
+
 import (
 	"bytes"
 	"context"

@@ -1,4 +1,4 @@
-package dbrouter_test
+package integration
 
 // Real-ring regression tests for the hardening issue (#12); the fake-driver
 // ones are in hardening_test.go.
@@ -7,38 +7,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/dbrouter/dbrouter"
-	"github.com/dbrouter/dbrouter/ringtest"
+	"github.com/stretchr/testify/require"
 )
-
-// writerIndex returns the position of c's writer in ring.
-func writerIndex(t *testing.T, ring *ringtest.Ring, c *dbrouter.Cluster) int {
-	t.Helper()
-	i := slices.Index(ring.Addrs(), c.WriterAddr())
-	if i < 0 {
-		t.Fatalf("no writer (%q)", c.WriterAddr())
-	}
-	return i
-}
-
-// waitSettled waits until every node is up and the first node is the
-// writer again (failback done), so that the next fault hits the writer.
-func waitSettled(t *testing.T, ctx context.Context, ring *ringtest.Ring, c *dbrouter.Cluster) {
-	t.Helper()
-	waitFor(t, ctx, "every node up and node 0 the writer", func() bool {
-		st := c.Stats()
-		for _, n := range st.Nodes {
-			if n.State != dbrouter.StateUp {
-				return false
-			}
-		}
-		return st.Writer == ring.Addr(0)
-	})
-}
 
 // Item 1: a SELECT of a stored function that writes is applied at most once
 // when its node is frozen (and later thawed) or killed mid-call: the caller
@@ -47,9 +21,8 @@ func waitSettled(t *testing.T, ctx context.Context, ring *ringtest.Ring, c *dbro
 func TestItem01SelectThatWritesAppliedAtMostOnce(t *testing.T) {
 	ring, _, c := startRing(t, 3, nil)
 	ctx := testContext(t, 3*time.Minute)
-	if _, err := c.ExecContext(ctx, "CREATE TABLE orders (pk BIGINT AUTO_INCREMENT PRIMARY KEY, n INT NOT NULL)"); err != nil {
-		t.Fatal(err)
-	}
+	_, err := c.ExecContext(ctx, "CREATE TABLE orders (pk BIGINT AUTO_INCREMENT PRIMARY KEY, n INT NOT NULL)")
+	require.NoError(t, err)
 	// The function sleeps after its INSERT so that the fault lands
 	// mid-call. Creating a function with binary logging on needs SUPER.
 	if _, err := ring.AdminDB(0).ExecContext(ctx, `CREATE FUNCTION ringtest.create_order(x INT) RETURNS INT
@@ -57,9 +30,7 @@ func TestItem01SelectThatWritesAppliedAtMostOnce(t *testing.T) {
 		BEGIN INSERT INTO ringtest.orders (n) VALUES (x); DO SLEEP(1.5); RETURN x; END`); err != nil {
 		t.Fatal(err)
 	}
-	if err := ring.WaitConverged(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, ring.WaitConverged(ctx))
 	countOn := func(i, n int) int {
 		var k int
 		if err := ring.AdminDB(i).QueryRowContext(ctx, "SELECT COUNT(*) FROM ringtest.orders WHERE n = ?", n).Scan(&k); err != nil {
@@ -93,12 +64,8 @@ func TestItem01SelectThatWritesAppliedAtMostOnce(t *testing.T) {
 		if !errors.Is(err, dbrouter.ErrOutcomeUnknown) {
 			t.Errorf("%s: err = %v, want outcome unknown", f.name, err)
 		}
-		if err := f.heal_(w); err != nil {
-			t.Fatal(err)
-		}
-		if err := ring.WaitConverged(ctx); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, f.heal_(w))
+		require.NoError(t, ring.WaitConverged(ctx))
 		for i := range ring.Len() {
 			if k := countOn(i, n); k > 1 {
 				t.Errorf("%s: node %d has the order %d times: a SELECT that writes was applied twice", f.name, i, k)
@@ -106,7 +73,7 @@ func TestItem01SelectThatWritesAppliedAtMostOnce(t *testing.T) {
 				t.Logf("%s: node %d has the order %d time(s)", f.name, i, k)
 			}
 		}
-		waitSettled(t, ctx, ring, c)
+		waitSettled(t, ring, c)
 	}
 
 	// A plain SELECT fails over transparently, frozen or killed.
@@ -128,13 +95,9 @@ func TestItem01SelectThatWritesAppliedAtMostOnce(t *testing.T) {
 		} else {
 			t.Logf("plain SELECT with %s %s: served by %s after %d failed attempt(s)", ring.Addr(w), f.name, tr.Node, len(tr.Attempts))
 		}
-		if err := f.heal_(w); err != nil {
-			t.Fatal(err)
-		}
-		if err := ring.WaitConverged(ctx); err != nil {
-			t.Fatal(err)
-		}
-		waitSettled(t, ctx, ring, c)
+		require.NoError(t, f.heal_(w))
+		require.NoError(t, ring.WaitConverged(ctx))
+		waitSettled(t, ring, c)
 	}
 }
 
@@ -145,13 +108,10 @@ func TestItem07ProbesOutsideAppPoolOnRealRing(t *testing.T) {
 	ctx := testContext(t, time.Minute)
 	for k := range 2 {
 		tx, err := c.BeginTx(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		defer tx.Rollback()
-		if _, err := tx.ExecContext(ctx, "INSERT INTO t (id) VALUES (?)", fmt.Sprintf("held-%d", k)); err != nil {
-			t.Fatal(err)
-		}
+		_, err = tx.ExecContext(ctx, "INSERT INTO t (id) VALUES (?)", fmt.Sprintf("held-%d", k))
+		require.NoError(t, err)
 	}
 	time.Sleep(2 * time.Second) // eight probe intervals with the pool exhausted
 	st := c.Stats()
@@ -175,27 +135,21 @@ func TestKilledIdleConnectionsDoNotMoveTheWriter(t *testing.T) {
 	events := &eventLog{}
 	ring, _, c := startRing(t, 2, func(cfg *dbrouter.Config) { cfg.OnEvent = events.add })
 	ctx := testContext(t, time.Minute)
-	waitFor(t, ctx, "both nodes probed", func() bool {
+	require.Eventually(t, func() bool {
 		st := c.Stats()
 		return st.Nodes[0].GTIDPosition != "" && st.Nodes[1].GTIDPosition != ""
-	})
+	}, waitTimeout, tick, "both nodes probed")
 	before := len(events.all())
 	for range 3 {
 		rows, err := ring.AdminDB(0).QueryContext(ctx, "SELECT id FROM information_schema.processlist WHERE user = 'app' AND command = 'Sleep'")
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		var ids []int64
 		for rows.Next() {
 			var id int64
-			if err := rows.Scan(&id); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, rows.Scan(&id))
 			ids = append(ids, id)
 		}
-		if err := rows.Close(); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, rows.Close())
 		for _, id := range ids {
 			ring.AdminDB(0).ExecContext(ctx, fmt.Sprintf("KILL CONNECTION %d", id))
 		}
@@ -222,9 +176,8 @@ func TestRejectReadOnlyParamKeepsReadsThatWriteWorking(t *testing.T) {
 		cfg.Defaults.Params = map[string]string{"rejectReadOnly": "true"}
 	})
 	ctx := testContext(t, time.Minute)
-	if _, err := c.ExecContext(ctx, "CREATE TABLE orders (pk BIGINT AUTO_INCREMENT PRIMARY KEY, n INT NOT NULL)"); err != nil {
-		t.Fatal(err)
-	}
+	_, err := c.ExecContext(ctx, "CREATE TABLE orders (pk BIGINT AUTO_INCREMENT PRIMARY KEY, n INT NOT NULL)")
+	require.NoError(t, err)
 	if _, err := ring.AdminDB(0).ExecContext(ctx, `CREATE FUNCTION ringtest.create_order(x INT) RETURNS INT
 		DETERMINISTIC MODIFIES SQL DATA
 		BEGIN INSERT INTO ringtest.orders (n) VALUES (x); RETURN x; END`); err != nil {

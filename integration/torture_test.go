@@ -1,4 +1,4 @@
-package dbrouter_test
+package integration
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"github.com/dbrouter/dbrouter"
 	"github.com/dbrouter/dbrouter/ringtest"
 	"github.com/go-sql-driver/mysql"
+	"github.com/stretchr/testify/require"
 )
 
 // Torture test settings, from the environment:
@@ -112,7 +113,7 @@ func TestTorture(t *testing.T) {
 		}
 	}
 	binlog := strings.ToUpper(os.Getenv("TORTURE_BINLOG")) // "": the servers' (MIXED)
-	t.Logf("torture seed %d: re-run with TORTURE_SEED=%d go test -run TestTorture -v .", seed, seed)
+	t.Logf("torture seed %d: re-run with TORTURE_SEED=%d go test -run TestTorture -v ./integration", seed, seed)
 
 	h := ringtest.New(t, ringtest.Options{Nodes: 3, Proxy: true, Password: ringPassword})
 	ring := h.Ring(0)
@@ -129,20 +130,16 @@ func TestTorture(t *testing.T) {
 		// transfers it applied.
 		"CREATE TABLE ringtest.transfers (pk BIGINT AUTO_INCREMENT PRIMARY KEY, id VARCHAR(32) NOT NULL, src INT NOT NULL, dst INT NOT NULL, amount INT NOT NULL, KEY (id))",
 	} {
-		if _, err := admin.ExecContext(ctx, q); err != nil {
-			t.Fatal(err)
-		}
+		_, err := admin.ExecContext(ctx, q)
+		require.NoError(t, err)
 	}
 	var values []string
 	for i := range tortureAccounts {
 		values = append(values, fmt.Sprintf("(%d, %d)", i, tortureBalance))
 	}
-	if _, err := admin.ExecContext(ctx, "INSERT INTO ringtest.accounts VALUES "+strings.Join(values, ",")); err != nil {
-		t.Fatal(err)
-	}
-	if err := ring.WaitConverged(ctx); err != nil {
-		t.Fatal(err)
-	}
+	_, err := admin.ExecContext(ctx, "INSERT INTO ringtest.accounts VALUES "+strings.Join(values, ","))
+	require.NoError(t, err)
+	require.NoError(t, ring.WaitConverged(ctx))
 
 	var writerChanges atomic.Int64
 	cfg := &dbrouter.Config{
@@ -161,9 +158,7 @@ func TestTorture(t *testing.T) {
 		binlog = "MIXED (server default)"
 	}
 	r, err := dbrouter.Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer r.Close()
 	c, _ := r.Cluster("ring")
 
@@ -264,9 +259,7 @@ func TestTorture(t *testing.T) {
 	// Every node back and converged.
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if err := ring.WaitConverged(cctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, ring.WaitConverged(cctx))
 
 	// The checker.
 	var (
@@ -307,29 +300,21 @@ func TestTorture(t *testing.T) {
 	for i := range ring.Len() {
 		counts[i] = map[string]int{}
 		rows, err := ring.AdminDB(i).QueryContext(ctx, "SELECT id, COUNT(*) FROM ringtest.items GROUP BY id")
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		for rows.Next() {
 			var id string
 			var n int
-			if err := rows.Scan(&id, &n); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, rows.Scan(&id, &n))
 			counts[i][id] = n
 		}
 		rows.Close()
 		var sum int64
-		if err := ring.AdminDB(i).QueryRowContext(ctx, "SELECT SUM(balance) FROM ringtest.accounts").Scan(&sum); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, ring.AdminDB(i).QueryRowContext(ctx, "SELECT SUM(balance) FROM ringtest.accounts").Scan(&sum))
 		sums = append(sums, sum)
 		for _, table := range []string{"items", "accounts", "transfers"} {
 			var name string
 			var cs int64
-			if err := ring.AdminDB(i).QueryRowContext(ctx, "CHECKSUM TABLE ringtest."+table).Scan(&name, &cs); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, ring.AdminDB(i).QueryRowContext(ctx, "CHECKSUM TABLE ringtest."+table).Scan(&name, &cs))
 			checksums[table] = append(checksums[table], cs)
 		}
 	}
@@ -475,31 +460,23 @@ func checkLedger(t *testing.T, ctx context.Context, ring *ringtest.Ring, all []t
 		}
 		seen := map[string]int{}
 		rows, err := db.QueryContext(ctx, "SELECT id, src, dst, amount FROM ringtest.transfers")
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		for rows.Next() {
 			var id string
 			var src, dst, amount int
-			if err := rows.Scan(&id, &src, &dst, &amount); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, rows.Scan(&id, &src, &dst, &amount))
 			seen[id]++
 			want[src] -= int64(amount)
 			want[dst] += int64(amount)
 		}
 		rows.Close()
 		rows, err = db.QueryContext(ctx, "SELECT id, balance FROM ringtest.accounts")
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		bad := 0
 		for rows.Next() {
 			var a int
 			var b int64
-			if err := rows.Scan(&a, &b); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, rows.Scan(&a, &b))
 			if b != want[a] {
 				bad++
 				if bad <= 5 {

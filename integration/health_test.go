@@ -1,4 +1,4 @@
-package dbrouter_test
+package integration
 
 // Health probes on real rings: frozen, killed and read-only writers, safe
 // failback, fail-fast when every node is down, and no false demotion under
@@ -15,6 +15,7 @@ import (
 
 	"github.com/dbrouter/dbrouter"
 	"github.com/dbrouter/dbrouter/ringtest"
+	"github.com/stretchr/testify/require"
 )
 
 // healthRing starts a ring and a router with default health settings and
@@ -24,30 +25,10 @@ func healthRing(t *testing.T, n int) (*ringtest.Ring, *dbrouter.Cluster, *eventL
 	events := &eventLog{}
 	ring, _, c := startRing(t, n, func(cfg *dbrouter.Config) { cfg.OnEvent = events.add })
 	ctx := testContext(t, 30*time.Second)
-	if _, err := c.ExecContext(ctx, "CREATE TABLE h (seq INT PRIMARY KEY, seen INT NOT NULL, node INT NOT NULL)"); err != nil {
-		t.Fatal(err)
-	}
-	if err := ring.WaitConverged(ctx); err != nil {
-		t.Fatal(err)
-	}
+	_, err := c.ExecContext(ctx, "CREATE TABLE h (seq INT PRIMARY KEY, seen INT NOT NULL, node INT NOT NULL)")
+	require.NoError(t, err)
+	require.NoError(t, ring.WaitConverged(ctx))
 	return ring, c, events
-}
-
-type eventLog struct {
-	mu  sync.Mutex
-	evs []dbrouter.Event
-}
-
-func (l *eventLog) add(ev dbrouter.Event) {
-	l.mu.Lock()
-	l.evs = append(l.evs, ev)
-	l.mu.Unlock()
-}
-
-func (l *eventLog) all() []dbrouter.Event {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]dbrouter.Event(nil), l.evs...)
 }
 
 // seqWrite is one write of seqWriter.
@@ -102,6 +83,26 @@ func startSeqWriter(t *testing.T, c *dbrouter.Cluster) *seqWriter {
 	return w
 }
 
+// count returns how many writes have returned so far.
+func (w *seqWriter) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.writes)
+}
+
+// ackedOn returns how many writes that started after t0 addr acknowledged.
+func (w *seqWriter) ackedOn(addr string, t0 time.Time) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, x := range w.writes {
+		if x.ok && x.node == addr && x.start.After(t0) {
+			n++
+		}
+	}
+	return n
+}
+
 func (w *seqWriter) halt() []seqWrite {
 	close(w.stop)
 	<-w.done
@@ -124,14 +125,10 @@ func firstOKOn(ws []seqWrite, addr string, t0 time.Time) (seqWrite, bool) {
 func checkCaughtUp(t *testing.T, ring *ringtest.Ring, ws []seqWrite, addr string, t0 time.Time) int {
 	t.Helper()
 	ctx := testContext(t, 30*time.Second)
-	if err := ring.WaitConverged(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, ring.WaitConverged(ctx))
 	seen := map[int]int{}
 	rows, err := ring.AdminDB(1).QueryContext(ctx, "SELECT seq, seen FROM ringtest.h")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer rows.Close()
 	for rows.Next() {
 		var s, v int
@@ -161,32 +158,16 @@ func checkCaughtUp(t *testing.T, ring *ringtest.Ring, ws []seqWrite, addr string
 func TestFreezeWriterThenThaw(t *testing.T) {
 	t.Parallel()
 	ring, c, events := healthRing(t, 3)
-	ctx := testContext(t, 60*time.Second)
 	w := startSeqWriter(t, c)
-	waitFor(t, ctx, "writes on A", func() bool { w.mu.Lock(); defer w.mu.Unlock(); return len(w.writes) > 50 })
+	require.Eventually(t, func() bool { return w.count() > 50 }, waitTimeout, tick, "writes on A")
 
 	frozeAt := time.Now()
-	if err := ring.Freeze(0); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, ctx, "a write on B", func() bool {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		_, ok := firstOKOn(w.writes, ring.Addr(1), frozeAt)
-		return ok
-	})
-	waitFor(t, ctx, "50 more writes", func() bool { w.mu.Lock(); defer w.mu.Unlock(); return len(w.writes) > 150 })
+	require.NoError(t, ring.Freeze(0))
+	require.Eventually(t, func() bool { return w.ackedOn(ring.Addr(1), frozeAt) > 0 }, waitTimeout, tick, "a write on B")
+	require.Eventually(t, func() bool { return w.count() > 150 }, waitTimeout, tick, "50 more writes")
 	thawedAt := time.Now()
-	if err := ring.Thaw(0); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, ctx, "writes back on A", func() bool {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		_, ok := firstOKOn(w.writes, ring.Addr(0), thawedAt)
-		return ok
-	})
-	time.Sleep(300 * time.Millisecond) // a few more writes on A
+	require.NoError(t, ring.Thaw(0))
+	require.Eventually(t, func() bool { return w.ackedOn(ring.Addr(0), thawedAt) >= 20 }, waitTimeout, tick, "20 writes back on A")
 	ws := w.halt()
 
 	first, _ := firstOKOn(ws, ring.Addr(1), frozeAt)
@@ -215,25 +196,14 @@ func TestFreezeWriterThenThaw(t *testing.T) {
 func TestKillRestartNoEarlyFailback(t *testing.T) {
 	t.Parallel()
 	ring, c, events := healthRing(t, 3)
-	ctx := testContext(t, 60*time.Second)
 	w := startSeqWriter(t, c)
-	waitFor(t, ctx, "writes on A", func() bool { w.mu.Lock(); defer w.mu.Unlock(); return len(w.writes) > 50 })
+	require.Eventually(t, func() bool { return w.count() > 50 }, waitTimeout, tick, "writes on A")
 	killedAt := time.Now()
-	if err := ring.Kill(0); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, ctx, "100 writes on B", func() bool { w.mu.Lock(); defer w.mu.Unlock(); return len(w.writes) > 150 })
+	require.NoError(t, ring.Kill(0))
+	require.Eventually(t, func() bool { return w.count() > 150 }, waitTimeout, tick, "100 writes on B")
 	restartedAt := time.Now()
-	if err := ring.Restart(0); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, ctx, "writes back on A", func() bool {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		_, ok := firstOKOn(w.writes, ring.Addr(0), restartedAt)
-		return ok
-	})
-	time.Sleep(300 * time.Millisecond)
+	require.NoError(t, ring.Restart(0))
+	require.Eventually(t, func() bool { return w.ackedOn(ring.Addr(0), restartedAt) >= 20 }, waitTimeout, tick, "20 writes back on A")
 	ws := w.halt()
 	first, _ := firstOKOn(ws, ring.Addr(1), killedAt)
 	back, _ := firstOKOn(ws, ring.Addr(0), restartedAt)
@@ -245,37 +215,23 @@ func TestKillRestartNoEarlyFailback(t *testing.T) {
 	logEvents(t, events)
 }
 
-func logEvents(t *testing.T, events *eventLog) {
-	t.Helper()
-	for _, ev := range events.all() {
-		t.Logf("event %s %s: %s %s → %s (%s)", ev.At.Format("15:04:05.000"), ev.Kind, ev.Node, ev.From, ev.To, ev.Cause)
-	}
-}
-
 // TestReadOnlyWriterDemotedByProbe makes the writer read-only with no
 // traffic at all: the probes alone must move the writer role.
 func TestReadOnlyWriterDemotedByProbe(t *testing.T) {
 	t.Parallel()
 	ring, c, _ := healthRing(t, 3)
-	ctx := testContext(t, 30*time.Second)
-	if got := c.WriterAddr(); got != ring.Addr(0) {
-		t.Fatalf("writer %s, want %s", got, ring.Addr(0))
-	}
+	require.Equal(t, ring.Addr(0), c.WriterAddr(), "writer")
 	at := time.Now()
-	if err := ring.SetReadOnly(0, true); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, ctx, "the writer to move", func() bool { return c.WriterAddr() == ring.Addr(1) })
+	require.NoError(t, ring.SetReadOnly(0, true))
+	require.Eventually(t, func() bool { return c.WriterAddr() == ring.Addr(1) }, waitTimeout, tick, "the writer to move")
 	d := time.Since(at)
 	t.Logf("read_only=ON to writer moved by the probes: %v (probe interval %v)", d.Round(time.Millisecond), dbrouter.DefaultProbeInterval)
 	if d > 5*time.Second {
 		t.Errorf("demotion took %v", d)
 	}
 	// Back to writable: A has everything, so writes return to it.
-	if err := ring.SetReadOnly(0, false); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, ctx, "the writer to return", func() bool { return c.WriterAddr() == ring.Addr(0) })
+	require.NoError(t, ring.SetReadOnly(0, false))
+	require.Eventually(t, func() bool { return c.WriterAddr() == ring.Addr(0) }, waitTimeout, tick, "the writer to return")
 }
 
 // TestAllFrozenFailsFast freezes every node: once the probes have marked
@@ -286,23 +242,21 @@ func TestAllFrozenFailsFast(t *testing.T) {
 	ring, c, _ := healthRing(t, 3)
 	ctx := testContext(t, 30*time.Second)
 	for i := range 3 {
-		if err := ring.Freeze(i); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, ring.Freeze(i))
 	}
 	t.Cleanup(func() {
 		for i := range 3 {
 			ring.Thaw(i)
 		}
 	})
-	waitFor(t, ctx, "every node Down", func() bool {
+	require.Eventually(t, func() bool {
 		for _, n := range c.Stats().Nodes {
 			if n.State != dbrouter.StateDown {
 				return false
 			}
 		}
 		return true
-	})
+	}, waitTimeout, tick, "every node Down")
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -318,10 +272,9 @@ func TestAllFrozenFailsFast(t *testing.T) {
 	for i := range 3 {
 		ring.Thaw(i)
 	}
-	waitFor(t, ctx, "a writer again", func() bool { return c.WriterAddr() != "" })
-	if _, err := c.ExecContext(ctx, "INSERT INTO h VALUES (1, 0, 0)"); err != nil {
-		t.Fatal(err)
-	}
+	require.Eventually(t, func() bool { return c.WriterAddr() != "" }, waitTimeout, tick, "a writer again")
+	_, err = c.ExecContext(ctx, "INSERT INTO h VALUES (1, 0, 0)")
+	require.NoError(t, err)
 }
 
 // TestNoDemotionUnderCPUSaturation keeps both cores busy with spinning
