@@ -1,8 +1,8 @@
-package dbrouter_test
+package integration
 
 // Real-ring tests of the writer-decision state machine (state.go): defects
 // (b) and (e) of the engine-room issue, shown on real servers. Their table
-// tests are in state_test.go.
+// tests are in the root package's state_test.go.
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dbrouter/dbrouter"
+	"github.com/stretchr/testify/require"
 )
 
 // TestFreshRouterDoesNotWriteToStaleNode is defect (b): a router opened
@@ -27,23 +28,17 @@ func TestFreshRouterDoesNotWriteToStaleNode(t *testing.T) {
 
 	// A stops being the writer (read-only), stops replicating, and B
 	// takes 200 writes through the first router.
-	if err := ring.SetReadOnly(0, true); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, ctx, "the first router to move the writer to B", func() bool { return c.WriterAddr() == ring.Addr(1) })
-	if _, err := ring.AdminDB(0).ExecContext(ctx, "STOP SLAVE"); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, ring.SetReadOnly(0, true))
+	require.Eventually(t, func() bool { return c.WriterAddr() == ring.Addr(1) }, waitTimeout, tick, "the first router to move the writer to B")
+	_, err := ring.AdminDB(0).ExecContext(ctx, "STOP SLAVE")
+	require.NoError(t, err)
 	for i := range 200 {
-		if _, err := c.ExecContext(ctx, "INSERT INTO t (id) VALUES (?)", fmt.Sprintf("old-%d", i)); err != nil {
-			t.Fatal(err)
-		}
+		_, err := c.ExecContext(ctx, "INSERT INTO t (id) VALUES (?)", fmt.Sprintf("old-%d", i))
+		require.NoError(t, err)
 	}
 	// A is writable again but lacks B's 200 writes.
-	if err := ring.SetReadOnly(0, false); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, ctx, "the first router to see A writable", func() bool { return !c.Stats().Nodes[0].ReadOnly })
+	require.NoError(t, ring.SetReadOnly(0, false))
+	require.Eventually(t, func() bool { return !c.Stats().Nodes[0].ReadOnly }, waitTimeout, tick, "the first router to see A writable")
 
 	// A second router opens now.
 	cfg := &dbrouter.Config{
@@ -52,27 +47,20 @@ func TestFreshRouterDoesNotWriteToStaleNode(t *testing.T) {
 		Logger:   slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
 	r2, err := dbrouter.Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer r2.Close()
 	c2, err := r2.Cluster("ring")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	for i := range 100 {
 		var tr dbrouter.Trace
-		if _, err := c2.ExecContext(dbrouter.WithTrace(ctx, &tr), "INSERT INTO t (id) VALUES (?)", fmt.Sprintf("new-%d", i)); err != nil {
-			t.Fatal(err)
-		}
+		_, err := c2.ExecContext(dbrouter.WithTrace(ctx, &tr), "INSERT INTO t (id) VALUES (?)", fmt.Sprintf("new-%d", i))
+		require.NoError(t, err)
 		if tr.Node != ring.Addr(1) {
 			t.Fatalf("write %d of the new router went to %s, want B (%s): A is behind; stats %+v", i, tr.Node, ring.Addr(1), c2.Stats())
 		}
 	}
 	var onA int
-	if err := ring.AdminDB(0).QueryRowContext(ctx, "SELECT COUNT(*) FROM ringtest.t WHERE id LIKE 'new-%'").Scan(&onA); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, ring.AdminDB(0).QueryRowContext(ctx, "SELECT COUNT(*) FROM ringtest.t WHERE id LIKE 'new-%'").Scan(&onA))
 	if onA != 0 {
 		t.Fatalf("%d writes of the new router reached the stale node A", onA)
 	}
@@ -81,15 +69,12 @@ func TestFreshRouterDoesNotWriteToStaleNode(t *testing.T) {
 	}
 
 	// Once A replicates again and catches up, both routers fail back to it.
-	if _, err := ring.AdminDB(0).ExecContext(ctx, "START SLAVE"); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, ctx, "both routers back on A", func() bool {
+	_, err = ring.AdminDB(0).ExecContext(ctx, "START SLAVE")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
 		return c.WriterAddr() == ring.Addr(0) && c2.WriterAddr() == ring.Addr(0)
-	})
-	if err := ring.WaitConverged(ctx); err != nil {
-		t.Fatal(err)
-	}
+	}, waitTimeout, tick, "both routers back on A")
+	require.NoError(t, ring.WaitConverged(ctx))
 }
 
 // TestFailbackUnderSteadyWriteLoad is defect (e): while writers keep the
@@ -99,9 +84,8 @@ func TestFreshRouterDoesNotWriteToStaleNode(t *testing.T) {
 func TestFailbackUnderSteadyWriteLoad(t *testing.T) {
 	ring, c, events := healthRing(t, 3)
 	ctx := testContext(t, 2*time.Minute)
-	if _, err := c.ExecContext(ctx, "CREATE TABLE load_rows (pk BIGINT AUTO_INCREMENT PRIMARY KEY, n INT NOT NULL)"); err != nil {
-		t.Fatal(err)
-	}
+	_, err := c.ExecContext(ctx, "CREATE TABLE load_rows (pk BIGINT AUTO_INCREMENT PRIMARY KEY, n INT NOT NULL)")
+	require.NoError(t, err)
 
 	// Four writers with no pause between writes, and the sequence writer
 	// that checks every write saw what was acknowledged before it.
@@ -137,18 +121,14 @@ func TestFailbackUnderSteadyWriteLoad(t *testing.T) {
 		wg.Wait()
 	}()
 	w := startSeqWriter(t, c)
-	waitFor(t, ctx, "writes on A", func() bool { return loadWrites.Load() > 200 })
+	require.Eventually(t, func() bool { return loadWrites.Load() > 200 }, waitTimeout, tick, "writes on A")
 
-	if err := ring.Kill(0); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, ctx, "the writer on B", func() bool { return c.WriterAddr() == ring.Addr(1) })
+	require.NoError(t, ring.Kill(0))
+	require.Eventually(t, func() bool { return c.WriterAddr() == ring.Addr(1) }, waitTimeout, tick, "the writer on B")
 	restartedAt := time.Now() // the restart takes about a second: the failback may come before it returns
 	before := loadWrites.Load()
-	if err := ring.Restart(0); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, ctx, "failback to A under load", func() bool { return c.WriterAddr() == ring.Addr(0) })
+	require.NoError(t, ring.Restart(0))
+	require.Eventually(t, func() bool { return c.WriterAddr() == ring.Addr(0) }, waitTimeout, tick, "failback to A under load")
 	back := time.Since(restartedAt)
 	during := loadWrites.Load() - before
 	// The load was still running: writes kept being acknowledged right up
