@@ -507,10 +507,13 @@ func (s *clusterState) buildPicker(now time.Time) *picker {
 }
 
 // confirming reports whether node i is Suspect after failed probes, so that
-// its prober should probe again without waiting for the next tick.
+// its prober should probe again without waiting for the next tick. Not
+// after a probe refused at connect: that changes nothing, so probing again
+// at once would loop, hammering a server that says it has too many
+// connections.
 func (s *clusterState) confirming(i int) bool {
 	h := &s.health[i]
-	return h.state == StateSuspect && h.consecFail > 0
+	return h.state == StateSuspect && h.consecFail > 0 && !refusedAtConnect(h.lastErr)
 }
 
 // setState changes node i's state.
