@@ -289,9 +289,10 @@ func (s *clusterState) decide(out stateOutput, now time.Time) stateOutput {
 // chooseWriter applies the writer rule. It returns the writer to use now
 // and the node, if any, to move the writer to behind the fence.
 //
-// With a WriterSource's decision, the decided node is the writer: at once
-// when there is no writer or the current one is Down or read-only, else
-// through a fenced switch.
+// With a WriterSource's decision, the decided node is the writer: through
+// a fenced switch while the current writer is one the local rule would
+// keep, else (no writer, or one that is Down, read-only or Suspect after a
+// failed probe) at once.
 //
 // Otherwise (the local rule, docs/design.md §5) the writer stays while it
 // is Up and writable, and while it is Suspect only because a call failed:
@@ -315,7 +316,10 @@ func (s *clusterState) chooseWriter() (writer, target int) {
 		switch {
 		case cur == d:
 			return cur, -1
-		case keep && s.health[cur].state == StateUp:
+		case keep:
+			// Healthy by the local rule (Up, or Suspect only because a
+			// call failed): it may have writes in flight, so the move
+			// goes through the fence.
 			return cur, d
 		}
 		return d, -1
