@@ -236,14 +236,18 @@ func (s *clusterState) callResult(i int, write bool, class ErrorClass, err error
 func (s *clusterState) switched(sw fencedSwitch, held, caughtUp bool, pos string, now time.Time) stateOutput {
 	var out stateOutput
 	s.switching = false
-	valid := s.writer == sw.from && s.target == sw.to
+	// The source's licence to switch without the catch-up holds only while
+	// its decision names the node: not once it has handed the decision
+	// back or named another node meanwhile.
+	external := s.decided >= 0 && s.decided == sw.to
+	valid := s.writer == sw.from && (external || s.decided < 0 && s.failbackWanted(sw.to))
 	switch {
 	case !valid:
-		// Health changed meanwhile: decide afresh.
-	case held && (caughtUp || sw.external):
+		// Health or the decision changed meanwhile: decide afresh.
+	case held && (caughtUp || external):
 		s.delay = 0
 		cause := fmt.Sprintf("failback: %s recovered and caught up with %s at %s", s.addrs[sw.to], s.addrs[sw.from], pos)
-		if sw.external {
+		if external {
 			cause = fmt.Sprintf("decided by the writer source (epoch %d): %s", s.epoch, s.why)
 			if !caughtUp {
 				cause += fmt.Sprintf("; %s had not reached %s's position %q within 1s", s.addrs[sw.to], s.addrs[sw.from], pos)
@@ -258,6 +262,20 @@ func (s *clusterState) switched(sw fencedSwitch, held, caughtUp bool, pos string
 		s.notBefore = now.Add(s.delay)
 	}
 	return s.decide(out, now)
+}
+
+// failbackWanted reports whether the local rule still wants the writer
+// moved back to node i at the end of a fenced switch to it: i is the
+// target, or no node is only because the writer's position moved on since
+// i's last probe (the "one probe earlier" qualification of caughtUp churns
+// under a steady write load), while i is still Up, writable and recovered.
+// The fence has just checked the exact position, which is what counts.
+func (s *clusterState) failbackWanted(i int) bool {
+	if s.target == i {
+		return true
+	}
+	return s.target < 0 && s.settings.Failback != FailbackNever && !s.settings.Health.Disabled &&
+		i < s.writer && s.eligible(i) && s.health[i].consecOK >= s.settings.Health.RecoverAfter
 }
 
 // decideExternal applies a WriterSource's decision: node i is the writer
