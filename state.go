@@ -457,42 +457,43 @@ func (s *clusterState) writerCause(w int) string {
 }
 
 // buildPicker builds the routing snapshot. Before the first probe round
-// has ended, it offers the first node as writer (calls wait for the round,
-// within a bound, before they use it).
+// has ended, it offers the decided node or else the first node as writer
+// (calls wait for the round, within a bound, before they use it).
 func (s *clusterState) buildPicker(now time.Time) *picker {
 	w := s.writer
 	if !s.ready {
-		w = 0
+		w = max(s.decided, 0)
 	}
 	p := &picker{writer: w, ready: s.ready, rotate: s.settings.ReadPolicy == ReadRoundRobin,
 		states: make([]NodeState, len(s.health)), readOnly: make([]bool, len(s.health))}
 	for i, h := range s.health {
 		p.states[i], p.readOnly[i] = h.state, h.readOnly
 	}
+	// Per-call failover: the other writable nodes, Up ones first; without
+	// probes a read_only flag is only what a refused write said once: such
+	// nodes are tried last, and a write that succeeds on one clears it.
+	var failover []int
+	for _, st := range []NodeState{StateUp, StateSuspect} {
+		for i, h := range s.health {
+			if h.state == st && !h.readOnly && i != w {
+				failover = append(failover, i)
+			}
+		}
+	}
+	if s.settings.Health.Disabled {
+		for i, h := range s.health {
+			if h.readOnly && i != w {
+				failover = append(failover, i)
+			}
+		}
+	}
 	if w >= 0 {
 		p.writes = append(p.writes, w)
 	}
-	if s.decided < 0 || !s.ready {
-		// Per-call failover: the other writable nodes, Up ones first.
+	if s.decided < 0 {
 		// Under a WriterSource's decision a router never moves a write
 		// on its own.
-		for _, st := range []NodeState{StateUp, StateSuspect} {
-			for i, h := range s.health {
-				if h.state == st && !h.readOnly && i != w {
-					p.writes = append(p.writes, i)
-				}
-			}
-		}
-		if s.settings.Health.Disabled {
-			// Without probes a read_only flag is only what a refused write
-			// said once: such nodes are tried last, and a write that
-			// succeeds on one clears it.
-			for i, h := range s.health {
-				if h.readOnly && i != w {
-					p.writes = append(p.writes, i)
-				}
-			}
-		}
+		p.writes = append(p.writes, failover...)
 	}
 	switch s.settings.ReadPolicy {
 	case ReadAnyUp, ReadRoundRobin:
@@ -506,17 +507,27 @@ func (s *clusterState) buildPicker(now time.Time) *picker {
 		if len(p.reads) == 0 && w >= 0 {
 			p.reads = append(p.reads, w)
 		}
-	default: // ReadWriter: the write order, then read-only nodes
-		p.reads = append(p.reads, p.writes...)
-		for _, st := range []NodeState{StateUp, StateSuspect} {
-			for i, h := range s.health {
-				if h.state == st && h.readOnly && (!s.settings.Health.Disabled || i == w) {
-					p.reads = append(p.reads, i)
+	default: // ReadWriter: the writer, its failover order, then read-only nodes
+		// Reads run in read-only sessions and may be retried on any node,
+		// a WriterSource's decision or not.
+		if w >= 0 {
+			p.reads = append(p.reads, w)
+		}
+		p.reads = append(p.reads, failover...)
+		if !s.settings.Health.Disabled {
+			for _, st := range []NodeState{StateUp, StateSuspect} {
+				for i, h := range s.health {
+					if h.state == st && h.readOnly && i != w {
+						p.reads = append(p.reads, i)
+					}
 				}
 			}
 		}
 	}
 	for i, h := range s.health {
+		if i == w {
+			continue // tried first by every write, whatever its state
+		}
 		if h.state == StateDown || h.readOnly && !s.settings.Health.Disabled {
 			err := fmt.Errorf("not tried: node is %s, read_only %s", h.state, onOff(h.readOnly))
 			if h.lastErr != nil {
