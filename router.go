@@ -18,6 +18,7 @@ type Router struct {
 	table  atomic.Pointer[routeTable]
 	log    *slog.Logger
 	events *dispatcher
+	source WriterSource // Open's Config.WriterSource, for every cluster built
 
 	reloadMu sync.Mutex            // serialises Reload and Close
 	retiring sync.WaitGroup        // clusters draining after a Reload
@@ -56,7 +57,7 @@ func Open(cfg *Config) (*Router, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	r := &Router{log: log, events: newDispatcher(log, cfg.OnEvent), done: make(chan struct{})}
+	r := &Router{log: log, events: newDispatcher(log, cfg.OnEvent), source: cfg.WriterSource, done: make(chan struct{})}
 	t, _, err := r.buildTable(cfg, maps, nil)
 	if err != nil {
 		r.events.close()
@@ -82,7 +83,7 @@ func (r *Router) buildTable(cfg *Config, maps map[string]ShardMap, old *routeTab
 				continue
 			}
 		}
-		c, err := newCluster(name, cfg, r.log, r.events)
+		c, err := newCluster(name, cfg, r.log, r.events, r.source)
 		if err != nil {
 			for _, c := range created {
 				c.close()
@@ -114,13 +115,13 @@ func sameCluster(a, b *Config, name string) bool {
 		reflect.DeepEqual(a.effective(name), b.effective(name))
 }
 
-func newCluster(name string, cfg *Config, log *slog.Logger, events *dispatcher) (*Cluster, error) {
+func newCluster(name string, cfg *Config, log *slog.Logger, events *dispatcher, source WriterSource) (*Cluster, error) {
 	cc := cfg.effective(name)
 	mc, err := cc.driverConfig()
 	if err != nil {
 		return nil, fmt.Errorf("dbrouter: cluster %q: %w", name, err)
 	}
-	c := &Cluster{name: name, settings: cc, log: log.With("cluster", name), events: events, source: cfg.WriterSource}
+	c := &Cluster{name: name, settings: cc, log: log.With("cluster", name), events: events, source: source}
 	for _, a := range cfg.Clusters[name].Nodes {
 		addr, err := normalizeAddr(a)
 		if err != nil {
