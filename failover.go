@@ -245,13 +245,16 @@ func (c *Cluster) attempts(ctx context.Context, op string, read, retryUnknown bo
 			order = append(append(buf[:0], order[k:]...), order[:k]...)
 		}
 	}
+	// Only a statement that ran says the node is writable: START
+	// TRANSACTION succeeds on a read-only server, and Conn sends nothing.
+	wrote := !read && op != opBegin && op != opConn
 	var tried []*NodeError
 	for _, i := range order {
 		n := c.nodes[i]
 		sent, err := attempt(ctx, n)
 		if err == nil {
-			if p.states[i] != StateUp || !read && p.readOnly[i] {
-				c.reportCall(i, !read, 0, nil)
+			if p.states[i] != StateUp || wrote && p.readOnly[i] {
+				c.reportCall(i, wrote, 0, nil)
 			}
 			traceOf(ctx).record(n.addr, tried)
 			return nil
