@@ -247,14 +247,19 @@ func (c *Cluster) attempts(ctx context.Context, op string, read, retryUnknown bo
 	}
 	// Only a statement that ran says the node is writable: START
 	// TRANSACTION succeeds on a read-only server, and Conn sends nothing.
-	wrote := !read && op != opBegin && op != opConn
+	// Without probes such a write clears the node's read_only flag.
+	clears := !read && op != opBegin && op != opConn && c.settings.Health.Disabled
 	var tried []*NodeError
 	for _, i := range order {
 		n := c.nodes[i]
 		sent, err := attempt(ctx, n)
 		if err == nil {
-			if p.states[i] != StateUp || wrote && p.readOnly[i] {
-				c.reportCall(i, wrote, 0, nil)
+			// Only what a success can change is reported: a Suspect node
+			// may come Up, a flag may clear. A Down node comes back by
+			// probes alone (a decided writer this router sees Down takes
+			// every write: no lock and no new picker for each).
+			if p.states[i] == StateSuspect || clears && p.readOnly[i] {
+				c.reportCall(i, clears, 0, nil)
 			}
 			traceOf(ctx).record(n.addr, tried)
 			return nil
