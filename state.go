@@ -282,6 +282,11 @@ func (s *clusterState) failbackWanted(i int) bool {
 // (-1: the source hands the decision back to the local rule). The caller
 // has checked the epoch and the address.
 func (s *clusterState) decideExternal(i int, epoch uint64, why string, now time.Time) stateOutput {
+	if i != s.decided {
+		// A new decision is a new reason to switch: not delayed by the
+		// backoff of earlier attempts (failed failbacks, another node).
+		s.delay, s.notBefore = 0, time.Time{}
+	}
 	s.decided, s.epoch, s.why = i, epoch, why
 	return s.decide(stateOutput{}, now)
 }
