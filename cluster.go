@@ -89,23 +89,24 @@ func (c *Cluster) initHealth() {
 	}
 }
 
-// publish stores the state machine's new picker. c.mu must be held, so
-// that pickers are published in the order they were built.
+// publish stores the state machine's new picker and queues its events.
+// c.mu must be held, so that pickers are published, and events delivered,
+// in the order of the transitions (queueing never blocks: see dispatcher).
 func (c *Cluster) publish(out stateOutput) {
 	c.pick.Store(out.picker)
 	if out.ready {
 		close(c.ready)
 	}
+	c.emit(out.events)
 }
 
 // carryOut does what a transition of the state machine asked, outside
-// c.mu: close connections, emit events, probe at once, switch the writer
-// behind the fence.
+// c.mu: close connections, probe at once, switch the writer behind the
+// fence.
 func (c *Cluster) carryOut(out stateOutput) {
 	for _, i := range out.closeConns {
 		c.nodes[i].closeConns()
 	}
-	c.emit(out.events)
 	for _, i := range out.probeNow {
 		c.requestProbe(i)
 	}

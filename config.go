@@ -65,7 +65,8 @@ type Config struct {
 
 	// WriterSource, when set, decides every cluster's writer instead of
 	// this router's local rule, so that a fleet of routers agrees on one
-	// writer (see WriterSource). It cannot be set from YAML.
+	// writer (see WriterSource). It cannot be set from YAML; Reload keeps
+	// that of Open.
 	WriterSource WriterSource `yaml:"-" json:"-"`
 }
 

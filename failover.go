@@ -245,13 +245,21 @@ func (c *Cluster) attempts(ctx context.Context, op Op, read, retryUnknown bool, 
 			order = append(append(buf[:0], order[k:]...), order[:k]...)
 		}
 	}
+	// Only a statement that ran says the node is writable: START
+	// TRANSACTION succeeds on a read-only server, and Conn sends nothing.
+	// Without probes such a write clears the node's read_only flag.
+	clears := !read && op != OpBegin && op != OpConn && c.settings.Health.Disabled
 	var tried []*NodeError
 	for _, i := range order {
 		n := c.nodes[i]
 		sent, err := attempt(ctx, n)
 		if err == nil {
-			if v := p.nodes[i]; v.state != StateUp || !read && v.readOnly {
-				c.reportCall(i, !read, 0, nil)
+			// Only what a success can change is reported: a Suspect node
+			// may come Up, a flag may clear. A Down node comes back by
+			// probes alone (a decided writer this router sees Down takes
+			// every write: no lock and no new picker for each).
+			if v := p.nodes[i]; v.state == StateSuspect || clears && v.readOnly {
+				c.reportCall(i, clears, 0, nil)
 			}
 			traceOf(ctx).record(n.addr, tried)
 			return nil

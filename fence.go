@@ -20,6 +20,12 @@ type fence struct {
 	inside atomic.Int64 // writes past the fence
 	held   atomic.Bool  // a failback holds the fence
 
+	// holder is locked from hold to unhold: one holder at a time. A switch
+	// publishes its outcome (and so may let the next switch start) just
+	// before it releases the fence; the next hold waits for that release
+	// rather than share the fence and have it opened under its feet.
+	holder sync.Mutex
+
 	mu      sync.Mutex
 	release chan struct{} // closed when the holder releases; guarded by mu
 }
@@ -53,8 +59,10 @@ func (f *fence) leave() { f.inside.Add(-1) }
 
 // hold makes new writes wait and waits until the writes past the fence
 // have ended. It reports false, with the fence released, when ctx ends
-// first. The caller must call unhold after a true result.
+// first. The caller must call unhold after a true result. A second hold
+// waits until the first is released.
 func (f *fence) hold(ctx context.Context) bool {
+	f.holder.Lock()
 	f.mu.Lock()
 	f.release = make(chan struct{})
 	f.mu.Unlock()
@@ -81,6 +89,7 @@ func (f *fence) unhold() {
 		f.release = nil
 	}
 	f.mu.Unlock()
+	f.holder.Unlock()
 }
 
 // switchWriter carries out a fenced switch that the state machine asked

@@ -18,6 +18,7 @@ type Router struct {
 	table  atomic.Pointer[routeTable]
 	log    *slog.Logger
 	events *dispatcher
+	source WriterSource // Open's Config.WriterSource, for every cluster built
 
 	reloadMu sync.Mutex            // serialises Reload and Close
 	retiring sync.WaitGroup        // clusters draining after a Reload
@@ -58,7 +59,7 @@ func open(cfg *Config, readFile func(name string) ([]byte, error)) (*Router, err
 	if log == nil {
 		log = slog.Default()
 	}
-	r := &Router{log: log, events: newDispatcher(log, p.cfg.OnEvent), done: make(chan struct{})}
+	r := &Router{log: log, events: newDispatcher(log, p.cfg.OnEvent), source: p.cfg.WriterSource, done: make(chan struct{})}
 	t, _, err := r.buildTable(p, nil)
 	if err != nil {
 		r.events.close()
@@ -83,7 +84,7 @@ func (r *Router) buildTable(p *plan, old *routeTable) (*routeTable, []*Cluster, 
 				continue
 			}
 		}
-		c, err := newCluster(cp, r.log, r.events, p.cfg.WriterSource)
+		c, err := newCluster(cp, r.log, r.events, r.source)
 		if err != nil {
 			for _, c := range created {
 				c.close()

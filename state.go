@@ -2,6 +2,7 @@ package dbrouter
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -34,6 +35,14 @@ type clusterState struct {
 	// write to a node that turns out to be behind.
 	probed int
 	ready  bool
+
+	// The first writer is provisional while it is the first choice and
+	// some node had no position then (its first probe failed or was
+	// refused): that node's first good probe can still show the first
+	// writer behind, and the writer is then chosen again (recheckBy).
+	provisional bool
+	unverified  []bool // nodes whose position the first choice did not see
+	recheckBy   int    // node whose first good probe showed the first writer behind, -1: none
 
 	switching bool          // a fenced switch was asked for and has not ended
 	notBefore time.Time     // no failback attempt before then
@@ -123,7 +132,7 @@ func newClusterState(cluster string, addrs []string, s Settings, external bool, 
 	st := &clusterState{
 		cluster: cluster, addrs: addrs, settings: s,
 		health: make([]nodeHealth, len(addrs)),
-		writer: -1, lastWriter: -1, target: -1, decided: -1,
+		writer: -1, lastWriter: -1, target: -1, decided: -1, recheckBy: -1,
 		external: external,
 		ready:    s.Health.Disabled,
 	}
@@ -189,8 +198,18 @@ func (s *clusterState) probeResult(i int, r probeResult, now time.Time) stateOut
 	if w := s.writer; w >= 0 && s.health[w].havePos && h.havePos && h.pos.contains(s.health[w].pos) {
 		h.caughtUpAt = now
 	}
+	if s.provisional && s.unverified[i] && r.err == nil && h.state == StateUp {
+		s.unverified[i] = false
+		if w := s.writer; w >= 0 && w != i && s.health[w].havePos && s.health[w].pos.lacksForeign(h.pos, s.health[w].self) {
+			s.recheckBy = i
+		}
+	}
 	if !s.ready && s.probed == len(s.health) {
 		s.ready, out.ready = true, true
+		s.unverified = make([]bool, len(s.health))
+		for j, hj := range s.health {
+			s.unverified[j] = hj.state != StateUp || !hj.havePos
+		}
 	}
 	return s.decide(out, now)
 }
@@ -241,14 +260,18 @@ func (s *clusterState) callResult(i int, write bool, class ErrorClass, err error
 func (s *clusterState) switched(sw fencedSwitch, held, caughtUp bool, pos string, now time.Time) stateOutput {
 	var out stateOutput
 	s.switching = false
-	valid := s.writer == sw.from && s.target == sw.to
+	// The source's licence to switch without the catch-up holds only while
+	// its decision names the node: not once it has handed the decision
+	// back or named another node meanwhile.
+	external := s.decided >= 0 && s.decided == sw.to
+	valid := s.writer == sw.from && (external || s.decided < 0 && s.failbackWanted(sw.to))
 	switch {
 	case !valid:
-		// Health changed meanwhile: decide afresh.
-	case held && (caughtUp || sw.external):
+		// Health or the decision changed meanwhile: decide afresh.
+	case held && (caughtUp || external):
 		s.delay = 0
 		cause := fmt.Sprintf("failback: %s recovered and caught up with %s at %s", s.addrs[sw.to], s.addrs[sw.from], pos)
-		if sw.external {
+		if external {
 			cause = fmt.Sprintf("decided by the writer source (epoch %d): %s", s.epoch, s.why)
 			if !caughtUp {
 				cause += fmt.Sprintf("; %s had not reached %s's position %q within 1s", s.addrs[sw.to], s.addrs[sw.from], pos)
@@ -265,10 +288,29 @@ func (s *clusterState) switched(sw fencedSwitch, held, caughtUp bool, pos string
 	return s.decide(out, now)
 }
 
+// failbackWanted reports whether the local rule still wants the writer
+// moved back to node i at the end of a fenced switch to it: i is the
+// target, or no node is only because the writer's position moved on since
+// i's last probe (the "one probe earlier" qualification of caughtUp churns
+// under a steady write load), while i is still Up, writable and recovered.
+// The fence has just checked the exact position, which is what counts.
+func (s *clusterState) failbackWanted(i int) bool {
+	if s.target == i {
+		return true
+	}
+	return s.target < 0 && s.settings.Failback != FailbackNever && !s.settings.Health.Disabled &&
+		i < s.writer && s.eligible(i) && s.health[i].consecOK >= s.settings.Health.RecoverAfter
+}
+
 // decideExternal applies a WriterSource's decision: node i is the writer
 // (-1: the source hands the decision back to the local rule). The caller
 // has checked the epoch and the address.
 func (s *clusterState) decideExternal(i int, epoch uint64, why string, now time.Time) stateOutput {
+	if i != s.decided {
+		// A new decision is a new reason to switch: not delayed by the
+		// backoff of earlier attempts (failed failbacks, another node).
+		s.delay, s.notBefore = 0, time.Time{}
+	}
 	s.decided, s.epoch, s.why = i, epoch, why
 	return s.decide(stateOutput{}, now)
 }
@@ -277,9 +319,17 @@ func (s *clusterState) decideExternal(i int, epoch uint64, why string, now time.
 // for a fenced switch when one is due, and builds the picker.
 func (s *clusterState) decide(out stateOutput, now time.Time) stateOutput {
 	if s.ready {
+		if b := s.recheckBy; b >= 0 {
+			s.recheckBy = -1
+			if w := s.firstChoice(); w >= 0 && w != s.writer && s.decided < 0 {
+				cause := fmt.Sprintf("first writer %s is behind %s, whose first good probe came after the first round", s.addrs[s.writer], s.addrs[b])
+				out.events = append(out.events, s.setWriter(w, cause, now))
+			}
+		}
 		w, target := s.chooseWriter()
 		if w != s.writer {
 			out.events = append(out.events, s.setWriter(w, s.writerCause(w), now))
+			s.provisional = out.ready && s.decided < 0 && slices.Contains(s.unverified, true)
 		}
 		s.target = target
 		if target >= 0 && !s.switching && !now.Before(s.notBefore) {
@@ -294,9 +344,10 @@ func (s *clusterState) decide(out stateOutput, now time.Time) stateOutput {
 // chooseWriter applies the writer rule. It returns the writer to use now
 // and the node, if any, to move the writer to behind the fence.
 //
-// With a WriterSource's decision, the decided node is the writer: at once
-// when there is no writer or the current one is Down or read-only, else
-// through a fenced switch.
+// With a WriterSource's decision, the decided node is the writer: through
+// a fenced switch while the current writer is one the local rule would
+// keep, else (no writer, or one that is Down, read-only or Suspect after a
+// failed probe) at once.
 //
 // Otherwise (the local rule, docs/design.md §5) the writer stays while it
 // is Up and writable, and while it is Suspect only because a call failed:
@@ -320,7 +371,10 @@ func (s *clusterState) chooseWriter() (writer, target int) {
 		switch {
 		case cur == d:
 			return cur, -1
-		case keep && s.health[cur].state == StateUp:
+		case keep:
+			// Healthy by the local rule (Up, or Suspect only because a
+			// call failed): it may have writes in flight, so the move
+			// goes through the fence.
 			return cur, d
 		}
 		return d, -1
@@ -336,6 +390,9 @@ func (s *clusterState) chooseWriter() (writer, target int) {
 		}
 		return cur, -1
 	}
+	if s.lastWriter < 0 {
+		return s.firstChoice(), -1
+	}
 	first := -1
 	for i := range s.health {
 		if !s.eligible(i) {
@@ -344,11 +401,30 @@ func (s *clusterState) chooseWriter() (writer, target int) {
 		if first < 0 {
 			first = i
 		}
-		if s.lastWriter >= 0 && s.hasAllOf(i, s.lastWriter) || s.lastWriter < 0 && !s.behindAnother(i) {
+		if s.hasAllOf(i, s.lastWriter) {
 			return i, -1
 		}
 	}
 	return first, -1
+}
+
+// firstChoice returns a fresh cluster's first writer: the first Up and
+// writable node that is not behind another Up node, or if every one is, the
+// first Up and writable node (-1: none).
+func (s *clusterState) firstChoice() int {
+	first := -1
+	for i := range s.health {
+		if !s.eligible(i) {
+			continue
+		}
+		if first < 0 {
+			first = i
+		}
+		if !s.behindAnother(i) {
+			return i
+		}
+	}
+	return first
 }
 
 // eligible reports whether node i may become the writer: Up and writable.
@@ -415,6 +491,7 @@ func (s *clusterState) setWriter(w int, cause string, now time.Time) Event {
 		s.lastWriter = w
 	}
 	s.writer = w
+	s.provisional = false
 	return Event{Cluster: s.cluster, Node: to, Kind: EventWriter, From: from, To: to, Cause: cause, At: now}
 }
 
@@ -440,42 +517,43 @@ func (s *clusterState) writerCause(w int) string {
 }
 
 // buildPicker builds the routing snapshot. Before the first probe round
-// has ended, it offers the first node as writer (calls wait for the round,
-// within a bound, before they use it).
+// has ended, it offers the decided node or else the first node as writer
+// (calls wait for the round, within a bound, before they use it).
 func (s *clusterState) buildPicker(now time.Time) *picker {
 	w := s.writer
 	if !s.ready {
-		w = 0
+		w = max(s.decided, 0)
 	}
 	p := &picker{writer: w, ready: s.ready, rotate: s.settings.ReadPolicy == ReadRoundRobin,
 		nodes: make([]nodeView, len(s.health))}
 	for i, h := range s.health {
 		p.nodes[i] = nodeView{h.state, h.readOnly}
 	}
+	// Per-call failover: the other writable nodes, Up ones first; without
+	// probes a read_only flag is only what a refused write said once: such
+	// nodes are tried last, and a write that succeeds on one clears it.
+	var failover []int
+	for _, st := range []NodeState{StateUp, StateSuspect} {
+		for i, h := range s.health {
+			if h.state == st && !h.readOnly && i != w {
+				failover = append(failover, i)
+			}
+		}
+	}
+	if s.settings.Health.Disabled {
+		for i, h := range s.health {
+			if h.readOnly && i != w {
+				failover = append(failover, i)
+			}
+		}
+	}
 	if w >= 0 {
 		p.writes = append(p.writes, w)
 	}
-	if s.decided < 0 || !s.ready {
-		// Per-call failover: the other writable nodes, Up ones first.
+	if s.decided < 0 {
 		// Under a WriterSource's decision a router never moves a write
 		// on its own.
-		for _, st := range []NodeState{StateUp, StateSuspect} {
-			for i, h := range s.health {
-				if h.state == st && !h.readOnly && i != w {
-					p.writes = append(p.writes, i)
-				}
-			}
-		}
-		if s.settings.Health.Disabled {
-			// Without probes a read_only flag is only what a refused write
-			// said once: such nodes are tried last, and a write that
-			// succeeds on one clears it.
-			for i, h := range s.health {
-				if h.readOnly && i != w {
-					p.writes = append(p.writes, i)
-				}
-			}
-		}
+		p.writes = append(p.writes, failover...)
 	}
 	switch s.settings.ReadPolicy {
 	case ReadAnyUp, ReadRoundRobin:
@@ -489,17 +567,27 @@ func (s *clusterState) buildPicker(now time.Time) *picker {
 		if len(p.reads) == 0 && w >= 0 {
 			p.reads = append(p.reads, w)
 		}
-	default: // ReadWriter: the write order, then read-only nodes
-		p.reads = append(p.reads, p.writes...)
-		for _, st := range []NodeState{StateUp, StateSuspect} {
-			for i, h := range s.health {
-				if h.state == st && h.readOnly && (!s.settings.Health.Disabled || i == w) {
-					p.reads = append(p.reads, i)
+	default: // ReadWriter: the writer, its failover order, then read-only nodes
+		// Reads run in read-only sessions and may be retried on any node,
+		// a WriterSource's decision or not.
+		if w >= 0 {
+			p.reads = append(p.reads, w)
+		}
+		p.reads = append(p.reads, failover...)
+		if !s.settings.Health.Disabled {
+			for _, st := range []NodeState{StateUp, StateSuspect} {
+				for i, h := range s.health {
+					if h.state == st && h.readOnly && i != w {
+						p.reads = append(p.reads, i)
+					}
 				}
 			}
 		}
 	}
 	for i, h := range s.health {
+		if i == w {
+			continue // tried first by every write, whatever its state
+		}
 		if h.state == StateDown || h.readOnly && !s.settings.Health.Disabled {
 			err := fmt.Errorf("not tried: node is %s, read_only %s", h.state, onOff(h.readOnly))
 			if h.lastErr != nil {
@@ -512,10 +600,13 @@ func (s *clusterState) buildPicker(now time.Time) *picker {
 }
 
 // confirming reports whether node i is Suspect after failed probes, so that
-// its prober should probe again without waiting for the next tick.
+// its prober should probe again without waiting for the next tick. Not
+// after a probe refused at connect: that changes nothing, so probing again
+// at once would loop, hammering a server that says it has too many
+// connections.
 func (s *clusterState) confirming(i int) bool {
 	h := &s.health[i]
-	return h.state == StateSuspect && h.consecFail > 0
+	return h.state == StateSuspect && h.consecFail > 0 && !refusedAtConnect(h.lastErr)
 }
 
 // setState changes node i's state.

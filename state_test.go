@@ -551,3 +551,42 @@ func TestStateExternalDecisions(t *testing.T) {
 		t.Errorf("writes %v after handing back, want per-call failover again", got)
 	}
 }
+
+// TestStateFirstWriterProvisional: a node whose position the first choice
+// did not see (its first probe failed, or was refused at connect) can still
+// show the first writer behind with its first good probe; the writer is
+// then chosen again, once. A node that only shows more of the writer's own
+// transactions changes nothing.
+func TestStateFirstWriterProvisional(t *testing.T) {
+	refused := &connectError{err: &mysql.MySQLError{Number: errTooManyConnections, Message: "Too many connections"}}
+	for _, first := range []string{"failed", "refused"} {
+		t.Run(first, func(t *testing.T) {
+			m := newMachine(t, 3, Settings{})
+			m.ok(0, "1-1-3000,2-2-10")
+			if first == "failed" {
+				m.fail(1)
+			} else {
+				m.record(m.s.probeResult(1, probeResult{err: refused}, m.now))
+			}
+			m.ok(2, "1-1-3000,2-2-10") // c is stale too
+			m.wantWriter(0)
+			m.ok(1, "1-1-3000,2-2-5000")
+			m.wantWriter(1)
+			if ev := m.evs[len(m.evs)-1]; !strings.Contains(ev.Cause, "whose first good probe came after the first round") {
+				t.Errorf("cause %q", ev.Cause)
+			}
+		})
+	}
+	t.Run("steady state", func(t *testing.T) {
+		m := newMachine(t, 2, Settings{})
+		m.ok(0, "1-1-100")
+		m.fail(1)
+		m.ok(1, "1-1-130") // more of a's own writes: not evidence
+		m.wantWriter(0)
+		m.round("1-1-200", "2-2-1,1-1-150") // later probes never recheck
+		m.wantWriter(0)
+		if evs := m.writerEvents(); len(evs) != 1 {
+			t.Errorf("writer events %v, want the first choice only", evs)
+		}
+	})
+}

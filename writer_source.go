@@ -6,17 +6,18 @@ import (
 )
 
 // WriterSource decides the writer of clusters from outside the router, for
-// a fleet of routers that must agree on one writer per cluster (the
-// dbrouter/etcd module implements it with etcd). Without one, each router
+// a fleet of routers that must agree on one writer per cluster (an etcd
+// implementation is planned as a separate module). Without one, each router
 // decides alone by the local rule (docs/design.md §5).
 //
 // When Config.WriterSource is set, the router calls Watch once for each
 // cluster it opens, and the stop function it returns when the cluster
 // closes (Router.Close, or a Reload that retires the cluster). A Reload
-// keeps an unchanged cluster, with its watch; new and changed clusters use
-// the reloaded Config's WriterSource. Until the source's first decision for
-// a cluster, and after a decision with an empty Writer, the local rule
-// applies.
+// keeps an unchanged cluster, with its watch; new and changed clusters are
+// watched by the same source (the one given to Open: a reloaded Config's
+// WriterSource is ignored, as YAML cannot carry one). Until the source's
+// first decision for a cluster, and after a decision with an empty Writer,
+// the local rule applies.
 type WriterSource interface {
 	// Watch starts deciding the writer of the named cluster, whose nodes
 	// are given in configured order. It must not block: it reports
