@@ -42,10 +42,6 @@ type node struct {
 	closeMu sync.Mutex // orders opening a pool against close
 	closed  bool
 
-	// state mirrors the node's NodeState for a lock-free check on the
-	// call path; Cluster.mu guards the authoritative copy.
-	state atomic.Int32
-
 	// conns tracks the node's open network connections so that they can
 	// all be closed, idle and in use, when the node goes Down.
 	connsMu sync.Mutex
