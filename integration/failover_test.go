@@ -59,20 +59,29 @@ const (
 // that nothing acknowledged is lost and nothing is doubled.
 func TestKillWriterUnderLoad(t *testing.T) {
 	t.Parallel()
-	ring, _, c := startRing(t, 3, nil)
+	// movedAt is when the router moved the writer role off node 0.
+	var movedAt atomic.Int64
+	ring, _, c := startRing(t, 3, func(cfg *dbrouter.Config) {
+		cfg.OnEvent = func(ev dbrouter.Event) {
+			if ev.Kind == dbrouter.EventWriter && ev.From != "" {
+				movedAt.CompareAndSwap(0, ev.At.UnixNano())
+			}
+		}
+	})
 	ctx := testContext(t, 60*time.Second)
 
 	const writers = 6
 	var (
-		mu       sync.Mutex
-		results  = make(map[string]outcome)
-		byNode   = make(map[string]int)
-		killed   atomic.Bool
-		afterOK  atomic.Int64 // writes acknowledged after the kill
-		firstOK  atomic.Int64 // unix nanos of the first of them
-		stop     = make(chan struct{})
-		wg       sync.WaitGroup
-		firstErr atomic.Value
+		mu          sync.Mutex
+		results     = make(map[string]outcome)
+		lateUnknown atomic.Int64 // outcome-unknown writes started after the writer moved
+		byNode      = make(map[string]int)
+		killed      atomic.Bool
+		afterOK     atomic.Int64 // writes acknowledged after the kill
+		firstOK     atomic.Int64 // unix nanos of the first of them
+		stop        = make(chan struct{})
+		wg          sync.WaitGroup
+		firstErr    atomic.Value
 	)
 	for w := range writers {
 		wg.Go(func() {
@@ -85,6 +94,7 @@ func TestKillWriterUnderLoad(t *testing.T) {
 				id := fmt.Sprintf("w%d-%06d", w, seq)
 				var tr dbrouter.Trace
 				cctx, cancel := context.WithTimeout(dbrouter.WithTrace(ctx, &tr), 5*time.Second)
+				start := time.Now().UnixNano()
 				_, err := c.ExecContext(cctx, "INSERT INTO t (id, writer, node) VALUES (?, ?, @@server_id)", id, w)
 				cancel()
 				o := okDirect
@@ -94,6 +104,9 @@ func TestKillWriterUnderLoad(t *testing.T) {
 				case err == nil:
 				case errors.Is(err, dbrouter.ErrOutcomeUnknown):
 					o = unknown
+					if m := movedAt.Load(); m != 0 && start > m {
+						lateUnknown.Add(1)
+					}
 				case errors.Is(err, dbrouter.ErrNotSent):
 					o = notSent
 				default:
@@ -140,12 +153,19 @@ func TestKillWriterUnderLoad(t *testing.T) {
 	}
 	t.Logf("writes: %d acknowledged directly, %d acknowledged after a transparent retry, %d outcome unknown, %d not sent; served by %v",
 		count[okDirect], count[okRetried], count[unknown], count[notSent], byNode)
-	// The writes in flight when the server died are the ones whose outcome
-	// is unknown: at most one per writer. Later writes either found the node
-	// marked failed or failed to reach it and were retried transparently
+	// The writes whose outcome is unknown are those in flight when the
+	// server died, and those sent on a pooled connection to it before a
+	// probe confirmed the failure (a failed call alone does not move the
+	// writer role; the probe it triggers does, within milliseconds): a
+	// few per writer at most. No write started after the role moved may
+	// be among them. Later writes either found the node marked failed or
+	// failed to reach it and were retried transparently
 	// (TestKillIdleWriterRetriesTransparently forces that path).
-	if count[unknown] > writers {
-		t.Errorf("%d outcome-unknown writes; at most %d (one in flight per writer) can be", count[unknown], writers)
+	if n := lateUnknown.Load(); n > 0 {
+		t.Errorf("%d outcome-unknown writes started after the writer role moved off the killed node", n)
+	}
+	if count[unknown] > 3*writers {
+		t.Errorf("%d outcome-unknown writes; at most %d (a few in flight per writer) can be", count[unknown], 3*writers)
 	}
 	if count[unknown]+count[okRetried] == 0 {
 		t.Errorf("no write noticed the kill")
