@@ -393,25 +393,20 @@ func (s *clusterState) chooseWriter() (writer, target int) {
 	if s.lastWriter < 0 {
 		return s.firstChoice(), -1
 	}
-	first := -1
-	for i := range s.health {
-		if !s.eligible(i) {
-			continue
-		}
-		if first < 0 {
-			first = i
-		}
-		if s.hasAllOf(i, s.lastWriter) {
-			return i, -1
-		}
-	}
-	return first, -1
+	return s.firstEligible(func(i int) bool { return s.hasAllOf(i, s.lastWriter) }), -1
 }
 
 // firstChoice returns a fresh cluster's first writer: the first Up and
 // writable node that is not behind another Up node, or if every one is, the
 // first Up and writable node (-1: none).
 func (s *clusterState) firstChoice() int {
+	return s.firstEligible(func(i int) bool { return !s.behindAnother(i) })
+}
+
+// firstEligible returns the first Up and writable node for which prefer
+// holds or, if it holds for none, the first Up and writable node (-1:
+// none).
+func (s *clusterState) firstEligible(prefer func(i int) bool) int {
 	first := -1
 	for i := range s.health {
 		if !s.eligible(i) {
@@ -420,7 +415,7 @@ func (s *clusterState) firstChoice() int {
 		if first < 0 {
 			first = i
 		}
-		if !s.behindAnother(i) {
+		if prefer(i) {
 			return i
 		}
 	}
