@@ -1,0 +1,71 @@
+package fleet
+
+import (
+	"path"
+	"time"
+)
+
+// The keys of a fleet, under its prefix (DefaultPrefix unless set):
+//
+//	<prefix>config                    the fleet's configuration, YAML (clusters, shard maps)
+//	<prefix>routers/<router>          one per live router, under its lease: RouterInfo
+//	<prefix>views/<cluster>/<router>  a router's view of a cluster, under its lease: View
+//	<prefix>election                  the decider election (go.etcd.io/etcd/client/v3/concurrency)
+//	<prefix>writers/<cluster>         the cluster's writer decision: Decision
+//
+// Values other than config are JSON.
+const DefaultPrefix = "/dbrouter/"
+
+// ConfigKey returns the key of the fleet's configuration.
+func ConfigKey(prefix string) string { return prefix + "config" }
+
+// RouterKey returns the presence key of a router.
+func RouterKey(prefix, router string) string { return path.Join(prefix, "routers", router) }
+
+// ViewKey returns the key of a router's view of a cluster.
+func ViewKey(prefix, cluster, router string) string {
+	return path.Join(prefix, "views", cluster, router)
+}
+
+// ViewsPrefix returns the prefix of every router's view of a cluster.
+func ViewsPrefix(prefix, cluster string) string { return path.Join(prefix, "views", cluster) + "/" }
+
+// ElectionKey returns the prefix of the decider election.
+func ElectionKey(prefix string) string { return prefix + "election" }
+
+// WriterKey returns the key of a cluster's writer decision.
+func WriterKey(prefix, cluster string) string { return path.Join(prefix, "writers", cluster) }
+
+// RouterInfo is what a live router publishes about itself.
+type RouterInfo struct {
+	ID      string    `json:"id"`
+	Host    string    `json:"host"`
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+}
+
+// View is one router's view of one cluster's nodes.
+type View struct {
+	Router string     `json:"router"`
+	At     time.Time  `json:"at"`
+	Nodes  []NodeView `json:"nodes"`
+}
+
+// NodeView is one router's view of one node.
+type NodeView struct {
+	Addr     string `json:"addr"`
+	State    string `json:"state"` // "up", "suspect" or "down"
+	ReadOnly bool   `json:"read_only"`
+	GTID     string `json:"gtid,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+// Decision is a cluster's writer decision, as published by the decider.
+type Decision struct {
+	Writer  string    `json:"writer"` // node address, as the cluster's configuration spells it after normalisation
+	Epoch   uint64    `json:"epoch"`
+	GTID    string    `json:"gtid,omitempty"` // the writer's position when it was decided
+	Cause   string    `json:"cause"`
+	Decider string    `json:"decider"` // router ID of the decider
+	At      time.Time `json:"at"`
+}
