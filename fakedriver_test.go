@@ -29,6 +29,7 @@ type fakeServer struct {
 	readOnly   bool   // @@read_only as probes see it
 	gtid       string // @@gtid_current_pos as probes see it
 	serverID   string // @@server_id as probes see it
+	lagging    bool   // MASTER_GTID_WAIT times out
 	// writes reports whether a query writes: in a read-only session such
 	// a query is refused with error 1792, as a real server does.
 	writes func(query string) bool
@@ -128,7 +129,13 @@ func (c *fakeConn) QueryContext(ctx context.Context, query string, _ []driver.Na
 		c.srv.mu.Unlock()
 		return &fakeRows{cols: []string{"gtid"}, vals: []driver.Value{gtid}}, nil
 	case "SELECT MASTER_GTID_WAIT(?, ?)":
-		return &fakeRows{cols: []string{"r"}, vals: []driver.Value{int64(0)}}, nil
+		c.srv.mu.Lock()
+		res := int64(0)
+		if c.srv.lagging {
+			res = -1 // MASTER_GTID_WAIT's timeout
+		}
+		c.srv.mu.Unlock()
+		return &fakeRows{cols: []string{"r"}, vals: []driver.Value{res}}, nil
 	case probeMariaDB:
 		c.srv.mu.Lock()
 		ro, gtid, id := c.srv.readOnly, c.srv.gtid, c.srv.serverID

@@ -2,6 +2,7 @@ package dbrouter
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -126,7 +127,16 @@ func (c *Cluster) switchWriter(sw fencedSwitch) {
 // catchUp reads node from's position and waits, for at most one second,
 // until node to holds it. It reports whether it did, and the position.
 func (c *Cluster) catchUp(from, to int) (bool, string) {
-	ctx, cancel := context.WithTimeout(c.ctx, time.Second)
+	ok, pos, _ := c.catchUpWithin(c.ctx, from, to, time.Second)
+	return ok, pos
+}
+
+// catchUpWithin reads node from's position and waits, for at most d and
+// within ctx, until node to holds it (MASTER_GTID_WAIT on MariaDB,
+// WAIT_FOR_EXECUTED_GTID_SET on MySQL). It reports whether it did, the
+// position, and the error that kept it from knowing.
+func (c *Cluster) catchUpWithin(ctx context.Context, from, to int, d time.Duration) (bool, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, d+time.Second)
 	defer cancel()
 	c.mu.Lock()
 	mysqlFlavor := c.state.health[to].mysql
@@ -139,11 +149,11 @@ func (c *Cluster) catchUp(from, to int) (bool, string) {
 	}
 	var pos string
 	if err := c.nodes[from].db().QueryRowContext(ctx, q).Scan(&pos); err != nil {
-		return false, ""
+		return false, "", fmt.Errorf("reading %s's position: %w", c.nodes[from].addr, err)
 	}
 	var res int
-	if err := c.nodes[to].db().QueryRowContext(ctx, wait, pos, 1).Scan(&res); err != nil || res != 0 {
-		return false, pos
+	if err := c.nodes[to].db().QueryRowContext(ctx, wait, pos, d.Seconds()).Scan(&res); err != nil {
+		return false, pos, fmt.Errorf("waiting for %s to reach %s: %w", c.nodes[to].addr, pos, err)
 	}
-	return true, pos
+	return res == 0, pos, nil
 }

@@ -54,6 +54,9 @@ const (
 	// EventWriter: the cluster's writer changed; From and To are node
 	// addresses ("" for none) and Node is the new writer.
 	EventWriter
+	// EventDrained: a node was drained (Cluster.Drain) or undrained; From
+	// and To are "on" or "off".
+	EventDrained
 )
 
 // String names the kind.
@@ -65,6 +68,8 @@ func (k EventKind) String() string {
 		return "read_only"
 	case EventWriter:
 		return "writer"
+	case EventDrained:
+		return "drained"
 	}
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }

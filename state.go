@@ -1,6 +1,7 @@
 package dbrouter
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -45,6 +46,12 @@ type clusterState struct {
 	recheckBy   int    // node whose first good probe showed the first writer behind, -1: none
 
 	switching bool          // a fenced switch was asked for and has not ended
+
+	// Planned moves (Cluster.Switchover, Drain): drained nodes take no
+	// calls and never become the writer until undrained; the writer a
+	// switchover chose is pinned: no failback moves it while it is healthy.
+	drained []bool
+	pinned  int // -1: none
 	notBefore time.Time     // no failback attempt before then
 	delay     time.Duration // after a failed failback attempt
 
@@ -104,6 +111,9 @@ type fencedSwitch struct {
 	// when the new writer does not reach the old one's position in time:
 	// the source has checked positions fleet-wide.
 	external bool
+	// planned: Cluster.Switchover asked for it; the caller carries it out
+	// and learns the outcome.
+	planned bool
 }
 
 // picker is an immutable snapshot of the routing decision, built by
@@ -132,7 +142,8 @@ func newClusterState(cluster string, addrs []string, s Settings, external bool, 
 	st := &clusterState{
 		cluster: cluster, addrs: addrs, settings: s,
 		health: make([]nodeHealth, len(addrs)),
-		writer: -1, lastWriter: -1, target: -1, decided: -1, recheckBy: -1,
+		writer: -1, lastWriter: -1, target: -1, decided: -1, recheckBy: -1, pinned: -1,
+		drained:  make([]bool, len(addrs)),
 		external: external,
 		ready:    s.Health.Disabled,
 	}
@@ -265,6 +276,13 @@ func (s *clusterState) switched(sw fencedSwitch, held, caughtUp bool, pos string
 	// back or named another node meanwhile.
 	external := s.decided >= 0 && s.decided == sw.to
 	valid := s.writer == sw.from && (external || s.decided < 0 && s.failbackWanted(sw.to))
+	if sw.planned {
+		if s.writer == sw.from && s.eligible(sw.to) && held && caughtUp {
+			out.events = append(out.events, s.setWriter(sw.to, fmt.Sprintf("switchover: %s caught up with %s at %s", s.addrs[sw.to], s.addrs[sw.from], pos), now))
+			s.pinned, s.target = sw.to, -1
+		}
+		return s.decide(out, now)
+	}
 	switch {
 	case !valid:
 		// Health or the decision changed meanwhile: decide afresh.
@@ -300,6 +318,63 @@ func (s *clusterState) failbackWanted(i int) bool {
 	}
 	return s.target < 0 && s.settings.Failback != FailbackNever && !s.settings.Health.Disabled &&
 		i < s.writer && s.eligible(i) && s.health[i].consecOK >= s.settings.Health.RecoverAfter
+}
+
+// planSwitch asks for a planned move of the writer to node to
+// (Cluster.Switchover). It returns the fenced switch for the caller to
+// carry out, or nil when there is no writer to move from (the writer is
+// then to, at once), or an error saying why the move cannot start.
+func (s *clusterState) planSwitch(to int, now time.Time) (stateOutput, *fencedSwitch, error) {
+	var out stateOutput
+	switch {
+	case !s.ready:
+		return out, nil, errors.New("the first probe round has not ended")
+	case s.decided >= 0:
+		return out, nil, errors.New("a WriterSource decides this cluster's writer: switch through it")
+	case s.switching:
+		return out, nil, errors.New("another switch of the writer is under way; try again")
+	case to == s.writer:
+		return out, nil, fmt.Errorf("%s is already the writer", s.addrs[to])
+	case !s.eligible(to):
+		h := s.health[to]
+		return out, nil, fmt.Errorf("%s cannot take the writer role: node is %s, read_only %s, drained %v", s.addrs[to], h.state, onOff(h.readOnly), s.drained[to])
+	}
+	if s.writer < 0 {
+		out.events = append(out.events, s.setWriter(to, "switchover: there was no writer", now))
+		s.pinned = to
+		out.picker = s.buildPicker(now)
+		return out, nil, nil
+	}
+	s.switching = true
+	return out, &fencedSwitch{from: s.writer, to: to, planned: true}, nil
+}
+
+// nextWriter returns the node a switchover with no target moves the writer
+// to: the first eligible node after the writer in configured order,
+// wrapping around (-1: none).
+func (s *clusterState) nextWriter() int {
+	n := len(s.health)
+	for k := 1; k < n; k++ {
+		if i := (s.writer + k + n) % n; s.eligible(i) {
+			return i
+		}
+	}
+	return -1
+}
+
+// setDrained drains node i (no calls, never the writer) or undrains it. The
+// caller has moved the writer off it first.
+func (s *clusterState) setDrained(i int, on bool, now time.Time) stateOutput {
+	if s.drained[i] == on {
+		return stateOutput{picker: s.buildPicker(now)}
+	}
+	s.drained[i] = on
+	cause := "Cluster.Undrain"
+	if on {
+		cause = "Cluster.Drain"
+	}
+	ev := s.event(i, EventDrained, onOff(!on), onOff(on), cause, now)
+	return s.decide(stateOutput{events: []Event{ev}}, now)
 }
 
 // decideExternal applies a WriterSource's decision: node i is the writer
@@ -365,7 +440,7 @@ func (s *clusterState) decide(out stateOutput, now time.Time) stateOutput {
 // probe earlier.
 func (s *clusterState) chooseWriter() (writer, target int) {
 	cur := s.writer
-	keep := cur >= 0 && !s.health[cur].readOnly && (s.health[cur].state == StateUp ||
+	keep := cur >= 0 && !s.health[cur].readOnly && !s.drained[cur] && (s.health[cur].state == StateUp ||
 		s.health[cur].state == StateSuspect && s.health[cur].consecFail == 0 && !s.settings.Health.Disabled)
 	if d := s.decided; d >= 0 {
 		switch {
@@ -380,7 +455,7 @@ func (s *clusterState) chooseWriter() (writer, target int) {
 		return d, -1
 	}
 	if keep {
-		if s.settings.Failback == FailbackNever {
+		if s.settings.Failback == FailbackNever || cur == s.pinned {
 			return cur, -1
 		}
 		for i := 0; i < cur; i++ {
@@ -424,7 +499,7 @@ func (s *clusterState) firstEligible(prefer func(i int) bool) int {
 
 // eligible reports whether node i may become the writer: Up and writable.
 func (s *clusterState) eligible(i int) bool {
-	return s.health[i].state == StateUp && !s.health[i].readOnly
+	return s.health[i].state == StateUp && !s.health[i].readOnly && !s.drained[i]
 }
 
 // hasAllOf reports whether node i's last seen position contains node w's;
@@ -487,6 +562,9 @@ func (s *clusterState) setWriter(w int, cause string, now time.Time) Event {
 	}
 	s.writer = w
 	s.provisional = false
+	if w != s.pinned {
+		s.pinned = -1
+	}
 	return Event{Cluster: s.cluster, Node: to, Kind: EventWriter, From: from, To: to, Cause: cause, At: now}
 }
 
@@ -530,14 +608,14 @@ func (s *clusterState) buildPicker(now time.Time) *picker {
 	var failover []int
 	for _, st := range []NodeState{StateUp, StateSuspect} {
 		for i, h := range s.health {
-			if h.state == st && !h.readOnly && i != w {
+			if h.state == st && !h.readOnly && i != w && !s.drained[i] {
 				failover = append(failover, i)
 			}
 		}
 	}
 	if s.settings.Health.Disabled {
 		for i, h := range s.health {
-			if h.readOnly && i != w {
+			if h.readOnly && i != w && !s.drained[i] {
 				failover = append(failover, i)
 			}
 		}
@@ -555,7 +633,7 @@ func (s *clusterState) buildPicker(now time.Time) *picker {
 		for i, h := range s.health {
 			fresh := s.settings.MaxLag == 0 || i == w ||
 				(!h.caughtUpAt.IsZero() && now.Sub(h.caughtUpAt) <= s.settings.MaxLag)
-			if h.state == StateUp && fresh {
+			if h.state == StateUp && fresh && !s.drained[i] {
 				p.reads = append(p.reads, i)
 			}
 		}
@@ -572,7 +650,7 @@ func (s *clusterState) buildPicker(now time.Time) *picker {
 		if !s.settings.Health.Disabled {
 			for _, st := range []NodeState{StateUp, StateSuspect} {
 				for i, h := range s.health {
-					if h.state == st && h.readOnly && i != w {
+					if h.state == st && h.readOnly && i != w && !s.drained[i] {
 						p.reads = append(p.reads, i)
 					}
 				}
@@ -583,8 +661,11 @@ func (s *clusterState) buildPicker(now time.Time) *picker {
 		if i == w {
 			continue // tried first by every write, whatever its state
 		}
-		if h.state == StateDown || h.readOnly && !s.settings.Health.Disabled {
+		if h.state == StateDown || h.readOnly && !s.settings.Health.Disabled || s.drained[i] {
 			err := fmt.Errorf("not tried: node is %s, read_only %s", h.state, onOff(h.readOnly))
+			if s.drained[i] {
+				err = errors.New("not tried: node is drained (Cluster.Drain)")
+			}
 			if h.lastErr != nil {
 				err = fmt.Errorf("%w; last probe: %w", err, h.lastErr)
 			}

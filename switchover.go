@@ -1,0 +1,216 @@
+package dbrouter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrSwitchoverRefused is matched (with errors.Is) by the error of a
+// Switchover or Drain that did not move the writer: the target could not
+// take the role, writes in flight did not end in time, or the target did
+// not reach the old writer's position within the catch-up bound. The
+// writer then stays where it was.
+var ErrSwitchoverRefused = errors.New("switchover refused")
+
+// DefaultCatchUpTimeout bounds, by default, how long a switchover waits for
+// the new writer to reach the old writer's position.
+const DefaultCatchUpTimeout = 5 * time.Second
+
+// SwitchoverOptions tunes Cluster.Switchover and Cluster.Drain. The zero
+// value (or nil) is ready to use.
+type SwitchoverOptions struct {
+	// CatchUpTimeout bounds the wait for the new writer to reach the old
+	// writer's position, once writes have drained; new writes wait at the
+	// fence meanwhile. Zero means DefaultCatchUpTimeout.
+	CatchUpTimeout time.Duration
+
+	// ReadOnly, when set, is called to make the old writer read-only once
+	// this router's writes have drained and the new writer has caught up
+	// (on true), and to undo that if the switch then fails (on false):
+	// for example SET GLOBAL read_only over an administrator's connection,
+	// which the application's user usually may not run. Other routers and
+	// clients then stop writing there too. Without it, only this router's
+	// writes move: its fence guarantees that none of them reaches the new
+	// writer before it holds every write the old one acknowledged.
+	ReadOnly func(ctx context.Context, addr string, on bool) error
+}
+
+// Switchover moves the cluster's writer to the node at address to (as in
+// Nodes; "" means the next Up and writable node after the current writer,
+// in configured order), on purpose, without failing a call: new writes wait
+// at the failback fence (each within its own context), the writes in
+// flight — statements, the rows of writes, open transactions — end, the
+// new writer must reach the old writer's GTID position within
+// CatchUpTimeout, the old writer is made read-only if opts.ReadOnly says
+// how, and the writer role moves; the waiting writes then go to the new
+// writer. Reads are not held.
+//
+// The new writer stays the writer while it is healthy: no failback moves
+// the role back to an earlier node until the next Switchover or until it
+// fails. When the move cannot happen the writer stays where it was and the
+// error matches ErrSwitchoverRefused. ctx bounds the whole switch, the
+// drain of writes in flight included. A cluster whose writer a
+// WriterSource decides is switched through the source instead.
+func (c *Cluster) Switchover(ctx context.Context, to string, opts *SwitchoverOptions) error {
+	if opts == nil {
+		opts = &SwitchoverOptions{}
+	}
+	c.awaitFirstRound(ctx)
+	ti := -1
+	if to != "" {
+		if ti = c.nodeIndexByName(to); ti < 0 {
+			return c.refused(to, fmt.Errorf("%q is not a node of the cluster (nodes: %v)", to, c.Nodes()))
+		}
+	}
+	now := time.Now()
+	c.mu.Lock()
+	if ti < 0 {
+		if ti = c.state.nextWriter(); ti < 0 {
+			c.mu.Unlock()
+			return c.refused("", errors.New("no other node is up, writable and not drained"))
+		}
+	}
+	out, sw, err := c.state.planSwitch(ti, now)
+	if err == nil && out.picker != nil {
+		c.publish(out)
+	}
+	c.mu.Unlock()
+	if err != nil {
+		return c.refused(c.nodes[ti].addr, err)
+	}
+	if out.picker != nil {
+		c.carryOut(out)
+	}
+	if sw == nil {
+		return nil
+	}
+	return c.plannedSwitch(ctx, *sw, opts)
+}
+
+// plannedSwitch carries out a switchover behind the fence and reports why
+// it did not happen, if it did not.
+func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *SwitchoverOptions) error {
+	catchUp := opts.CatchUpTimeout
+	if catchUp <= 0 {
+		catchUp = DefaultCatchUpTimeout
+	}
+	from, to := c.nodes[sw.from].addr, c.nodes[sw.to].addr
+	var (
+		caughtUp bool
+		pos      string
+		why      error
+	)
+	held := c.fence.hold(ctx)
+	switch {
+	case !held:
+		why = fmt.Errorf("writes in flight on %s did not end in time: %w", from, ctx.Err())
+	default:
+		caughtUp, pos, why = c.catchUpWithin(ctx, sw.from, sw.to, catchUp)
+		if why == nil && !caughtUp {
+			why = fmt.Errorf("%s did not reach %s's position %s within %v", to, from, pos, catchUp)
+		}
+		if why == nil && opts.ReadOnly != nil {
+			if err := opts.ReadOnly(ctx, from, true); err != nil {
+				caughtUp, why = false, fmt.Errorf("making %s read-only: %w", from, err)
+			} else {
+				// Writes of other clients may have landed on the old
+				// writer until it became read-only: its final position.
+				caughtUp, pos, why = c.catchUpWithin(ctx, sw.from, sw.to, catchUp)
+				if why == nil && !caughtUp {
+					why = fmt.Errorf("%s did not reach %s's final position %s within %v", to, from, pos, catchUp)
+				}
+				if why != nil {
+					if err := opts.ReadOnly(context.WithoutCancel(ctx), from, false); err != nil {
+						why = fmt.Errorf("%w; and making %s writable again failed: %w", why, from, err)
+					}
+				}
+			}
+		}
+	}
+	now := time.Now()
+	c.mu.Lock()
+	out := c.state.switched(sw, held, caughtUp && why == nil, pos, now)
+	c.publish(out)
+	moved := out.picker.writer == sw.to
+	c.mu.Unlock()
+	if held {
+		c.fence.unhold()
+	}
+	c.carryOut(out)
+	switch {
+	case moved:
+		return nil
+	case why == nil:
+		why = errors.New("the cluster's health changed during the switch")
+	}
+	return c.refused(to, why)
+}
+
+// Drain takes the node at addr out of service: no new call is sent to it
+// and it never becomes the writer, until Undrain; calls in flight on it
+// finish. When it is the writer, the role first moves to the next Up and
+// writable node with Switchover (same rules and options); if that fails,
+// the node is not drained and the error matches ErrSwitchoverRefused.
+func (c *Cluster) Drain(ctx context.Context, addr string, opts *SwitchoverOptions) error {
+	i := c.nodeIndexByName(addr)
+	if i < 0 {
+		return fmt.Errorf("dbrouter: cluster %q: drain: %q is not a node of the cluster (nodes: %v)", c.name, addr, c.Nodes())
+	}
+	c.awaitFirstRound(ctx)
+	if c.pick.Load().writer == i {
+		c.mu.Lock()
+		next := c.state.nextWriter()
+		c.mu.Unlock()
+		if next < 0 {
+			return c.refused("", fmt.Errorf("cannot drain the writer %s: no other node is up, writable and not drained", c.nodes[i].addr))
+		}
+		if err := c.Switchover(ctx, c.nodes[next].addr, opts); err != nil {
+			return err
+		}
+	}
+	c.setDrained(i, true)
+	return nil
+}
+
+// Undrain puts a node drained by Drain back in service. It may then take
+// the writer role back by the usual failback rules, unless a Switchover
+// chose the current writer.
+func (c *Cluster) Undrain(addr string) error {
+	i := c.nodeIndexByName(addr)
+	if i < 0 {
+		return fmt.Errorf("dbrouter: cluster %q: undrain: %q is not a node of the cluster (nodes: %v)", c.name, addr, c.Nodes())
+	}
+	c.setDrained(i, false)
+	return nil
+}
+
+func (c *Cluster) setDrained(i int, on bool) {
+	now := time.Now()
+	c.mu.Lock()
+	out := c.state.setDrained(i, on, now)
+	c.publish(out)
+	c.mu.Unlock()
+	c.carryOut(out)
+}
+
+// nodeIndexByName returns the index of the node named addr, as Nodes
+// spells it or as it was configured ("db1" for "db1:3306"), or -1.
+func (c *Cluster) nodeIndexByName(addr string) int {
+	if i := c.nodeIndexByAddr(addr); i >= 0 {
+		return i
+	}
+	if n, err := normalizeAddr(addr); err == nil {
+		return c.nodeIndexByAddr(n)
+	}
+	return -1
+}
+
+// refused wraps why as a switchover refusal of this cluster.
+func (c *Cluster) refused(to string, why error) error {
+	if to == "" {
+		return fmt.Errorf("dbrouter: cluster %q: %w: %w", c.name, ErrSwitchoverRefused, why)
+	}
+	return fmt.Errorf("dbrouter: cluster %q: switchover to %s: %w: %w", c.name, to, ErrSwitchoverRefused, why)
+}
