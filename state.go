@@ -45,13 +45,13 @@ type clusterState struct {
 	unverified  []bool // nodes whose position the first choice did not see
 	recheckBy   int    // node whose first good probe showed the first writer behind, -1: none
 
-	switching bool          // a fenced switch was asked for and has not ended
+	switching bool // a fenced switch was asked for and has not ended
 
 	// Planned moves (Cluster.Switchover, Drain): drained nodes take no
 	// calls and never become the writer until undrained; the writer a
 	// switchover chose is pinned: no failback moves it while it is healthy.
-	drained []bool
-	pinned  int // -1: none
+	drained   []bool
+	pinned    int           // -1: none
 	notBefore time.Time     // no failback attempt before then
 	delay     time.Duration // after a failed failback attempt
 
