@@ -102,8 +102,17 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 		pos      string
 		why      error
 	)
-	held := c.fence.hold(ctx)
+	// Let the target catch up with the old writer's position before new
+	// writes are held, so that the wait behind the fence is only for the
+	// last few transactions; a target that cannot is refused before any
+	// write waits.
+	caughtUp, pos, why = c.catchUpWithin(ctx, sw.from, sw.to, catchUp)
+	if why == nil && !caughtUp {
+		why = fmt.Errorf("%s did not reach %s's position %s within %v", to, from, pos, catchUp)
+	}
+	held := why == nil && c.fence.hold(ctx)
 	switch {
+	case why != nil:
 	case !held:
 		why = fmt.Errorf("writes in flight on %s did not end in time: %w", from, ctx.Err())
 	default:
