@@ -93,7 +93,7 @@ func (c *Cluster) initHealth() {
 // c.mu must be held, so that pickers are published, and events delivered,
 // in the order of the transitions (queueing never blocks: see dispatcher).
 func (c *Cluster) publish(out stateOutput) {
-	c.pick.Store(out.picker)
+	close(c.pick.Swap(out.picker).changed)
 	if out.ready {
 		close(c.ready)
 	}

@@ -152,6 +152,16 @@ type Settings struct {
 	// most, the first run included. Zero means DefaultTxAttempts; 1 never
 	// re-runs.
 	TxAttempts int `yaml:"tx_attempts"`
+
+	// FailoverWait, when set, makes a call that finds no node able to take
+	// it — every node Down, read-only or refusing, nothing sent anywhere —
+	// wait up to this long (and within its context) for the cluster's
+	// health to change, and try again, instead of failing at once with
+	// ErrNoNode: a writer that is being replaced (a node made read-only by
+	// hand before the next one is made writable, a crash while the next
+	// node is not yet confirmed) then costs a delay instead of errors.
+	// Zero (the default) fails at once, as database/sql would.
+	FailoverWait time.Duration `yaml:"failover_wait"`
 }
 
 // FailbackMode says whether writes move back to an earlier node once it
@@ -333,6 +343,7 @@ func (c *Config) effective(name string) Settings {
 	}
 	pickDur(&e.MaxLag, o.MaxLag)
 	pickInt(&e.TxAttempts, o.TxAttempts)
+	pickDur(&e.FailoverWait, o.FailoverWait)
 	pickDur(&e.Health.Interval, o.Health.Interval)
 	pickDur(&e.Health.Timeout, o.Health.Timeout)
 	pickInt(&e.Health.FailAfter, o.Health.FailAfter)

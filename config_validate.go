@@ -217,6 +217,7 @@ func (cc *Settings) validate(path string) error {
 		{"write_timeout", cc.WriteTimeout},
 		{"conn_max_lifetime", cc.ConnMaxLifetime},
 		{"conn_max_idle_time", cc.ConnMaxIdleTime},
+		{"failover_wait", cc.FailoverWait},
 	}
 	for _, f := range durations {
 		if f.d < 0 {

@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"strings"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 )
@@ -236,6 +238,44 @@ func (c *Cluster) attempts(ctx context.Context, op Op, read, retryUnknown bool, 
 		c.awaitFirstRound(ctx)
 		p = c.pick.Load()
 	}
+	err := c.attemptsOn(ctx, p, op, read, retryUnknown, attempt)
+	if err != nil && c.settings.FailoverWait > 0 {
+		return c.waitForNode(ctx, p, err, op, read, retryUnknown, attempt)
+	}
+	return err
+}
+
+// waitForNode is attempts for Settings.FailoverWait: while the call fails
+// with a *NoNodeError that sent nothing anywhere, it waits for the next
+// change of the cluster's health, within ctx and FailoverWait, and tries
+// again. The last error is returned when the wait ends.
+func (c *Cluster) waitForNode(ctx context.Context, p *picker, err error, op Op, read, retryUnknown bool, attempt attemptFunc) error {
+	var timer *time.Timer
+	for {
+		var nn *NoNodeError
+		if !errors.As(err, &nn) || nn.unknown() {
+			return err
+		}
+		if timer == nil {
+			timer = time.NewTimer(c.settings.FailoverWait)
+			defer timer.Stop()
+		}
+		select {
+		case <-p.changed:
+		case <-timer.C:
+			return err
+		case <-ctx.Done():
+			return &notSentError{cluster: c.name, op: op, err: fmt.Errorf("%w while waiting for a node (failover_wait %v): %w", ctx.Err(), c.settings.FailoverWait, err)}
+		}
+		p = c.pick.Load()
+		if err = c.attemptsOn(ctx, p, op, read, retryUnknown, attempt); err == nil {
+			return nil
+		}
+	}
+}
+
+// attemptsOn tries the nodes of picker p in order (see call).
+func (c *Cluster) attemptsOn(ctx context.Context, p *picker, op Op, read, retryUnknown bool, attempt attemptFunc) error {
 	var buf [8]int
 	order := p.writes
 	if read {

@@ -126,6 +126,9 @@ type picker struct {
 	excluded []*NodeError // nodes no call is sent to, and why
 	ready    bool         // the first probe round has ended
 	nodes    []nodeView   // each node's state and read_only flag
+	// changed is closed when a newer picker replaces this one, for calls
+	// that wait for the cluster's health to change (Settings.FailoverWait).
+	changed chan struct{}
 }
 
 // nodeView is what a call needs to know of a node after an attempt.
@@ -598,7 +601,7 @@ func (s *clusterState) buildPicker(now time.Time) *picker {
 		w = max(s.decided, 0)
 	}
 	p := &picker{writer: w, ready: s.ready, rotate: s.settings.ReadPolicy == ReadRoundRobin,
-		nodes: make([]nodeView, len(s.health))}
+		nodes: make([]nodeView, len(s.health)), changed: make(chan struct{})}
 	for i, h := range s.health {
 		p.nodes[i] = nodeView{h.state, h.readOnly}
 	}
