@@ -66,7 +66,7 @@ type options struct {
 func main() {
 	var o options
 	var sides string
-	flag.StringVar(&o.fault, "fault", "kill", "fault to inject on the writer: kill, freeze, cut or readonly")
+	flag.StringVar(&o.fault, "fault", "kill", "fault to inject on the writer: kill, freeze, cut, readonly or switchover (dbrouter: Cluster.Switchover to B with the read-only hook; naive: A made read-only by hand)")
 	flag.IntVar(&o.nodes, "nodes", 3, "servers in the ring")
 	flag.IntVar(&o.callers, "callers", 4, "concurrent callers")
 	flag.Float64Var(&o.rate, "rate", 200, "target writes per second, all callers together (0: as fast as they can)")
@@ -106,9 +106,9 @@ func commandLine() string {
 
 func run(ctx context.Context, o options) error {
 	switch o.fault {
-	case "kill", "freeze", "cut", "readonly":
+	case "kill", "freeze", "cut", "readonly", "switchover":
 	default:
-		return fmt.Errorf("-fault %q: want kill, freeze, cut or readonly", o.fault)
+		return fmt.Errorf("-fault %q: want kill, freeze, cut, readonly or switchover", o.fault)
 	}
 	for _, s := range o.sides {
 		if s != "dbrouter" && s != "naive" {
@@ -211,7 +211,11 @@ func runSide(ctx context.Context, o options, ring *ringtest.Ring, side string, l
 	logf("[%s] %d callers at %s for %v, then %s of A, then %v more", side, o.callers, rateText(o.rate), o.before, o.fault, o.after)
 
 	l := newLoad(o, w, ring, side)
-	faultAt, writerAtFault, err := l.run(ctx, func() error { return inject(ring, o.fault) })
+	fault := func() error { return inject(ring, o.fault) }
+	if rw, ok := w.(*routerWriter); ok && o.fault == "switchover" {
+		fault = func() error { return rw.switchover(ctx, ring) }
+	}
+	faultAt, writerAtFault, err := l.run(ctx, fault)
 	w.close()
 	if err != nil {
 		return sideRun{}, err
@@ -249,7 +253,7 @@ func inject(ring *ringtest.Ring, fault string) error {
 		return ring.Freeze(0)
 	case "cut":
 		return ring.Cut(0)
-	case "readonly":
+	case "readonly", "switchover": // a switchover by hand
 		return ring.SetReadOnly(0, true)
 	}
 	return fmt.Errorf("unknown fault %q", fault)
@@ -264,7 +268,7 @@ func undo(ring *ringtest.Ring, fault string) error {
 		return ring.Thaw(0)
 	case "cut":
 		return ring.Heal(0)
-	case "readonly":
+	case "readonly", "switchover":
 		return ring.SetReadOnly(0, false)
 	}
 	return fmt.Errorf("unknown fault %q", fault)

@@ -55,6 +55,21 @@ func newRouterWriter(ring *ringtest.Ring, table string) (*routerWriter, error) {
 	return &routerWriter{r: r, c: c, stmt: "INSERT INTO " + table + " (id) VALUES (?)"}, nil
 }
 
+// switchover moves the writer from A to B with Cluster.Switchover, making A
+// read-only through the ring's administrator connection.
+func (w *routerWriter) switchover(ctx context.Context, ring *ringtest.Ring) error {
+	return w.c.Switchover(ctx, ring.Addr(1), &dbrouter.SwitchoverOptions{
+		ReadOnly: func(_ context.Context, addr string, on bool) error {
+			for i, a := range ring.Addrs() {
+				if a == addr {
+					return ring.SetReadOnly(i, on)
+				}
+			}
+			return fmt.Errorf("no node %s", addr)
+		},
+	})
+}
+
 func (w *routerWriter) describe() string {
 	return "dbrouter, default settings (probe every 250ms, timeout 200ms, fail_after 2; connect_timeout 1s)"
 }

@@ -317,6 +317,12 @@ func (d *docData) summarize() {
 		fmt.Fprintf(&b, "| freeze: write throughput back to ≥ 90 %% of its pre-fault rate within 1 s | acknowledged writes in the second second after the freeze: %s of the pre-fault rate (naive: %s) | %s |\n",
 			secondPct(s), secondPct(n), yesNo(ok))
 	}
+	if s := side("switchover", "dbrouter"); s != nil {
+		failed := s.PostOutcomes["failed"] + s.PostOutcomes["not-sent"] + s.PostOutcomes["deadline"] + s.PostOutcomes["server-error"]
+		unknown := s.PostOutcomes["outcome-unknown"]
+		fmt.Fprintf(&b, "| planned switchover (`Cluster.Switchover`): 0 failed calls, 0 outcome unknown, stall ≤ 100 ms | %d failed, %d outcome unknown; stall %s (first write acknowledged by B %s after the switchover began) | %s |\n",
+			failed, unknown, fmtDur(s.Stall), fmtDur(s.FirstSuccessElsewhere), yesNo(failed == 0 && unknown == 0 && s.Stall.D() <= 100*time.Millisecond))
+	}
 	lost, doubled, failedApplied, runs := 0, 0, 0, 0
 	var naiveDoubled []string
 	for _, f := range d.Failovers {
@@ -420,13 +426,14 @@ func (d *docData) headline() string {
 			}
 			return t
 		}
-		for _, fault := range []string{"kill", "freeze", "cut", "readonly"} {
+		for _, fault := range []string{"kill", "freeze", "cut", "readonly", "switchover"} {
 			f := d.failover(fault)
 			if f == nil {
 				continue
 			}
 			what := map[string]string{"kill": "killed (SIGKILL)", "freeze": "frozen (SIGSTOP)",
-				"cut": "network path cut", "readonly": "made read-only"}[fault]
+				"cut": "network path cut", "readonly": "made read-only",
+				"switchover": "switched over on purpose (dbrouter: `Switchover`; naive: read-only by hand)"}[fault]
 			fmt.Fprintf(&b, "| %s | %s | %s |\n", what, cell(f.Side("dbrouter"), true), cell(f.Side("naive"), false))
 		}
 		b.WriteString("\n")
@@ -457,10 +464,11 @@ var funcs = template.FuncMap{
 	},
 	"title": func(fault string) string {
 		return map[string]string{
-			"kill":     "Kill: SIGKILL of the writer",
-			"freeze":   "Freeze: SIGSTOP of the writer",
-			"cut":      "Cut: the path to the writer blackholed",
-			"readonly": "Read-only: `SET GLOBAL read_only = 1` on the writer",
+			"kill":       "Kill: SIGKILL of the writer",
+			"freeze":     "Freeze: SIGSTOP of the writer",
+			"cut":        "Cut: the path to the writer blackholed",
+			"readonly":   "Read-only: `SET GLOBAL read_only = 1` on the writer",
+			"switchover": "Switchover: `Cluster.Switchover` to B (naive: A made read-only by hand)",
 		}[fault]
 	},
 	"rate": func(r float64) string {

@@ -55,7 +55,7 @@ func main() {
 	flag.StringVar(&o.readme, "readme", "README.md", "README whose bench markers get the headline numbers (\"\": leave it)")
 	flag.IntVar(&o.count, "count", 5, "go test -count for the Go benchmarks")
 	flag.StringVar(&o.benchtime, "benchtime", "1s", "go test -benchtime")
-	flag.StringVar(&faults, "faults", "kill,freeze,cut,readonly", "faults for bench/failover")
+	flag.StringVar(&faults, "faults", "kill,freeze,cut,readonly,switchover", "faults for bench/failover")
 	flag.BoolVar(&o.skipGoBench, "skip-gobench", false, "reuse OUT/gobench.txt instead of running the Go benchmarks")
 	flag.BoolVar(&o.skipScale, "skip-scale", false, "reuse OUT/scale.json instead of running bench/scale")
 	flag.BoolVar(&o.skipFailover, "skip-failover", false, "reuse OUT/failover-FAULT.json (and the charts) instead of running bench/failover")
