@@ -590,3 +590,49 @@ func TestStateFirstWriterProvisional(t *testing.T) {
 		}
 	})
 }
+
+// TestStatePlannedSwitchAndDrain: a planned switch moves the writer only
+// when the fence held and the target caught up, pins it (no failback while
+// it is healthy), and a failover unpins it; a drained node is never the
+// writer and takes no call.
+func TestStatePlannedSwitchAndDrain(t *testing.T) {
+	m := newMachine(t, 3, Settings{})
+	m.round("0-1-5", "0-1-5", "0-1-5")
+	out, sw, err := m.s.planSwitch(1, m.now)
+	if err != nil || sw == nil || !sw.planned || sw.from != 0 || sw.to != 1 {
+		t.Fatalf("planSwitch(b) = %+v, %v", sw, err)
+	}
+	_ = out
+	if _, _, err := m.s.planSwitch(2, m.now); err == nil || !strings.Contains(err.Error(), "under way") {
+		t.Errorf("a second planned switch while one runs: err = %v", err)
+	}
+	m.record(m.s.switched(*sw, true, false, "pos", m.now)) // did not catch up
+	m.wantWriter(0)
+	_, sw, _ = m.s.planSwitch(1, m.now)
+	m.record(m.s.switched(*sw, true, true, "pos", m.now))
+	m.wantWriter(1)
+	for range 5 {
+		m.round("0-2-9", "0-2-9", "0-2-9")
+	}
+	if m.sw != nil {
+		t.Fatal("failback asked for away from a pinned writer")
+	}
+	m.wantWriter(1)
+	m.down(1) // the pinned writer fails: the local rule takes over
+	m.wantWriter(0)
+	if m.s.pinned != -1 {
+		t.Errorf("pinned = %d after a failover, want -1", m.s.pinned)
+	}
+
+	m.record(m.s.setDrained(2, true, m.now))
+	m.down(0)
+	m.wantWriter(-1) // b is down, c drained
+	if slices.Contains(m.out.picker.writes, 2) || slices.Contains(m.out.picker.reads, 2) {
+		t.Errorf("a drained node in the orders: writes %v reads %v", m.out.picker.writes, m.out.picker.reads)
+	}
+	m.record(m.s.setDrained(2, false, m.now))
+	m.wantWriter(2)
+	if _, _, err := m.s.planSwitch(2, m.now); err == nil || !strings.Contains(err.Error(), "already the writer") {
+		t.Errorf("planSwitch to the writer: err = %v", err)
+	}
+}
