@@ -51,7 +51,7 @@ func ParseConfig(data []byte) (*Config, error) {
 	if err := c.check(root.Content[0], reflect.TypeFor[Config](), ""); err != nil {
 		return nil, err
 	}
-	if err := root.Decode(cfg); err != nil {
+	if err := decodeConfig(&root, cfg); err != nil {
 		// The walk above checks what Decode checks; should Decode still
 		// fail, its text may quote an expanded value: name lines only.
 		return nil, fmt.Errorf("dbrouter: config: invalid value (%s)", yamlErrorLines(err))
@@ -554,4 +554,122 @@ func dupKey(keys map[string]int, key *yaml.Node, path string) error {
 	}
 	keys[k.Value] = key.Line
 	return nil
+}
+
+// decodeConfig decodes the checked tree into cfg. yaml.v3 checks every
+// mapping it decodes for duplicate keys pair by pair, in quadratic time (a
+// file of 63,000 clusters took 19 s), so the mappings that grow with a
+// configuration — clusters, shard maps, and a shard map's ranges and
+// entries — are decoded entry by entry instead; the checker has already
+// rejected duplicate keys, in linear time. A mapping with a merge key
+// ("<<") is left to yaml.v3 as a whole.
+func decodeConfig(root *yaml.Node, cfg *Config) error {
+	// Decoded in parts, a merge of many aliases can trip yaml.v3's limit
+	// on the share of aliases in one decode, which the whole document
+	// passes: then decode the whole document, as yaml.v3 would.
+	if err := decodeConfigLinear(root, cfg); err != nil {
+		*cfg = Config{}
+		return root.Decode(cfg)
+	}
+	return nil
+}
+
+// decodeConfigLinear is decodeConfig's linear path.
+func decodeConfigLinear(root *yaml.Node, cfg *Config) error {
+	doc := root
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
+		doc = doc.Content[0]
+	}
+	doc = resolveAlias(doc)
+	if doc.Kind != yaml.MappingNode || hasMergeKey(doc) {
+		return root.Decode(cfg)
+	}
+	rest := *doc
+	rest.Content = nil
+	var clusters, maps *yaml.Node
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		switch resolveAlias(doc.Content[i]).Value {
+		case "clusters":
+			clusters = doc.Content[i+1]
+		case "shard_maps":
+			maps = doc.Content[i+1]
+		default:
+			rest.Content = append(rest.Content, doc.Content[i], doc.Content[i+1])
+		}
+	}
+	if err := rest.Decode(cfg); err != nil {
+		return err
+	}
+	if err := decodeMapLinear(clusters, &cfg.Clusters, func(n *yaml.Node, v *ClusterConfig) error { return n.Decode(v) }); err != nil {
+		return err
+	}
+	return decodeMapLinear(maps, &cfg.ShardMaps, decodeShardMapConfig)
+}
+
+// decodeShardMapConfig decodes one shard map, its ranges and entries entry
+// by entry (see decodeConfig).
+func decodeShardMapConfig(n *yaml.Node, m *ShardMapConfig) error {
+	n = resolveAlias(n)
+	if n.Kind != yaml.MappingNode || hasMergeKey(n) {
+		return n.Decode(m)
+	}
+	rest := *n
+	rest.Content = nil
+	var ranges, entries *yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		switch resolveAlias(n.Content[i]).Value {
+		case "ranges":
+			ranges = n.Content[i+1]
+		case "entries":
+			entries = n.Content[i+1]
+		default:
+			rest.Content = append(rest.Content, n.Content[i], n.Content[i+1])
+		}
+	}
+	if err := rest.Decode(m); err != nil {
+		return err
+	}
+	str := func(n *yaml.Node, v *string) error { return n.Decode(v) }
+	if err := decodeMapLinear(ranges, &m.Ranges, str); err != nil {
+		return err
+	}
+	return decodeMapLinear(entries, &m.Entries, str)
+}
+
+// decodeMapLinear decodes mapping node n (nil: absent) into *out entry by
+// entry with decode, as yaml.v3 would decode the whole mapping but without
+// its quadratic duplicate-key check. A null leaves *out nil; a mapping with
+// a merge key goes to yaml.v3 whole.
+func decodeMapLinear[V any](n *yaml.Node, out *map[string]V, decode func(*yaml.Node, *V) error) error {
+	if n == nil {
+		return nil
+	}
+	n = resolveAlias(n)
+	if n.Kind != yaml.MappingNode || hasMergeKey(n) {
+		return n.Decode(out)
+	}
+	m := make(map[string]V, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		var key string
+		if err := resolveAlias(n.Content[i]).Decode(&key); err != nil {
+			return err
+		}
+		var v V
+		if err := decode(n.Content[i+1], &v); err != nil {
+			return err
+		}
+		m[key] = v
+	}
+	*out = m
+	return nil
+}
+
+// hasMergeKey reports whether mapping n has a merge key ("<<").
+func hasMergeKey(n *yaml.Node) bool {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if isMergeKey(n.Content[i]) {
+			return true
+		}
+	}
+	return false
 }
