@@ -85,7 +85,7 @@ var commands = []command{
 		flags: func(fs *flag.FlagSet, e *env) {
 			fs.StringVar(&e.cluster, "cluster", "", "show cluster `NAME` only")
 		},
-		summary: "each cluster's writer, epoch and every live router's view of each node"},
+		summary: "each cluster's writer, epoch and every router's view of each node"},
 }
 
 // env is what a subcommand runs with: its output, its flags, and the etcd
