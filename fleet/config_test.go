@@ -309,6 +309,48 @@ func TestWatchConfig(t *testing.T) {
 	}
 }
 
+// Routers may start before anything is pushed: the watch reports that
+// there is no configuration, and applies the first one stored.
+func TestWatchConfigCreatedLater(t *testing.T) {
+	t.Setenv("FLEET_TEST_PASSWORD", "s3cret")
+	cli := startConfigEtcd(t).client()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const prefix = "/later/"
+	local, err := dbrouter.ParseConfig([]byte(configV1)) // say, from a local file
+	if err != nil {
+		t.Fatal(err)
+	}
+	local.Logger = quietBase().Logger
+	r, err := dbrouter.Open(local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	u := make(updates, 64)
+	done := make(chan error, 1)
+	go func() {
+		done <- fleet.WatchConfig(ctx, cli, prefix, r, fleet.WatchOptions{Base: local, OnUpdate: u.onUpdate})
+	}()
+	defer func() { cancel(); <-done }()
+	if up := u.next(t, 0); !errors.Is(up.Err, fleet.ErrNoConfig) || up.Rev == 0 {
+		t.Fatalf("first report on an empty prefix: %+v, want ErrNoConfig at a revision", up)
+	}
+	if got := routeTo(t, r, "Smith"); got != "cust-2" {
+		t.Fatalf("Smith on %s, want cust-2 (the local configuration)", got)
+	}
+	rev, err := fleet.PutConfig(ctx, cli, prefix, []byte(configV2), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if up := u.next(t, rev); up.Err != nil {
+		t.Fatal(up.Err)
+	}
+	if got := routeTo(t, r, "Smith"); got != "cust-3" {
+		t.Fatalf("Smith on %s, want cust-3", got)
+	}
+}
+
 // A router closed under the watch ends it, with ErrClosed, at the next
 // revision.
 func TestWatchConfigRouterClosed(t *testing.T) {

@@ -200,7 +200,7 @@ func (s *fleetState) write(w io.Writer, endpoints, prefix string, clusters []str
 	if s.decider == "" {
 		fmt.Fprintln(w, "decider: none elected")
 	} else {
-		fmt.Fprintf(w, "decider: %s\n", s.decider)
+		fmt.Fprintf(w, "decider: %s\n", oneLine(s.decider))
 	}
 	ids := slices.Sorted(maps.Keys(s.routers))
 	fmt.Fprintf(w, "routers: %d live\n", len(ids))
