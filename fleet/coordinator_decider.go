@@ -307,9 +307,12 @@ func (d *decider) decide(ctx context.Context, cluster string, nodes []string) {
 	}
 	next.Decider = c.opts.RouterID
 	next.At = time.Now().UTC()
-	err := c.publishDecision(ctx, d.term, cluster, wkv.modRev, next)
+	rev, err := c.publishDecision(ctx, d.term, cluster, wkv.modRev, next)
 	switch {
 	case err == nil:
+		// The mirror has it now, not only when the watch brings it: an
+		// event in between must not decide (and demote) again.
+		d.writers[cluster] = writerKV{next, rev}
 		c.log.Info("fleet: writer decided", "cluster", cluster, "writer", next.Writer, "epoch", next.Epoch, "cause", next.Cause)
 	case ctx.Err() == nil:
 		c.log.Warn("fleet: writer decision not published", "cluster", cluster, "writer", next.Writer, "epoch", next.Epoch, "err", err)
@@ -320,12 +323,13 @@ func (d *decider) decide(ctx context.Context, cluster string, nodes []string) {
 // it succeeds only while term's election key still exists with its create
 // revision (this coordinator is still the decider: its lease has not
 // expired) and the writer key's mod revision is still modRev (0: absent),
-// the one the decision was based on. It returns an error matching
-// errDeposed or errDecisionMoved when a condition fails.
-func (c *Coordinator) publishDecision(ctx context.Context, term leaderTerm, cluster string, modRev int64, d Decision) error {
+// the one the decision was based on. It returns the key's new mod
+// revision, or an error matching errDeposed or errDecisionMoved when a
+// condition fails.
+func (c *Coordinator) publishDecision(ctx context.Context, term leaderTerm, cluster string, modRev int64, d Decision) (int64, error) {
 	b, err := json.Marshal(d)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	key := WriterKey(c.opts.Prefix, cluster)
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
@@ -340,17 +344,17 @@ func (c *Coordinator) publishDecision(ctx context.Context, term leaderTerm, clus
 		clientv3.OpGet(key),
 	).Commit()
 	if err != nil {
-		return fmt.Errorf("fleet: publishing the writer of %s: %w", cluster, err)
+		return 0, fmt.Errorf("fleet: publishing the writer of %s: %w", cluster, err)
 	}
 	if resp.Succeeded {
-		return nil
+		return resp.Header.Revision, nil
 	}
 	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) == 0 || kvs[0].CreateRevision != term.rev {
-		return fmt.Errorf("%w: election key %s (revision %d) is gone", errDeposed, term.key, term.rev)
+		return 0, fmt.Errorf("%w: election key %s (revision %d) is gone", errDeposed, term.key, term.rev)
 	}
 	now := int64(0)
 	if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
 		now = kvs[0].ModRevision
 	}
-	return fmt.Errorf("%w: %s at revision %d, read at %d", errDecisionMoved, key, now, modRev)
+	return 0, fmt.Errorf("%w: %s at revision %d, read at %d", errDecisionMoved, key, now, modRev)
 }

@@ -19,7 +19,7 @@ type verdict struct {
 
 // tally is what the live routers' views say of a cluster's nodes.
 type tally struct {
-	voters    int            // views in which the router has probed some node
+	voters    int            // views in which the router has probed every node
 	upRW      map[string]int // node → views in which it is Up and writable
 	down      map[string]int // node → views in which it is Down
 	readOnly  map[string]string
@@ -27,17 +27,21 @@ type tally struct {
 	positions map[string]position // node → the most advanced position any view saw
 }
 
-// countViews tallies the views of one cluster.
+// countViews tallies the views of one cluster. A view counts only once
+// its router has probed every node (its first probe round has ended):
+// before that, a node it has not probed yet shows as Up.
 func countViews(views []View) tally {
 	t := tally{upRW: map[string]int{}, down: map[string]int{}, readOnly: map[string]string{},
 		writerOf: map[string]int{}, positions: map[string]position{}}
 	for _, v := range views {
-		voter := false
+		if len(v.Nodes) == 0 || slices.ContainsFunc(v.Nodes, func(n NodeView) bool { return !n.Probed }) {
+			continue
+		}
+		t.voters++
+		if v.Writer != "" {
+			t.writerOf[v.Writer]++
+		}
 		for _, n := range v.Nodes {
-			if !n.Probed {
-				continue
-			}
-			voter = true
 			switch {
 			case n.State == "up" && n.ReadOnly:
 				if _, seen := t.readOnly[n.Addr]; !seen {
@@ -56,12 +60,6 @@ func countViews(views []View) tally {
 				}
 			}
 		}
-		if voter {
-			t.voters++
-			if v.Writer != "" {
-				t.writerOf[v.Writer]++
-			}
-		}
 	}
 	return t
 }
@@ -70,7 +68,7 @@ func countViews(views []View) tally {
 // nodes (in configured order), current decision (nil: none yet) and views
 // of live routers:
 //
-//   - With no decision yet, once some view has probed the nodes: the node
+//   - With no decision yet, once some router has probed every node: the node
 //     that the most views' routers write to by their local rule (ties: the
 //     first in order), if it is Up and writable in a majority of views;
 //     else the first such node in order.
@@ -85,8 +83,8 @@ func countViews(views []View) tally {
 //     majority. With none, the decision stays (stuck says why).
 //
 // A majority is more than half of the views in which the router has probed
-// some node of the cluster: a router that has not used the cluster yet has
-// no say.
+// every node of the cluster: a router that has not used the cluster yet (or
+// whose first probe round has not ended) has no say.
 func decideWriter(nodes []string, cur *Decision, views []View) verdict {
 	t := countViews(views)
 	if t.voters == 0 {

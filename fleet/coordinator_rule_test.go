@@ -45,6 +45,8 @@ func TestDecideWriter(t *testing.T) {
 		{name: "no views: nothing", views: nil},
 		{name: "no decision, views not probed yet: nothing",
 			views: []View{view("r1", "", nv(a, "", ""), nv(b, "", ""), nv(c, "", ""))}},
+		{name: "no decision, a view not probed through: no say",
+			views: []View{view("r1", "", nv(a, "", ""), nv(b, "up", ""), nv(c, "up", ""))}},
 		{name: "first decision: the local rule's writer of most routers",
 			views: []View{
 				view("r1", b, nv(a, "up", ""), nv(b, "up", ""), nv(c, "up", "")),

@@ -331,7 +331,7 @@ func TestDeposedDeciderCannotPublish(t *testing.T) {
 	_, rev2 := decision(t, cl, pfx)
 	proxy.setCut(false) // a thaws
 	for _, rev := range []int64{rev1, rev2} {
-		err := a.coord.publishDecision(context.Background(), term, "c", rev, Decision{Writer: n2, Epoch: 2, Decider: "a", Cause: "stale"})
+		_, err := a.coord.publishDecision(context.Background(), term, "c", rev, Decision{Writer: n2, Epoch: 2, Decider: "a", Cause: "stale"})
 		if !errors.Is(err, errDeposed) {
 			t.Errorf("publication by the deposed decider (writer key revision %d): err = %v, want errDeposed", rev, err)
 		}
@@ -343,7 +343,7 @@ func TestDeposedDeciderCannotPublish(t *testing.T) {
 	b.coord.mu.Lock()
 	bterm := *b.coord.term
 	b.coord.mu.Unlock()
-	if err := b.coord.publishDecision(context.Background(), bterm, "c", rev1, Decision{Writer: n2, Epoch: 3}); !errors.Is(err, errDecisionMoved) {
+	if _, err := b.coord.publishDecision(context.Background(), bterm, "c", rev1, Decision{Writer: n2, Epoch: 3}); !errors.Is(err, errDecisionMoved) {
 		t.Errorf("publication on a stale revision: err = %v, want errDecisionMoved", err)
 	}
 	eventually(t, "a back on the fleet's decision", func() bool { return a.sink.has(n1, 2) })
