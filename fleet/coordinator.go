@@ -59,7 +59,8 @@ const (
 	// from the old writer, keeps writing there after the fleet has moved
 	// on — unless the decider made the old writer read-only on its way out
 	// (Options.Demote). A writer that fails meanwhile is not replaced:
-	// writes fail until etcd is back. It is the default.
+	// writes fail until etcd is back. A cluster that had no decision yet
+	// stays with the local rule. It is the default.
 	KeepLastDecision EtcdLostPolicy = iota
 
 	// LocalDecisions hands every cluster back to the router's local rule

@@ -53,13 +53,15 @@ func (w *watch) run() {
 // sess lasts.
 func (w *watch) follow(sess *concurrency.Session, gen uint64) {
 	ctx, cancel := sessionContext(w.ctx, sess)
-	defer cancel()
 	w.mu.Lock()
 	w.gen = gen
 	w.mu.Unlock()
 	var views sync.WaitGroup
 	views.Go(func() { w.publishViews(ctx, sess) })
-	defer views.Wait()
+	defer func() {
+		cancel()
+		views.Wait()
+	}()
 
 	key := WriterKey(w.c.opts.Prefix, w.cluster)
 	for ctx.Err() == nil {
