@@ -290,6 +290,12 @@ func (d *decider) decide(ctx context.Context, cluster string, nodes []string) {
 	d.notes[cluster] = ""
 	next := v.next
 	if v.demote != "" && c.opts.Demote != nil {
+		if err := c.stillDeciding(ctx, d.term, cluster, wkv.modRev); err != nil {
+			if ctx.Err() == nil {
+				c.log.Warn("fleet: writer decision abandoned before demoting the old writer", "cluster", cluster, "node", v.demote, "err", err)
+			}
+			return
+		}
 		dctx, cancel := context.WithTimeout(ctx, c.opts.DemoteTimeout)
 		err := c.opts.Demote(dctx, cluster, v.demote)
 		cancel()
@@ -332,19 +338,37 @@ func (c *Coordinator) publishDecision(ctx context.Context, term leaderTerm, clus
 		return 0, err
 	}
 	key := WriterKey(c.opts.Prefix, cluster)
+	rev, err := c.guarded(ctx, term, key, modRev, clientv3.OpPut(key, string(b)))
+	if err != nil {
+		return 0, fmt.Errorf("fleet: publishing the writer of %s: %w", cluster, err)
+	}
+	return rev, nil
+}
+
+// stillDeciding checks, without writing, what publishDecision will check:
+// that term is current and the writer key still at modRev. The decider
+// checks it before Demote, so that a decider that was frozen for a while
+// (its stale verdict in hand) does not make a node read-only for nothing.
+func (c *Coordinator) stillDeciding(ctx context.Context, term leaderTerm, cluster string, modRev int64) error {
+	_, err := c.guarded(ctx, term, WriterKey(c.opts.Prefix, cluster), modRev)
+	return err
+}
+
+// guarded runs ops in a transaction conditional on term's election key and
+// key's mod revision; it returns the transaction's revision, or an error
+// matching errDeposed or errDecisionMoved.
+func (c *Coordinator) guarded(ctx context.Context, term leaderTerm, key string, modRev int64, ops ...clientv3.Op) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	resp, err := c.client.Txn(ctx).If(
 		clientv3.Compare(clientv3.CreateRevision(term.key), "=", term.rev),
 		clientv3.Compare(clientv3.ModRevision(key), "=", modRev),
-	).Then(
-		clientv3.OpPut(key, string(b)),
-	).Else(
+	).Then(ops...).Else(
 		clientv3.OpGet(term.key),
 		clientv3.OpGet(key),
 	).Commit()
 	if err != nil {
-		return 0, fmt.Errorf("fleet: publishing the writer of %s: %w", cluster, err)
+		return 0, err
 	}
 	if resp.Succeeded {
 		return resp.Header.Revision, nil

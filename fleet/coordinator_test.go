@@ -336,6 +336,9 @@ func TestDeposedDeciderCannotPublish(t *testing.T) {
 			t.Errorf("publication by the deposed decider (writer key revision %d): err = %v, want errDeposed", rev, err)
 		}
 	}
+	if err := a.coord.stillDeciding(context.Background(), term, "c", rev2); !errors.Is(err, errDeposed) {
+		t.Errorf("the deposed decider's check before Demote: err = %v, want errDeposed", err)
+	}
 	if d, rev := decision(t, cl, pfx); d.Writer != n1 || rev != rev2 {
 		t.Fatalf("decision %+v (revision %d) after the deposed decider tried, want n1 at %d", d, rev, rev2)
 	}
@@ -345,6 +348,9 @@ func TestDeposedDeciderCannotPublish(t *testing.T) {
 	b.coord.mu.Unlock()
 	if _, err := b.coord.publishDecision(context.Background(), bterm, "c", rev1, Decision{Writer: n2, Epoch: 3}); !errors.Is(err, errDecisionMoved) {
 		t.Errorf("publication on a stale revision: err = %v, want errDecisionMoved", err)
+	}
+	if err := b.coord.stillDeciding(context.Background(), bterm, "c", rev2); err != nil {
+		t.Errorf("the current decider's check on the current revision: %v", err)
 	}
 	eventually(t, "a back on the fleet's decision", func() bool { return a.sink.has(n1, 2) })
 }
