@@ -168,6 +168,8 @@ type Coordinator struct {
 	term    *leaderTerm // while this coordinator is the decider
 }
 
+var _ dbrouter.WriterSource = (*Coordinator)(nil)
+
 // New returns a Coordinator that uses client (which it does not close) and
 // starts to take part in the fleet: it takes a lease, publishes the
 // router's presence and campaigns in the decider election, in the
