@@ -331,5 +331,9 @@ func (c *Cluster) attemptsOn(ctx context.Context, p *picker, op Op, read, retryU
 		tried = append(tried, &NodeError{Node: n.addr, Class: class, Err: err})
 	}
 	traceOf(ctx).record("", tried)
-	return &NoNodeError{Cluster: c.name, Op: op, Attempts: append(tried, p.excluded...)}
+	excluded := p.excluded
+	if !read && p.refused != nil {
+		excluded = p.refused // a WriterSource refuses writes: say so, node by node
+	}
+	return &NoNodeError{Cluster: c.name, Op: op, Attempts: append(tried, excluded...)}
 }

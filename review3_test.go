@@ -33,7 +33,7 @@ func TestReview3DecisionFencedWhileWriterSuspectFromCall(t *testing.T) {
 	m.wantWriter(0)
 	m.call(0, ClassOutcomeUnknown) // a slow read past read_timeout, a KILL
 	m.wantWriter(0)
-	m.record(m.s.decideExternal(2, 1, "fleet says c", m.now))
+	m.record(m.s.decideExternal(2, false, 1, "fleet says c", m.now))
 	m.wantWriter(0)
 	if m.sw == nil || m.sw.from != 0 || m.sw.to != 2 {
 		t.Fatalf("decision for c while a is Suspect from one failed call: fenced = %+v, want a fenced switch a→c", m.sw)
@@ -64,13 +64,13 @@ func TestReview3HandBackDuringSwitchNeedsCatchUp(t *testing.T) {
 	if m.sw != nil {
 		t.Fatalf("failback asked for with a behind: %+v", *m.sw)
 	}
-	m.record(m.s.decideExternal(0, 1, "fleet says a", m.now))
+	m.record(m.s.decideExternal(0, false, 1, "fleet says a", m.now))
 	if m.sw == nil || !m.sw.external || m.sw.to != 0 {
 		t.Fatalf("fenced = %+v, want an external switch b→a", m.sw)
 	}
-	m.ok(0, "0-2-300")                                 // a holds what b had one probe earlier
-	m.record(m.s.decideExternal(-1, 2, "lost", m.now)) // the source hands back
-	m.finishSwitch(true, false)                        // a did not reach b's exact position
+	m.ok(0, "0-2-300")                                        // a holds what b had one probe earlier
+	m.record(m.s.decideExternal(-1, false, 2, "lost", m.now)) // the source hands back
+	m.finishSwitch(true, false)                               // a did not reach b's exact position
 	m.wantWriter(1)
 }
 
@@ -114,7 +114,7 @@ func TestReview3ReadsFailOverUnderDecision(t *testing.T) {
 	m := newMachine(t, 3, Settings{})
 	m.s.external = true
 	m.round("0-1-1", "0-1-1", "0-1-1")
-	m.record(m.s.decideExternal(0, 1, "fleet says a", m.now))
+	m.record(m.s.decideExternal(0, false, 1, "fleet says a", m.now))
 	m.wantWriter(0)
 	if got := m.out.picker.writes; !slices.Equal(got, []int{0}) {
 		t.Fatalf("writes %v under a decision, want [0]", got)
@@ -139,7 +139,7 @@ func TestReview3ReadsFailOverUnderDecision(t *testing.T) {
 func TestReview3DecisionBeforeFirstRound(t *testing.T) {
 	m := newMachine(t, 3, Settings{})
 	m.s.external = true
-	m.record(m.s.decideExternal(2, 1, "fleet says c", m.now))
+	m.record(m.s.decideExternal(2, false, 1, "fleet says c", m.now))
 	if p := m.out.picker; p.ready || p.writer != 2 || !slices.Equal(p.writes, []int{2}) {
 		t.Errorf("before the first round, after a decision for c: ready %v writer %d writes %v, want not ready, 2, [2]", p.ready, p.writer, p.writes)
 	}
@@ -412,7 +412,7 @@ func TestReview3TriedWriterNotListedAsNotTried(t *testing.T) {
 	m := newMachine(t, 2, Settings{})
 	m.s.external = true
 	m.round("0-1-1", "0-1-1")
-	m.record(m.s.decideExternal(0, 1, "fleet says a", m.now))
+	m.record(m.s.decideExternal(0, false, 1, "fleet says a", m.now))
 	m.down(0)
 	m.wantWriter(0)
 	for _, e := range m.out.picker.excluded {
@@ -551,7 +551,7 @@ func TestReview3DecisionNotDelayedByFailbackBackoff(t *testing.T) {
 	if d := m.s.notBefore.Sub(m.now); d < 10*time.Second {
 		t.Fatalf("backoff %v after 6 failed failbacks, want it grown", d)
 	}
-	m.record(m.s.decideExternal(2, 1, "fleet says c", m.now))
+	m.record(m.s.decideExternal(2, false, 1, "fleet says c", m.now))
 	if m.sw == nil || m.sw.to != 2 {
 		t.Fatalf("decision for c: fenced = %+v, want a fenced switch b→c at once, not after the failback backoff", m.sw)
 	}

@@ -57,6 +57,7 @@ type clusterState struct {
 
 	external bool   // a WriterSource decides the writer
 	decided  int    // its decision, -1: none yet (or handed back: local rule)
+	refuse   bool   // its decision is that no node is the writer (decided is -1)
 	epoch    uint64 // of the last decision applied
 	why      string // its cause
 }
@@ -124,6 +125,7 @@ type picker struct {
 	reads    []int        // attempt order for reads, per the read policy
 	rotate   bool         // reads rotate (round-robin)
 	excluded []*NodeError // nodes no call is sent to, and why
+	refused  []*NodeError // under a WriterSource's refusal: why no write is sent to each node
 	ready    bool         // the first probe round has ended
 	nodes    []nodeView   // each node's state and read_only flag
 	// changed is closed when a newer picker replaces this one, for calls
@@ -381,15 +383,17 @@ func (s *clusterState) setDrained(i int, on bool, now time.Time) stateOutput {
 }
 
 // decideExternal applies a WriterSource's decision: node i is the writer
-// (-1: the source hands the decision back to the local rule). The caller
-// has checked the epoch and the address.
-func (s *clusterState) decideExternal(i int, epoch uint64, why string, now time.Time) stateOutput {
-	if i != s.decided {
+// (-1: the source hands the decision back to the local rule or, with
+// refuse, says that no node is the writer). The caller has checked the
+// epoch and the address.
+func (s *clusterState) decideExternal(i int, refuse bool, epoch uint64, why string, now time.Time) stateOutput {
+	refuse = refuse && i < 0
+	if i != s.decided || refuse != s.refuse {
 		// A new decision is a new reason to switch: not delayed by the
 		// backoff of earlier attempts (failed failbacks, another node).
 		s.delay, s.notBefore = 0, time.Time{}
 	}
-	s.decided, s.epoch, s.why = i, epoch, why
+	s.decided, s.refuse, s.epoch, s.why = i, refuse, epoch, why
 	return s.decide(stateOutput{}, now)
 }
 
@@ -399,7 +403,7 @@ func (s *clusterState) decide(out stateOutput, now time.Time) stateOutput {
 	if s.ready {
 		if b := s.recheckBy; b >= 0 {
 			s.recheckBy = -1
-			if w := s.firstChoice(); w >= 0 && w != s.writer && s.decided < 0 {
+			if w := s.firstChoice(); w >= 0 && w != s.writer && s.decided < 0 && !s.refuse {
 				cause := fmt.Sprintf("first writer %s is behind %s, whose first good probe came after the first round", s.addrs[s.writer], s.addrs[b])
 				out.events = append(out.events, s.setWriter(w, cause, now))
 			}
@@ -425,7 +429,7 @@ func (s *clusterState) decide(out stateOutput, now time.Time) stateOutput {
 // With a WriterSource's decision, the decided node is the writer: through
 // a fenced switch while the current writer is one the local rule would
 // keep, else (no writer, or one that is Down, read-only or Suspect after a
-// failed probe) at once.
+// failed probe) at once. A decision that refuses writes leaves no writer.
 //
 // Otherwise (the local rule, docs/design.md §5) the writer stays while it
 // is Up and writable, and while it is Suspect only because a call failed:
@@ -442,6 +446,9 @@ func (s *clusterState) decide(out stateOutput, now time.Time) stateOutput {
 // had RecoverAfter good probes and holds the position the writer had one
 // probe earlier.
 func (s *clusterState) chooseWriter() (writer, target int) {
+	if s.refuse {
+		return -1, -1
+	}
 	cur := s.writer
 	keep := cur >= 0 && !s.health[cur].readOnly && !s.drained[cur] && (s.health[cur].state == StateUp ||
 		s.health[cur].state == StateSuspect && s.health[cur].consecFail == 0 && !s.settings.Health.Disabled)
@@ -574,6 +581,8 @@ func (s *clusterState) setWriter(w int, cause string, now time.Time) Event {
 // writerCause says why w replaces the current writer.
 func (s *clusterState) writerCause(w int) string {
 	switch {
+	case w < 0 && s.refuse:
+		return fmt.Sprintf("the writer source refuses writes (epoch %d): %s", s.epoch, s.why)
 	case w < 0:
 		return "no node is up and writable"
 	case s.decided == w:
@@ -594,11 +603,15 @@ func (s *clusterState) writerCause(w int) string {
 
 // buildPicker builds the routing snapshot. Before the first probe round
 // has ended, it offers the decided node or else the first node as writer
-// (calls wait for the round, within a bound, before they use it).
+// (calls wait for the round, within a bound, before they use it), and none
+// while a WriterSource refuses writes.
 func (s *clusterState) buildPicker(now time.Time) *picker {
 	w := s.writer
 	if !s.ready {
 		w = max(s.decided, 0)
+		if s.refuse {
+			w = -1
+		}
 	}
 	p := &picker{writer: w, ready: s.ready, rotate: s.settings.ReadPolicy == ReadRoundRobin,
 		nodes: make([]nodeView, len(s.health)), changed: make(chan struct{})}
@@ -626,10 +639,16 @@ func (s *clusterState) buildPicker(now time.Time) *picker {
 	if w >= 0 {
 		p.writes = append(p.writes, w)
 	}
-	if s.decided < 0 {
+	if s.decided < 0 && !s.refuse {
 		// Under a WriterSource's decision a router never moves a write
 		// on its own.
 		p.writes = append(p.writes, failover...)
+	}
+	if s.refuse {
+		err := fmt.Errorf("not tried: the writer source refuses writes (epoch %d): %s", s.epoch, s.why)
+		for _, a := range s.addrs {
+			p.refused = append(p.refused, &NodeError{Node: a, Class: ClassNotSent, Err: err})
+		}
 	}
 	switch s.settings.ReadPolicy {
 	case ReadAnyUp, ReadRoundRobin:

@@ -525,7 +525,7 @@ func TestStateExternalDecisions(t *testing.T) {
 	m.s.external = true
 	m.round("0-1-1", "0-1-1", "0-1-1")
 	m.wantWriter(0) // local rule until the first decision
-	m.record(m.s.decideExternal(2, 1, "fleet says c", m.now))
+	m.record(m.s.decideExternal(2, false, 1, "fleet says c", m.now))
 	if m.sw == nil || m.sw.to != 2 || !m.sw.external {
 		t.Fatalf("decision for c while a is healthy: fenced = %+v, want a fenced switch to c", m.sw)
 	}
@@ -539,16 +539,107 @@ func TestStateExternalDecisions(t *testing.T) {
 	m.down(2)
 	m.wantWriter(2)
 	// A new decision while the writer is Down takes effect at once.
-	m.record(m.s.decideExternal(1, 2, "fleet says b", m.now))
+	m.record(m.s.decideExternal(1, false, 2, "fleet says b", m.now))
 	m.wantWriter(1)
 	if m.sw != nil {
 		t.Error("fenced switch from a Down writer")
 	}
 	// Handing back: the local rule (b stays, a may fail back later).
-	m.record(m.s.decideExternal(-1, 3, "lost", m.now))
+	m.record(m.s.decideExternal(-1, false, 3, "lost", m.now))
 	m.wantWriter(1)
 	if got := m.out.picker.writes; len(got) < 2 {
 		t.Errorf("writes %v after handing back, want per-call failover again", got)
+	}
+}
+
+// TestStateExternalRefuse covers a WriterSource's decision that no node is
+// the writer (WriterDecision.Refuse): no write order, every node listed as
+// refused, reads unaffected, probes and failures change nothing, and the
+// next decision ends it.
+func TestStateExternalRefuse(t *testing.T) {
+	refuse := func(m *machine, epoch uint64) {
+		m.t.Helper()
+		m.record(m.s.decideExternal(-1, true, epoch, "coordinator lost", m.now))
+	}
+	wantRefusing := func(m *machine) {
+		m.t.Helper()
+		m.wantWriter(-1)
+		p := m.out.picker
+		if len(p.writes) != 0 || len(p.refused) != len(m.s.addrs) {
+			m.t.Fatalf("writes %v, refused %v: want no write order and every node refused", p.writes, p.refused)
+		}
+		if !strings.Contains(p.refused[0].Error(), "refuses writes (epoch") {
+			m.t.Errorf("refusal %q does not say why", p.refused[0].Error())
+		}
+	}
+	tests := []struct {
+		name  string
+		steps func(m *machine)
+		check func(m *machine)
+	}{
+		{"a decided writer, then refused", func(m *machine) {
+			m.round("0-1-1", "0-1-1", "0-1-1")
+			m.record(m.s.decideExternal(0, false, 1, "fleet says a", m.now))
+			refuse(m, 1)
+		}, func(m *machine) {
+			wantRefusing(m)
+			if got := m.out.picker.reads; !slices.Equal(got, []int{0, 1, 2}) {
+				m.t.Errorf("reads %v while writes are refused, want [0 1 2]", got)
+			}
+		}},
+		{"probes and a failed node bring no writer back", func(m *machine) {
+			m.round("0-1-1", "0-1-1", "0-1-1")
+			refuse(m, 0)
+			m.round("0-1-2", "0-1-2", "0-1-2")
+			m.down(0)
+			m.round("0-1-3", "0-1-3", "0-1-3")
+		}, func(m *machine) {
+			wantRefusing(m)
+			if m.sw != nil {
+				m.t.Errorf("fenced switch %+v asked for while writes are refused", *m.sw)
+			}
+		}},
+		{"before the first probe round: no node offered", func(m *machine) {
+			refuse(m, 0)
+		}, func(m *machine) {
+			if p := m.out.picker; p.writer != -1 || len(p.writes) != 0 || len(p.refused) != 3 {
+				m.t.Errorf("picker writer %d writes %v refused %d before the round, want none", p.writer, p.writes, len(p.refused))
+			}
+		}},
+		{"a decision with a writer ends it at once", func(m *machine) {
+			m.round("0-1-1", "0-1-1", "0-1-1")
+			refuse(m, 1)
+			m.record(m.s.decideExternal(1, false, 2, "fleet says b", m.now))
+		}, func(m *machine) {
+			m.wantWriter(1)
+			if m.sw != nil || len(m.out.picker.refused) != 0 || !slices.Equal(m.out.picker.writes, []int{1}) {
+				m.t.Errorf("fenced %v refused %v writes %v: want b at once, writes [1] only", m.sw, m.out.picker.refused, m.out.picker.writes)
+			}
+		}},
+		{"handing back ends it: the local rule", func(m *machine) {
+			m.round("0-1-1", "0-1-1", "0-1-1")
+			refuse(m, 1)
+			m.record(m.s.decideExternal(-1, false, 1, "back to local", m.now))
+		}, func(m *machine) {
+			m.wantWriter(0)
+			if got := m.out.picker.writes; !slices.Equal(got, []int{0, 1, 2}) || len(m.out.picker.refused) != 0 {
+				m.t.Errorf("writes %v refused %v after handing back, want [0 1 2] and none", got, m.out.picker.refused)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newMachine(t, 3, Settings{})
+			m.s.external = true
+			tc.steps(m)
+			tc.check(m)
+			if tc.name == "a decided writer, then refused" {
+				last := m.evs[len(m.evs)-1]
+				if last.Kind != EventWriter || last.From != "a:3306" || last.To != "" || !strings.Contains(last.Cause, "refuses writes") {
+					t.Errorf("last event %+v, want the writer a → none, refused", last)
+				}
+			}
+		})
 	}
 }
 

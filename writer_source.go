@@ -57,6 +57,18 @@ type WriterDecision struct {
 
 	// Cause says why, for events and logs.
 	Cause string
+
+	// Refuse, with an empty Writer, says that no node is the writer: the
+	// router sends no write anywhere (writes, BeginTx and Conn fail at
+	// once with a *NoNodeError matching ErrNoNode and ErrNotSent, each
+	// node listed as refused; statements on a Writer pool or an earlier
+	// Conn are refused as not sent) while reads go on as before. A source
+	// uses it when it cannot tell which node is the writer and must not
+	// let the router guess, e.g. a fleet coordinator that lost its
+	// coordination service. The next decision with a Writer, or with
+	// neither (the local rule), ends it. A refusal naming a Writer is
+	// itself refused with an error.
+	Refuse bool
 }
 
 // sink is the WriterSink of a cluster.
@@ -66,6 +78,9 @@ type sink struct{ c *Cluster }
 func (s sink) Decide(d WriterDecision) error {
 	c := s.c
 	i := -1
+	if d.Refuse && d.Writer != "" {
+		return fmt.Errorf("dbrouter: cluster %q: a writer decision that refuses writes names a writer (%q)", c.name, d.Writer)
+	}
 	if d.Writer != "" {
 		if i = c.nodeIndexByAddr(d.Writer); i < 0 {
 			return fmt.Errorf("dbrouter: cluster %q: writer decision names %q, not a node of the cluster (nodes: %v)", c.name, d.Writer, c.Nodes())
@@ -77,7 +92,7 @@ func (s sink) Decide(d WriterDecision) error {
 		c.mu.Unlock()
 		return fmt.Errorf("dbrouter: cluster %q: writer decision of epoch %d is older than the last one applied (epoch %d)", c.name, d.Epoch, last)
 	}
-	out := c.state.decideExternal(i, d.Epoch, d.Cause, now)
+	out := c.state.decideExternal(i, d.Refuse, d.Epoch, d.Cause, now)
 	c.publish(out)
 	c.mu.Unlock()
 	c.carryOut(out)

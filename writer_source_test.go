@@ -123,3 +123,46 @@ func TestWriterSourceDecideDuringClose(t *testing.T) {
 	c.close()
 	wg.Wait()
 }
+
+// TestWriterSourceRefuses: a decision that refuses writes makes every write
+// fail at once as not sent and with no node, each node listed, while reads
+// still run; a refusal naming a writer is itself refused; the next decision
+// with a writer ends it.
+func TestWriterSourceRefuses(t *testing.T) {
+	src := &testSource{}
+	c, srv := newFakeClusterWithSource(t, 2, Settings{}, nil, src)
+	ctx := testCtx(t)
+	if _, err := c.ExecContext(ctx, "INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.sink.Decide(WriterDecision{Writer: "a:3306", Epoch: 1, Refuse: true}); err == nil {
+		t.Fatal("a refusal naming a writer was accepted")
+	}
+	if err := src.sink.Decide(WriterDecision{Epoch: 1, Refuse: true, Cause: "etcd lost"}); err != nil {
+		t.Fatal(err)
+	}
+	before := srv[0].execs.Load() + srv[1].execs.Load()
+	_, err := c.ExecContext(ctx, "INSERT INTO t VALUES (2)")
+	var nn *NoNodeError
+	if !errors.Is(err, ErrNoNode) || !errors.Is(err, ErrNotSent) || !errors.As(err, &nn) || len(nn.Attempts) != 2 ||
+		!strings.Contains(err.Error(), "refuses writes") || !strings.Contains(err.Error(), "etcd lost") {
+		t.Fatalf("write while refused: err = %v, want a NoNodeError, not sent, listing both nodes as refused", err)
+	}
+	if n := srv[0].execs.Load() + srv[1].execs.Load(); n != before {
+		t.Fatalf("a write reached a server while writes are refused (%d → %d)", before, n)
+	}
+	if w := c.WriterAddr(); w != "" {
+		t.Errorf("writer while refused = %q, want none", w)
+	}
+	rows, err := c.QueryContext(ctx, "SELECT 1")
+	if err != nil {
+		t.Fatalf("read while writes are refused: %v", err)
+	}
+	rows.Close()
+	if err := src.sink.Decide(WriterDecision{Writer: "b:3306", Epoch: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ExecContext(ctx, "INSERT INTO t VALUES (3)"); err != nil {
+		t.Fatalf("write after a decision ended the refusal: %v", err)
+	}
+}

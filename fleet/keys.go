@@ -49,6 +49,7 @@ type View struct {
 	Router string     `json:"router"`
 	At     time.Time  `json:"at"`
 	Nodes  []NodeView `json:"nodes"`
+	Writer string     `json:"writer,omitempty"` // the writer this router uses now ("" none)
 }
 
 // NodeView is one router's view of one node.
@@ -58,6 +59,7 @@ type NodeView struct {
 	ReadOnly bool   `json:"read_only"`
 	GTID     string `json:"gtid,omitempty"`
 	Error    string `json:"error,omitempty"`
+	Probed   bool   `json:"probed"` // the router has probed the node: State means something
 }
 
 // Decision is a cluster's writer decision, as published by the decider.

@@ -1,0 +1,467 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dbrouter/dbrouter"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+)
+
+// Defaults applied by New to zero-valued Options fields.
+const (
+	// DefaultLeaseTTL is the lease of a router's presence, views and
+	// candidacy: how long the fleet keeps counting a router that stopped
+	// answering, and how long a router goes without etcd before its
+	// EtcdLost policy applies.
+	DefaultLeaseTTL = 5 * time.Second
+
+	// DefaultDemoteTimeout bounds Options.Demote.
+	DefaultDemoteTimeout = time.Second
+)
+
+// Timings that are not settings.
+const (
+	// viewPollInterval is how often a router compares its view of a
+	// cluster (WriterSink.Stats) with the one it last published.
+	viewPollInterval = 100 * time.Millisecond
+
+	// retryInterval is the pause between two attempts at an etcd
+	// operation that failed (a new lease, reading a decision, campaigning).
+	retryInterval = 250 * time.Millisecond
+
+	// opTimeout bounds one etcd request of the coordinator (a put, a get,
+	// a transaction), so that a hung etcd cannot stall a loop for longer.
+	opTimeout = 2 * time.Second
+)
+
+// EtcdLostPolicy says what a router does with the writer decisions of its
+// clusters while it cannot reach etcd for longer than its lease
+// (Options.LeaseTTL): by then its presence and views have expired, the
+// fleet decides without it, and it can no longer learn of a new decision.
+type EtcdLostPolicy int
+
+// The policies. Whatever the policy, the router goes back to the fleet's
+// decisions (reading the current one) as soon as it has a lease again.
+const (
+	// KeepLastDecision keeps writing to the last decided writer, and never
+	// fails over on its own: a whole-etcd outage costs nothing while the
+	// writer is healthy, and two routers that both lost etcd never write
+	// to different nodes. The risk: a router cut from etcd alone, but not
+	// from the old writer, keeps writing there after the fleet has moved
+	// on — unless the decider made the old writer read-only on its way out
+	// (Options.Demote). A writer that fails meanwhile is not replaced:
+	// writes fail until etcd is back. A cluster that had no decision yet
+	// stays with the local rule. It is the default.
+	KeepLastDecision EtcdLostPolicy = iota
+
+	// LocalDecisions hands every cluster back to the router's local rule
+	// (a WriterDecision with an empty Writer): writes fail over on this
+	// router's own evidence, as without a fleet, so the writer may move
+	// while etcd is down, but so may a one-sided partition make two routers
+	// write to two nodes (the split brain etcd is there to prevent).
+	LocalDecisions
+
+	// RefuseWrites refuses every write (WriterDecision.Refuse): writes fail
+	// as not sent, reads go on. It never writes without the fleet's word,
+	// at the price of a write outage for as long as etcd is unreachable.
+	RefuseWrites
+)
+
+// String returns "keep-last", "local" or "refuse".
+func (p EtcdLostPolicy) String() string {
+	switch p {
+	case KeepLastDecision:
+		return "keep-last"
+	case LocalDecisions:
+		return "local"
+	case RefuseWrites:
+		return "refuse"
+	}
+	return fmt.Sprintf("EtcdLostPolicy(%d)", int(p))
+}
+
+// Options configure a Coordinator. Zero values mean the documented
+// default.
+type Options struct {
+	// Prefix is where the fleet's keys live (see DefaultPrefix); a "/" is
+	// added when it does not end with one. Every router of a fleet must
+	// use the same prefix.
+	Prefix string
+
+	// RouterID names this router in the fleet; it must be unique among
+	// live routers and must not contain "/". Default: "<hostname>-<pid>".
+	RouterID string
+
+	// LeaseTTL is the lease of this router's presence, views and
+	// candidacy in the decider election (see DefaultLeaseTTL), rounded up
+	// to whole seconds; etcd may raise it to its own minimum (about 2 s
+	// with its default timing). It bounds how long a dead router still
+	// counts, how long a dead decider blocks failovers, and how long this
+	// router goes without etcd before EtcdLost applies.
+	LeaseTTL time.Duration
+
+	// EtcdLost is what this router does when it cannot reach etcd for
+	// longer than LeaseTTL; KeepLastDecision by default.
+	EtcdLost EtcdLostPolicy
+
+	// Demote, when set, is called by the decider before it publishes a
+	// new writer in place of an old one, with the old writer's address:
+	// it should make that node refuse writes (SET GLOBAL read_only = ON,
+	// which needs an account with the SUPER or READ_ONLY ADMIN privilege,
+	// not the application's). It fences off routers that cannot learn of
+	// the new decision (cut from etcd, under KeepLastDecision) but still
+	// reach the old writer. An old writer that is down cannot be reached:
+	// Demote's error is logged, put in the decision's cause, and the
+	// decision is published anyway. It is bounded by DemoteTimeout.
+	Demote func(ctx context.Context, cluster, addr string) error
+
+	// DemoteTimeout bounds one call of Demote; DefaultDemoteTimeout when
+	// zero.
+	DemoteTimeout time.Duration
+
+	// Logger receives the coordinator's log lines; nil means
+	// slog.Default().
+	Logger *slog.Logger
+
+	// onVerdict, when set (by tests), is called by the decider with every
+	// verdict and the views it was drawn from.
+	onVerdict func(cluster string, views []View, v verdict)
+}
+
+// Coordinator makes a router one of a fleet that agrees on each cluster's
+// writer through etcd; it implements dbrouter.WriterSource (set it as
+// Config.WriterSource). For each cluster the router watches, it publishes
+// the router's view of the nodes under the router's lease, and applies the
+// fleet's writer decisions as they change. Every coordinator also campaigns
+// in the decider election; the one elected decides every cluster, by the
+// rules of docs/fleet.md. The methods of a Coordinator are safe for
+// concurrent use.
+type Coordinator struct {
+	client *clientv3.Client
+	opts   Options
+	ttl    int64 // LeaseTTL in whole seconds
+	log    *slog.Logger
+
+	ctx    context.Context // ends with Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// viewPoll is viewPollInterval; tests may shorten it.
+	viewPoll time.Duration
+
+	mu      sync.Mutex
+	sess    *concurrency.Session // the current session, nil while none
+	gen     uint64               // counts sessions: the one watches follow
+	changed chan struct{}        // closed, and replaced, when sess changes
+	lost    bool                 // without a session for longer than the lease
+	watches map[string]*watch    // the current watch of each cluster
+	closed  bool
+	term    *leaderTerm // while this coordinator is the decider
+}
+
+var _ dbrouter.WriterSource = (*Coordinator)(nil)
+
+// New returns a Coordinator that uses client (which it does not close) and
+// starts to take part in the fleet: it takes a lease, publishes the
+// router's presence and campaigns in the decider election, in the
+// background, retrying while etcd cannot be reached. It fails only on bad
+// options. Close ends it.
+func New(client *clientv3.Client, opts Options) (*Coordinator, error) {
+	if client == nil {
+		return nil, errors.New("fleet: New: nil etcd client")
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	if !strings.HasSuffix(opts.Prefix, "/") {
+		opts.Prefix += "/"
+	}
+	if opts.RouterID == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "router"
+		}
+		opts.RouterID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if strings.Contains(opts.RouterID, "/") {
+		return nil, fmt.Errorf("fleet: New: RouterID %q contains a \"/\"", opts.RouterID)
+	}
+	switch {
+	case opts.LeaseTTL < 0:
+		return nil, fmt.Errorf("fleet: New: negative LeaseTTL %v", opts.LeaseTTL)
+	case opts.LeaseTTL == 0:
+		opts.LeaseTTL = DefaultLeaseTTL
+	}
+	switch opts.EtcdLost {
+	case KeepLastDecision, LocalDecisions, RefuseWrites:
+	default:
+		return nil, fmt.Errorf("fleet: New: unknown EtcdLost policy %d", int(opts.EtcdLost))
+	}
+	if opts.DemoteTimeout <= 0 {
+		opts.DemoteTimeout = DefaultDemoteTimeout
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	ttl := int64((opts.LeaseTTL + time.Second - 1) / time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Coordinator{
+		client:   client,
+		opts:     opts,
+		ttl:      ttl,
+		log:      log.With("router", opts.RouterID),
+		ctx:      ctx,
+		cancel:   cancel,
+		viewPoll: viewPollInterval,
+		changed:  make(chan struct{}),
+		watches:  make(map[string]*watch),
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.runSessions()
+	}()
+	return c, nil
+}
+
+// RouterID returns the name of this router in the fleet.
+func (c *Coordinator) RouterID() string { return c.opts.RouterID }
+
+// IsDecider reports whether this coordinator is the fleet's decider now, as
+// far as it knows: one whose lease expired while it was cut from etcd
+// learns it within about LeaseTTL, and cannot publish meanwhile (each
+// publication checks its election key).
+func (c *Coordinator) IsDecider() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.term != nil
+}
+
+// Close revokes the router's lease — its presence, views and candidacy go
+// at once, and another coordinator takes over deciding if this one was the
+// decider — and stops every watch. Decisions already applied stay in force
+// in the router. Close does not close the etcd client. It returns the
+// error of the revocation, if any (the lease then expires by itself).
+func (c *Coordinator) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+	c.mu.Lock()
+	sess := c.sess
+	c.sess = nil
+	c.mu.Unlock()
+	if sess == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	if _, err := c.client.Revoke(ctx, sess.Lease()); err != nil {
+		return fmt.Errorf("fleet: revoking the lease of router %s: %w", c.opts.RouterID, err)
+	}
+	return nil
+}
+
+// runSessions keeps the router in the fleet: it takes a lease (a session),
+// publishes the router's presence under it, campaigns with it, and takes a
+// new one when it ends. Without one for longer than the lease, the EtcdLost
+// policy applies until the next.
+func (c *Coordinator) runSessions() {
+	since := time.Now() // when the router last had a session (or started)
+	for {
+		sess, err := c.newSession()
+		if err != nil {
+			if c.ctx.Err() != nil {
+				return
+			}
+			if time.Since(since) >= c.opts.LeaseTTL {
+				c.setLost(err)
+			}
+			if !c.sleep(retryInterval) {
+				return
+			}
+			continue
+		}
+		c.setSession(sess)
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.campaign(sess)
+		}()
+		select {
+		case <-sess.Done():
+			// The lease expired, or was revoked: either etcd did not answer
+			// its keepalives for the lease's TTL, or it answers and says so.
+			// The next attempt tells which: if it fails, the router has been
+			// without etcd for a lease already.
+			c.setSession(nil)
+			since = time.Now().Add(-c.opts.LeaseTTL)
+			c.log.Warn("fleet: lease ended", "lease", fmt.Sprintf("%x", int64(sess.Lease())))
+		case <-c.ctx.Done():
+			sess.Orphan() // Close revokes the lease
+			c.mu.Lock()
+			c.sess = sess
+			c.mu.Unlock()
+			return
+		}
+	}
+}
+
+// newSession grants a lease, keeps it alive, and publishes the router's
+// presence under it.
+func (c *Coordinator) newSession() (*concurrency.Session, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, min(c.opts.LeaseTTL/2, opTimeout))
+	defer cancel()
+	lease, err := c.client.Grant(ctx, c.ttl)
+	if err != nil {
+		return nil, fmt.Errorf("fleet: granting a lease: %w", err)
+	}
+	sess, err := concurrency.NewSession(c.client, concurrency.WithLease(lease.ID), concurrency.WithContext(c.ctx))
+	if err != nil {
+		c.revoke(lease.ID)
+		return nil, fmt.Errorf("fleet: keeping the lease alive: %w", err)
+	}
+	host, _ := os.Hostname()
+	info, _ := json.Marshal(RouterInfo{ID: c.opts.RouterID, Host: host, PID: os.Getpid(), Started: time.Now().UTC()})
+	if _, err := c.client.Put(ctx, RouterKey(c.opts.Prefix, c.opts.RouterID), string(info), clientv3.WithLease(lease.ID)); err != nil {
+		sess.Orphan()
+		c.revoke(lease.ID)
+		return nil, fmt.Errorf("fleet: publishing the router's presence: %w", err)
+	}
+	return sess, nil
+}
+
+// revoke revokes a lease, best effort.
+func (c *Coordinator) revoke(id clientv3.LeaseID) {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	c.client.Revoke(ctx, id)
+}
+
+// setSession makes sess the current session (nil: none) and wakes the
+// watches.
+func (c *Coordinator) setSession(sess *concurrency.Session) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sess = sess
+	if sess != nil {
+		c.gen++
+		if c.lost {
+			c.log.Info("fleet: etcd reachable again: following the fleet's decisions")
+		}
+		c.lost = false
+	}
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// current returns the current session (nil: none), its generation, and a
+// channel closed when it changes.
+func (c *Coordinator) current() (*concurrency.Session, uint64, <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sess, c.gen, c.changed
+}
+
+// setLost applies the EtcdLost policy to every watch, once per loss.
+func (c *Coordinator) setLost(cause error) {
+	c.mu.Lock()
+	if c.lost || c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.lost = true
+	ws := make([]*watch, 0, len(c.watches))
+	for _, w := range c.watches {
+		ws = append(ws, w)
+	}
+	c.mu.Unlock()
+	c.log.Warn("fleet: etcd unreachable for longer than the lease", "policy", c.opts.EtcdLost.String(), "err", cause)
+	for _, w := range ws {
+		w.applyLost()
+	}
+}
+
+// sleep waits for d, or until Close; it reports whether Close has not
+// been called.
+func (c *Coordinator) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.ctx.Done():
+		return false
+	}
+}
+
+// sessionContext returns a context that ends when ctx does or when sess
+// ends.
+func sessionContext(ctx context.Context, sess *concurrency.Session) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-sess.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// Watch starts following the fleet's writer decisions for a cluster, whose
+// nodes are given in configured order, and publishing this router's view
+// of them (from sink.Stats). It does not block; stop ends both and removes
+// the view. A later Watch of the same cluster name (a Reload that rebuilt
+// the cluster) takes over publishing the view; the earlier one still
+// follows decisions until stopped. After Close, Watch does nothing.
+func (c *Coordinator) Watch(cluster string, nodes []string, sink dbrouter.WriterSink) (stop func()) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	w := &watch{c: c, cluster: cluster, nodes: append([]string(nil), nodes...), sink: sink,
+		ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	c.watches[cluster] = w
+	lost := c.lost
+	c.wg.Add(1)
+	c.mu.Unlock()
+	if lost {
+		w.applyLost()
+	}
+	go func() {
+		defer c.wg.Done()
+		defer close(w.done)
+		w.run()
+	}()
+	var once sync.Once
+	return func() { once.Do(w.stop) }
+}
+
+// clusterNodes returns the nodes of the clusters this router watches.
+func (c *Coordinator) clusterNodes() map[string][]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := make(map[string][]string, len(c.watches))
+	for name, w := range c.watches {
+		m[name] = w.nodes
+	}
+	return m
+}

@@ -1,0 +1,384 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+)
+
+// errDeposed: a publication was refused because the decider's election
+// key is gone or was recreated (its lease expired: another decider may
+// have taken over).
+var errDeposed = errors.New("fleet: no longer the decider")
+
+// errDecisionMoved: a publication was refused because the writer key
+// changed since the decider read it.
+var errDecisionMoved = errors.New("fleet: the writer decision changed since it was read")
+
+// leaderTerm is one term of this coordinator as the decider: its key in
+// the election and that key's create revision. Every publication is
+// conditional on both.
+type leaderTerm struct {
+	key string
+	rev int64
+}
+
+// campaign runs for the decider election with sess and, once elected,
+// decides until sess ends or Close.
+func (c *Coordinator) campaign(sess *concurrency.Session) {
+	ctx, cancel := sessionContext(c.ctx, sess)
+	defer cancel()
+	e := concurrency.NewElection(sess, ElectionKey(c.opts.Prefix))
+	for {
+		err := e.Campaign(ctx, c.opts.RouterID)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		c.log.Debug("fleet: campaigning", "err", err)
+		if !sleepCtx(ctx, retryInterval) {
+			return
+		}
+	}
+	term := leaderTerm{key: e.Key(), rev: e.Rev()}
+	c.log.Info("fleet: elected decider", "key", term.key, "rev", term.rev)
+	c.mu.Lock()
+	c.term = &term
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.term = nil
+		c.mu.Unlock()
+		c.log.Info("fleet: no longer the decider")
+	}()
+	d := &decider{c: c, term: term, notes: map[string]string{}}
+	d.run(ctx)
+}
+
+// decider is the state of one term as decider: a mirror of the fleet's
+// views, routers and decisions, kept by a watch.
+type decider struct {
+	c       *Coordinator
+	term    leaderTerm
+	views   map[string]map[string]View // cluster → router → view
+	routers map[string]bool            // live routers
+	writers map[string]writerKV        // cluster → decision
+	notes   map[string]string          // cluster → the last "stuck" logged
+}
+
+// writerKV is a decision and the mod revision of its key.
+type writerKV struct {
+	d      Decision
+	modRev int64
+}
+
+// run keeps the mirror and decides every cluster it knows of, after each
+// change and every third of the lease, until ctx ends.
+func (d *decider) run(ctx context.Context) {
+	c := d.c
+	pfx := c.opts.Prefix
+	for ctx.Err() == nil {
+		rev, err := d.load(ctx)
+		if err != nil {
+			c.log.Debug("fleet: decider reading the fleet", "err", err)
+			if !sleepCtx(ctx, retryInterval) {
+				return
+			}
+			continue
+		}
+		d.decideAll(ctx, nil)
+		wch := c.client.Watch(clientv3.WithRequireLeader(ctx), pfx, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+		tick := time.NewTicker(c.opts.LeaseTTL / 3)
+	events:
+		for {
+			select {
+			case wr, ok := <-wch:
+				if !ok || wr.Err() != nil {
+					break events // read everything again
+				}
+				dirty, all := map[string]bool{}, false
+				for _, ev := range wr.Events {
+					cluster, routers := d.applyEvent(ev)
+					all = all || routers
+					if cluster != "" {
+						dirty[cluster] = true
+					}
+				}
+				if all {
+					dirty = nil
+				}
+				if all || len(dirty) > 0 {
+					d.decideAll(ctx, dirty)
+				}
+			case <-tick.C:
+				d.decideAll(ctx, nil)
+			case <-ctx.Done():
+				break events
+			}
+		}
+		tick.Stop()
+	}
+}
+
+// load reads the views, routers and decisions at one revision.
+func (d *decider) load(ctx context.Context) (int64, error) {
+	pfx := d.c.opts.Prefix
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	resp, err := d.c.client.Txn(ctx).Then(
+		clientv3.OpGet(pfx+"views/", clientv3.WithPrefix()),
+		clientv3.OpGet(pfx+"routers/", clientv3.WithPrefix()),
+		clientv3.OpGet(pfx+"writers/", clientv3.WithPrefix()),
+	).Commit()
+	if err != nil {
+		return 0, err
+	}
+	d.views, d.routers, d.writers = map[string]map[string]View{}, map[string]bool{}, map[string]writerKV{}
+	for _, r := range resp.Responses {
+		for _, kv := range r.GetResponseRange().Kvs {
+			d.put(string(kv.Key), kv.Value, kv.ModRevision)
+		}
+	}
+	return resp.Header.Revision, nil
+}
+
+// applyEvent applies a watched change to the mirror; it returns the
+// cluster it concerns, or whether it changed the live routers.
+func (d *decider) applyEvent(ev *clientv3.Event) (cluster string, routers bool) {
+	key := string(ev.Kv.Key)
+	if ev.Type == clientv3.EventTypeDelete {
+		return d.remove(key)
+	}
+	return d.put(key, ev.Kv.Value, ev.Kv.ModRevision)
+}
+
+// splitKey tells a key of the mirror: its kind ("views", "routers",
+// "writers"), cluster and router.
+func (d *decider) splitKey(key string) (kind, cluster, router string) {
+	rel, ok := strings.CutPrefix(key, d.c.opts.Prefix)
+	if !ok {
+		return "", "", ""
+	}
+	kind, rest, _ := strings.Cut(rel, "/")
+	switch kind {
+	case "views":
+		i := strings.LastIndex(rest, "/")
+		if i <= 0 {
+			return "", "", ""
+		}
+		return kind, rest[:i], rest[i+1:]
+	case "routers":
+		return kind, "", rest
+	case "writers":
+		return kind, rest, ""
+	}
+	return "", "", ""
+}
+
+func (d *decider) put(key string, value []byte, modRev int64) (string, bool) {
+	kind, cluster, router := d.splitKey(key)
+	switch kind {
+	case "views":
+		var v View
+		if err := json.Unmarshal(value, &v); err != nil {
+			d.c.log.Warn("fleet: unreadable view", "key", key, "err", err)
+			return "", false
+		}
+		v.Router = router
+		if d.views[cluster] == nil {
+			d.views[cluster] = map[string]View{}
+		}
+		d.views[cluster][router] = v
+		return cluster, false
+	case "routers":
+		d.routers[router] = true
+		return "", true
+	case "writers":
+		var dec Decision
+		if err := json.Unmarshal(value, &dec); err != nil {
+			d.c.log.Warn("fleet: unreadable writer decision", "key", key, "err", err)
+		}
+		d.writers[cluster] = writerKV{dec, modRev}
+		return cluster, false
+	}
+	return "", false
+}
+
+func (d *decider) remove(key string) (string, bool) {
+	kind, cluster, router := d.splitKey(key)
+	switch kind {
+	case "views":
+		delete(d.views[cluster], router)
+		return cluster, false
+	case "routers":
+		delete(d.routers, router)
+		return "", true
+	case "writers":
+		delete(d.writers, cluster)
+		return cluster, false
+	}
+	return "", false
+}
+
+// decideAll decides the clusters in dirty (nil: every cluster known: those
+// this router watches, and those any live router publishes a view of).
+func (d *decider) decideAll(ctx context.Context, dirty map[string]bool) {
+	own := d.c.clusterNodes()
+	names := map[string]bool{}
+	for name := range own {
+		names[name] = true
+	}
+	for name := range d.views {
+		names[name] = true
+	}
+	for _, name := range slices.Sorted(maps.Keys(names)) {
+		if dirty != nil && !dirty[name] {
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		d.decide(ctx, name, own[name])
+	}
+}
+
+// decide applies the rule to one cluster and publishes its verdict.
+func (d *decider) decide(ctx context.Context, cluster string, nodes []string) {
+	c := d.c
+	var views []View
+	for _, r := range slices.Sorted(maps.Keys(d.views[cluster])) {
+		if d.routers[r] {
+			views = append(views, d.views[cluster][r])
+		}
+	}
+	if nodes == nil {
+		// A cluster this router does not watch: the node order of the
+		// first live router's view (routers sorted by name).
+		if len(views) == 0 {
+			return
+		}
+		for _, n := range views[0].Nodes {
+			nodes = append(nodes, n.Addr)
+		}
+	}
+	var cur *Decision
+	wkv, have := d.writers[cluster]
+	if have {
+		cur = &wkv.d
+	}
+	v := decideWriter(nodes, cur, views)
+	if c.opts.onVerdict != nil {
+		c.opts.onVerdict(cluster, views, v)
+	}
+	if !v.change {
+		if v.stuck != "" && d.notes[cluster] != v.stuck {
+			c.log.Warn("fleet: writer decision stuck", "cluster", cluster, "why", v.stuck)
+		}
+		d.notes[cluster] = v.stuck
+		return
+	}
+	d.notes[cluster] = ""
+	next := v.next
+	if v.demote != "" && c.opts.Demote != nil {
+		if err := c.stillDeciding(ctx, d.term, cluster, wkv.modRev); err != nil {
+			if ctx.Err() == nil {
+				c.log.Warn("fleet: writer decision abandoned before demoting the old writer", "cluster", cluster, "node", v.demote, "err", err)
+			}
+			return
+		}
+		dctx, cancel := context.WithTimeout(ctx, c.opts.DemoteTimeout)
+		err := c.opts.Demote(dctx, cluster, v.demote)
+		cancel()
+		if err != nil {
+			c.log.Warn("fleet: could not make the old writer read-only", "cluster", cluster, "node", v.demote, "err", err)
+			next.Cause += fmt.Sprintf("; %s not made read-only: %v", v.demote, err)
+		} else {
+			next.Cause += fmt.Sprintf("; %s made read-only", v.demote)
+		}
+	}
+	if cur != nil {
+		next.Epoch = cur.Epoch + 1
+	} else {
+		next.Epoch = 1
+	}
+	next.Decider = c.opts.RouterID
+	next.At = time.Now().UTC()
+	rev, err := c.publishDecision(ctx, d.term, cluster, wkv.modRev, next)
+	switch {
+	case err == nil:
+		// The mirror has it now, not only when the watch brings it: an
+		// event in between must not decide (and demote) again.
+		d.writers[cluster] = writerKV{next, rev}
+		c.log.Info("fleet: writer decided", "cluster", cluster, "writer", next.Writer, "epoch", next.Epoch, "cause", next.Cause)
+	case ctx.Err() == nil:
+		c.log.Warn("fleet: writer decision not published", "cluster", cluster, "writer", next.Writer, "epoch", next.Epoch, "err", err)
+	}
+}
+
+// publishDecision publishes a cluster's decision with a compare-and-swap:
+// it succeeds only while term's election key still exists with its create
+// revision (this coordinator is still the decider: its lease has not
+// expired) and the writer key's mod revision is still modRev (0: absent),
+// the one the decision was based on. It returns the key's new mod
+// revision, or an error matching errDeposed or errDecisionMoved when a
+// condition fails.
+func (c *Coordinator) publishDecision(ctx context.Context, term leaderTerm, cluster string, modRev int64, d Decision) (int64, error) {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return 0, err
+	}
+	key := WriterKey(c.opts.Prefix, cluster)
+	rev, err := c.guarded(ctx, term, key, modRev, clientv3.OpPut(key, string(b)))
+	if err != nil {
+		return 0, fmt.Errorf("fleet: publishing the writer of %s: %w", cluster, err)
+	}
+	return rev, nil
+}
+
+// stillDeciding checks, without writing, what publishDecision will check:
+// that term is current and the writer key still at modRev. The decider
+// checks it before Demote, so that a decider that was frozen for a while
+// (its stale verdict in hand) does not make a node read-only for nothing.
+func (c *Coordinator) stillDeciding(ctx context.Context, term leaderTerm, cluster string, modRev int64) error {
+	_, err := c.guarded(ctx, term, WriterKey(c.opts.Prefix, cluster), modRev)
+	return err
+}
+
+// guarded runs ops in a transaction conditional on term's election key and
+// key's mod revision; it returns the transaction's revision, or an error
+// matching errDeposed or errDecisionMoved.
+func (c *Coordinator) guarded(ctx context.Context, term leaderTerm, key string, modRev int64, ops ...clientv3.Op) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	resp, err := c.client.Txn(ctx).If(
+		clientv3.Compare(clientv3.CreateRevision(term.key), "=", term.rev),
+		clientv3.Compare(clientv3.ModRevision(key), "=", modRev),
+	).Then(ops...).Else(
+		clientv3.OpGet(term.key),
+		clientv3.OpGet(key),
+	).Commit()
+	if err != nil {
+		return 0, err
+	}
+	if resp.Succeeded {
+		return resp.Header.Revision, nil
+	}
+	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) == 0 || kvs[0].CreateRevision != term.rev {
+		return 0, fmt.Errorf("%w: election key %s (revision %d) is gone", errDeposed, term.key, term.rev)
+	}
+	now := int64(0)
+	if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
+		now = kvs[0].ModRevision
+	}
+	return 0, fmt.Errorf("%w: %s at revision %d, read at %d", errDecisionMoved, key, now, modRev)
+}

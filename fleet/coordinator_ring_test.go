@@ -1,0 +1,547 @@
+package fleet
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dbrouter/dbrouter"
+	"github.com/dbrouter/dbrouter/ringtest"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Tests of a fleet on a real MariaDB ring (ringtest, native) and an
+// embedded etcd: three routers, each a dbrouter.Router with its own
+// Coordinator and etcd client, and a fourth router without a coordinator
+// (local mode) for comparison.
+//
+// A one-sided cut must cut one router from a node while the others still
+// reach it. ringtest's proxy (Options.Proxy, Ring.Cut) is one per node,
+// shared by every caller, and the routers must name the nodes alike (a
+// decision names a node by its address), so the ring is put behind
+// userProxy: one proxy per node that reads the MySQL user from each
+// connection's handshake and blackholes the connections of the users cut;
+// every router logs in as a user of its own.
+
+const ringPassword = "fleet-secret-Xy3"
+
+// fleetRing is a ring with three fleet routers and one local router.
+type fleetRing struct {
+	ring    *ringtest.Ring
+	proxies []*userProxy
+	addrs   []string // the proxies' addresses: the nodes as every router names them
+	etcd    *testEtcd
+	cl      *clientv3.Client // the test's own etcd client
+	routers []*ringRouter    // r1, r2, r3
+	local   *ringRouter      // user "app", no WriterSource
+	prefix  string
+}
+
+// ringRouter is one router of the test.
+type ringRouter struct {
+	user    string
+	router  *dbrouter.Router
+	cluster *dbrouter.Cluster
+	coord   *Coordinator // nil for the local router
+}
+
+// startFleetRing starts a 3-node ring, its proxies, an etcd, and the four
+// routers; it waits until the fleet has decided node 0 and every router
+// uses it.
+func startFleetRing(t *testing.T) *fleetRing {
+	t.Helper()
+	h := ringtest.New(t, ringtest.Options{Nodes: 3, Password: ringPassword})
+	f := &fleetRing{ring: h.Ring(0), etcd: startEtcd(t), prefix: "/ring/"}
+	f.cl = newClient(t, f.etcd.endpoints[0])
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	for _, u := range []string{"r1", "r2", "r3"} {
+		for _, q := range []string{
+			fmt.Sprintf("CREATE USER IF NOT EXISTS '%s'@'%%' IDENTIFIED BY '%s'", u, ringPassword),
+			fmt.Sprintf("GRANT ALL PRIVILEGES ON ringtest.* TO '%s'@'%%'", u),
+			fmt.Sprintf("GRANT SLAVE MONITOR, BINLOG MONITOR ON *.* TO '%s'@'%%'", u),
+		} {
+			if _, err := f.ring.AdminDB(0).ExecContext(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+	}
+	if _, err := f.ring.AdminDB(0).ExecContext(ctx, `CREATE TABLE ringtest.t (
+		pk BIGINT AUTO_INCREMENT PRIMARY KEY,
+		router VARCHAR(16) NOT NULL,
+		server INT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.ring.WaitConverged(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range f.ring.Len() {
+		p := newUserProxy(t, f.ring.ServerAddr(i))
+		f.proxies = append(f.proxies, p)
+		f.addrs = append(f.addrs, p.addr())
+	}
+	demote := func(ctx context.Context, cluster, addr string) error {
+		i := slices.Index(f.addrs, addr)
+		if i < 0 {
+			return fmt.Errorf("no node %s", addr)
+		}
+		_, err := f.ring.AdminDB(i).ExecContext(ctx, "SET GLOBAL read_only = ON")
+		return err
+	}
+	for _, u := range []string{"r1", "r2", "r3"} {
+		c, err := New(newClient(t, f.etcd.endpoints[0]), Options{Prefix: f.prefix, RouterID: u, LeaseTTL: testTTL, Demote: demote, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		f.routers = append(f.routers, f.open(t, u, c))
+	}
+	f.local = f.open(t, "app", nil)
+	for _, r := range append(slices.Clone(f.routers), f.local) {
+		r.cluster.WriterAddr() // starts the probers
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	eventually(t, "the fleet on node 0", func() bool {
+		if time.Now().After(deadline) { // say what was decided and seen instead
+			var d Decision
+			getJSON(t, f.cl, WriterKey(f.prefix, "ring"), &d)
+			t.Logf("decision %+v; nodes %v", d, f.addrs)
+			for _, r := range f.routers {
+				t.Logf("%s: %+v", r.user, r.cluster.Stats())
+			}
+			t.FailNow()
+		}
+		var d Decision
+		if !getJSON(t, f.cl, WriterKey(f.prefix, "ring"), &d) || d.Writer != f.addrs[0] {
+			return false
+		}
+		return f.allOn(f.addrs[0])
+	})
+	return f
+}
+
+// open opens a router logging in as user, with a WriterSource when c is
+// set.
+func (f *fleetRing) open(t *testing.T, user string, c *Coordinator) *ringRouter {
+	t.Helper()
+	cfg := &dbrouter.Config{
+		Defaults: dbrouter.Settings{User: user, Password: ringPassword, Database: "ringtest"},
+		Clusters: map[string]dbrouter.ClusterConfig{"ring": {Nodes: f.addrs}},
+		Logger:   testLogger(t).With("user", user),
+	}
+	if testing.Verbose() {
+		cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})).With("user", user)
+	}
+	if c != nil {
+		cfg.WriterSource = c
+	}
+	r, err := dbrouter.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	cl, err := r.Cluster("ring")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &ringRouter{user: user, router: r, cluster: cl, coord: c}
+}
+
+// allOn reports whether every fleet router writes to addr.
+func (f *fleetRing) allOn(addr string) bool {
+	for _, r := range f.routers {
+		if r.cluster.Stats().Writer != addr {
+			return false
+		}
+	}
+	return true
+}
+
+// serverID returns node i's @@server_id.
+func (f *fleetRing) serverID(t *testing.T, i int) int {
+	t.Helper()
+	var id int
+	if err := f.ring.AdminDB(i).QueryRowContext(t.Context(), "SELECT @@server_id").Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// TestRingKillWriter: the writer of a ring is killed; the three fleet
+// routers end on the same new writer, decided once. The time from the kill
+// to every router on the new writer is logged, with the local router's
+// time to its own new writer for comparison.
+func TestRingKillWriter(t *testing.T) {
+	f := startFleetRing(t)
+	cl := f.cl
+	if err := f.ring.Kill(0); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	on := make([]time.Duration, len(f.routers))
+	var local time.Duration
+	var d Decision
+	eventually(t, "every router on the decided new writer", func() bool {
+		if local == 0 {
+			if w := f.local.cluster.Stats().Writer; w != "" && w != f.addrs[0] {
+				local = time.Since(killed)
+			}
+		}
+		getJSON(t, cl, WriterKey(f.prefix, "ring"), &d)
+		done := d.Epoch == 2
+		for i, r := range f.routers {
+			if on[i] == 0 && d.Epoch == 2 && r.cluster.Stats().Writer == d.Writer {
+				on[i] = time.Since(killed)
+			}
+			done = done && on[i] > 0
+		}
+		return done && local > 0
+	})
+	all := slices.Max(on)
+	t.Logf("writer killed: fleet decision epoch %d → %s (%s) by %s", d.Epoch, d.Writer, d.Cause, d.Decider)
+	t.Logf("kill → each fleet router on the new writer: %v; all three: %v; local-mode router: %v (fleet adds %v)",
+		on, all.Round(time.Millisecond), local.Round(time.Millisecond), (all - local).Round(time.Millisecond))
+	if d.Writer == f.addrs[0] {
+		t.Fatalf("decision kept the killed writer: %+v", d)
+	}
+	// Writes go through on every fleet router, to the new writer.
+	want := f.serverID(t, slices.Index(f.addrs, d.Writer))
+	for _, r := range f.routers {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		var server int
+		if _, err := r.cluster.ExecContext(ctx, "INSERT INTO t (router, server) VALUES (?, @@server_id)", r.user); err != nil {
+			t.Errorf("%s: write after the failover: %v", r.user, err)
+		} else if err := r.cluster.QueryRowContext(ctx, "SELECT server FROM t WHERE router = ? ORDER BY pk DESC LIMIT 1", r.user).Scan(&server); err != nil || server != want {
+			t.Errorf("%s: last write on server %d (%v), want %d", r.user, server, err, want)
+		}
+		cancel()
+	}
+}
+
+// TestRingOneSidedCut: router r1 is cut from the writer (node 0) while r2
+// and r3 still reach it, for 3 s under a write load on every router. The
+// fleet keeps node 0 (no unnecessary failover, r1's writes fail) and no
+// write of a fleet router lands anywhere else; the local router, cut
+// likewise, fails over to node 1 on its own, for contrast.
+func TestRingOneSidedCut(t *testing.T) {
+	f := startFleetRing(t)
+	cl := f.cl
+	type result struct{ ok, failed int }
+	results := map[string]*result{}
+	var mu sync.Mutex
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, r := range append(slices.Clone(f.routers), f.local) {
+		res := &result{}
+		results[r.user] = res
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+				_, err := r.cluster.ExecContext(ctx, "INSERT INTO t (router, server) VALUES (?, @@server_id)", r.user)
+				cancel()
+				mu.Lock()
+				if err == nil {
+					res.ok++
+				} else {
+					res.failed++
+				}
+				mu.Unlock()
+				if err != nil {
+					time.Sleep(20 * time.Millisecond) // pace the failures
+				}
+			}
+		})
+	}
+	time.Sleep(500 * time.Millisecond) // load before the cut
+	f.proxies[0].setCut("r1", true)
+	f.proxies[0].setCut("app", true)
+	cut := time.Now()
+	time.Sleep(3 * time.Second) // the cut lasts 3 s: several probe rounds, a lease and more
+	var during Decision
+	getJSON(t, cl, WriterKey(f.prefix, "ring"), &during)
+	var r1View View
+	getJSON(t, cl, ViewKey(f.prefix, "ring", "r1"), &r1View)
+	f.proxies[0].setCut("r1", false)
+	f.proxies[0].setCut("app", false)
+	healed := time.Since(cut)
+	time.Sleep(500 * time.Millisecond) // load after the heal
+	close(stop)
+	wg.Wait()
+
+	if during.Writer != f.addrs[0] || during.Epoch != 1 {
+		t.Errorf("decision during the cut: %+v, want node 0 at epoch 1 (r1 alone saw it down)", during)
+	}
+	if r1View.Nodes[0].State != "down" {
+		t.Errorf("r1's view of node 0 during the cut: %+v, want down", r1View.Nodes[0])
+	}
+	// Where did the rows go? Every node holds every row once the ring has
+	// converged.
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := f.ring.WaitConverged(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := f.ring.AdminDB(0).QueryContext(ctx, "SELECT router, server, COUNT(*) FROM ringtest.t GROUP BY router, server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	writer := f.serverID(t, 0)
+	byRouter := map[string]map[int]int{}
+	for rows.Next() {
+		var router string
+		var server, n int
+		if err := rows.Scan(&router, &server, &n); err != nil {
+			t.Fatal(err)
+		}
+		if byRouter[router] == nil {
+			byRouter[router] = map[int]int{}
+		}
+		byRouter[router][server] = n
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range f.routers {
+		res := results[r.user]
+		t.Logf("%s: %d writes ok, %d failed; rows by server id: %v", r.user, res.ok, res.failed, byRouter[r.user])
+		for server, n := range byRouter[r.user] {
+			if server != writer {
+				t.Errorf("%s: %d rows written on server %d, not the writer %d: a second writer", r.user, n, server, writer)
+			}
+		}
+		if byRouter[r.user][writer] == 0 {
+			t.Errorf("%s: no write at all on the writer", r.user)
+		}
+	}
+	if results["r1"].failed == 0 {
+		t.Error("r1 wrote through a cut")
+	}
+	second := 0
+	for server, n := range byRouter["app"] {
+		if server != writer {
+			second += n
+		}
+	}
+	t.Logf("cut %v: local-mode router (cut likewise) wrote %d rows on a second writer; rows by server id: %v (writer %d)",
+		healed.Round(time.Millisecond), second, byRouter["app"], writer)
+}
+
+// userProxy relays TCP connections to a MySQL server and blackholes those
+// of the users cut: it reads the user name from the client's handshake
+// response, then holds every byte of the connection (both ways) while its
+// user is cut, as a network partition does. The server's greeting, sent
+// before the user is known, always passes.
+type userProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	healed map[string]chan struct{} // user → closed while not cut
+	closed chan struct{}
+	conns  map[net.Conn]bool
+	wg     sync.WaitGroup
+}
+
+func newUserProxy(t testing.TB, target string) *userProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &userProxy{ln: ln, target: target, healed: map[string]chan struct{}{}, closed: make(chan struct{}), conns: map[net.Conn]bool{}}
+	p.wg.Go(p.accept)
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *userProxy) addr() string { return p.ln.Addr().String() }
+
+// setCut cuts (true) or heals (false) the connections of user.
+func (p *userProxy) setCut(user string, cut bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ch, isCut := p.healed[user]
+	switch {
+	case cut && !isCut:
+		p.healed[user] = make(chan struct{})
+	case !cut && isCut:
+		close(ch)
+		delete(p.healed, user)
+	}
+}
+
+// pass blocks while user is cut; false once the proxy is closed.
+func (p *userProxy) pass(user string) bool {
+	p.mu.Lock()
+	ch := p.healed[user]
+	p.mu.Unlock()
+	if ch != nil {
+		select {
+		case <-ch:
+		case <-p.closed:
+			return false
+		}
+	}
+	select {
+	case <-p.closed:
+		return false
+	default:
+		return true
+	}
+}
+
+func (p *userProxy) track(c net.Conn, add bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.closed:
+		return false
+	default:
+	}
+	if add {
+		p.conns[c] = true
+	} else {
+		delete(p.conns, c)
+	}
+	return true
+}
+
+func (p *userProxy) accept() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		if !p.track(c, true) {
+			c.Close()
+			return
+		}
+		p.wg.Go(func() { p.serve(c) })
+	}
+}
+
+// serve relays one connection: the greeting freely, then the handshake
+// response (which names the user), then everything subject to the user's
+// cut.
+func (p *userProxy) serve(client net.Conn) {
+	defer func() { p.track(client, false); client.Close() }()
+	server, err := net.DialTimeout("tcp", p.target, 2*time.Second)
+	if err != nil {
+		return // the server is down: the client sees its connection closed
+	}
+	if !p.track(server, true) {
+		server.Close()
+		return
+	}
+	defer func() { p.track(server, false); server.Close() }()
+	var userMu sync.Mutex
+	user, known := "", make(chan struct{})
+	done := make(chan struct{}, 2)
+	go func() { // server → client
+		defer func() { done <- struct{}{} }()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := server.Read(buf)
+			if n > 0 {
+				select {
+				case <-known:
+					userMu.Lock()
+					u := user
+					userMu.Unlock()
+					if !p.pass(u) {
+						return
+					}
+				default:
+				}
+				if _, werr := client.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	go func() { // client → server
+		defer func() { done <- struct{}{} }()
+		var hdr [4]byte
+		if _, err := io.ReadFull(client, hdr[:]); err != nil {
+			return
+		}
+		size := int(binary.LittleEndian.Uint32(append(hdr[:3:3], 0)))
+		body := make([]byte, size)
+		if _, err := io.ReadFull(client, body); err != nil {
+			return
+		}
+		// HandshakeResponse41: capabilities (4), max packet (4), charset
+		// (1), filler (23), then the user name, NUL-terminated.
+		u := ""
+		if len(body) > 32 {
+			u, _, _ = strings.Cut(string(body[32:]), "\x00")
+		}
+		userMu.Lock()
+		user = u
+		userMu.Unlock()
+		close(known)
+		if !p.pass(u) {
+			return
+		}
+		if _, err := server.Write(append(hdr[:], body...)); err != nil {
+			return
+		}
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := client.Read(buf)
+			if n > 0 {
+				if !p.pass(u) {
+					return
+				}
+				if _, werr := server.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				p.pass(u) // a close is not propagated across a cut either
+				return
+			}
+		}
+	}()
+	<-done
+	client.Close()
+	server.Close()
+	<-done
+}
+
+func (p *userProxy) close() {
+	p.mu.Lock()
+	select {
+	case <-p.closed:
+		p.mu.Unlock()
+		return
+	default:
+	}
+	close(p.closed)
+	conns := make([]net.Conn, 0, len(p.conns))
+	for c := range p.conns {
+		conns = append(conns, c)
+	}
+	p.mu.Unlock()
+	p.ln.Close()
+	for _, c := range conns {
+		c.Close()
+	}
+	p.wg.Wait()
+}

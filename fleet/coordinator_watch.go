@@ -1,0 +1,263 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/dbrouter/dbrouter"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+)
+
+// watch is a router's side of one cluster in the fleet: it publishes the
+// router's view of the cluster's nodes and applies the fleet's writer
+// decisions to the cluster (through its WriterSink).
+type watch struct {
+	c       *Coordinator
+	cluster string
+	nodes   []string
+	sink    dbrouter.WriterSink
+	ctx     context.Context // ends with stop or Close
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when run has returned
+
+	mu    sync.Mutex // serialises what is handed to sink.Decide
+	gen   uint64     // the session whose decisions may be applied; 0: none
+	epoch uint64     // of the last decision applied
+}
+
+// run follows the coordinator's sessions: with each, it publishes the view
+// and applies the decisions, until the session or the watch ends.
+func (w *watch) run() {
+	for {
+		sess, gen, changed := w.c.current()
+		if sess != nil {
+			select {
+			case <-sess.Done(): // ended: wait for the next
+			default:
+				w.follow(sess, gen)
+			}
+		}
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+// follow publishes the view and applies the decisions of the cluster while
+// sess lasts.
+func (w *watch) follow(sess *concurrency.Session, gen uint64) {
+	ctx, cancel := sessionContext(w.ctx, sess)
+	w.mu.Lock()
+	w.gen = gen
+	w.mu.Unlock()
+	var views sync.WaitGroup
+	views.Go(func() { w.publishViews(ctx, sess) })
+	defer func() {
+		cancel()
+		views.Wait()
+	}()
+
+	key := WriterKey(w.c.opts.Prefix, w.cluster)
+	for ctx.Err() == nil {
+		get, cancelGet := context.WithTimeout(ctx, opTimeout)
+		resp, err := w.c.client.Get(get, key)
+		cancelGet()
+		if err != nil {
+			if ctx.Err() == nil {
+				w.c.log.Debug("fleet: reading the writer decision", "cluster", w.cluster, "err", err)
+			}
+			if !sleepCtx(ctx, retryInterval) {
+				return
+			}
+			continue
+		}
+		for _, kv := range resp.Kvs {
+			w.apply(gen, kv.Value)
+		}
+		// From the revision read on: every later change, in order. The
+		// channel closes (or reports an error) on compaction, a lost etcd
+		// leader or the end of ctx: read again, then watch again.
+		wch := w.c.client.Watch(clientv3.WithRequireLeader(ctx), key, clientv3.WithRev(resp.Header.Revision+1))
+		for wr := range wch {
+			if wr.Err() != nil {
+				break
+			}
+			for _, ev := range wr.Events {
+				switch ev.Type {
+				case clientv3.EventTypePut:
+					w.apply(gen, ev.Kv.Value)
+				case clientv3.EventTypeDelete:
+					w.c.log.Warn("fleet: writer decision deleted: keeping the last one applied", "cluster", w.cluster, "epoch", w.lastEpoch())
+				}
+			}
+		}
+		if !sleepCtx(ctx, retryInterval/5) {
+			return
+		}
+	}
+}
+
+// apply hands a published decision to the cluster, unless the session it
+// was read in is no longer the one the watch follows (the EtcdLost policy
+// may have applied since).
+func (w *watch) apply(gen uint64, value []byte) {
+	var d Decision
+	if err := json.Unmarshal(value, &d); err != nil {
+		w.c.log.Error("fleet: unreadable writer decision", "cluster", w.cluster, "err", err)
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.gen != gen || gen == 0 {
+		return
+	}
+	cause := fmt.Sprintf("fleet decision of %s: %s", d.Decider, d.Cause)
+	if err := w.sink.Decide(dbrouter.WriterDecision{Writer: d.Writer, Epoch: d.Epoch, Cause: cause}); err != nil {
+		w.c.log.Error("fleet: writer decision not applied", "cluster", w.cluster, "writer", d.Writer, "epoch", d.Epoch, "err", err)
+		return
+	}
+	w.epoch = max(w.epoch, d.Epoch)
+}
+
+func (w *watch) lastEpoch() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.epoch
+}
+
+// applyLost applies the coordinator's EtcdLost policy to the cluster; no
+// decision read before is applied after it.
+func (w *watch) applyLost() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.gen = 0
+	const why = "fleet: etcd unreachable for longer than the lease"
+	var d dbrouter.WriterDecision
+	switch w.c.opts.EtcdLost {
+	case LocalDecisions:
+		d = dbrouter.WriterDecision{Epoch: w.epoch, Cause: why + ": local rule"}
+	case RefuseWrites:
+		d = dbrouter.WriterDecision{Epoch: w.epoch, Refuse: true, Cause: why + ": writes refused"}
+	default:
+		return // KeepLastDecision: nothing changes
+	}
+	if err := w.sink.Decide(d); err != nil {
+		w.c.log.Error("fleet: EtcdLost policy not applied", "cluster", w.cluster, "policy", w.c.opts.EtcdLost.String(), "err", err)
+	}
+}
+
+// publishViews publishes the router's view of the cluster under the
+// session's lease: at once, whenever a node's state, read_only flag, error
+// or this router's writer changes, and at least every third of the lease
+// (for fresh positions), while ctx lasts and the watch is the cluster's
+// current one.
+func (w *watch) publishViews(ctx context.Context, sess *concurrency.Session) {
+	key := ViewKey(w.c.opts.Prefix, w.cluster, w.c.opts.RouterID)
+	refresh := w.c.opts.LeaseTTL / 3
+	var last *View
+	var lastPut time.Time
+	t := time.NewTicker(w.c.viewPoll)
+	defer t.Stop()
+	for {
+		v := viewOf(w.c.opts.RouterID, w.sink.Stats(), time.Now())
+		if (last == nil || !sameView(v, *last) || time.Since(lastPut) >= refresh) && w.isCurrent() {
+			b, _ := json.Marshal(v)
+			put, cancel := context.WithTimeout(ctx, opTimeout)
+			_, err := w.c.client.Put(put, key, string(b), clientv3.WithLease(sess.Lease()))
+			cancel()
+			switch {
+			case err == nil:
+				last, lastPut = &v, time.Now()
+			case ctx.Err() == nil:
+				w.c.log.Debug("fleet: publishing the view", "cluster", w.cluster, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// isCurrent reports whether w is the cluster's current watch (not one that
+// a later Watch of the same cluster replaced).
+func (w *watch) isCurrent() bool {
+	w.c.mu.Lock()
+	defer w.c.mu.Unlock()
+	return w.c.watches[w.cluster] == w
+}
+
+// stop ends the watch and, if it was the cluster's current one, removes
+// the router's view of the cluster.
+func (w *watch) stop() {
+	w.cancel()
+	<-w.done
+	c := w.c
+	c.mu.Lock()
+	current := c.watches[w.cluster] == w
+	if current {
+		delete(c.watches, w.cluster)
+	}
+	sess, closed := c.sess, c.closed
+	c.mu.Unlock()
+	if !current || sess == nil || closed {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	if _, err := c.client.Delete(ctx, ViewKey(c.opts.Prefix, w.cluster, c.opts.RouterID)); err != nil {
+		c.log.Debug("fleet: removing the view", "cluster", w.cluster, "err", err)
+	}
+}
+
+// sleepCtx waits for d or until ctx ends; it reports whether ctx lasts.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// viewOf turns a router's ClusterStats into the View it publishes.
+func viewOf(router string, st dbrouter.ClusterStats, now time.Time) View {
+	v := View{Router: router, At: now.UTC(), Writer: st.Writer, Nodes: make([]NodeView, len(st.Nodes))}
+	for i, n := range st.Nodes {
+		v.Nodes[i] = NodeView{
+			Addr:     n.Addr,
+			State:    n.State.String(),
+			ReadOnly: n.ReadOnly,
+			GTID:     n.GTIDPosition,
+			Error:    n.LastError,
+			// A node the router has not probed yet (its probes start with
+			// the cluster's first use) shows as Up with nothing else.
+			Probed: n.LastProbeLatency > 0 || n.ConsecutiveFailures > 0 || n.LastError != "" || n.GTIDPosition != "",
+		}
+	}
+	return v
+}
+
+// sameView reports whether v says the same as o about what the decider
+// reads, positions aside (those are refreshed every third of the lease).
+func sameView(v, o View) bool {
+	if v.Writer != o.Writer || len(v.Nodes) != len(o.Nodes) {
+		return false
+	}
+	for i, n := range v.Nodes {
+		m := o.Nodes[i]
+		if n.Addr != m.Addr || n.State != m.State || n.ReadOnly != m.ReadOnly || n.Probed != m.Probed || (n.Error == "") != (m.Error == "") {
+			return false
+		}
+	}
+	return true
+}
