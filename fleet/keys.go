@@ -13,11 +13,12 @@ import (
 //	<prefix>election                  the decider election (go.etcd.io/etcd/client/v3/concurrency)
 //	<prefix>writers/<cluster>         the cluster's writer decision: Decision
 //
-// Values other than config are JSON.
+// Values other than config are JSON. A prefix without a trailing "/" names
+// the same keys as with one.
 const DefaultPrefix = "/dbrouter/"
 
 // ConfigKey returns the key of the fleet's configuration.
-func ConfigKey(prefix string) string { return prefix + "config" }
+func ConfigKey(prefix string) string { return path.Join(prefix, "config") }
 
 // RouterKey returns the presence key of a router.
 func RouterKey(prefix, router string) string { return path.Join(prefix, "routers", router) }
@@ -31,7 +32,7 @@ func ViewKey(prefix, cluster, router string) string {
 func ViewsPrefix(prefix, cluster string) string { return path.Join(prefix, "views", cluster) + "/" }
 
 // ElectionKey returns the prefix of the decider election.
-func ElectionKey(prefix string) string { return prefix + "election" }
+func ElectionKey(prefix string) string { return path.Join(prefix, "election") }
 
 // WriterKey returns the key of a cluster's writer decision.
 func WriterKey(prefix, cluster string) string { return path.Join(prefix, "writers", cluster) }
