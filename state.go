@@ -131,6 +131,13 @@ type picker struct {
 	changed chan struct{}
 }
 
+// sameRoute reports whether a call would be routed by q as by p: the same
+// writer, the same orders and the same view of every node.
+func (p *picker) sameRoute(q *picker) bool {
+	return p.writer == q.writer && p.ready == q.ready && slices.Equal(p.writes, q.writes) &&
+		slices.Equal(p.reads, q.reads) && slices.Equal(p.nodes, q.nodes)
+}
+
 // nodeView is what a call needs to know of a node after an attempt.
 type nodeView struct {
 	state    NodeState
