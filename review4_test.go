@@ -7,6 +7,8 @@ package dbrouter
 import (
 	"context"
 	"errors"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -38,6 +40,145 @@ func TestReview4FailoverWaitDoesNotSpinOnItsOwnReports(t *testing.T) {
 	}
 	if n := dials.Load(); n > 20 {
 		t.Errorf("%d dials during one call's failover_wait: the wait spins on its own reports", n)
+	}
+}
+
+// Defect: the ReadOnly hook is not undone when the switch is refused after
+// it ran. plannedSwitch undoes it only when the last catch-up fails; when
+// the state machine then refuses the move (the target drained, Down or
+// read-only meanwhile: "the cluster's health changed during the switch"),
+// the old writer stays read-only while it is still the writer, and the
+// cluster is left without a writable writer. SwitchoverOptions.ReadOnly
+// promises to undo "if the switch then fails". Expected: [a=on a=off], and
+// the writer stays a.
+func TestReview4ReadOnlyHookUndoneWhenSwitchRefusedAfterIt(t *testing.T) {
+	c, _ := newFakeClusterWithProbes(t, 3, Settings{}, nil)
+	ctx := testCtx(t)
+	if _, err := c.ExecContext(ctx, "INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var calls []string
+	hook := func(_ context.Context, addr string, on bool) error {
+		mu.Lock()
+		calls = append(calls, addr+"="+onOff(on))
+		mu.Unlock()
+		if on {
+			// The target is taken out of service meanwhile.
+			if err := c.Drain(ctx, "b:3306", nil); err != nil {
+				t.Errorf("drain b: %v", err)
+			}
+		}
+		return nil
+	}
+	err := c.Switchover(ctx, "b:3306", &SwitchoverOptions{ReadOnly: hook})
+	if !errors.Is(err, ErrSwitchoverRefused) {
+		t.Errorf("switchover to a target drained during the switch: err = %v, want refused", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(calls, []string{"a:3306=on", "a:3306=off"}) {
+		t.Errorf("hook calls %v, want [a:3306=on a:3306=off]: the writer a was left read-only", calls)
+	}
+	if w := c.WriterAddr(); w != "a:3306" {
+		t.Errorf("writer %s, want a", w)
+	}
+}
+
+// Defect: a hook that fails is not undone. An error from the hook does not
+// say that read_only was not set (SET GLOBAL read_only=1 applied, then the
+// connection broke or ctx ended before the answer); the switch is refused
+// and the writer stays on a node that may now be read-only. Expected: the
+// hook is called with false (harmless when nothing was set), and the error
+// is refused.
+func TestReview4FailedReadOnlyHookUndone(t *testing.T) {
+	c, _ := newFakeClusterWithProbes(t, 2, Settings{}, nil)
+	ctx := testCtx(t)
+	if _, err := c.ExecContext(ctx, "INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	var calls []string
+	hook := func(_ context.Context, addr string, on bool) error {
+		calls = append(calls, addr+"="+onOff(on))
+		if on {
+			return errors.New("invalid connection") // applied or not: unknown
+		}
+		return nil
+	}
+	err := c.Switchover(ctx, "b:3306", &SwitchoverOptions{ReadOnly: hook})
+	if !errors.Is(err, ErrSwitchoverRefused) {
+		t.Errorf("err = %v, want refused", err)
+	}
+	if !slices.Equal(calls, []string{"a:3306=on", "a:3306=off"}) {
+		t.Errorf("hook calls %v, want [a:3306=on a:3306=off]", calls)
+	}
+}
+
+// Defect: the read-only hook races the probes. Once the hook has made the
+// old writer read-only, a probe of it that lands before the switch ends
+// moves the writer at once by the failover rule (to the first writable
+// node in order, b, whatever the switchover's target, and whether or not
+// that node holds the old writer's last writes: firstEligible falls back to
+// the first node), and switched then refuses the planned move because
+// s.writer is no longer the old writer: the switchover to c returns
+// ErrSwitchoverRefused ("health changed") while the writer did move — to b
+// — and the held writes are released there. With the default 250 ms probe
+// interval the window (the last catch-up) is hit by a few switchovers in a
+// hundred. Expected: the fence held every write of this router and c
+// reached a's final position, so the switch to c happens.
+func TestReview4ProbeSeeingHookDoesNotDefeatSwitchover(t *testing.T) {
+	c, srv := newFakeClusterWithProbes(t, 3, Settings{Health: HealthConfig{Interval: 5 * time.Millisecond}}, nil)
+	ctx := testCtx(t)
+	if _, err := c.ExecContext(ctx, "INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	hook := func(_ context.Context, addr string, on bool) error {
+		srv[0].set(func(s *fakeServer) { s.readOnly = on })
+		if on {
+			// A probe of a sees it before the switch ends.
+			eventually(t, "a probe to see a read-only", func() bool { return c.Stats().Nodes[0].ReadOnly })
+		}
+		return nil
+	}
+	if err := c.Switchover(ctx, "c:3306", &SwitchoverOptions{ReadOnly: hook}); err != nil {
+		t.Errorf("switchover to c: %v", err)
+	}
+	if w := c.WriterAddr(); w != "c:3306" {
+		t.Errorf("writer %s after a switchover to c", w)
+	}
+}
+
+// Defect: a panic in the ReadOnly hook (or anywhere between hold and
+// unhold) leaves the fence held and the switch "under way" forever: every
+// later write waits at the fence until its own deadline, and every later
+// Switchover, Drain of the writer and failback is refused. A caller that
+// recovers panics (net/http does, for an admin endpoint) keeps a router
+// that can no longer write. Expected: the panic reaches the caller, the
+// fence is released and the switch ends, refused, with the writer where it
+// was.
+func TestReview4HookPanicReleasesFence(t *testing.T) {
+	c, _ := newFakeClusterWithProbes(t, 2, Settings{}, nil)
+	ctx := testCtx(t)
+	if _, err := c.ExecContext(ctx, "INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("the hook's panic did not reach the caller")
+			}
+		}()
+		c.Switchover(ctx, "b:3306", &SwitchoverOptions{ReadOnly: func(context.Context, string, bool) error {
+			panic("hook bug")
+		}})
+	}()
+	wctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if _, err := c.ExecContext(wctx, "INSERT INTO t VALUES (2)"); err != nil {
+		t.Errorf("write after a panicking hook: %v (the fence stayed held)", err)
+	}
+	if err := c.Switchover(ctx, "b:3306", nil); err != nil {
+		t.Errorf("switchover after a panicking hook: %v", err)
 	}
 }
 

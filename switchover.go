@@ -28,12 +28,18 @@ type SwitchoverOptions struct {
 
 	// ReadOnly, when set, is called to make the old writer read-only once
 	// this router's writes have drained and the new writer has caught up
-	// (on true), and to undo that if the switch then fails (on false):
-	// for example SET GLOBAL read_only over an administrator's connection,
-	// which the application's user usually may not run. Other routers and
-	// clients then stop writing there too. Without it, only this router's
-	// writes move: its fence guarantees that none of them reaches the new
-	// writer before it holds every write the old one acknowledged.
+	// (on true), and to undo that (on false) if it returned an error —
+	// which does not say whether read_only was set — or if the switch then
+	// fails while the old writer keeps the role: for example SET GLOBAL
+	// read_only over an administrator's connection, which the
+	// application's user usually may not run. Other routers and clients
+	// then stop writing there too. Without it, only this router's writes
+	// move: its fence guarantees that none of them reaches the new writer
+	// before it holds every write the old one acknowledged.
+	//
+	// It runs while this router's writes are held: a write it made
+	// through this cluster (Writer, Conn, ExecContext) would wait for the
+	// switch, and the switch for it, until ctx ends.
 	ReadOnly func(ctx context.Context, addr string, on bool) error
 }
 
@@ -101,7 +107,32 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 		caughtUp bool
 		pos      string
 		why      error
+		held     bool
+		flipped  bool // the hook was asked to make the old writer read-only and was not undone
+		ended    bool
 	)
+	undo := func() {
+		flipped = false
+		if err := opts.ReadOnly(context.WithoutCancel(ctx), from, false); err != nil {
+			why = fmt.Errorf("%w; and making %s writable again failed: %w", why, from, err)
+		}
+	}
+	defer func() {
+		if !ended {
+			// A panic (in the hook): the switch ends, refused, and the
+			// fence opens, or every later write would wait at it and
+			// every later switch would be refused as under way. The
+			// panic goes on to the caller; the hook is not called again.
+			c.mu.Lock()
+			out := c.state.switched(sw, held, false, "", time.Now())
+			c.publish(out)
+			c.mu.Unlock()
+			defer c.carryOut(out)
+		}
+		if held {
+			c.fence.unhold()
+		}
+	}()
 	// Let the target catch up with the old writer's position before new
 	// writes are held, so that the wait behind the fence is only for the
 	// last few transactions; a target that cannot is refused before any
@@ -110,7 +141,7 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 	if why == nil && !caughtUp {
 		why = fmt.Errorf("%s did not reach %s's position %s within %v", to, from, pos, catchUp)
 	}
-	held := why == nil && c.fence.hold(ctx)
+	held = why == nil && c.fence.hold(ctx)
 	switch {
 	case why != nil:
 	case !held:
@@ -121,8 +152,11 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 			why = fmt.Errorf("%s did not reach %s's position %s within %v", to, from, pos, catchUp)
 		}
 		if why == nil && opts.ReadOnly != nil {
+			flipped = true
 			if err := opts.ReadOnly(ctx, from, true); err != nil {
+				// Applied or not, the error does not say: undo it.
 				caughtUp, why = false, fmt.Errorf("making %s read-only: %w", from, err)
+				undo()
 			} else {
 				// Writes of other clients may have landed on the old
 				// writer until it became read-only: its final position.
@@ -131,9 +165,7 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 					why = fmt.Errorf("%s did not reach %s's final position %s within %v", to, from, pos, catchUp)
 				}
 				if why != nil {
-					if err := opts.ReadOnly(context.WithoutCancel(ctx), from, false); err != nil {
-						why = fmt.Errorf("%w; and making %s writable again failed: %w", why, from, err)
-					}
+					undo()
 				}
 			}
 		}
@@ -144,10 +176,17 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 	c.publish(out)
 	moved := out.picker.writer == sw.to
 	c.mu.Unlock()
-	if held {
-		c.fence.unhold()
+	ended = true
+	if flipped && !moved && (out.picker.writer == sw.from || out.picker.writer < 0) {
+		// Refused after the old writer was made read-only (the target
+		// failed or was drained meanwhile): it stays the writer, so it
+		// must take writes again, before the held ones are let in.
+		if why == nil {
+			why = errors.New("the cluster's health changed during the switch")
+		}
+		undo()
 	}
-	c.carryOut(out)
+	c.carryOut(out) // the fence opens on return
 	switch {
 	case moved:
 		return nil
