@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -182,6 +183,93 @@ func TestReview4HookPanicReleasesFence(t *testing.T) {
 	}
 }
 
+// Defect: Switchover, Drain and Undrain work on a cluster that Router.Reload
+// retired (or Close closed). A *Cluster kept by an admin tool across a
+// reload drains a node of the dead cluster — nil error, while the live
+// cluster keeps sending calls to the node under maintenance — and a
+// switchover on a retired cluster whose transactions still run holds its
+// fence, runs the ReadOnly hook against the real old writer (the live
+// cluster then finds its writer read-only and fails over without a fence).
+// Every other call on such a cluster fails with ErrClosed and ErrNotSent.
+// Expected: the same for these, and the hook not called.
+func TestReview4SwitchoverOnRetiredCluster(t *testing.T) {
+	c, _ := newFakeClusterWithProbes(t, 2, Settings{}, nil)
+	ctx := testCtx(t)
+	if _, err := c.ExecContext(ctx, "INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	c.retiring.Store(true) // Router.Reload replaced it; a transaction still runs
+	hooked := false
+	err := c.Switchover(ctx, "b:3306", &SwitchoverOptions{ReadOnly: func(context.Context, string, bool) error {
+		hooked = true
+		return nil
+	}})
+	if !errors.Is(err, ErrClosed) || hooked {
+		t.Errorf("switchover on a retired cluster: err = %v, hook called %v; want ErrClosed and no hook", err, hooked)
+	}
+	if err := c.Drain(ctx, "b:3306", nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("drain on a retired cluster: err = %v, want ErrClosed", err)
+	}
+	if err := c.Undrain("b:3306"); !errors.Is(err, ErrClosed) {
+		t.Errorf("undrain on a retired cluster: err = %v, want ErrClosed", err)
+	}
+}
+
+// Defect: Drain checks whether the node is the writer on the published
+// picker, outside c.mu, and drains it later under c.mu: a switch (a
+// Switchover, a failback) that makes the node the writer in between lets
+// setDrained drain the writer, and the state machine then moves the writer
+// role off it at once, without the fence: writes in flight on the old
+// writer and new writes on a node that may not hold them, together. The
+// state machine's setDrained moves a drained writer at once. Expected:
+// draining the writer never moves the role outside a fenced switch (Drain
+// re-checks under c.mu; the state refuses to drain its writer).
+func TestReview4DrainNeverMovesWriterUnfenced(t *testing.T) {
+	m := newMachine(t, 2, Settings{})
+	m.round("0-1-5", "0-1-5")
+	m.wantWriter(0)
+	m.record(m.s.setDrained(0, true, m.now))
+	if m.s.writer != 0 {
+		t.Errorf("setDrained(writer): writer moved to %d at once, without the fence (events %v)", m.s.writer, m.writerEvents())
+	}
+
+	// The same race at the cluster level: Switchover flips a and b while
+	// Drain/Undrain of b run; every writer event must be a switchover's.
+	var mu sync.Mutex
+	var bad []string
+	c, _ := newFakeClusterWithProbes(t, 2, Settings{Health: HealthConfig{Interval: time.Hour}}, func(ev Event) {
+		if ev.Kind == EventWriter && ev.From != "" && !strings.HasPrefix(ev.Cause, "switchover:") {
+			mu.Lock()
+			bad = append(bad, ev.From+"→"+ev.To+": "+ev.Cause)
+			mu.Unlock()
+		}
+	})
+	ctx := testCtx(t)
+	if _, err := c.ExecContext(ctx, "INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	stop := time.Now().Add(time.Second)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for time.Now().Before(stop) {
+			c.Switchover(ctx, "", nil)
+		}
+	})
+	wg.Go(func() {
+		for time.Now().Before(stop) {
+			c.Drain(ctx, "b:3306", nil)
+			c.Undrain("b:3306")
+		}
+	})
+	wg.Wait()
+	time.Sleep(50 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(bad) > 0 {
+		t.Errorf("%d unfenced writer moves, first: %s", len(bad), bad[0])
+	}
+}
+
 // Defect: a call waiting in failover_wait is not woken by Close: the last
 // picker is never replaced, so the call waits out failover_wait and then
 // fails with ErrNoNode, not ErrClosed. Expected: it ends at once with an
@@ -210,5 +298,31 @@ func TestReview4FailoverWaitEndsAtClose(t *testing.T) {
 	case <-time.After(time.Second):
 		t.Error("a call waiting for a node outlived Close by a second")
 		<-done
+	}
+}
+
+// Defect (found by reading; the window has no blocking point, so no test
+// reproduces it on 6743e5a): Drain picks the next writer while node i is
+// the writer, releases c.mu, and then calls Switchover, which moves the
+// writer off whatever node is the writer by then. A failover in between
+// (i failed, b took over) makes Drain switch b→next with the ReadOnly hook
+// flipping b, a node the caller never meant, or fail with "b is already
+// the writer" though i no longer is. Expected: the switch Drain asks for
+// moves the writer only off i; once another node is the writer, Drain just
+// drains i.
+func TestReview4DrainSwitchesOnlyOffTheDrainedNode(t *testing.T) {
+	c, _ := newFakeClusterWithProbes(t, 3, Settings{}, nil)
+	ctx := testCtx(t)
+	if _, err := c.ExecContext(ctx, "INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	hooked := false
+	opts := &SwitchoverOptions{ReadOnly: func(context.Context, string, bool) error { hooked = true; return nil }}
+	// Drain(b) decided to move the writer off b, but a is the writer.
+	if err := c.switchover(ctx, "c:3306", 1, opts); err != errNotFrom || hooked {
+		t.Errorf("switch off b while a is the writer: err %v, hook called %v; want errNotFrom and no hook", err, hooked)
+	}
+	if w := c.WriterAddr(); w != "a:3306" {
+		t.Errorf("writer %s, want a", w)
 	}
 }

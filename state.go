@@ -385,9 +385,11 @@ func (s *clusterState) nextWriter() int {
 }
 
 // setDrained drains node i (no calls, never the writer) or undrains it. The
-// caller has moved the writer off it first.
+// caller moves the writer off it first (Cluster.Drain, through the fence):
+// the writer itself is not drained here, as that would move the role at
+// once, without the fence, while writes may be in flight on it.
 func (s *clusterState) setDrained(i int, on bool, now time.Time) stateOutput {
-	if s.drained[i] == on {
+	if s.drained[i] == on || on && i == s.writer {
 		return stateOutput{picker: s.buildPicker(now)}
 	}
 	s.drained[i] = on

@@ -58,10 +58,27 @@ type SwitchoverOptions struct {
 // fails. When the move cannot happen the writer stays where it was and the
 // error matches ErrSwitchoverRefused. ctx bounds the whole switch, the
 // drain of writes in flight included. A cluster whose writer a
-// WriterSource decides is switched through the source instead.
+// WriterSource decides is switched through the source instead. On a
+// cluster that Router.Reload retired or Close closed, the error matches
+// ErrClosed and nothing is done.
 func (c *Cluster) Switchover(ctx context.Context, to string, opts *SwitchoverOptions) error {
+	return c.switchover(ctx, to, -1, opts)
+}
+
+// errNotFrom is switchover's answer when the writer is no longer node
+// from.
+var errNotFrom = errors.New("the writer moved")
+
+// switchover is Switchover; from >= 0 moves the writer only off that node
+// (Drain): when another node is the writer by then, nothing is done and
+// the error is errNotFrom, so that the hook never flips a node the caller
+// did not mean.
+func (c *Cluster) switchover(ctx context.Context, to string, from int, opts *SwitchoverOptions) error {
 	if opts == nil {
 		opts = &SwitchoverOptions{}
+	}
+	if err := c.stillOpen(); err != nil {
+		return err
 	}
 	c.awaitFirstRound(ctx)
 	ti := -1
@@ -72,6 +89,10 @@ func (c *Cluster) Switchover(ctx context.Context, to string, opts *SwitchoverOpt
 	}
 	now := time.Now()
 	c.mu.Lock()
+	if from >= 0 && c.state.writer != from {
+		c.mu.Unlock()
+		return errNotFrom
+	}
 	if ti < 0 {
 		if ti = c.state.nextWriter(); ti < 0 {
 			c.mu.Unlock()
@@ -200,26 +221,41 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 // and it never becomes the writer, until Undrain; calls in flight on it
 // finish. When it is the writer, the role first moves to the next Up and
 // writable node with Switchover (same rules and options); if that fails,
-// the node is not drained and the error matches ErrSwitchoverRefused.
+// the node is not drained and the error matches ErrSwitchoverRefused. On a
+// retired or closed cluster, Drain and Undrain return an error matching
+// ErrClosed.
 func (c *Cluster) Drain(ctx context.Context, addr string, opts *SwitchoverOptions) error {
+	if err := c.stillOpen(); err != nil {
+		return err
+	}
 	i := c.nodeIndexByName(addr)
 	if i < 0 {
 		return fmt.Errorf("dbrouter: cluster %q: drain: %q is not a node of the cluster (nodes: %v)", c.name, addr, c.Nodes())
 	}
 	c.awaitFirstRound(ctx)
-	if c.pick.Load().writer == i {
+	// The writer check and the drain are one step under c.mu: a switch
+	// that made the node the writer in between would have it drained
+	// while writer, and the role would move off it without the fence.
+	for range 3 {
+		now := time.Now()
 		c.mu.Lock()
+		if c.pick.Load().writer != i {
+			out := c.state.setDrained(i, true, now)
+			c.publish(out)
+			c.mu.Unlock()
+			c.carryOut(out)
+			return nil
+		}
 		next := c.state.nextWriter()
 		c.mu.Unlock()
 		if next < 0 {
 			return c.refused("", fmt.Errorf("cannot drain the writer %s: no other node is up, writable and not drained", c.nodes[i].addr))
 		}
-		if err := c.Switchover(ctx, c.nodes[next].addr, opts); err != nil {
+		if err := c.switchover(ctx, c.nodes[next].addr, i, opts); err != nil && err != errNotFrom {
 			return err
 		}
 	}
-	c.setDrained(i, true)
-	return nil
+	return c.refused("", fmt.Errorf("cannot drain %s: the writer role keeps coming back to it", c.nodes[i].addr))
 }
 
 // Undrain puts a node drained by Drain back in service. It may then take
@@ -230,17 +266,16 @@ func (c *Cluster) Undrain(addr string) error {
 	if i < 0 {
 		return fmt.Errorf("dbrouter: cluster %q: undrain: %q is not a node of the cluster (nodes: %v)", c.name, addr, c.Nodes())
 	}
-	c.setDrained(i, false)
-	return nil
-}
-
-func (c *Cluster) setDrained(i int, on bool) {
+	if err := c.stillOpen(); err != nil {
+		return err
+	}
 	now := time.Now()
 	c.mu.Lock()
-	out := c.state.setDrained(i, on, now)
+	out := c.state.setDrained(i, false, now)
 	c.publish(out)
 	c.mu.Unlock()
 	c.carryOut(out)
+	return nil
 }
 
 // nodeIndexByName returns the index of the node named addr, as Nodes
