@@ -326,3 +326,41 @@ func TestReview4DrainSwitchesOnlyOffTheDrainedNode(t *testing.T) {
 		t.Errorf("writer %s, want a", w)
 	}
 }
+
+// Defect: a switchover does not check that its target is writable now. The
+// state's read_only flags are as old as the last probe, and the ReadOnly
+// hook of the switchover before this one made its old writer read-only
+// well within a probe interval: Switchover(b) then Switchover(a) at once
+// (A→B and back, or a Drain then a Switchover back without making the node
+// writable first) moves the writer to a read-only node, after making the
+// old writer read-only too. The released writes are refused there and move
+// by the read-only rule to the next writable node in order, which no
+// catch-up checked, or fail with ErrNoNode. Expected: refused, saying the
+// target is read-only; the writer stays b, not flipped.
+func TestReview4SwitchoverChecksTargetWritableNow(t *testing.T) {
+	c, srv := newFakeClusterWithProbes(t, 3, Settings{Health: HealthConfig{Interval: time.Hour}}, nil)
+	ctx := testCtx(t)
+	if _, err := c.ExecContext(ctx, "INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	var calls []string
+	hook := func(_ context.Context, addr string, on bool) error {
+		calls = append(calls, addr+"="+onOff(on))
+		srv[slices.Index(c.Nodes(), addr)].set(func(s *fakeServer) { s.readOnly = on })
+		return nil
+	}
+	if err := c.Switchover(ctx, "b:3306", &SwitchoverOptions{ReadOnly: hook}); err != nil {
+		t.Fatal(err)
+	}
+	// Back at once: a is read-only (the hook), no probe has seen it yet.
+	err := c.Switchover(ctx, "a:3306", &SwitchoverOptions{ReadOnly: hook})
+	if !errors.Is(err, ErrSwitchoverRefused) || !strings.Contains(err.Error(), "read-only") {
+		t.Errorf("switchover to a read-only a: err = %v, want refused, saying a is read-only", err)
+	}
+	if w := c.WriterAddr(); w != "b:3306" {
+		t.Errorf("writer %s, want b", w)
+	}
+	if slices.Contains(calls, "b:3306=on") && !slices.Contains(calls, "b:3306=off") {
+		t.Errorf("hook calls %v: b was left read-only", calls)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -172,6 +173,14 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 		if why == nil && !caughtUp {
 			why = fmt.Errorf("%s did not reach %s's position %s within %v", to, from, pos, catchUp)
 		}
+		if why == nil {
+			// The state's read_only flags are as old as the last probe,
+			// and a switchover's hook may have made this target
+			// read-only well within a probe interval: writes let in on a
+			// read-only writer would move, by the read-only rule, to a
+			// node no catch-up checked.
+			why = c.checkWritable(ctx, sw.to)
+		}
 		if why == nil && opts.ReadOnly != nil {
 			flipped = true
 			if err := opts.ReadOnly(ctx, from, true); err != nil {
@@ -215,6 +224,25 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 		why = errors.New("the cluster's health changed during the switch")
 	}
 	return c.refused(to, why)
+}
+
+// readOnlyQuery reads a node's read_only flag.
+const readOnlyQuery = "SELECT @@global.read_only"
+
+// checkWritable returns why node i cannot take writes now: it is
+// read-only (a probe is then asked for, so that the state learns it), or
+// its flag could not be read.
+func (c *Cluster) checkWritable(ctx context.Context, i int) error {
+	var ro string
+	if err := c.nodes[i].db().QueryRowContext(ctx, readOnlyQuery).Scan(&ro); err != nil {
+		return fmt.Errorf("reading %s's read_only: %w", c.nodes[i].addr, err)
+	}
+	switch strings.ToLower(ro) {
+	case "1", "on", "true":
+		c.requestProbe(i)
+		return fmt.Errorf("%s is read-only", c.nodes[i].addr)
+	}
+	return nil
 }
 
 // Drain takes the node at addr out of service: no new call is sent to it
