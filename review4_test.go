@@ -364,3 +364,42 @@ func TestReview4SwitchoverChecksTargetWritableNow(t *testing.T) {
 		t.Errorf("hook calls %v: b was left read-only", calls)
 	}
 }
+
+// Guard for the fix of TestReview4ProbeSeeingHookDoesNotDefeatSwitchover:
+// a planned switch may complete after the writer moved off the old writer
+// only when it moved while the fence held every write. When it moved
+// before (a failover during the first catch-up, outside the fence), writes
+// already went to the new writer, and the target only caught up with the
+// old one. Expected: refused, the writer stays where the failover put it.
+func TestReview4FailoverBeforeHoldRefusesSwitch(t *testing.T) {
+	c, srv := newFakeClusterWithProbes(t, 3, Settings{Health: HealthConfig{Interval: 5 * time.Millisecond}}, nil)
+	ctx := testCtx(t)
+	if _, err := c.ExecContext(ctx, "INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	srv[2].set(func(s *fakeServer) {
+		s.execFn = func(_ context.Context, q string) error {
+			if q != "SELECT MASTER_GTID_WAIT(?, ?)" {
+				return nil
+			}
+			once.Do(func() {
+				// The first catch-up: a goes read-only, the writer fails
+				// over to b, and a write lands there.
+				srv[0].set(func(s *fakeServer) { s.readOnly = true })
+				eventually(t, "failover to b", func() bool { return c.Stats().Writer == "b:3306" })
+				if _, err := c.ExecContext(ctx, "INSERT INTO t VALUES (2)"); err != nil {
+					t.Errorf("write on b: %v", err)
+				}
+			})
+			return nil
+		}
+	})
+	err := c.Switchover(ctx, "c:3306", nil)
+	if !errors.Is(err, ErrSwitchoverRefused) {
+		t.Errorf("switchover after a failover outside the fence: err = %v, want refused", err)
+	}
+	if w := c.WriterAddr(); w != "b:3306" {
+		t.Errorf("writer %s, want b (c never caught up with b)", w)
+	}
+}

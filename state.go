@@ -288,9 +288,11 @@ func (s *clusterState) switched(sw fencedSwitch, held, caughtUp bool, pos string
 	valid := s.writer == sw.from && (external || s.decided < 0 && s.failbackWanted(sw.to))
 	if sw.planned {
 		// The fence has held every write of this router since the old
-		// writer's writes drained, and the target holds the old writer's
-		// final position: the move is safe even when the local rule moved
-		// the writer off the old writer meanwhile because it failed — a
+		// writer's writes drained (the Cluster checked that the old
+		// writer was still the writer once the fence held), and the
+		// target holds the old writer's final position: the move is safe
+		// even when the local rule moved the writer off the old writer
+		// meanwhile because it failed — a
 		// probe that saw it read-only (the ReadOnly hook's doing) moves
 		// the writer at once, to the first writable node in order, which
 		// no write has reached since. Not when something else moved it (a

@@ -168,6 +168,12 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 	case why != nil:
 	case !held:
 		why = fmt.Errorf("writes in flight on %s did not end in time: %w", from, ctx.Err())
+	case c.writerNow() != sw.from:
+		// A failover moved the writer before the fence held: writes went
+		// to the new writer, which no catch-up checks. From here on the
+		// writer may move only while no write of this router can go
+		// anywhere (see clusterState.switched).
+		why = fmt.Errorf("the writer moved off %s before writes were held", from)
 	default:
 		caughtUp, pos, why = c.catchUpWithin(ctx, sw.from, sw.to, catchUp)
 		if why == nil && !caughtUp {
@@ -224,6 +230,13 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 		why = errors.New("the cluster's health changed during the switch")
 	}
 	return c.refused(to, why)
+}
+
+// writerNow returns the state machine's writer (-1: none).
+func (c *Cluster) writerNow() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state.writer
 }
 
 // readOnlyQuery reads a node's read_only flag.
