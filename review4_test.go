@@ -403,3 +403,17 @@ func TestReview4FailoverBeforeHoldRefusesSwitch(t *testing.T) {
 		t.Errorf("writer %s, want b (c never caught up with b)", w)
 	}
 }
+
+// Guard for the Drain fixes: before the first probe round has ended (the
+// picker offers node 0), draining node 0 is refused for that reason.
+func TestReview4DrainBeforeFirstRound(t *testing.T) {
+	c, srv := newFakeClusterWithProbes(t, 2, Settings{}, nil)
+	srv[1].set(func(s *fakeServer) {
+		s.connectFn = func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+	})
+	ctx, cancel := context.WithTimeout(testCtx(t), 20*time.Millisecond)
+	defer cancel()
+	if err := c.Drain(ctx, "a:3306", nil); !errors.Is(err, ErrSwitchoverRefused) || !strings.Contains(err.Error(), "first probe round") {
+		t.Errorf("drain of node 0 before the first round: %v", err)
+	}
+}

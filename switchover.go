@@ -90,7 +90,7 @@ func (c *Cluster) switchover(ctx context.Context, to string, from int, opts *Swi
 	}
 	now := time.Now()
 	c.mu.Lock()
-	if from >= 0 && c.state.writer != from {
+	if from >= 0 && c.state.ready && c.state.writer != from {
 		c.mu.Unlock()
 		return errNotFrom
 	}
