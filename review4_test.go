@@ -2,7 +2,12 @@ package dbrouter
 
 // Adversarial review of the planned switchover, Drain and failover_wait
 // (issue 18, 61e104a..6743e5a). Each TestReview4 test names a defect and
-// states the expected behaviour; each failed on 6743e5a.
+// states the expected behaviour; each failed on 6743e5a and is fixed on
+// i18-review, but two guards of the fixes, which passed on 6743e5a:
+// TestReview4FailoverBeforeHoldRefusesSwitch and
+// TestReview4DrainBeforeFirstRound. TestReview4DrainSwitchesOnlyOffTheDrainedNode
+// checks the mechanism of its fix (the race itself has no blocking point
+// a test could hold open).
 
 import (
 	"context"
