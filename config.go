@@ -159,8 +159,10 @@ type Settings struct {
 	// health to change, and try again, instead of failing at once with
 	// ErrNoNode: a writer that is being replaced (a node made read-only by
 	// hand before the next one is made writable, a crash while the next
-	// node is not yet confirmed) then costs a delay instead of errors.
-	// Zero (the default) fails at once, as database/sql would.
+	// node is not yet confirmed) then costs a delay instead of errors. A
+	// call tries again only when the change routes it differently (its
+	// own failed attempts change nothing), and a Close ends the wait with
+	// ErrClosed. Zero (the default) fails at once, as database/sql would.
 	FailoverWait time.Duration `yaml:"failover_wait"`
 }
 

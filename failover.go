@@ -247,8 +247,9 @@ func (c *Cluster) attempts(ctx context.Context, op Op, read, retryUnknown bool, 
 
 // waitForNode is attempts for Settings.FailoverWait: while the call fails
 // with a *NoNodeError that sent nothing anywhere, it waits for the next
-// change of the cluster's health, within ctx and FailoverWait, and tries
-// again. The last error is returned when the wait ends.
+// change of the cluster's health that routes the call differently, within
+// ctx and FailoverWait, and tries again. The last error is returned when
+// the wait ends; a cluster closed meanwhile ends it with ErrClosed.
 func (c *Cluster) waitForNode(ctx context.Context, p *picker, err error, op Op, read, retryUnknown bool, attempt attemptFunc) error {
 	var timer *time.Timer
 	for {
@@ -260,14 +261,28 @@ func (c *Cluster) waitForNode(ctx context.Context, p *picker, err error, op Op, 
 			timer = time.NewTimer(c.settings.FailoverWait)
 			defer timer.Stop()
 		}
-		select {
-		case <-p.changed:
-		case <-timer.C:
-			return err
-		case <-ctx.Done():
-			return &notSentError{cluster: c.name, op: op, err: fmt.Errorf("%w while waiting for a node (failover_wait %v): %w", ctx.Err(), c.settings.FailoverWait, err)}
+		// The attempts just made reported their failures, and each report
+		// publishes a picker (most of them the same routing): waiting for
+		// any new picker would make the call try again at once, report
+		// again, and spin. Only a picker that routes differently is worth
+		// another try.
+		q := c.pick.Load()
+		for p.sameRoute(q) {
+			select {
+			case <-q.changed:
+			case <-timer.C:
+				return err
+			case <-ctx.Done():
+				return &notSentError{cluster: c.name, op: op, err: fmt.Errorf("%w while waiting for a node (failover_wait %v): %w", ctx.Err(), c.settings.FailoverWait, err)}
+			case <-c.stop:
+				if cerr := c.stillOpen(); cerr != nil {
+					return cerr
+				}
+				return &notSentError{cluster: c.name, op: op, err: ErrClosed}
+			}
+			q = c.pick.Load()
 		}
-		p = c.pick.Load()
+		p = q
 		if err = c.attemptsOn(ctx, p, op, read, retryUnknown, attempt); err == nil {
 			return nil
 		}

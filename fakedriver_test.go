@@ -136,6 +136,11 @@ func (c *fakeConn) QueryContext(ctx context.Context, query string, _ []driver.Na
 		}
 		c.srv.mu.Unlock()
 		return &fakeRows{cols: []string{"r"}, vals: []driver.Value{res}}, nil
+	case readOnlyQuery:
+		c.srv.mu.Lock()
+		ro := c.srv.readOnly
+		c.srv.mu.Unlock()
+		return &fakeRows{cols: []string{"ro"}, vals: []driver.Value{ro}}, nil
 	case probeMariaDB:
 		c.srv.mu.Lock()
 		ro, gtid, id := c.srv.readOnly, c.srv.gtid, c.srv.serverID

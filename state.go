@@ -133,6 +133,13 @@ type picker struct {
 	changed chan struct{}
 }
 
+// sameRoute reports whether a call would be routed by q as by p: the same
+// writer, the same orders and the same view of every node.
+func (p *picker) sameRoute(q *picker) bool {
+	return p.writer == q.writer && p.ready == q.ready && slices.Equal(p.writes, q.writes) &&
+		slices.Equal(p.reads, q.reads) && slices.Equal(p.nodes, q.nodes)
+}
+
 // nodeView is what a call needs to know of a node after an attempt.
 type nodeView struct {
 	state    NodeState
@@ -282,8 +289,22 @@ func (s *clusterState) switched(sw fencedSwitch, held, caughtUp bool, pos string
 	external := s.decided >= 0 && s.decided == sw.to
 	valid := s.writer == sw.from && (external || s.decided < 0 && s.failbackWanted(sw.to))
 	if sw.planned {
-		if s.writer == sw.from && s.eligible(sw.to) && held && caughtUp {
-			out.events = append(out.events, s.setWriter(sw.to, fmt.Sprintf("switchover: %s caught up with %s at %s", s.addrs[sw.to], s.addrs[sw.from], pos), now))
+		// The fence has held every write of this router since the old
+		// writer's writes drained (the Cluster checked that the old
+		// writer was still the writer once the fence held), and the
+		// target holds the old writer's final position: the move is safe
+		// even when the local rule moved the writer off the old writer
+		// meanwhile because it failed — a
+		// probe that saw it read-only (the ReadOnly hook's doing) moves
+		// the writer at once, to the first writable node in order, which
+		// no write has reached since. Not when something else moved it (a
+		// WriterSource's decision, a provisional first writer found
+		// behind).
+		moved := s.writer != sw.from && !s.keeps(sw.from)
+		if (s.writer == sw.from || moved) && s.decided < 0 && s.eligible(sw.to) && held && caughtUp {
+			if s.writer != sw.to {
+				out.events = append(out.events, s.setWriter(sw.to, fmt.Sprintf("switchover: %s caught up with %s at %s", s.addrs[sw.to], s.addrs[sw.from], pos), now))
+			}
 			s.pinned, s.target = sw.to, -1
 		}
 		return s.decide(out, now)
@@ -368,9 +389,11 @@ func (s *clusterState) nextWriter() int {
 }
 
 // setDrained drains node i (no calls, never the writer) or undrains it. The
-// caller has moved the writer off it first.
+// caller moves the writer off it first (Cluster.Drain, through the fence):
+// the writer itself is not drained here, as that would move the role at
+// once, without the fence, while writes may be in flight on it.
 func (s *clusterState) setDrained(i int, on bool, now time.Time) stateOutput {
-	if s.drained[i] == on {
+	if s.drained[i] == on || on && i == s.writer {
 		return stateOutput{picker: s.buildPicker(now)}
 	}
 	s.drained[i] = on
@@ -450,8 +473,7 @@ func (s *clusterState) chooseWriter() (writer, target int) {
 		return -1, -1
 	}
 	cur := s.writer
-	keep := cur >= 0 && !s.health[cur].readOnly && !s.drained[cur] && (s.health[cur].state == StateUp ||
-		s.health[cur].state == StateSuspect && s.health[cur].consecFail == 0 && !s.settings.Health.Disabled)
+	keep := cur >= 0 && s.keeps(cur)
 	if d := s.decided; d >= 0 {
 		switch {
 		case cur == d:
@@ -479,6 +501,15 @@ func (s *clusterState) chooseWriter() (writer, target int) {
 		return s.firstChoice(), -1
 	}
 	return s.firstEligible(func(i int) bool { return s.hasAllOf(i, s.lastWriter) }), -1
+}
+
+// keeps reports whether node i, as the writer, would keep the role by the
+// local rule: Up and writable, or Suspect only because a call failed, and
+// not drained.
+func (s *clusterState) keeps(i int) bool {
+	h := &s.health[i]
+	return !h.readOnly && !s.drained[i] && (h.state == StateUp ||
+		h.state == StateSuspect && h.consecFail == 0 && !s.settings.Health.Disabled)
 }
 
 // firstChoice returns a fresh cluster's first writer: the first Up and

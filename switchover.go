@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -28,12 +29,18 @@ type SwitchoverOptions struct {
 
 	// ReadOnly, when set, is called to make the old writer read-only once
 	// this router's writes have drained and the new writer has caught up
-	// (on true), and to undo that if the switch then fails (on false):
-	// for example SET GLOBAL read_only over an administrator's connection,
-	// which the application's user usually may not run. Other routers and
-	// clients then stop writing there too. Without it, only this router's
-	// writes move: its fence guarantees that none of them reaches the new
-	// writer before it holds every write the old one acknowledged.
+	// (on true), and to undo that (on false) if it returned an error —
+	// which does not say whether read_only was set — or if the switch then
+	// fails while the old writer keeps the role: for example SET GLOBAL
+	// read_only over an administrator's connection, which the
+	// application's user usually may not run. Other routers and clients
+	// then stop writing there too. Without it, only this router's writes
+	// move: its fence guarantees that none of them reaches the new writer
+	// before it holds every write the old one acknowledged.
+	//
+	// It runs while this router's writes are held: a write it made
+	// through this cluster (Writer, Conn, ExecContext) would wait for the
+	// switch, and the switch for it, until ctx ends.
 	ReadOnly func(ctx context.Context, addr string, on bool) error
 }
 
@@ -52,10 +59,27 @@ type SwitchoverOptions struct {
 // fails. When the move cannot happen the writer stays where it was and the
 // error matches ErrSwitchoverRefused. ctx bounds the whole switch, the
 // drain of writes in flight included. A cluster whose writer a
-// WriterSource decides is switched through the source instead.
+// WriterSource decides is switched through the source instead. On a
+// cluster that Router.Reload retired or Close closed, the error matches
+// ErrClosed and nothing is done.
 func (c *Cluster) Switchover(ctx context.Context, to string, opts *SwitchoverOptions) error {
+	return c.switchover(ctx, to, -1, opts)
+}
+
+// errNotFrom is switchover's answer when the writer is no longer node
+// from.
+var errNotFrom = errors.New("the writer moved")
+
+// switchover is Switchover; from >= 0 moves the writer only off that node
+// (Drain): when another node is the writer by then, nothing is done and
+// the error is errNotFrom, so that the hook never flips a node the caller
+// did not mean.
+func (c *Cluster) switchover(ctx context.Context, to string, from int, opts *SwitchoverOptions) error {
 	if opts == nil {
 		opts = &SwitchoverOptions{}
+	}
+	if err := c.stillOpen(); err != nil {
+		return err
 	}
 	c.awaitFirstRound(ctx)
 	ti := -1
@@ -66,6 +90,10 @@ func (c *Cluster) Switchover(ctx context.Context, to string, opts *SwitchoverOpt
 	}
 	now := time.Now()
 	c.mu.Lock()
+	if from >= 0 && c.state.ready && c.state.writer != from {
+		c.mu.Unlock()
+		return errNotFrom
+	}
 	if ti < 0 {
 		if ti = c.state.nextWriter(); ti < 0 {
 			c.mu.Unlock()
@@ -101,7 +129,32 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 		caughtUp bool
 		pos      string
 		why      error
+		held     bool
+		flipped  bool // the hook was asked to make the old writer read-only and was not undone
+		ended    bool
 	)
+	undo := func() {
+		flipped = false
+		if err := opts.ReadOnly(context.WithoutCancel(ctx), from, false); err != nil {
+			why = fmt.Errorf("%w; and making %s writable again failed: %w", why, from, err)
+		}
+	}
+	defer func() {
+		if !ended {
+			// A panic (in the hook): the switch ends, refused, and the
+			// fence opens, or every later write would wait at it and
+			// every later switch would be refused as under way. The
+			// panic goes on to the caller; the hook is not called again.
+			c.mu.Lock()
+			out := c.state.switched(sw, held, false, "", time.Now())
+			c.publish(out)
+			c.mu.Unlock()
+			defer c.carryOut(out)
+		}
+		if held {
+			c.fence.unhold()
+		}
+	}()
 	// Let the target catch up with the old writer's position before new
 	// writes are held, so that the wait behind the fence is only for the
 	// last few transactions; a target that cannot is refused before any
@@ -110,19 +163,36 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 	if why == nil && !caughtUp {
 		why = fmt.Errorf("%s did not reach %s's position %s within %v", to, from, pos, catchUp)
 	}
-	held := why == nil && c.fence.hold(ctx)
+	held = why == nil && c.fence.hold(ctx)
 	switch {
 	case why != nil:
 	case !held:
 		why = fmt.Errorf("writes in flight on %s did not end in time: %w", from, ctx.Err())
+	case c.writerNow() != sw.from:
+		// A failover moved the writer before the fence held: writes went
+		// to the new writer, which no catch-up checks. From here on the
+		// writer may move only while no write of this router can go
+		// anywhere (see clusterState.switched).
+		why = fmt.Errorf("the writer moved off %s before writes were held", from)
 	default:
 		caughtUp, pos, why = c.catchUpWithin(ctx, sw.from, sw.to, catchUp)
 		if why == nil && !caughtUp {
 			why = fmt.Errorf("%s did not reach %s's position %s within %v", to, from, pos, catchUp)
 		}
+		if why == nil {
+			// The state's read_only flags are as old as the last probe,
+			// and a switchover's hook may have made this target
+			// read-only well within a probe interval: writes let in on a
+			// read-only writer would move, by the read-only rule, to a
+			// node no catch-up checked.
+			why = c.checkWritable(ctx, sw.to)
+		}
 		if why == nil && opts.ReadOnly != nil {
+			flipped = true
 			if err := opts.ReadOnly(ctx, from, true); err != nil {
+				// Applied or not, the error does not say: undo it.
 				caughtUp, why = false, fmt.Errorf("making %s read-only: %w", from, err)
+				undo()
 			} else {
 				// Writes of other clients may have landed on the old
 				// writer until it became read-only: its final position.
@@ -131,9 +201,7 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 					why = fmt.Errorf("%s did not reach %s's final position %s within %v", to, from, pos, catchUp)
 				}
 				if why != nil {
-					if err := opts.ReadOnly(context.WithoutCancel(ctx), from, false); err != nil {
-						why = fmt.Errorf("%w; and making %s writable again failed: %w", why, from, err)
-					}
+					undo()
 				}
 			}
 		}
@@ -144,10 +212,17 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 	c.publish(out)
 	moved := out.picker.writer == sw.to
 	c.mu.Unlock()
-	if held {
-		c.fence.unhold()
+	ended = true
+	if flipped && !moved && (out.picker.writer == sw.from || out.picker.writer < 0) {
+		// Refused after the old writer was made read-only (the target
+		// failed or was drained meanwhile): it stays the writer, so it
+		// must take writes again, before the held ones are let in.
+		if why == nil {
+			why = errors.New("the cluster's health changed during the switch")
+		}
+		undo()
 	}
-	c.carryOut(out)
+	c.carryOut(out) // the fence opens on return
 	switch {
 	case moved:
 		return nil
@@ -157,30 +232,71 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 	return c.refused(to, why)
 }
 
+// writerNow returns the state machine's writer (-1: none).
+func (c *Cluster) writerNow() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state.writer
+}
+
+// readOnlyQuery reads a node's read_only flag.
+const readOnlyQuery = "SELECT @@global.read_only"
+
+// checkWritable returns why node i cannot take writes now: it is
+// read-only (a probe is then asked for, so that the state learns it), or
+// its flag could not be read.
+func (c *Cluster) checkWritable(ctx context.Context, i int) error {
+	var ro string
+	if err := c.nodes[i].db().QueryRowContext(ctx, readOnlyQuery).Scan(&ro); err != nil {
+		return fmt.Errorf("reading %s's read_only: %w", c.nodes[i].addr, err)
+	}
+	switch strings.ToLower(ro) {
+	case "1", "on", "true":
+		c.requestProbe(i)
+		return fmt.Errorf("%s is read-only", c.nodes[i].addr)
+	}
+	return nil
+}
+
 // Drain takes the node at addr out of service: no new call is sent to it
 // and it never becomes the writer, until Undrain; calls in flight on it
 // finish. When it is the writer, the role first moves to the next Up and
 // writable node with Switchover (same rules and options); if that fails,
-// the node is not drained and the error matches ErrSwitchoverRefused.
+// the node is not drained and the error matches ErrSwitchoverRefused. On a
+// retired or closed cluster, Drain and Undrain return an error matching
+// ErrClosed.
 func (c *Cluster) Drain(ctx context.Context, addr string, opts *SwitchoverOptions) error {
+	if err := c.stillOpen(); err != nil {
+		return err
+	}
 	i := c.nodeIndexByName(addr)
 	if i < 0 {
 		return fmt.Errorf("dbrouter: cluster %q: drain: %q is not a node of the cluster (nodes: %v)", c.name, addr, c.Nodes())
 	}
 	c.awaitFirstRound(ctx)
-	if c.pick.Load().writer == i {
+	// The writer check and the drain are one step under c.mu: a switch
+	// that made the node the writer in between would have it drained
+	// while writer, and the role would move off it without the fence.
+	for range 3 {
+		now := time.Now()
 		c.mu.Lock()
+		if c.pick.Load().writer != i {
+			out := c.state.setDrained(i, true, now)
+			c.publish(out)
+			c.mu.Unlock()
+			c.carryOut(out)
+			return nil
+		}
 		next := c.state.nextWriter()
 		c.mu.Unlock()
 		if next < 0 {
 			return c.refused("", fmt.Errorf("cannot drain the writer %s: no other node is up, writable and not drained", c.nodes[i].addr))
 		}
-		if err := c.Switchover(ctx, c.nodes[next].addr, opts); err != nil {
+		if err := c.switchover(ctx, c.nodes[next].addr, i, opts); err != nil && err != errNotFrom {
 			return err
 		}
 	}
-	c.setDrained(i, true)
-	return nil
+	return c.refused("", fmt.Errorf("cannot drain %s: the writer role keeps coming back to it", c.nodes[i].addr))
 }
 
 // Undrain puts a node drained by Drain back in service. It may then take
@@ -191,17 +307,16 @@ func (c *Cluster) Undrain(addr string) error {
 	if i < 0 {
 		return fmt.Errorf("dbrouter: cluster %q: undrain: %q is not a node of the cluster (nodes: %v)", c.name, addr, c.Nodes())
 	}
-	c.setDrained(i, false)
-	return nil
-}
-
-func (c *Cluster) setDrained(i int, on bool) {
+	if err := c.stillOpen(); err != nil {
+		return err
+	}
 	now := time.Now()
 	c.mu.Lock()
-	out := c.state.setDrained(i, on, now)
+	out := c.state.setDrained(i, false, now)
 	c.publish(out)
 	c.mu.Unlock()
 	c.carryOut(out)
+	return nil
 }
 
 // nodeIndexByName returns the index of the node named addr, as Nodes
