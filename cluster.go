@@ -427,6 +427,9 @@ func (c *Cluster) close() error {
 	var errs []error
 	for _, n := range c.nodes {
 		errs = append(errs, n.close())
+		// What the pools did not close: connections of Router.OpenDB's
+		// *sql.DB, refused from now on anyway.
+		n.closeConns()
 	}
 	return errors.Join(errs...)
 }
