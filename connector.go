@@ -190,6 +190,7 @@ func (r *routedConn) stale(op Op, err error) error {
 // failures database/sql never retries and this never turns into retries.
 //
 //   - success: reported when the node was Suspect (it may come Up);
+//   - driver.ErrSkip (nothing run; database/sql prepares instead): as it is;
 //   - the driver's own driver.ErrBadConn (nothing sent): as it is;
 //   - a server error: as it is;
 //   - a read-only refusal: reported; outside a transaction an error
@@ -204,6 +205,12 @@ func (r *routedConn) outcome(ctx context.Context, op Op, inTx bool, err error) e
 			r.c.reportCall(r.i, false, 0, nil)
 		}
 		return nil
+	}
+	if err == driver.ErrSkip {
+		// Not run: database/sql prepares the statement instead (what
+		// go-sql-driver asks for a statement with arguments unless
+		// interpolateParams is set).
+		return err
 	}
 	if errors.Is(err, driver.ErrBadConn) {
 		r.bad.Store(true)

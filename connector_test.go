@@ -40,13 +40,22 @@ var (
 	_ driver.NamedValueChecker  = (*fullConn)(nil)
 )
 
+// ExecContext and QueryContext skip statements with arguments, as
+// go-sql-driver does without interpolateParams: database/sql then
+// prepares them.
 func (c *fullConn) ExecContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Result, error) {
 	c.calls.exec.Add(1)
+	if len(args) > 0 {
+		return nil, driver.ErrSkip
+	}
 	return c.fakeConn.ExecContext(ctx, q, args)
 }
 
 func (c *fullConn) QueryContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Rows, error) {
 	c.calls.query.Add(1)
+	if len(args) > 0 {
+		return nil, driver.ErrSkip
+	}
 	return c.fakeConn.QueryContext(ctx, q, args)
 }
 
@@ -254,6 +263,11 @@ func TestOpenDBOutcomeUnknownNotRetried(t *testing.T) {
 		run  func(ctx context.Context, db *sql.DB, fail func()) error
 	}{
 		{"exec", OpExec, func(ctx context.Context, db *sql.DB, fail func()) error {
+			fail()
+			_, err := db.ExecContext(ctx, "INSERT INTO t (id) VALUES (1)")
+			return err
+		}},
+		{"exec with arguments (prepared by database/sql)", OpExec, func(ctx context.Context, db *sql.DB, fail func()) error {
 			fail()
 			_, err := db.ExecContext(ctx, insert, 1)
 			return err
