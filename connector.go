@@ -110,7 +110,7 @@ func (c *Cluster) connectRouted(ctx context.Context) (driver.Conn, error) {
 			return false, err
 		}
 		nc := dc.(*nodeConn)
-		nc.routed = &routedConn{c: c, i: c.nodeIndex(n)}
+		nc.routed = newRoutedConn(c, c.nodeIndex(n))
 		conn = nc
 		return false, nil
 	})
@@ -120,9 +120,16 @@ func (c *Cluster) connectRouted(ctx context.Context) (driver.Conn, error) {
 // routedConn is what a connection of Router.OpenDB knows of where it
 // belongs: its cluster and node, and whether it was lost.
 type routedConn struct {
-	c   *Cluster
-	i   int
-	bad atomic.Bool // lost after sending, or refused: never used again
+	c     *Cluster
+	i     int
+	bad   atomic.Bool // lost after sending, or refused: never used again
+	leave func()      // exit, for the passes of rows and transactions
+}
+
+func newRoutedConn(c *Cluster, i int) *routedConn {
+	r := &routedConn{c: c, i: i}
+	r.leave = r.exit
+	return r
 }
 
 // takesWrites reports whether node i is where a write would go now: in
@@ -146,25 +153,41 @@ func (r *routedConn) valid() bool {
 	return !r.bad.Load() && r.c.stillOpen() == nil && r.c.pick.Load().takesWrites(r.i)
 }
 
-// pass lets a statement (or a BeginTx, Prepare, Ping) of the connection
-// through the fence, as a pinned connection's is; it refuses, with an
-// error matching driver.ErrBadConn and ErrNotSent, when the node no longer
-// takes the writes or the cluster was closed or retired.
+// pass is enter for a call whose result outlives it (rows, a
+// transaction): the pass gives the place back.
 func (r *routedConn) pass(ctx context.Context, op Op) (*pass, error) {
-	p, err := r.c.writePass(ctx, op)
-	if err != nil {
-		if errors.Is(err, ErrClosed) {
-			r.bad.Store(true)
-			return nil, r.stale(op, err)
-		}
-		return nil, err // ctx ended at the fence: not sent
+	if err := r.enter(ctx, op); err != nil {
+		return nil, err
+	}
+	return newPass(r.leave), nil
+}
+
+// enter lets a statement (or a BeginTx, Prepare, Ping) of the connection
+// through the fence, as a pinned connection's is, counted among the
+// cluster's calls in flight until exit; it refuses, with an error matching
+// driver.ErrBadConn and ErrNotSent, when the node no longer takes the
+// writes or the cluster was closed or retired.
+func (r *routedConn) enter(ctx context.Context, op Op) error {
+	c := r.c
+	if err := c.enter(); err != nil {
+		r.bad.Store(true)
+		return r.stale(op, err)
+	}
+	if err := c.fence.enter(ctx); err != nil {
+		c.leave()
+		return &notSentError{cluster: c.name, op: op, node: c.nodes[r.i].addr, err: err} // ctx ended at the fence
+	}
+	if err := c.stillOpen(); err != nil {
+		r.exit()
+		r.bad.Store(true)
+		return r.stale(op, err)
 	}
 	if r.bad.Load() {
-		p.giveBack()
-		return nil, r.stale(op, errors.New("the connection was lost"))
+		r.exit()
+		return r.stale(op, errors.New("the connection was lost"))
 	}
-	if pk := r.c.pick.Load(); !pk.takesWrites(r.i) {
-		p.giveBack()
+	if pk := c.pick.Load(); !pk.takesWrites(r.i) {
+		r.exit()
 		r.bad.Store(true)
 		why := "is no longer the writer"
 		if pk.nodes[r.i].state == StateDown {
@@ -174,9 +197,15 @@ func (r *routedConn) pass(ctx context.Context, op Op) (*pass, error) {
 		if pk.writer >= 0 {
 			now = r.c.nodes[pk.writer].addr
 		}
-		return nil, r.stale(op, fmt.Errorf("node %s %s (writer: %s)", r.c.nodes[r.i].addr, why, now))
+		return r.stale(op, fmt.Errorf("node %s %s (writer: %s)", r.c.nodes[r.i].addr, why, now))
 	}
-	return p, nil
+	return nil
+}
+
+// exit ends what enter began.
+func (r *routedConn) exit() {
+	r.c.fence.leave()
+	r.c.leave()
 }
 
 // stale returns the error of a call refused on the connection before

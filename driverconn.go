@@ -136,6 +136,14 @@ func (c *nodeConn) ExecContext(ctx context.Context, query string, args []driver.
 		return nil, driver.ErrSkip // database/sql prepares it instead
 	}
 	op := c.op(OpExec, OpTxExec)
+	if r := c.routed; r != nil && !c.inTx.Load() {
+		if err := r.enter(ctx, op); err != nil {
+			return nil, err
+		}
+		res, err := ex.ExecContext(ctx, query, args)
+		r.exit()
+		return res, c.done(ctx, op, err)
+	}
 	p, err := c.own(ctx, op)
 	if err != nil {
 		return nil, err
@@ -159,6 +167,19 @@ func (c *nodeConn) QueryContext(ctx context.Context, query string, args []driver
 // runQuery runs a query for a connection or statement and hands its pass on
 // to the rows.
 func runQuery(ctx context.Context, c *nodeConn, op Op, run func() (driver.Rows, error)) (driver.Rows, error) {
+	if r := c.routed; r != nil && !c.inTx.Load() {
+		// The pass is made only for rows that are returned (a statement
+		// with arguments is first skipped by go-sql-driver).
+		if err := r.enter(ctx, op); err != nil {
+			return nil, err
+		}
+		rows, err := run()
+		if err != nil {
+			r.exit()
+			return nil, c.done(ctx, op, err)
+		}
+		return &nodeRows{Rows: rows, pass: newPass(r.leave)}, c.done(ctx, op, nil)
+	}
 	own, err := c.own(ctx, op)
 	if err != nil {
 		return nil, err
@@ -218,12 +239,11 @@ func (c *nodeConn) Begin() (driver.Tx, error) {
 // the statement takes a pass as a direct statement does. A routed
 // connection checks its node first, as for a statement.
 func (c *nodeConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	if c.routed != nil && !c.inTx.Load() {
-		p, err := c.routed.pass(ctx, OpPrepare)
-		if err != nil {
+	if r := c.routed; r != nil && !c.inTx.Load() {
+		if err := r.enter(ctx, OpPrepare); err != nil {
 			return nil, err
 		}
-		p.giveBack()
+		r.exit()
 	}
 	var (
 		st  driver.Stmt
@@ -248,12 +268,11 @@ func (c *nodeConn) Prepare(query string) (driver.Stmt, error) {
 // Ping forwards to the driver's Ping, if it has one. A routed connection
 // checks its node first, as for a statement.
 func (c *nodeConn) Ping(ctx context.Context) error {
-	if c.routed != nil && !c.inTx.Load() {
-		p, err := c.routed.pass(ctx, OpPing)
-		if err != nil {
+	if r := c.routed; r != nil && !c.inTx.Load() {
+		if err := r.enter(ctx, OpPing); err != nil {
 			return err
 		}
-		p.giveBack()
+		r.exit()
 	}
 	if p, ok := c.Conn.(driver.Pinger); ok {
 		return c.done(ctx, OpPing, p.Ping(ctx))
@@ -311,8 +330,16 @@ var (
 // ExecContext runs the prepared statement.
 func (s *nodeStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
 	op := s.conn.op(OpExec, OpTxExec)
-	p, err := s.conn.own(ctx, op)
-	if err != nil {
+	var (
+		p   *pass
+		err error
+	)
+	if r := s.conn.routed; r != nil && !s.conn.inTx.Load() {
+		if err := r.enter(ctx, op); err != nil {
+			return nil, err
+		}
+		defer r.exit()
+	} else if p, err = s.conn.own(ctx, op); err != nil {
 		return nil, err
 	}
 	if p != nil {
