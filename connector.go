@@ -42,7 +42,9 @@ func (r *Router) Connector(cluster string) (driver.Connector, error) {
 //     cluster and returned the same way, and retried on the new writer;
 //   - a connection lost after sending returns an *OutcomeUnknownError
 //     (never driver.ErrBadConn: database/sql does not retry it) and is
-//     dropped; BeginTx, Prepare and Ping, which apply nothing, are retried;
+//     dropped; BeginTx, Prepare and Ping apply nothing and return an error
+//     matching driver.ErrBadConn and ErrNotSent instead (database/sql
+//     retries BeginTx and Prepare, not a ping that already started);
 //   - statements in a transaction, and its COMMIT, are never retried: a
 //     failover inside a transaction is an error.
 //

@@ -59,8 +59,17 @@ func (c *fullConn) QueryContext(ctx context.Context, q string, args []driver.Nam
 	return c.fakeConn.QueryContext(ctx, q, args)
 }
 
+// BeginTx fails as the server's statements do (execErr), without
+// counting as a statement that ran.
 func (c *fullConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
 	c.calls.begin.Add(1)
+	c.srv.mu.Lock()
+	err := c.srv.execErr
+	c.srv.mu.Unlock()
+	if err != nil {
+		c.bad = true
+		return nil, err
+	}
 	return c.fakeConn.BeginTx(ctx, opts)
 }
 
@@ -514,5 +523,81 @@ func TestOpenDBWritesHoldFence(t *testing.T) {
 	}
 	if in, f := c.inflight.Load(), c.fence.inside.Load(); in != 0 || f != 0 {
 		t.Errorf("after commit: %d in flight, %d past the fence; want 0 and 0", in, f)
+	}
+}
+
+// TestOpenDBBeginAndPingRetried: BeginTx and Ping apply nothing, so a
+// connection lost under them, or refused because its node lost the
+// writer role, fails with driver.ErrBadConn and ErrNotSent, and
+// database/sql retries on the new writer (BeginTx always; Ping only when
+// the pool drops the connection before pinging: sql.DB.PingContext does
+// not retry the ping itself, so the next one lands on the new writer).
+func TestOpenDBBeginAndPingRetried(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		run  func(ctx context.Context, db *sql.DB) error
+		// pings: sql.DB.PingContext returns a lost ping's error as is.
+		pings bool
+	}{
+		{"begin", func(ctx context.Context, db *sql.DB) error {
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, "INSERT INTO t (id) VALUES (1)"); err != nil {
+				return err
+			}
+			return tx.Commit()
+		}, false},
+		{"ping", func(ctx context.Context, db *sql.DB) error { return db.PingContext(ctx) }, true},
+	} {
+		t.Run(tc.name+" after a lost connection", func(t *testing.T) {
+			t.Parallel()
+			c, srv, _ := newRoutedFake(t, 3)
+			db := routedDBOver(t, c)
+			ctx := t.Context()
+			if _, err := db.ExecContext(ctx, "INSERT INTO t (id) VALUES (0)"); err != nil {
+				t.Fatal(err)
+			}
+			srv[0].set(func(s *fakeServer) { s.execErr = mysql.ErrInvalidConn })
+			err := tc.run(ctx, db)
+			if tc.pings {
+				if !errors.Is(err, driver.ErrBadConn) || !errors.Is(err, ErrNotSent) || errors.Is(err, ErrOutcomeUnknown) {
+					t.Fatalf("lost ping: %v, want ErrBadConn and ErrNotSent", err)
+				}
+				err = tc.run(ctx, db)
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			if b := srv[1].execs.Load(); b != 1 {
+				t.Errorf("b ran %d statements, want 1", b)
+			}
+		})
+		t.Run(tc.name+" after a switch", func(t *testing.T) {
+			t.Parallel()
+			c, srv, _ := newRoutedFake(t, 3)
+			db := routedDBOver(t, c)
+			ctx := t.Context()
+			held, err := db.Conn(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer held.Close()
+			if err := held.PingContext(ctx); err != nil {
+				t.Fatal(err)
+			}
+			c.reportCall(0, true, ClassNotSent, errors.New("dial refused"))
+			if err := held.PingContext(ctx); !errors.Is(err, driver.ErrBadConn) || !errors.Is(err, ErrNotSent) {
+				t.Errorf("ping on a held connection after the switch: %v, want ErrBadConn and ErrNotSent", err)
+			}
+			if err := tc.run(ctx, db); err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			if a, b := srv[0].execs.Load(), srv[1].execs.Load(); a != 1 || b != 1 {
+				t.Errorf("executions: a %d (want 1: the first ping), b %d (want 1)", a, b)
+			}
+		})
 	}
 }
