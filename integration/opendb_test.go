@@ -102,6 +102,9 @@ func TestOpenDBKillWriterUnderLoad(t *testing.T) {
 	t.Logf("writes through OpenDB: %d acknowledged, %d outcome unknown, %d not sent",
 		count[okDirect], count[unknown], count[notSent])
 	require.LessOrEqual(t, count[unknown], 3*writers, "outcome-unknown writes: a few in flight per writer at most")
+	var servers int
+	require.NoError(t, ring.AdminDB(0).QueryRowContext(ctx, "SELECT COUNT(DISTINCT node) FROM ringtest.t").Scan(&servers))
+	require.GreaterOrEqual(t, servers, 2, "writes served by the killed writer and by the next node")
 	for i := range 3 {
 		rows := rowCounts(t, ring, i)
 		var lost, doubled, unknownApplied int
