@@ -204,6 +204,14 @@ func (r *routedConn) enter(ctx context.Context, op Op) error {
 	return nil
 }
 
+// succeeded reports a call that succeeded on a Suspect node, which may
+// then come Up, as a direct call's success does.
+func (r *routedConn) succeeded() {
+	if r.c.pick.Load().nodes[r.i].state == StateSuspect {
+		r.c.reportCall(r.i, false, 0, nil)
+	}
+}
+
 // exit ends what enter began.
 func (r *routedConn) exit() {
 	r.c.fence.leave()
@@ -232,9 +240,7 @@ func (r *routedConn) stale(op Op, err error) error {
 //     ErrNotSent in one; anything else is an *OutcomeUnknownError.
 func (r *routedConn) outcome(ctx context.Context, op Op, inTx bool, err error) error {
 	if err == nil {
-		if r.c.pick.Load().nodes[r.i].state == StateSuspect {
-			r.c.reportCall(r.i, false, 0, nil)
-		}
+		r.succeeded()
 		return nil
 	}
 	if err == driver.ErrSkip {

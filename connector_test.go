@@ -601,3 +601,23 @@ func TestOpenDBBeginAndPingRetried(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenDBClosedCluster: after Router.Close a connection is refused and
+// a new one cannot be made: the error matches ErrClosed and ErrNotSent.
+func TestOpenDBClosedCluster(t *testing.T) {
+	t.Parallel()
+	c, srv, _ := newRoutedFake(t, 2)
+	db := routedDBOver(t, c)
+	ctx := t.Context()
+	if _, err := db.ExecContext(ctx, insert, 1); err != nil {
+		t.Fatal(err)
+	}
+	c.close()
+	_, err := db.ExecContext(ctx, insert, 2)
+	if !errors.Is(err, ErrClosed) || !errors.Is(err, ErrNotSent) {
+		t.Fatalf("after close: %v, want ErrClosed and ErrNotSent", err)
+	}
+	if n := srv[0].execs.Load() + srv[1].execs.Load(); n != 1 {
+		t.Errorf("%d statements ran, want 1", n)
+	}
+}

@@ -178,7 +178,8 @@ func runQuery(ctx context.Context, c *nodeConn, op Op, run func() (driver.Rows, 
 			r.exit()
 			return nil, c.done(ctx, op, err)
 		}
-		return &nodeRows{Rows: rows, pass: newPass(r.leave)}, c.done(ctx, op, nil)
+		r.succeeded()
+		return &nodeRows{Rows: rows, pass: newPass(r.leave)}, nil
 	}
 	own, err := c.own(ctx, op)
 	if err != nil {
@@ -217,8 +218,8 @@ func (c *nodeConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.T
 		}
 		return nil, c.done(ctx, OpBegin, err)
 	}
-	if err := c.done(ctx, OpBegin, nil); err != nil {
-		return nil, err
+	if c.routed != nil {
+		c.routed.succeeded()
 	}
 	if p := handOn(ctx, own); p != nil {
 		c.inTx.Store(true)
