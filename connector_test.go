@@ -621,3 +621,48 @@ func TestOpenDBClosedCluster(t *testing.T) {
 		t.Errorf("%d statements ran, want 1", n)
 	}
 }
+
+// TestRouterOpenDBResolvesByName: OpenDB and Connector check the name, and
+// every connect resolves it again, so a cluster removed by Reload is gone.
+func TestRouterOpenDBResolvesByName(t *testing.T) {
+	t.Parallel()
+	cfg := &Config{
+		Defaults: Settings{User: "app", Health: HealthConfig{Disabled: true}},
+		Clusters: map[string]ClusterConfig{
+			"orders": {Nodes: []string{"127.0.0.1:1"}},
+			"other":  {Nodes: []string{"127.0.0.1:2"}},
+		},
+		Logger: slog.New(slog.DiscardHandler),
+	}
+	r, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := r.OpenDB("nope"); !errors.Is(err, ErrUnknownCluster) {
+		t.Errorf("OpenDB of an unknown cluster: %v, want ErrUnknownCluster", err)
+	}
+	if _, err := r.Connector("nope"); !errors.Is(err, ErrUnknownCluster) {
+		t.Errorf("Connector of an unknown cluster: %v, want ErrUnknownCluster", err)
+	}
+	k, err := r.Connector("orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Driver().Open("dsn"); err == nil {
+		t.Errorf("the connector's driver opened a DSN")
+	}
+	db, err := r.OpenDB("orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	cfg2 := cfg.Clone()
+	delete(cfg2.Clusters, "orders")
+	if err := r.Reload(cfg2); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PingContext(t.Context()); !errors.Is(err, ErrUnknownCluster) {
+		t.Errorf("connect after the cluster was removed: %v, want ErrUnknownCluster", err)
+	}
+}
