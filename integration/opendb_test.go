@@ -10,16 +10,29 @@ import (
 	"time"
 
 	"github.com/dbrouter/dbrouter"
+	"github.com/dbrouter/dbrouter/ringtest"
 	"github.com/stretchr/testify/require"
 )
 
-// TestOpenDBKillWriterUnderLoad kills the writer while 4 goroutines write
-// through Router.OpenDB's plain *sql.DB (what an ORM is given): writes go
-// on on the next node through database/sql's own retries, every
-// acknowledged write is on every node exactly once, nothing is doubled,
-// and the writes whose fate is unknown say so through errors.Is.
+// TestOpenDBKillWriterUnderLoad kills the writer (SIGKILL) while 4
+// goroutines write through Router.OpenDB's plain *sql.DB (what an ORM is
+// given): writes go on on the next node through database/sql's own
+// retries, every acknowledged write is on every node exactly once, nothing
+// is doubled, and the writes whose fate is unknown say so through
+// errors.Is.
 func TestOpenDBKillWriterUnderLoad(t *testing.T) {
 	t.Parallel()
+	openDBFaultUnderLoad(t, "kill", (*ringtest.Ring).Kill, (*ringtest.Ring).Restart)
+}
+
+// TestOpenDBFreezeWriterUnderLoad is TestOpenDBKillWriterUnderLoad with
+// the writer frozen (SIGSTOP), then thawed.
+func TestOpenDBFreezeWriterUnderLoad(t *testing.T) {
+	t.Parallel()
+	openDBFaultUnderLoad(t, "freeze", (*ringtest.Ring).Freeze, (*ringtest.Ring).Thaw)
+}
+
+func openDBFaultUnderLoad(t *testing.T, name string, fault, recover func(*ringtest.Ring, int) error) {
 	ring, r, _ := startRing(t, 3, nil)
 	db, err := r.OpenDB("ring")
 	require.NoError(t, err)
@@ -82,25 +95,25 @@ func TestOpenDBKillWriterUnderLoad(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(results) >= 200 }, waitTimeout, tick, "200 writes before the kill")
 	killAt := time.Now()
-	require.NoError(t, ring.Kill(0))
+	require.NoError(t, fault(ring, 0))
 	killed.Store(true)
 	require.Eventually(t, func() bool { return afterOK.Load() >= 200 }, waitTimeout, tick, "200 writes after the kill")
 	close(stop)
 	wg.Wait()
-	t.Logf("kill to 200 acknowledged writes: %v", time.Since(killAt).Round(time.Millisecond))
+	t.Logf("%s to 200 acknowledged writes: %v", name, time.Since(killAt).Round(time.Millisecond))
 	if err, _ := firstErr.Load().(error); err != nil {
 		t.Fatalf("a write failed with an unclassified error: %v", err)
 	}
 
-	require.NoError(t, ring.Restart(0))
+	require.NoError(t, recover(ring, 0))
 	require.NoError(t, ring.WaitConverged(ctx))
 
 	count := map[outcome]int{}
 	for _, o := range results {
 		count[o]++
 	}
-	t.Logf("writes through OpenDB: %d acknowledged, %d outcome unknown, %d not sent",
-		count[okDirect], count[unknown], count[notSent])
+	t.Logf("%s, writes through OpenDB: %d acknowledged, %d outcome unknown, %d not sent",
+		name, count[okDirect], count[unknown], count[notSent])
 	require.LessOrEqual(t, count[unknown], 3*writers, "outcome-unknown writes: a few in flight per writer at most")
 	var servers int
 	require.NoError(t, ring.AdminDB(0).QueryRowContext(ctx, "SELECT COUNT(DISTINCT node) FROM ringtest.t").Scan(&servers))
