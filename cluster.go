@@ -300,12 +300,13 @@ func (c *Cluster) Conn(ctx context.Context) (*sql.Conn, error) {
 	return conn, err
 }
 
-// Writer returns a connection pool on the current writer, for code that
-// needs a plain *sql.DB (sqlx.NewDb(c.Writer(), "mysql"), migrations, ...).
-// Calls made through it go to that node only and do not fail over: once the
-// node is no longer the writer, they are refused with an error matching
+// Writer returns a connection pool pinned to the current writer, for code
+// that needs one node's *sql.DB for a while (migrations, ...). It does not
+// fail over: calls made through it go to that node only, and once the node
+// is no longer the writer they are refused with an error matching
 // ErrNotSent, and the caller calls Writer again to get the new writer's
-// pool. Each statement, and each transaction until it ends, keeps a
+// pool. For a *sql.DB that fails over — what gorm, sqlx, sqlc, bun or ent
+// should be given — use Router.OpenDB. Each statement, and each transaction until it ends, keeps a
 // failback from moving the writer meanwhile. The pool is owned by the
 // router: do not close it.
 //
@@ -427,6 +428,9 @@ func (c *Cluster) close() error {
 	var errs []error
 	for _, n := range c.nodes {
 		errs = append(errs, n.close())
+		// What the pools did not close: connections of Router.OpenDB's
+		// *sql.DB, refused from now on anyway.
+		n.closeConns()
 	}
 	return errors.Join(errs...)
 }

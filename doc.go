@@ -28,7 +28,9 @@
 // read (which runs in a read-only session, so it cannot have written) or a
 // write marked with [WithIdempotent]. [Cluster.RunInTx] re-runs a whole
 // transaction on the next writer when it failed before its COMMIT was
-// sent.
+// sent. Libraries that take a plain *sql.DB (gorm, sqlx, sqlc, bun, ent)
+// get one that fails over from [Router.OpenDB]; [Cluster.Writer] is pinned
+// to one node.
 //
 // Each node of a cluster in use is probed in the background (read_only and
 // GTID position, on a connection of its own); its health is Up, Suspect or
@@ -82,7 +84,9 @@
 //     written, by a server that is up but refused a new connection (too many
 //     connections, access denied: no failover), and by a statement on a
 //     [Cluster.Conn] or [Cluster.Writer] connection whose node is no longer
-//     the writer.
+//     the writer. On a connection of [Router.OpenDB] such a refusal also
+//     matches driver.ErrBadConn, so that database/sql retries it on a new
+//     connection, to the new writer.
 //   - [ErrOutcomeUnknown]: the connection broke after the statement may
 //     have been sent; the concrete type is [*OutcomeUnknownError], naming
 //     the cluster, node and operation (an [Op] constant: [OpExec],

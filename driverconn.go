@@ -55,12 +55,18 @@ func passOf(ctx context.Context) *pass {
 // directly, every statement and transaction first gets a pass of its own
 // from guard, which refuses it once the node is no longer the writer.
 //
+// A connection of a Router's connector (Router.OpenDB) is routed: it
+// checks before sending anything that its node still takes the cluster's
+// writes, and types what it returns for database/sql's retries (see
+// routedConn in connector.go).
+//
 // nodeConn implements every optional interface that go-sql-driver's
 // connection does, and falls back to database/sql's own behaviour where
 // the wrapped connection lacks one.
 type nodeConn struct {
 	driver.Conn
-	guard func(ctx context.Context) (*pass, error) // nil: no per-statement pass
+	guard  func(ctx context.Context) (*pass, error) // nil: no per-statement pass
+	routed *routedConn                              // nil: not made by a Router's connector
 	// inTx is set while a transaction holds the connection: its
 	// statements run under the transaction's pass.
 	inTx atomic.Bool
@@ -78,12 +84,37 @@ var (
 )
 
 // own returns the pass a statement holds while it runs: a new one from
-// guard on the pinned pool, else nil.
-func (c *nodeConn) own(ctx context.Context) (*pass, error) {
-	if c.guard == nil || c.inTx.Load() {
+// guard on the pinned pool or from the routed connection's check, else
+// nil. Inside a transaction the transaction's pass covers the statement.
+func (c *nodeConn) own(ctx context.Context, op Op) (*pass, error) {
+	if c.inTx.Load() {
+		return nil, nil
+	}
+	if c.routed != nil {
+		return c.routed.pass(ctx, op)
+	}
+	if c.guard == nil {
 		return nil, nil
 	}
 	return c.guard(ctx)
+}
+
+// done types the outcome of a call that may have sent something, on a
+// routed connection (routedConn.outcome); on any other it returns err.
+func (c *nodeConn) done(ctx context.Context, op Op, err error) error {
+	if c.routed == nil {
+		return err
+	}
+	return c.routed.outcome(ctx, op, c.inTx.Load(), err)
+}
+
+// op returns the operation a statement is reported as: plain outside a
+// transaction, inTx in one.
+func (c *nodeConn) op(plain, inTx Op) Op {
+	if c.inTx.Load() {
+		return inTx
+	}
+	return plain
 }
 
 // handOn returns the pass that the rows or transaction being returned must
@@ -104,14 +135,24 @@ func (c *nodeConn) ExecContext(ctx context.Context, query string, args []driver.
 	if !ok {
 		return nil, driver.ErrSkip // database/sql prepares it instead
 	}
-	p, err := c.own(ctx)
+	op := c.op(OpExec, OpTxExec)
+	if r := c.routed; r != nil && !c.inTx.Load() {
+		if err := r.enter(ctx, op); err != nil {
+			return nil, err
+		}
+		res, err := ex.ExecContext(ctx, query, args)
+		r.exit()
+		return res, c.done(ctx, op, err)
+	}
+	p, err := c.own(ctx, op)
 	if err != nil {
 		return nil, err
 	}
 	if p != nil {
 		defer p.giveBack()
 	}
-	return ex.ExecContext(ctx, query, args)
+	res, err := ex.ExecContext(ctx, query, args)
+	return res, c.done(ctx, op, err)
 }
 
 // QueryContext runs a query; its rows hold the pass until they are closed.
@@ -120,13 +161,27 @@ func (c *nodeConn) QueryContext(ctx context.Context, query string, args []driver
 	if !ok {
 		return nil, driver.ErrSkip
 	}
-	return runQuery(ctx, c, func() (driver.Rows, error) { return qu.QueryContext(ctx, query, args) })
+	return runQuery(ctx, c, c.op(OpQuery, OpTxQuery), func() (driver.Rows, error) { return qu.QueryContext(ctx, query, args) })
 }
 
 // runQuery runs a query for a connection or statement and hands its pass on
 // to the rows.
-func runQuery(ctx context.Context, c *nodeConn, run func() (driver.Rows, error)) (driver.Rows, error) {
-	own, err := c.own(ctx)
+func runQuery(ctx context.Context, c *nodeConn, op Op, run func() (driver.Rows, error)) (driver.Rows, error) {
+	if r := c.routed; r != nil && !c.inTx.Load() {
+		// The pass is made only for rows that are returned (a statement
+		// with arguments is first skipped by go-sql-driver).
+		if err := r.enter(ctx, op); err != nil {
+			return nil, err
+		}
+		rows, err := run()
+		if err != nil {
+			r.exit()
+			return nil, c.done(ctx, op, err)
+		}
+		r.succeeded()
+		return &nodeRows{Rows: rows, pass: newPass(r.leave)}, nil
+	}
+	own, err := c.own(ctx, op)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +190,7 @@ func runQuery(ctx context.Context, c *nodeConn, run func() (driver.Rows, error))
 		if own != nil {
 			own.giveBack()
 		}
-		return nil, err
+		return nil, c.done(ctx, op, err)
 	}
 	if p := handOn(ctx, own); p != nil {
 		return &nodeRows{Rows: rows, pass: p}, nil
@@ -145,7 +200,7 @@ func runQuery(ctx context.Context, c *nodeConn, run func() (driver.Rows, error))
 
 // BeginTx starts a transaction; it holds the pass until it ends.
 func (c *nodeConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	own, err := c.own(ctx)
+	own, err := c.own(ctx, OpBegin)
 	if err != nil {
 		return nil, err
 	}
@@ -161,11 +216,17 @@ func (c *nodeConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.T
 		if own != nil {
 			own.giveBack()
 		}
-		return nil, err
+		return nil, c.done(ctx, OpBegin, err)
+	}
+	if c.routed != nil {
+		c.routed.succeeded()
 	}
 	if p := handOn(ctx, own); p != nil {
 		c.inTx.Store(true)
 		return &nodeTx{Tx: tx, pass: p, conn: c}, nil
+	}
+	if c.routed != nil {
+		return &nodeTx{Tx: tx, conn: c}, nil // types its COMMIT
 	}
 	return tx, nil
 }
@@ -176,8 +237,15 @@ func (c *nodeConn) Begin() (driver.Tx, error) {
 }
 
 // PrepareContext prepares a statement; preparing writes nothing, running
-// the statement takes a pass as a direct statement does.
+// the statement takes a pass as a direct statement does. A routed
+// connection checks its node first, as for a statement.
 func (c *nodeConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	if r := c.routed; r != nil && !c.inTx.Load() {
+		if err := r.enter(ctx, OpPrepare); err != nil {
+			return nil, err
+		}
+		r.exit()
+	}
 	var (
 		st  driver.Stmt
 		err error
@@ -188,7 +256,7 @@ func (c *nodeConn) PrepareContext(ctx context.Context, query string) (driver.Stm
 		st, err = c.Conn.Prepare(query)
 	}
 	if err != nil {
-		return nil, err
+		return nil, c.done(ctx, OpPrepare, err)
 	}
 	return &nodeStmt{Stmt: st, conn: c}, nil
 }
@@ -198,24 +266,41 @@ func (c *nodeConn) Prepare(query string) (driver.Stmt, error) {
 	return c.PrepareContext(context.Background(), query)
 }
 
-// Ping forwards to the driver's Ping, if it has one.
+// Ping forwards to the driver's Ping, if it has one. A routed connection
+// checks its node first, as for a statement.
 func (c *nodeConn) Ping(ctx context.Context) error {
+	if r := c.routed; r != nil && !c.inTx.Load() {
+		if err := r.enter(ctx, OpPing); err != nil {
+			return err
+		}
+		r.exit()
+	}
 	if p, ok := c.Conn.(driver.Pinger); ok {
-		return p.Ping(ctx)
+		return c.done(ctx, OpPing, p.Ping(ctx))
 	}
 	return nil
 }
 
-// ResetSession forwards to the driver's ResetSession, if it has one.
+// ResetSession forwards to the driver's ResetSession, if it has one. A
+// routed connection whose node no longer takes the writes returns
+// driver.ErrBadConn, so that database/sql drops it before using it again.
 func (c *nodeConn) ResetSession(ctx context.Context) error {
+	if c.routed != nil && !c.routed.valid() {
+		return driver.ErrBadConn
+	}
 	if r, ok := c.Conn.(driver.SessionResetter); ok {
 		return r.ResetSession(ctx)
 	}
 	return nil
 }
 
-// IsValid forwards to the driver's IsValid, if it has one.
+// IsValid forwards to the driver's IsValid, if it has one. A routed
+// connection is also invalid once it lost its connection after sending,
+// or its node no longer takes the writes.
 func (c *nodeConn) IsValid() bool {
+	if c.routed != nil && !c.routed.valid() {
+		return false
+	}
 	if v, ok := c.Conn.(driver.Validator); ok {
 		return v.IsValid()
 	}
@@ -245,26 +330,38 @@ var (
 
 // ExecContext runs the prepared statement.
 func (s *nodeStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
-	p, err := s.conn.own(ctx)
-	if err != nil {
+	op := s.conn.op(OpExec, OpTxExec)
+	var (
+		p   *pass
+		err error
+	)
+	if r := s.conn.routed; r != nil && !s.conn.inTx.Load() {
+		if err := r.enter(ctx, op); err != nil {
+			return nil, err
+		}
+		defer r.exit()
+	} else if p, err = s.conn.own(ctx, op); err != nil {
 		return nil, err
 	}
 	if p != nil {
 		defer p.giveBack()
 	}
+	var res driver.Result
 	if ex, ok := s.Stmt.(driver.StmtExecContext); ok {
-		return ex.ExecContext(ctx, args)
+		res, err = ex.ExecContext(ctx, args)
+	} else {
+		vals, verr := plainValues(args)
+		if verr != nil {
+			return nil, verr
+		}
+		res, err = s.Stmt.Exec(vals)
 	}
-	vals, err := plainValues(args)
-	if err != nil {
-		return nil, err
-	}
-	return s.Stmt.Exec(vals)
+	return res, s.conn.done(ctx, op, err)
 }
 
 // QueryContext runs the prepared query; its rows hold the pass.
 func (s *nodeStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	return runQuery(ctx, s.conn, func() (driver.Rows, error) {
+	return runQuery(ctx, s.conn, s.conn.op(OpQuery, OpTxQuery), func() (driver.Rows, error) {
 		if q, ok := s.Stmt.(driver.StmtQueryContext); ok {
 			return q.QueryContext(ctx, args)
 		}
@@ -303,18 +400,21 @@ func plainValues(args []driver.NamedValue) ([]driver.Value, error) {
 	return vals, nil
 }
 
-// nodeTx is a driver transaction that holds a pass until it ends.
+// nodeTx is a driver transaction that holds a pass until it ends (on a
+// routed connection, always; elsewhere only when it has one).
 type nodeTx struct {
 	driver.Tx
-	pass *pass
+	pass *pass // nil: none
 	conn *nodeConn
 }
 
 // Commit notes that COMMIT was sent, sends it and gives the pass back.
 func (t *nodeTx) Commit() error {
-	t.pass.commitSent.Store(true)
+	if t.pass != nil {
+		t.pass.commitSent.Store(true)
+	}
 	defer t.end()
-	return t.Tx.Commit()
+	return t.conn.done(context.Background(), OpCommit, t.Tx.Commit())
 }
 
 // Rollback rolls back and gives the pass back.
@@ -325,7 +425,9 @@ func (t *nodeTx) Rollback() error {
 
 func (t *nodeTx) end() {
 	t.conn.inTx.Store(false)
-	t.pass.giveBack()
+	if t.pass != nil {
+		t.pass.giveBack()
+	}
 }
 
 // nodeRows are driver rows that hold a pass until they are closed. They

@@ -74,8 +74,14 @@ const (
 	OpBegin Op = "begin"
 	// OpConn is Cluster.Conn.
 	OpConn Op = "conn"
-	// OpPing is Cluster.PingContext.
+	// OpPing is Cluster.PingContext, and a ping on a connection of
+	// Router.OpenDB.
 	OpPing Op = "ping"
+	// OpConnect is a new connection of Router.OpenDB's *sql.DB (or of
+	// Router.Connector).
+	OpConnect Op = "connect"
+	// OpPrepare is preparing a statement on a connection of Router.OpenDB.
+	OpPrepare Op = "prepare"
 	// OpPinned is a statement or transaction on a connection from
 	// Cluster.Conn or Cluster.Writer.
 	OpPinned Op = "statement on a pinned connection"

@@ -132,12 +132,38 @@ func Example() {
 	}
 	fmt.Println("Smith:", balance)
 
-	// Code that needs a *sql.DB (sqlx.NewDb(db, "mysql"), migrations, ...)
-	// gets the writer's pool.
+	// Code that needs one node's *sql.DB for a while (migrations) gets the
+	// writer's pool, pinned to it; for ORMs, see Router.OpenDB.
 	db := shop.Writer()
 	var n int
 	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM customer").Scan(&n); err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println(n, "customers")
+}
+
+// OpenDB gives gorm, sqlx, sqlc, bun or ent a plain *sql.DB that fails
+// over: database/sql retries a call refused before anything was applied
+// (driver.ErrBadConn) on a new connection, which goes to the new writer; a
+// write whose connection was lost after sending is not retried.
+func ExampleRouter_OpenDB() {
+	ctx := context.Background()
+	r, err := dbrouter.Open(&dbrouter.Config{
+		Defaults: dbrouter.Settings{User: "app", Password: os.Getenv("DB_PASSWORD"), Database: "shop"},
+		Clusters: map[string]dbrouter.ClusterConfig{"shop": {Nodes: []string{"10.0.1.1", "10.0.1.2", "10.0.1.3"}}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+	db, err := r.OpenDB("shop") // e.g. sqlx.NewDb(db, "mysql"), gorm's mysql.Config{Conn: db}
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+	_, err = db.ExecContext(ctx, "INSERT INTO customer VALUES (?, ?)", "Smith", 100)
+	switch {
+	case errors.Is(err, dbrouter.ErrOutcomeUnknown): // may or may not be applied: check before retrying
+	case errors.Is(err, dbrouter.ErrNotSent): // applied nowhere (no node reachable): safe to retry
+	}
 }

@@ -301,9 +301,10 @@ func (c *Cluster) attemptsOn(ctx context.Context, p *picker, op Op, read, retryU
 		}
 	}
 	// Only a statement that ran says the node is writable: START
-	// TRANSACTION succeeds on a read-only server, and Conn sends nothing.
+	// TRANSACTION succeeds on a read-only server, and Conn and a connect
+	// send nothing.
 	// Without probes such a write clears the node's read_only flag.
-	clears := !read && op != OpBegin && op != OpConn && c.settings.Health.Disabled
+	clears := !read && op != OpBegin && op != OpConn && op != OpConnect && c.settings.Health.Disabled
 	var tried []*NodeError
 	for _, i := range order {
 		n := c.nodes[i]

@@ -79,9 +79,10 @@ func BenchmarkCallOverhead(b *testing.B) {
 	}
 }
 
-// BenchmarkExecFake compares Cluster.ExecContext with ExecContext on a bare
-// *sql.DB over the same fake connector: the difference is the router's
-// overhead per write, free of network and server noise.
+// BenchmarkExecFake compares Cluster.ExecContext, and ExecContext on
+// Router.OpenDB's *sql.DB, with ExecContext on a bare *sql.DB over the same
+// fake connector: the difference is the router's overhead per write, free
+// of network and server noise.
 func BenchmarkExecFake(b *testing.B) {
 	const stmt = "INSERT INTO t (id) VALUES (?)"
 	ctx := context.Background()
@@ -101,6 +102,20 @@ func BenchmarkExecFake(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := c.ExecContext(ctx, stmt, 1); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// Router.OpenDB's *sql.DB: a fence pass and a check of the node per
+	// statement, on connections it keeps.
+	b.Run("opendb", func(b *testing.B) {
+		c, _ := newFakeCluster(b, 3, Settings{})
+		db := sql.OpenDB(&clusterConnector{resolve: func() (*Cluster, error) { return c, nil }})
+		b.Cleanup(func() { db.Close() })
+		db.SetMaxIdleConns(DefaultMaxIdleConns)
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := db.ExecContext(ctx, stmt, 1); err != nil {
 				b.Fatal(err)
 			}
 		}

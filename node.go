@@ -37,7 +37,10 @@ type node struct {
 	newPool func(kind poolKind) *sql.DB
 	// guard gives a pinned-pool statement its pass; set by the cluster.
 	guard func(ctx context.Context) (*pass, error)
-	probe probeConn
+	// connector makes the connections of a Router's connector
+	// (Router.OpenDB), outside the node's pools.
+	connector *boundedConnector
+	probe     probeConn
 
 	closeMu sync.Mutex // orders opening a pool against close
 	closed  bool
@@ -219,6 +222,7 @@ func newNodeWithConnector(addr string, inner driver.Connector, cc Settings) *nod
 func (n *node) setPool(inner driver.Connector, cc Settings) {
 	n.maxIdle = cc.MaxIdleConns
 	n.probe.connector = &boundedConnector{inner: inner, timeout: cc.ConnectTimeout}
+	n.connector = &boundedConnector{inner: inner, timeout: cc.ConnectTimeout}
 	n.newPool = func(kind poolKind) *sql.DB {
 		bc := &boundedConnector{inner: inner, timeout: cc.ConnectTimeout}
 		switch kind {

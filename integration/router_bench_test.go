@@ -35,8 +35,9 @@ const benchRows = 1000
 var pointRounds = flag.Int("pointquery.rounds", 1, "BenchmarkPointQuery: alternate bare and routed this many times")
 
 // BenchmarkPointQuery compares a routed point SELECT and INSERT with the
-// same statement on a bare *sql.DB, with 1 and 8 concurrent callers. Its
-// sub-benchmarks are named op/callers=N/{bare,routed}, with #NN suffixes for
+// same statement on a bare *sql.DB, with 1 and 8 concurrent callers, through
+// a Cluster (routed) and through Router.OpenDB's *sql.DB (opendb). Its
+// sub-benchmarks are named op/callers=N/{bare,routed,opendb}, with #NN suffixes for
 // later rounds (see -pointquery.rounds); the ring starts once.
 func BenchmarkPointQuery(b *testing.B) {
 	h := ringtest.New(b, ringtest.Options{Nodes: 1, Logf: func(string, ...any) {}})
@@ -53,6 +54,10 @@ func BenchmarkPointQuery(b *testing.B) {
 	b.Cleanup(func() { r.Close() })
 	routed, err := r.Cluster("bench")
 	require.NoError(b, err)
+	// The *sql.DB that fails over, as an ORM gets it.
+	opendb, err := r.OpenDB("bench")
+	require.NoError(b, err)
+	b.Cleanup(func() { opendb.Close() })
 
 	// The bare pool: the driver configuration dbrouter builds for its
 	// nodes (default settings), and the same pool sizes.
@@ -110,6 +115,17 @@ func BenchmarkPointQuery(b *testing.B) {
 			},
 			exec: func(ctx context.Context, q string, args ...any) error {
 				_, err := routed.ExecContext(ctx, q, args...)
+				return err
+			},
+		},
+		{
+			name: "opendb",
+			query: func(ctx context.Context, q string, args ...any) error {
+				var v string
+				return opendb.QueryRowContext(ctx, q, args...).Scan(&v)
+			},
+			exec: func(ctx context.Context, q string, args ...any) error {
+				_, err := opendb.ExecContext(ctx, q, args...)
 				return err
 			},
 		},
