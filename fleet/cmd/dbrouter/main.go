@@ -9,6 +9,7 @@
 //	dbrouter show-config                   print the configuration stored in etcd
 //	dbrouter diff FILE                     compare etcd's configuration with FILE
 //	dbrouter status [--cluster NAME]       writer, epoch and every router's view of every node
+//	dbrouter switchover CLUSTER NODE       move CLUSTER's writer to NODE for the whole fleet
 //
 // The commands that talk to etcd take --endpoints (comma-separated; default
 // $DBROUTER_ETCD_ENDPOINTS, else 127.0.0.1:2379), --prefix (default
@@ -86,6 +87,8 @@ var commands = []command{
 			fs.StringVar(&e.cluster, "cluster", "", "show cluster `NAME` only")
 		},
 		summary: "each cluster's writer, epoch and every router's view of each node"},
+	{name: "switchover", args: "CLUSTER NODE", nargs: 2, etcd: true, run: cmdSwitchover,
+		summary: "move CLUSTER's writer to NODE for the whole fleet (a compare-and-swap on its decision)"},
 }
 
 // env is what a subcommand runs with: its output, its flags, and the etcd
