@@ -433,7 +433,7 @@ func (d *docData) headline() string {
 			}
 			what := map[string]string{"kill": "killed (SIGKILL)", "freeze": "frozen (SIGSTOP)",
 				"cut": "network path cut", "readonly": "made read-only",
-				"switchover": "switched over on purpose (dbrouter: `Switchover`; naive: read-only by hand)"}[fault]
+				"switchover": "switched over (naive: by hand)"}[fault]
 			fmt.Fprintf(&b, "| %s | %s | %s |\n", what, cell(f.Side("dbrouter"), true), cell(f.Side("naive"), false))
 		}
 		b.WriteString("\n")
