@@ -580,60 +580,55 @@ func decodeConfigLinear(root *yaml.Node, cfg *Config) error {
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
 		doc = doc.Content[0]
 	}
-	doc = resolveAlias(doc)
-	if doc.Kind != yaml.MappingNode || hasMergeKey(doc) {
+	rest, big, ok := splitMapping(doc, "clusters", "shard_maps")
+	if !ok {
 		return root.Decode(cfg)
-	}
-	rest := *doc
-	rest.Content = nil
-	var clusters, maps *yaml.Node
-	for i := 0; i+1 < len(doc.Content); i += 2 {
-		switch resolveAlias(doc.Content[i]).Value {
-		case "clusters":
-			clusters = doc.Content[i+1]
-		case "shard_maps":
-			maps = doc.Content[i+1]
-		default:
-			rest.Content = append(rest.Content, doc.Content[i], doc.Content[i+1])
-		}
 	}
 	if err := rest.Decode(cfg); err != nil {
 		return err
 	}
-	if err := decodeMapLinear(clusters, &cfg.Clusters, func(n *yaml.Node, v *ClusterConfig) error { return n.Decode(v) }); err != nil {
+	if err := decodeMapLinear(big[0], &cfg.Clusters, func(n *yaml.Node, v *ClusterConfig) error { return n.Decode(v) }); err != nil {
 		return err
 	}
-	return decodeMapLinear(maps, &cfg.ShardMaps, decodeShardMapConfig)
+	return decodeMapLinear(big[1], &cfg.ShardMaps, decodeShardMapConfig)
 }
 
 // decodeShardMapConfig decodes one shard map, its ranges and entries entry
 // by entry (see decodeConfig).
 func decodeShardMapConfig(n *yaml.Node, m *ShardMapConfig) error {
-	n = resolveAlias(n)
-	if n.Kind != yaml.MappingNode || hasMergeKey(n) {
+	rest, big, ok := splitMapping(n, "ranges", "entries")
+	if !ok {
 		return n.Decode(m)
-	}
-	rest := *n
-	rest.Content = nil
-	var ranges, entries *yaml.Node
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		switch resolveAlias(n.Content[i]).Value {
-		case "ranges":
-			ranges = n.Content[i+1]
-		case "entries":
-			entries = n.Content[i+1]
-		default:
-			rest.Content = append(rest.Content, n.Content[i], n.Content[i+1])
-		}
 	}
 	if err := rest.Decode(m); err != nil {
 		return err
 	}
 	str := func(n *yaml.Node, v *string) error { return n.Decode(v) }
-	if err := decodeMapLinear(ranges, &m.Ranges, str); err != nil {
+	if err := decodeMapLinear(big[0], &m.Ranges, str); err != nil {
 		return err
 	}
-	return decodeMapLinear(entries, &m.Entries, str)
+	return decodeMapLinear(big[1], &m.Entries, str)
+}
+
+// splitMapping splits mapping n into the values of the given keys (nil
+// when absent) and a mapping of the rest. ok is false when n is not a
+// mapping, or has a merge key: yaml.v3 must decode it whole.
+func splitMapping(n *yaml.Node, keys ...string) (rest *yaml.Node, values []*yaml.Node, ok bool) {
+	n = resolveAlias(n)
+	if n.Kind != yaml.MappingNode || hasMergeKey(n) {
+		return nil, nil, false
+	}
+	r := *n
+	r.Content = nil
+	values = make([]*yaml.Node, len(keys))
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := slices.Index(keys, resolveAlias(n.Content[i]).Value); k >= 0 {
+			values[k] = n.Content[i+1]
+			continue
+		}
+		r.Content = append(r.Content, n.Content[i], n.Content[i+1])
+	}
+	return &r, values, true
 }
 
 // decodeMapLinear decodes mapping node n (nil: absent) into *out entry by

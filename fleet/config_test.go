@@ -3,6 +3,7 @@ package fleet_test
 import (
 	"context"
 	"errors"
+	"github.com/dbrouter/dbrouter/fleet/internal/etcdtest"
 	"io"
 	"log/slog"
 	"strings"
@@ -68,7 +69,7 @@ var invalidConfigs = []struct {
 
 func TestPutGetConfig(t *testing.T) {
 	t.Setenv("FLEET_TEST_PASSWORD", "s3cret")
-	cli := startConfigEtcd(t).client()
+	cli := etcdtest.Start(t).Client()
 	ctx := context.Background()
 	const prefix = "/put-get/"
 
@@ -120,7 +121,7 @@ func TestPutGetConfig(t *testing.T) {
 
 func TestPutConfigRejectsInvalid(t *testing.T) {
 	t.Setenv("FLEET_TEST_PASSWORD", "s3cret")
-	cli := startConfigEtcd(t).client()
+	cli := etcdtest.Start(t).Client()
 	ctx := context.Background()
 	for _, tc := range invalidConfigs {
 		t.Run(tc.name, func(t *testing.T) {
@@ -213,7 +214,7 @@ func openFromEtcd(t *testing.T, ctx context.Context, cli *clientv3.Client, prefi
 
 func TestWatchConfig(t *testing.T) {
 	t.Setenv("FLEET_TEST_PASSWORD", "s3cret")
-	cli := startConfigEtcd(t).client()
+	cli := etcdtest.Start(t).Client()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	const prefix = "/watch/"
@@ -313,7 +314,7 @@ func TestWatchConfig(t *testing.T) {
 // there is no configuration, and applies the first one stored.
 func TestWatchConfigCreatedLater(t *testing.T) {
 	t.Setenv("FLEET_TEST_PASSWORD", "s3cret")
-	cli := startConfigEtcd(t).client()
+	cli := etcdtest.Start(t).Client()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	const prefix = "/later/"
@@ -355,7 +356,7 @@ func TestWatchConfigCreatedLater(t *testing.T) {
 // revision.
 func TestWatchConfigRouterClosed(t *testing.T) {
 	t.Setenv("FLEET_TEST_PASSWORD", "s3cret")
-	cli := startConfigEtcd(t).client()
+	cli := etcdtest.Start(t).Client()
 	ctx := context.Background()
 	const prefix = "/closed/"
 	rev1, err := fleet.PutConfig(ctx, cli, prefix, []byte(configV1), 0)
@@ -388,7 +389,7 @@ func (m tenantMap) Clusters() []string            { return []string{m.cluster} }
 // revision with a shard map of the same name is rejected.
 func TestWatchConfigBase(t *testing.T) {
 	t.Setenv("FLEET_TEST_PASSWORD", "s3cret")
-	cli := startConfigEtcd(t).client()
+	cli := etcdtest.Start(t).Client()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	const prefix = "/base/"
@@ -430,8 +431,8 @@ func TestWatchConfigBase(t *testing.T) {
 // The watch survives a restart of etcd: a change made after it is applied.
 func TestWatchConfigSurvivesEtcdRestart(t *testing.T) {
 	t.Setenv("FLEET_TEST_PASSWORD", "s3cret")
-	srv := startConfigEtcd(t)
-	cli := srv.client()
+	srv := etcdtest.Start(t)
+	cli := srv.Client()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	const prefix = "/restart/"
@@ -442,12 +443,12 @@ func TestWatchConfigSurvivesEtcdRestart(t *testing.T) {
 	r, u, _ := openFromEtcd(t, ctx, cli, prefix, quietBase())
 	u.next(t, rev1)
 
-	srv.stop() // about 7 s: etcd waits for the watch's stream to end
+	srv.Stop() // about 7 s: etcd waits for the watch's stream to end
 	// While etcd is down the router keeps its configuration.
 	if got := routeTo(t, r, "Smith"); got != "cust-2" {
 		t.Fatalf("Smith on %s while etcd is down, want cust-2", got)
 	}
-	srv.start()
+	srv.Start()
 
 	pctx, pcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer pcancel()

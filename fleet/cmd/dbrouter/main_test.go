@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"github.com/dbrouter/dbrouter/fleet/internal/etcdtest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -36,8 +37,8 @@ func runCLI(t *testing.T, args ...string) result {
 }
 
 // etcdArgs are the flags that point a command at srv, under prefix.
-func etcdArgs(srv *configEtcd, prefix string) []string {
-	return []string{"--endpoints", srv.endpoint(), "--prefix", prefix, "--timeout", "10s"}
+func etcdArgs(srv *etcdtest.Server, prefix string) []string {
+	return []string{"--endpoints", srv.Endpoint(), "--prefix", prefix, "--timeout", "10s"}
 }
 
 func TestUsage(t *testing.T) {
@@ -128,7 +129,7 @@ func TestValidateWarnsOfLiteralPasswords(t *testing.T) {
 
 func TestPushShowDiff(t *testing.T) {
 	t.Setenv("DB_PASSWORD", "s3cret")
-	srv := startConfigEtcd(t)
+	srv := etcdtest.Start(t)
 	flags := etcdArgs(srv, "/cli") // a trailing / is added
 	args := func(a ...string) []string { return append(a, flags...) }
 	v1, _ := os.ReadFile("testdata/fleet.yaml")
@@ -209,7 +210,7 @@ func TestPushShowDiff(t *testing.T) {
 }
 
 func TestLiteralPasswordsHidden(t *testing.T) {
-	srv := startConfigEtcd(t)
+	srv := etcdtest.Start(t)
 	args := func(a ...string) []string { return append(a, etcdArgs(srv, "/pw/")...) }
 	r := runCLI(t, args("push", "testdata/literal-password.yaml")...)
 	if r.code != exitOK || !strings.Contains(r.stderr, "warning: testdata/literal-password.yaml:3: a literal password") {
@@ -252,8 +253,8 @@ func TestLiteralPasswordsHidden(t *testing.T) {
 
 func TestEtcdEndpoints(t *testing.T) {
 	t.Setenv("DB_PASSWORD", "s3cret")
-	srv := startConfigEtcd(t)
-	t.Setenv("DBROUTER_ETCD_ENDPOINTS", srv.endpoint())
+	srv := etcdtest.Start(t)
+	t.Setenv("DBROUTER_ETCD_ENDPOINTS", srv.Endpoint())
 	if r := runCLI(t, "push", "testdata/fleet.yaml"); r.code != exitOK {
 		t.Fatalf("push with $DBROUTER_ETCD_ENDPOINTS: %v", r)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"github.com/dbrouter/dbrouter/fleet/internal/etcdtest"
 	"os"
 	"regexp"
 	"strings"
@@ -19,9 +20,9 @@ var update = flag.Bool("update", false, "rewrite the golden files of the status 
 // their views, a decider and a writer decision; only cust-1 has a
 // decision, web3 sees cust-1's first node up (cut from the others, say),
 // and web4's view of cust-2 outlived its presence key.
-func putFleetState(t *testing.T, srv *configEtcd, prefix string) {
+func putFleetState(t *testing.T, srv *etcdtest.Server, prefix string) {
 	t.Helper()
-	cli := srv.client()
+	cli := srv.Client()
 	ctx := context.Background()
 	put := func(key string, v any) {
 		t.Helper()
@@ -71,7 +72,7 @@ func putFleetState(t *testing.T, srv *configEtcd, prefix string) {
 var revisions = regexp.MustCompile(`revision \d+`)
 
 func TestStatus(t *testing.T) {
-	srv := startConfigEtcd(t)
+	srv := etcdtest.Start(t)
 	putFleetState(t, srv, "/st/")
 	for _, tc := range []struct{ name, golden string }{
 		{"", "testdata/status.golden"},
@@ -86,7 +87,7 @@ func TestStatus(t *testing.T) {
 			if r.code != exitOK || r.stderr != "" {
 				t.Fatalf("%v", r)
 			}
-			got := revisions.ReplaceAllString(strings.ReplaceAll(r.stdout, srv.endpoint(), "ETCD"), "revision N")
+			got := revisions.ReplaceAllString(strings.ReplaceAll(r.stdout, srv.Endpoint(), "ETCD"), "revision N")
 			if *update {
 				if err := os.WriteFile(tc.golden, []byte(got), 0o644); err != nil {
 					t.Fatal(err)

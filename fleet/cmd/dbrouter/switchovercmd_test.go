@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"github.com/dbrouter/dbrouter/fleet/internal/etcdtest"
 	"strings"
 	"testing"
 	"time"
@@ -13,8 +14,8 @@ import (
 // TestSwitchoverCommand: the command publishes the next epoch naming the
 // node, and exits 1 saying why when the fleet refuses.
 func TestSwitchoverCommand(t *testing.T) {
-	srv := startConfigEtcd(t)
-	cli := srv.client()
+	srv := etcdtest.Start(t)
+	cli := srv.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	const pfx = "/sw/"

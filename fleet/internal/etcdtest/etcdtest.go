@@ -1,4 +1,7 @@
-package main
+// Package etcdtest runs a single-member etcd server embedded in a test, on
+// loopback ports, with its data in the test's temporary directory: for the
+// fleet module's tests.
+package etcdtest
 
 import (
 	"net"
@@ -11,29 +14,29 @@ import (
 	"go.uber.org/zap"
 )
 
-// configEtcd is a single-member etcd server embedded in the test, on
+// Server is a single-member etcd server embedded in the test, on
 // loopback ports, with its data in a temporary directory. It can be
 // stopped and started again on the same ports and data.
-type configEtcd struct {
-	t                  *testing.T
+type Server struct {
+	t                  testing.TB
 	dir                string
 	clientURL, peerURL url.URL
 	e                  *embed.Etcd
 }
 
-// startConfigEtcd starts an embedded etcd, stopped when the test ends.
-func startConfigEtcd(t *testing.T) *configEtcd {
+// Start starts an embedded etcd, stopped when the test ends.
+func Start(t testing.TB) *Server {
 	t.Helper()
-	s := &configEtcd{t: t, dir: t.TempDir(),
-		clientURL: url.URL{Scheme: "http", Host: freeLoopbackAddr(t)},
-		peerURL:   url.URL{Scheme: "http", Host: freeLoopbackAddr(t)}}
-	s.start()
-	t.Cleanup(s.stop)
+	s := &Server{t: t, dir: t.TempDir(),
+		clientURL: url.URL{Scheme: "http", Host: FreeLoopbackAddr(t)},
+		peerURL:   url.URL{Scheme: "http", Host: FreeLoopbackAddr(t)}}
+	s.Start()
+	t.Cleanup(s.Stop)
 	return s
 }
 
-// freeLoopbackAddr returns a loopback address with a port free now.
-func freeLoopbackAddr(t *testing.T) string {
+// FreeLoopbackAddr returns a loopback address with a port free now.
+func FreeLoopbackAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -43,8 +46,9 @@ func freeLoopbackAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// start starts the server and waits until it serves.
-func (s *configEtcd) start() {
+// Start starts the server (again, after Stop, on the same ports and data)
+// and waits until it serves.
+func (s *Server) Start() {
 	s.t.Helper()
 	cfg := embed.NewConfig()
 	cfg.Name = "fleet-test"
@@ -70,22 +74,22 @@ func (s *configEtcd) start() {
 	s.e = e
 }
 
-// stop stops the server; stopping a stopped server does nothing.
-func (s *configEtcd) stop() {
+// Stop stops the server; stopping a stopped server does nothing.
+func (s *Server) Stop() {
 	if s.e != nil {
 		s.e.Close()
 		s.e = nil
 	}
 }
 
-// endpoint returns the server's client address, host:port.
-func (s *configEtcd) endpoint() string { return s.clientURL.Host }
+// Endpoint returns the server's client address, host:port.
+func (s *Server) Endpoint() string { return s.clientURL.Host }
 
-// client returns a client of the server, closed when the test ends.
-func (s *configEtcd) client() *clientv3.Client {
+// Client returns a client of the server, closed when the test ends.
+func (s *Server) Client() *clientv3.Client {
 	s.t.Helper()
 	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{s.endpoint()},
+		Endpoints:   []string{s.Endpoint()},
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
 	})
