@@ -4,10 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/dbrouter/dbrouter/fleet/internal/etcdtest"
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"slices"
 	"sync"
 	"testing"
@@ -15,7 +15,6 @@ import (
 
 	"github.com/dbrouter/dbrouter"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -54,26 +53,17 @@ func eventually(t testing.TB, what string, cond func() bool) {
 // proxy (endpoints), so that stopping it drops their connections at once,
 // as a crash does (etcd's own Close drains them gracefully for seconds).
 type testEtcd struct {
-	t         testing.TB
-	dir       string
-	client    url.URL
-	peer      url.URL
+	*etcdtest.Server
 	front     *blackhole
-	mu        sync.Mutex
-	e         *embed.Etcd
 	endpoints []string
 }
 
 // startEtcd starts an embedded etcd on free loopback ports, stopped when
-// the test ends.
+// the test ends, behind a front that can cut its clients off at once.
 func startEtcd(t testing.TB) *testEtcd {
 	t.Helper()
-	te := &testEtcd{t: t, dir: t.TempDir()}
-	te.client = url.URL{Scheme: "http", Host: freeAddr(t)}
-	te.peer = url.URL{Scheme: "http", Host: freeAddr(t)}
-	te.start()
-	t.Cleanup(te.stop)
-	te.front = newBlackhole(t, te.client.Host)
+	te := &testEtcd{Server: etcdtest.Start(t)}
+	te.front = newBlackhole(t, te.Endpoint())
 	te.endpoints = []string{te.front.addr()}
 	return te
 }
@@ -82,71 +72,16 @@ func startEtcd(t testing.TB) *testEtcd {
 // dropped, new ones closed), then stops it.
 func (te *testEtcd) crash() {
 	te.front.setDown(true)
-	te.stop()
+	te.Stop()
 }
 
 // restart starts the server again after crash and lets clients in.
 func (te *testEtcd) restart() {
-	te.start()
+	te.Start()
 	te.front.setDown(false)
 }
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// start starts the server (again).
-func (te *testEtcd) start() {
-	te.t.Helper()
-	cfg := embed.NewConfig()
-	cfg.Name = "fleet-test"
-	cfg.Dir = te.dir
-	cfg.ListenClientUrls = []url.URL{te.client}
-	cfg.AdvertiseClientUrls = []url.URL{te.client}
-	cfg.ListenPeerUrls = []url.URL{te.peer}
-	cfg.AdvertisePeerUrls = []url.URL{te.peer}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	cfg.TickMs, cfg.ElectionMs = 50, 500 // minimum lease TTL about 1 s
-	cfg.LogLevel = "error"
-	cfg.UnsafeNoFsync = true
-	var e *embed.Etcd
-	var err error
-	for range 20 { // the ports of a server just stopped may take a moment
-		if e, err = embed.StartEtcd(cfg); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		te.t.Fatalf("starting embedded etcd: %v", err)
-	}
-	select {
-	case <-e.Server.ReadyNotify():
-	case <-time.After(waitFor):
-		e.Close()
-		te.t.Fatal("embedded etcd not ready")
-	}
-	te.mu.Lock()
-	te.e = e
-	te.mu.Unlock()
-}
-
-// stop stops the server; clients then see it unreachable.
-func (te *testEtcd) stop() {
-	te.mu.Lock()
-	e := te.e
-	te.e = nil
-	te.mu.Unlock()
-	if e != nil {
-		e.Close()
-	}
-}
+func freeAddr(t testing.TB) string { return etcdtest.FreeLoopbackAddr(t) }
 
 // newClient returns a client of the server at endpoint (the server's own
 // or a proxy's), closed when the test ends.

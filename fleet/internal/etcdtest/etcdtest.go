@@ -6,6 +6,7 @@ package etcdtest
 import (
 	"net"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ type Server struct {
 	t                  testing.TB
 	dir                string
 	clientURL, peerURL url.URL
+	mu                 sync.Mutex
 	e                  *embed.Etcd
 }
 
@@ -58,10 +60,18 @@ func (s *Server) Start() {
 	cfg.ListenPeerUrls = []url.URL{s.peerURL}
 	cfg.AdvertisePeerUrls = []url.URL{s.peerURL}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.TickMs, cfg.ElectionMs = 50, 500 // leases down to about 1 s
 	// Quiet: its shutdown logs errors that are none.
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	cfg.UnsafeNoFsync = true // a test's data need not survive a crash
-	e, err := embed.StartEtcd(cfg)
+	var e *embed.Etcd
+	var err error
+	for range 20 { // the ports of a server just stopped may take a moment
+		if e, err = embed.StartEtcd(cfg); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if err != nil {
 		s.t.Fatalf("starting etcd: %v", err)
 	}
@@ -71,14 +81,19 @@ func (s *Server) Start() {
 		e.Close()
 		s.t.Fatal("etcd did not become ready within 30s")
 	}
+	s.mu.Lock()
 	s.e = e
+	s.mu.Unlock()
 }
 
 // Stop stops the server; stopping a stopped server does nothing.
 func (s *Server) Stop() {
-	if s.e != nil {
-		s.e.Close()
-		s.e = nil
+	s.mu.Lock()
+	e := s.e
+	s.e = nil
+	s.mu.Unlock()
+	if e != nil {
+		e.Close()
 	}
 }
 
