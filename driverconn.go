@@ -417,10 +417,20 @@ func (t *nodeTx) Commit() error {
 	return t.conn.done(context.Background(), OpCommit, t.Tx.Commit())
 }
 
-// Rollback rolls back and gives the pass back.
+// Rollback rolls back and gives the pass back. On a routed connection
+// that was lost (a statement of the transaction failed after sending), the
+// server has discarded the transaction already — a transaction never
+// commits without its COMMIT — so Rollback returns nil rather than the
+// driver's "invalid connection": libraries that join a rollback's error
+// to the statement's (gorm's AddError keeps only the last one for
+// errors.Is) then still return the statement's typed error.
 func (t *nodeTx) Rollback() error {
 	defer t.end()
-	return t.Tx.Rollback()
+	err := t.Tx.Rollback()
+	if r := t.conn.routed; err != nil && r != nil && r.bad.Load() {
+		return nil
+	}
+	return err
 }
 
 func (t *nodeTx) end() {
