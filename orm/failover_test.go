@@ -43,7 +43,9 @@ type tally struct {
 // acknowledged write is lost or doubled on any node, every failed write's
 // error — as the library returns it — matches dbrouter.ErrOutcomeUnknown
 // or dbrouter.ErrNotSent, and every transaction is whole on one server or
-// absent: never half of it, never its halves on two servers. One ring
+// absent: never half of it, never its halves on two servers. A
+// transaction per library, open on the writer across the fault (one
+// INSERT before, one after), fails with a typed error and leaves no row. One ring
 // serves both faults and all four libraries, to keep the test short.
 func TestORMFailover(t *testing.T) {
 	ring, r, c := startRing(t, 3, func(cfg *dbrouter.Config) { cfg.Defaults.ReadPolicy = dbrouter.ReadRoundRobin })
@@ -104,7 +106,7 @@ func faultUnderLoad(t *testing.T, ring *ringtest.Ring, clients []client, name st
 					isTx := seq%4 == 3
 					var err error
 					if isTx {
-						err = cl.tx(cctx, id+"-a", id+"-b", w)
+						err = cl.tx(cctx, id+"-a", id+"-b", w, nil)
 					} else {
 						err = cl.insert(cctx, id, w)
 					}
@@ -152,10 +154,40 @@ func faultUnderLoad(t *testing.T, ring *ringtest.Ring, clients []client, name st
 			return true
 		}
 	}
+	// One transaction per library is open on the writer across the
+	// fault: its first INSERT before, its second after.
+	held := make([]chan error, len(clients))
+	began := make(chan struct{}, len(clients))
+	resume := make(chan struct{})
+	for li, cl := range clients {
+		held[li] = make(chan error, 1)
+		id := fmt.Sprintf("held-%s-%s", name, libraries[li].name)
+		go func() {
+			cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			held[li] <- cl.tx(cctx, id+"-a", id+"-b", 9, func() { began <- struct{}{}; <-resume })
+		}()
+	}
+	for range clients {
+		select {
+		case <-began:
+		case <-ctx.Done():
+			t.Fatal("the held transactions did not begin")
+		}
+	}
 	require.Eventually(t, each(func(tl *tally) bool { return tl.total.Load() >= 40 }), waitTimeout, tick, "40 writes per library before the %s", name)
 	at := time.Now()
 	require.NoError(t, fault(ring, 0))
 	faulted.Store(true)
+	close(resume)
+	for li := range clients {
+		err := <-held[li]
+		lib := libraries[li].name
+		t.Logf("%s: transaction open across the %s: %v", lib, name, err)
+		if err == nil || !errors.Is(err, dbrouter.ErrOutcomeUnknown) && !errors.Is(err, dbrouter.ErrNotSent) {
+			t.Errorf("%s: transaction open across the %s: %v, want an error matching ErrOutcomeUnknown or ErrNotSent", lib, name, err)
+		}
+	}
 	require.Eventually(t, each(func(tl *tally) bool { return tl.afterOK.Load() >= 40 }), waitTimeout, tick, "40 writes per library after the %s", name)
 	close(stop)
 	wg.Wait()
@@ -174,6 +206,12 @@ func faultUnderLoad(t *testing.T, ring *ringtest.Ring, clients []client, name st
 	}
 	for li, tl := range tallies {
 		lib := libraries[li].name
+		for i, rows := range nodes {
+			id := fmt.Sprintf("held-%s-%s", name, lib)
+			if a, b := rows[id+"-a"], rows[id+"-b"]; a.rows != 0 || b.rows != 0 {
+				t.Errorf("node %d: %s: the transaction open across the %s left rows: a %+v, b %+v", i, lib, name, a, b)
+			}
+		}
 		t.Run(lib, func(t *testing.T) {
 			checkTally(t, name, lib, tl, nodes)
 			// Read back through the library itself: every acknowledged

@@ -23,8 +23,10 @@ import (
 // client is one library's way to write and read table t.
 type client struct {
 	insert func(ctx context.Context, id string, w int) error
-	tx     func(ctx context.Context, a, b string, w int) error // both in one transaction
-	list   func(ctx context.Context, prefix string) ([]string, error)
+	// tx writes a and b in one transaction, calling mid (if not nil)
+	// between the two.
+	tx   func(ctx context.Context, a, b string, w int, mid func()) error
+	list func(ctx context.Context, prefix string) ([]string, error)
 }
 
 // library opens a client over a router whose cluster "ring" is
@@ -39,6 +41,12 @@ var libraries = []library{
 	{"sqlc", openSqlc},
 	{"sqlx", openSqlx},
 	{"bun", openBun},
+}
+
+func call(f func()) {
+	if f != nil {
+		f()
+	}
 }
 
 func openDB(t *testing.T, r *dbrouter.Router) *sql.DB {
@@ -67,11 +75,12 @@ func openGorm(t *testing.T, r *dbrouter.Router) client {
 	}
 	return client{
 		insert: func(ctx context.Context, id string, w int) error { return create(g.WithContext(ctx), id, w) },
-		tx: func(ctx context.Context, a, b string, w int) error {
+		tx: func(ctx context.Context, a, b string, w int, mid func()) error {
 			return g.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 				if err := create(tx, a, w); err != nil {
 					return err
 				}
+				call(mid)
 				return create(tx, b, w)
 			})
 		},
@@ -90,7 +99,7 @@ func openSqlc(t *testing.T, r *dbrouter.Router) client {
 		insert: func(ctx context.Context, id string, w int) error {
 			return q.InsertRow(ctx, sqlcdb.InsertRowParams{ID: id, Writer: int32(w)})
 		},
-		tx: func(ctx context.Context, a, b string, w int) error {
+		tx: func(ctx context.Context, a, b string, w int, mid func()) error {
 			tx, err := db.BeginTx(ctx, nil)
 			if err != nil {
 				return err
@@ -100,6 +109,7 @@ func openSqlc(t *testing.T, r *dbrouter.Router) client {
 			if err := qtx.InsertRow(ctx, sqlcdb.InsertRowParams{ID: a, Writer: int32(w)}); err != nil {
 				return err
 			}
+			call(mid)
 			if err := qtx.InsertRow(ctx, sqlcdb.InsertRowParams{ID: b, Writer: int32(w)}); err != nil {
 				return err
 			}
@@ -118,13 +128,16 @@ func openSqlx(t *testing.T, r *dbrouter.Router) client {
 			_, err := x.NamedExecContext(ctx, namedInsert, map[string]any{"id": id, "writer": w})
 			return err
 		},
-		tx: func(ctx context.Context, a, b string, w int) error {
+		tx: func(ctx context.Context, a, b string, w int, mid func()) error {
 			tx, err := x.BeginTxx(ctx, nil)
 			if err != nil {
 				return err
 			}
 			defer tx.Rollback()
-			for _, id := range []string{a, b} {
+			for i, id := range []string{a, b} {
+				if i == 1 {
+					call(mid)
+				}
 				if _, err := tx.NamedExecContext(ctx, namedInsert, map[string]any{"id": id, "writer": w}); err != nil {
 					return err
 				}
@@ -175,11 +188,12 @@ func openBun(t *testing.T, _ *dbrouter.Router) client {
 	}
 	return client{
 		insert: func(ctx context.Context, id string, w int) error { return insert(ctx, b, id, w) },
-		tx: func(ctx context.Context, a, bb string, w int) error {
+		tx: func(ctx context.Context, a, bb string, w int, mid func()) error {
 			return b.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 				if err := insert(ctx, tx, a, w); err != nil {
 					return err
 				}
+				call(mid)
 				return insert(ctx, tx, bb, w)
 			})
 		},
