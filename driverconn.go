@@ -179,7 +179,11 @@ func runQuery(ctx context.Context, c *nodeConn, op Op, run func() (driver.Rows, 
 			return nil, c.done(ctx, op, err)
 		}
 		r.succeeded()
-		return &nodeRows{Rows: rows, pass: newPass(r.leave)}, nil
+		// The rows and their pass in one allocation.
+		nr := &nodeRows{Rows: rows}
+		nr.own.leave = r.leave
+		nr.pass = &nr.own
+		return nr, nil
 	}
 	own, err := c.own(ctx, op)
 	if err != nil {
@@ -446,6 +450,7 @@ func (t *nodeTx) end() {
 type nodeRows struct {
 	driver.Rows
 	pass *pass
+	own  pass // the pass of a routed connection's rows (pass points here)
 }
 
 var (
