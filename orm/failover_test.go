@@ -159,6 +159,8 @@ func faultUnderLoad(t *testing.T, ring *ringtest.Ring, clients []client, name st
 	held := make([]chan error, len(clients))
 	began := make(chan struct{}, len(clients))
 	resume := make(chan struct{})
+	var resumeOnce sync.Once
+	defer resumeOnce.Do(func() { close(resume) }) // also when a require fails
 	for li, cl := range clients {
 		held[li] = make(chan error, 1)
 		id := fmt.Sprintf("held-%s-%s", name, libraries[li].name)
@@ -179,7 +181,7 @@ func faultUnderLoad(t *testing.T, ring *ringtest.Ring, clients []client, name st
 	at := time.Now()
 	require.NoError(t, fault(ring, 0))
 	faulted.Store(true)
-	close(resume)
+	resumeOnce.Do(func() { close(resume) })
 	for li := range clients {
 		err := <-held[li]
 		lib := libraries[li].name
