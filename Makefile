@@ -56,7 +56,7 @@ demo: deps
 # fuzz runs each fuzz target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
 fuzz:
-	for f in FuzzParseConfig FuzzExpandEnv FuzzNormalizeAddr FuzzShardMap FuzzParseGTIDSet; do \
+	for f in FuzzParseConfig FuzzExpandEnv FuzzNormalizeAddr FuzzShardMap FuzzParseGTIDSet FuzzParseDriverDSN; do \
 		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) . || exit 1; \
 	done
 

@@ -185,3 +185,32 @@ func TestOpenReadDB(t *testing.T) {
 		t.Errorf("%d statements ran, want 1", after-total)
 	}
 }
+
+// FuzzParseDriverDSN: no DSN panics, and an accepted one names a router
+// and a cluster without '/' that parse back to the same.
+func FuzzParseDriverDSN(f *testing.F) {
+	for _, s := range []string{"app/orders", "app/orders?read=true", "app", "/x", "a/b/c", "a/b?read=maybe&x=1", "a/b?%zz"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, dsn string) {
+		router, cluster, read, err := parseDriverDSN(dsn)
+		if err != nil {
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("%q: error %v is not a *ConfigError", dsn, err)
+			}
+			return
+		}
+		if router == "" || cluster == "" || strings.Contains(router, "/") || strings.Contains(cluster, "/") {
+			t.Fatalf("%q: accepted router %q cluster %q", dsn, router, cluster)
+		}
+		again := router + "/" + cluster
+		if read {
+			again += "?read=true"
+		}
+		r2, c2, read2, err := parseDriverDSN(again)
+		if err != nil || r2 != router || c2 != cluster || read2 != read {
+			t.Fatalf("%q: %q does not parse back: %q %q %v %v", dsn, again, r2, c2, read2, err)
+		}
+	})
+}
