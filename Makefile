@@ -9,14 +9,14 @@ TEST_TIMEOUT ?= 20m
 # Test packages run one at a time (-p 1): each starts its own MariaDB rings,
 # and on 2 cores two packages' rings at once starve each other's timing.
 
-# The repository's Go modules: the library at the root, and four with their
+# The repository's Go modules: the library at the root, and the others with their
 # own go.mod so that a module importing the library never needs the test
 # harness, its Docker client or the charts (docs/testing.md, "Module
 # hygiene"). vet, mod-check and the tests take them one after the other,
 # each on its own (GOWORK=off), as a clone without go.work would; go.work
 # only lets commands run from the root name packages of every module
 # (go run ./bench/report, go test ./integration).
-MODULES := . ringtest integration examples bench fleet
+MODULES := . ringtest integration examples bench fleet orm
 # each runs $(1) in every module and fails at the end if it failed in one.
 each = rc=0; for m in $(MODULES); do echo "[module $$m] $(1)"; (cd $$m && GOWORK=off $(1)) || { echo "FAIL in module $$m: $(1)"; rc=1; }; done; exit $$rc
 
@@ -56,7 +56,7 @@ demo: deps
 # fuzz runs each fuzz target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
 fuzz:
-	for f in FuzzParseConfig FuzzExpandEnv FuzzNormalizeAddr FuzzShardMap FuzzParseGTIDSet; do \
+	for f in FuzzParseConfig FuzzExpandEnv FuzzNormalizeAddr FuzzShardMap FuzzParseGTIDSet FuzzParseDriverDSN; do \
 		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) . || exit 1; \
 	done
 

@@ -27,6 +27,16 @@ func (r *Router) Connector(cluster string) (driver.Connector, error) {
 	return &clusterConnector{resolve: func() (*Cluster, error) { return r.Cluster(cluster) }}, nil
 }
 
+// ReadConnector is Connector for reads: each new connection goes to a read
+// node of the cluster, chosen by its read_policy (see OpenReadDB). It is
+// safe for concurrent use.
+func (r *Router) ReadConnector(cluster string) (driver.Connector, error) {
+	if _, err := r.Cluster(cluster); err != nil {
+		return nil, err
+	}
+	return &clusterConnector{resolve: func() (*Cluster, error) { return r.Cluster(cluster) }, read: true}, nil
+}
+
 // OpenDB returns a *sql.DB over the named cluster that fails over, for
 // libraries that take a plain *sql.DB (gorm, sqlx, sqlc, bun, ent). Unlike
 // Cluster.Writer, which is pinned to one node, its new connections go to
@@ -59,11 +69,32 @@ func (r *Router) Connector(cluster string) (driver.Connector, error) {
 // session state (SET, temporary tables, GET_LOCK) and LAST_INSERT_ID of a
 // lost connection (docs/design.md §7).
 func (r *Router) OpenDB(cluster string) (*sql.DB, error) {
+	return r.openDB(cluster, false)
+}
+
+// OpenReadDB is OpenDB for reads: a *sql.DB whose new connections go to a
+// read node of the cluster, chosen by the cluster's read_policy as the
+// router's own reads are ("writer": the writer, then the other nodes;
+// "any-up" and "round-robin": the Up nodes within max_lag, taken in turn).
+// Its sessions are read-only (SET SESSION TRANSACTION READ ONLY at
+// connect), so a statement that writes is refused by the server, with the
+// server's error, and never applied. The error contract is OpenDB's: a
+// connection whose node no longer serves reads (Down, or no longer in the
+// read order) or whose cluster was retired returns, before sending, an
+// error matching driver.ErrBadConn and ErrNotSent, and database/sql
+// retries on a new connection; a connection lost after sending returns an
+// *OutcomeUnknownError. Reads do not wait at the failback fence. The
+// caller owns the *sql.DB and must Close it.
+func (r *Router) OpenReadDB(cluster string) (*sql.DB, error) {
+	return r.openDB(cluster, true)
+}
+
+func (r *Router) openDB(cluster string, read bool) (*sql.DB, error) {
 	c, err := r.Cluster(cluster)
 	if err != nil {
 		return nil, err
 	}
-	db := sql.OpenDB(&clusterConnector{resolve: func() (*Cluster, error) { return r.Cluster(cluster) }})
+	db := sql.OpenDB(&clusterConnector{resolve: func() (*Cluster, error) { return r.Cluster(cluster) }, read: read})
 	db.SetMaxOpenConns(c.settings.MaxOpenConns)
 	db.SetMaxIdleConns(c.settings.MaxIdleConns)
 	db.SetConnMaxLifetime(c.settings.ConnMaxLifetime)
@@ -72,9 +103,12 @@ func (r *Router) OpenDB(cluster string) (*sql.DB, error) {
 }
 
 // clusterConnector is the driver.Connector of Router.Connector and
-// Router.OpenDB.
+// Router.OpenDB, and of Router.ReadConnector and Router.OpenReadDB with
+// read set; drv is the registered Driver for a connector opened from a DSN.
 type clusterConnector struct {
 	resolve func() (*Cluster, error) // the cluster of the name now
+	read    bool                     // to a read node, in a read-only session
+	drv     driver.Driver
 }
 
 // Connect resolves the cluster and connects to its writer, or to the next
@@ -86,12 +120,18 @@ func (k *clusterConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.connectRouted(ctx)
+	return c.connectRouted(ctx, k.read)
 }
 
-// Driver returns a driver whose Open refuses: connections come from the
-// connector only.
-func (k *clusterConnector) Driver() driver.Driver { return routedDriver{} }
+// Driver returns the registered Driver for a connector opened from a DSN,
+// else a driver whose Open refuses: connections come from the connector
+// only.
+func (k *clusterConnector) Driver() driver.Driver {
+	if k.drv != nil {
+		return k.drv
+	}
+	return routedDriver{}
+}
 
 type routedDriver struct{}
 
@@ -99,20 +139,25 @@ func (routedDriver) Open(string) (driver.Conn, error) {
 	return nil, errors.New("dbrouter: this driver has no DSN: use Router.OpenDB or Router.Connector")
 }
 
-// connectRouted opens a routed connection to the writer (see Connect).
-func (c *Cluster) connectRouted(ctx context.Context) (driver.Conn, error) {
+// connectRouted opens a routed connection to the writer, or with read to
+// a read node in a read-only session (see Connect).
+func (c *Cluster) connectRouted(ctx context.Context, read bool) (driver.Conn, error) {
 	if err := c.enter(); err != nil {
 		return nil, err
 	}
 	defer c.leave()
 	var conn driver.Conn
-	err := c.attempts(ctx, OpConnect, false, false, func(ctx context.Context, n *node) (bool, error) {
-		dc, err := n.connector.Connect(ctx)
+	err := c.attempts(ctx, OpConnect, read, false, func(ctx context.Context, n *node) (bool, error) {
+		k := n.connector
+		if read {
+			k = n.readConnector
+		}
+		dc, err := k.Connect(ctx)
 		if err != nil {
 			return false, err
 		}
 		nc := dc.(*nodeConn)
-		nc.routed = newRoutedConn(c, c.nodeIndex(n))
+		nc.routed = newRoutedConn(c, c.nodeIndex(n), read)
 		conn = nc
 		return false, nil
 	})
@@ -124,12 +169,13 @@ func (c *Cluster) connectRouted(ctx context.Context) (driver.Conn, error) {
 type routedConn struct {
 	c     *Cluster
 	i     int
+	read  bool        // a read connection (Router.OpenReadDB)
 	bad   atomic.Bool // lost after sending, or refused: never used again
 	leave func()      // exit, for the passes of rows and transactions
 }
 
-func newRoutedConn(c *Cluster, i int) *routedConn {
-	r := &routedConn{c: c, i: i}
+func newRoutedConn(c *Cluster, i int, read bool) *routedConn {
+	r := &routedConn{c: c, i: i, read: read}
 	r.leave = r.exit
 	return r
 }
@@ -150,9 +196,28 @@ func (p *picker) takesWrites(i int) bool {
 	return false
 }
 
+// takesReads reports whether node i is in the read order and not Down.
+func (p *picker) takesReads(i int) bool {
+	for _, j := range p.reads {
+		if j == i {
+			return p.nodes[i].state != StateDown
+		}
+	}
+	return false
+}
+
+// serves reports whether the connection's node takes what it is for now:
+// the writes, or for a read connection the reads.
+func (r *routedConn) serves(p *picker) bool {
+	if r.read {
+		return p.takesReads(r.i)
+	}
+	return p.takesWrites(r.i)
+}
+
 // valid reports whether the connection may still be used.
 func (r *routedConn) valid() bool {
-	return !r.bad.Load() && r.c.stillOpen() == nil && r.c.pick.Load().takesWrites(r.i)
+	return !r.bad.Load() && r.c.stillOpen() == nil && r.serves(r.c.pick.Load())
 }
 
 // pass is enter for a call whose result outlives it (rows, a
@@ -165,19 +230,22 @@ func (r *routedConn) pass(ctx context.Context, op Op) (*pass, error) {
 }
 
 // enter lets a statement (or a BeginTx, Prepare, Ping) of the connection
-// through the fence, as a pinned connection's is, counted among the
-// cluster's calls in flight until exit; it refuses, with an error matching
-// driver.ErrBadConn and ErrNotSent, when the node no longer takes the
-// writes or the cluster was closed or retired.
+// through the fence, as a pinned connection's is (a read connection's
+// skips the fence), counted among the cluster's calls in flight until
+// exit; it refuses, with an error matching driver.ErrBadConn and
+// ErrNotSent, when the node no longer takes the writes (the reads, for a
+// read connection) or the cluster was closed or retired.
 func (r *routedConn) enter(ctx context.Context, op Op) error {
 	c := r.c
 	if err := c.enter(); err != nil {
 		r.bad.Store(true)
 		return r.stale(op, err)
 	}
-	if err := c.fence.enter(ctx); err != nil {
-		c.leave()
-		return &notSentError{cluster: c.name, op: op, node: c.nodes[r.i].addr, err: err} // ctx ended at the fence
+	if !r.read {
+		if err := c.fence.enter(ctx); err != nil {
+			c.leave()
+			return &notSentError{cluster: c.name, op: op, node: c.nodes[r.i].addr, err: err} // ctx ended at the fence
+		}
 	}
 	if err := c.stillOpen(); err != nil {
 		r.exit()
@@ -188,10 +256,13 @@ func (r *routedConn) enter(ctx context.Context, op Op) error {
 		r.exit()
 		return r.stale(op, errors.New("the connection was lost"))
 	}
-	if pk := c.pick.Load(); !pk.takesWrites(r.i) {
+	if pk := c.pick.Load(); !r.serves(pk) {
 		r.exit()
 		r.bad.Store(true)
 		why := "is no longer the writer"
+		if r.read {
+			why = "no longer serves reads"
+		}
 		if pk.nodes[r.i].state == StateDown {
 			why = "is Down"
 		}
@@ -214,7 +285,9 @@ func (r *routedConn) succeeded() {
 
 // exit ends what enter began.
 func (r *routedConn) exit() {
-	r.c.fence.leave()
+	if !r.read {
+		r.c.fence.leave()
+	}
 	r.c.leave()
 }
 
@@ -257,6 +330,11 @@ func (r *routedConn) outcome(ctx context.Context, op Op, inTx bool, err error) e
 	case ClassServerError, ClassNotSent:
 		return err
 	case ClassReadOnly:
+		if r.read {
+			// The session is read-only: the statement wrote, the node
+			// may well be writable. The server's error, as it is.
+			return err
+		}
 		r.c.reportCall(r.i, true, class, err)
 		if inTx {
 			return err
@@ -266,7 +344,7 @@ func (r *routedConn) outcome(ctx context.Context, op Op, inTx bool, err error) e
 	}
 	r.bad.Store(true)
 	if ctx.Err() == nil {
-		r.c.reportCall(r.i, true, ClassOutcomeUnknown, err)
+		r.c.reportCall(r.i, !r.read, ClassOutcomeUnknown, err)
 	}
 	switch op {
 	case OpBegin, OpPrepare, OpPing:

@@ -396,6 +396,30 @@ func TestOpenDBTransactionNeverRetried(t *testing.T) {
 	}
 }
 
+// TestOpenDBRollbackOfLostTransaction: once a statement of a transaction
+// lost its connection, Rollback returns nil (the server discarded the
+// transaction), so that a library joining the rollback's error to the
+// statement's keeps the statement's typed error last; a rollback on a
+// healthy connection still returns the driver's result.
+func TestOpenDBRollbackOfLostTransaction(t *testing.T) {
+	t.Parallel()
+	c, srv, _ := newRoutedFake(t, 3)
+	db := routedDBOver(t, c)
+	ctx := t.Context()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv[0].set(func(s *fakeServer) { s.execErr = mysql.ErrInvalidConn })
+	_, err = tx.ExecContext(ctx, insert, 1)
+	if !errors.Is(err, ErrOutcomeUnknown) {
+		t.Fatalf("lost statement in a transaction: %v, want ErrOutcomeUnknown", err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Errorf("rollback of a lost transaction: %v, want nil", err)
+	}
+}
+
 func TestOpenDBRetiredClusterRefused(t *testing.T) {
 	t.Parallel()
 	old, oldSrv, _ := newRoutedFake(t, 1)

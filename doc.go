@@ -29,8 +29,10 @@
 // write marked with [WithIdempotent]. [Cluster.RunInTx] re-runs a whole
 // transaction on the next writer when it failed before its COMMIT was
 // sent. Libraries that take a plain *sql.DB (gorm, sqlx, sqlc, bun, ent)
-// get one that fails over from [Router.OpenDB]; [Cluster.Writer] is pinned
-// to one node.
+// get one that fails over from [Router.OpenDB] ([Router.OpenReadDB] for
+// reads), or from sql.Open with the driver this package registers as
+// [DriverName] and a router named with [RegisterRouter];
+// [Cluster.Writer] is pinned to one node.
 //
 // Each node of a cluster in use is probed in the background (read_only and
 // GTID position, on a connection of its own); its health is Up, Suspect or

@@ -179,7 +179,11 @@ func runQuery(ctx context.Context, c *nodeConn, op Op, run func() (driver.Rows, 
 			return nil, c.done(ctx, op, err)
 		}
 		r.succeeded()
-		return &nodeRows{Rows: rows, pass: newPass(r.leave)}, nil
+		// The rows and their pass in one allocation.
+		nr := &nodeRows{Rows: rows}
+		nr.own.leave = r.leave
+		nr.pass = &nr.own
+		return nr, nil
 	}
 	own, err := c.own(ctx, op)
 	if err != nil {
@@ -417,10 +421,20 @@ func (t *nodeTx) Commit() error {
 	return t.conn.done(context.Background(), OpCommit, t.Tx.Commit())
 }
 
-// Rollback rolls back and gives the pass back.
+// Rollback rolls back and gives the pass back. On a routed connection
+// that was lost (a statement of the transaction failed after sending), the
+// server has discarded the transaction already — a transaction never
+// commits without its COMMIT — so Rollback returns nil rather than the
+// driver's "invalid connection": libraries that join a rollback's error
+// to the statement's (gorm's AddError keeps only the last one for
+// errors.Is) then still return the statement's typed error.
 func (t *nodeTx) Rollback() error {
 	defer t.end()
-	return t.Tx.Rollback()
+	err := t.Tx.Rollback()
+	if r := t.conn.routed; err != nil && r != nil && r.bad.Load() {
+		return nil
+	}
+	return err
 }
 
 func (t *nodeTx) end() {
@@ -436,6 +450,7 @@ func (t *nodeTx) end() {
 type nodeRows struct {
 	driver.Rows
 	pass *pass
+	own  pass // the pass of a routed connection's rows (pass points here)
 }
 
 var (

@@ -123,3 +123,29 @@ func BenchmarkExecFake(b *testing.B) {
 }
 
 func sizeName(n int) string { return "nodes=" + strconv.Itoa(n) }
+
+// BenchmarkQueryFake is BenchmarkExecFake for a one-row query read with
+// QueryRowContext and Scan: bare *sql.DB against Router.OpenDB's, over the
+// same fake connector (the router's cost per read, rows included).
+func BenchmarkQueryFake(b *testing.B) {
+	const query = "SELECT @@global.gtid_current_pos" // one row, one column
+	ctx := context.Background()
+	run := func(b *testing.B, db *sql.DB) {
+		b.Cleanup(func() { db.Close() })
+		db.SetMaxIdleConns(DefaultMaxIdleConns)
+		b.ReportAllocs()
+		var v string
+		for b.Loop() {
+			if err := db.QueryRowContext(ctx, query).Scan(&v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("bare", func(b *testing.B) {
+		run(b, sql.OpenDB(&fakeServer{addr: "a:3306", gtid: "0-1-1"}))
+	})
+	b.Run("opendb", func(b *testing.B) {
+		c, _ := newFakeCluster(b, 3, Settings{})
+		run(b, sql.OpenDB(&clusterConnector{resolve: func() (*Cluster, error) { return c, nil }}))
+	})
+}

@@ -176,7 +176,13 @@ func (t *fakeTx) Commit() error {
 	return nil
 }
 
-func (t *fakeTx) Rollback() error { return nil }
+// Rollback fails, as go-sql-driver's does, on a connection that was lost.
+func (t *fakeTx) Rollback() error {
+	if t.c.bad {
+		return mysql.ErrInvalidConn
+	}
+	return nil
+}
 
 // fakeRows returns one row.
 type fakeRows struct {

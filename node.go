@@ -40,7 +40,10 @@ type node struct {
 	// connector makes the connections of a Router's connector
 	// (Router.OpenDB), outside the node's pools.
 	connector *boundedConnector
-	probe     probeConn
+	// readConnector is connector with read-only sessions, for
+	// Router.OpenReadDB.
+	readConnector *boundedConnector
+	probe         probeConn
 
 	closeMu sync.Mutex // orders opening a pool against close
 	closed  bool
@@ -223,6 +226,7 @@ func (n *node) setPool(inner driver.Connector, cc Settings) {
 	n.maxIdle = cc.MaxIdleConns
 	n.probe.connector = &boundedConnector{inner: inner, timeout: cc.ConnectTimeout}
 	n.connector = &boundedConnector{inner: inner, timeout: cc.ConnectTimeout}
+	n.readConnector = &boundedConnector{inner: inner, timeout: cc.ConnectTimeout, readOnly: true}
 	n.newPool = func(kind poolKind) *sql.DB {
 		bc := &boundedConnector{inner: inner, timeout: cc.ConnectTimeout}
 		switch kind {
