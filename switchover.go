@@ -19,6 +19,18 @@ var ErrSwitchoverRefused = errors.New("switchover refused")
 // the new writer to reach the old writer's position.
 const DefaultCatchUpTimeout = 5 * time.Second
 
+// DefaultDrainTimeout bounds, by default, how long Drain waits for the
+// calls in flight on the drained node to end.
+const DefaultDrainTimeout = 30 * time.Second
+
+// ErrDrainTimeout is matched (with errors.Is) by the error of a Drain that
+// drained the node — no new call goes to it, and it stays drained until
+// Undrain — but whose calls in flight on it (statements, open rows and
+// transactions, connections held through Cluster.Conn or Writer) had not
+// all ended within SwitchoverOptions.DrainTimeout or before ctx ended.
+// Those calls go on; the node is not yet idle.
+var ErrDrainTimeout = errors.New("calls in flight on the drained node did not end in time")
+
 // SwitchoverOptions tunes Cluster.Switchover and Cluster.Drain. The zero
 // value (or nil) is ready to use.
 type SwitchoverOptions struct {
@@ -42,6 +54,12 @@ type SwitchoverOptions struct {
 	// through this cluster (Writer, Conn, ExecContext) would wait for the
 	// switch, and the switch for it, until ctx ends.
 	ReadOnly func(ctx context.Context, addr string, on bool) error
+
+	// DrainTimeout bounds how long Drain waits, once the node is drained,
+	// for the calls in flight on it to end (see ErrDrainTimeout); ctx
+	// bounds it too. Zero means DefaultDrainTimeout. Switchover ignores
+	// it.
+	DrainTimeout time.Duration
 }
 
 // Switchover moves the cluster's writer to the node at address to (as in
@@ -260,12 +278,57 @@ func (c *Cluster) checkWritable(ctx context.Context, i int) error {
 
 // Drain takes the node at addr out of service: no new call is sent to it
 // and it never becomes the writer, until Undrain; calls in flight on it
-// finish. When it is the writer, the role first moves to the next Up and
-// writable node with Switchover (same rules and options); if that fails,
-// the node is not drained and the error matches ErrSwitchoverRefused. On a
+// finish, and Drain returns once they have: then nothing of this router
+// runs on the node. When it is the writer, the role first moves to the
+// next Up and writable node with Switchover (same rules and options); if
+// that fails, the node is not drained and the error matches
+// ErrSwitchoverRefused. The wait for the calls in flight is bounded by
+// opts.DrainTimeout (default DefaultDrainTimeout) and ctx: at the bound
+// the node stays drained and the error matches ErrDrainTimeout. On a
 // retired or closed cluster, Drain and Undrain return an error matching
-// ErrClosed.
+// ErrClosed. A Router.Reload that replaces the cluster keeps the node
+// drained if it is still configured.
 func (c *Cluster) Drain(ctx context.Context, addr string, opts *SwitchoverOptions) error {
+	if err := c.drain(ctx, addr, opts); err != nil {
+		return err
+	}
+	var bound time.Duration
+	if opts != nil {
+		bound = opts.DrainTimeout
+	}
+	if bound <= 0 {
+		bound = DefaultDrainTimeout
+	}
+	return c.awaitIdle(ctx, c.nodeIndexByName(addr), bound)
+}
+
+// awaitIdle waits until no connection of node i's pools is in use — no
+// call of this router is in flight there — for at most bound and until
+// ctx ends.
+func (c *Cluster) awaitIdle(ctx context.Context, i int, bound time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		inUse := 0
+		for _, db := range c.nodes[i].openPools() {
+			inUse += db.Stats().InUse
+		}
+		if inUse == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("dbrouter: cluster %q: drain %s: %w: %d connection(s) still in use (bound %v; the node stays drained until Undrain): %w",
+				c.name, c.nodes[i].addr, ErrDrainTimeout, inUse, bound, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// drain is Drain without the wait for the calls in flight.
+func (c *Cluster) drain(ctx context.Context, addr string, opts *SwitchoverOptions) error {
 	if err := c.stillOpen(); err != nil {
 		return err
 	}
