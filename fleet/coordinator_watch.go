@@ -239,6 +239,7 @@ func viewOf(router string, st dbrouter.ClusterStats, now time.Time) View {
 			ReadOnly: n.ReadOnly,
 			GTID:     n.GTIDPosition,
 			Error:    n.LastError,
+			Drained:  n.Drained,
 			// A node the router has not probed yet (its probes start with
 			// the cluster's first use) shows as Up with nothing else.
 			Probed: n.LastProbeLatency > 0 || n.ConsecutiveFailures > 0 || n.LastError != "" || n.GTIDPosition != "",
@@ -255,7 +256,7 @@ func sameView(v, o View) bool {
 	}
 	for i, n := range v.Nodes {
 		m := o.Nodes[i]
-		if n.Addr != m.Addr || n.State != m.State || n.ReadOnly != m.ReadOnly || n.Probed != m.Probed || (n.Error == "") != (m.Error == "") {
+		if n.Addr != m.Addr || n.State != m.State || n.ReadOnly != m.ReadOnly || n.Probed != m.Probed || n.Drained != m.Drained || (n.Error == "") != (m.Error == "") {
 			return false
 		}
 	}

@@ -61,6 +61,9 @@ type NodeView struct {
 	GTID     string `json:"gtid,omitempty"`
 	Error    string `json:"error,omitempty"`
 	Probed   bool   `json:"probed"` // the router has probed the node: State means something
+	// Drained: the router took the node out of service (dbrouter
+	// Cluster.Drain).
+	Drained bool `json:"drained,omitempty"`
 }
 
 // Decision is a cluster's writer decision, as published by the decider.

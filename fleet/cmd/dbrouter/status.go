@@ -300,7 +300,11 @@ func (s *fleetState) writeCluster(w io.Writer, name string, now time.Time) {
 				continue
 			}
 			n := v.Nodes[i]
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", label, who, orDash(n.State), yesNo(n.ReadOnly),
+			state := orDash(n.State)
+			if n.Drained {
+				state += " (drained)"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", label, who, state, yesNo(n.ReadOnly),
 				orDash(n.GTID), age(v.At, now), oneLine(n.Error))
 			label, rows = "", rows+1
 		}
