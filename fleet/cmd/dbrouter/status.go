@@ -165,8 +165,12 @@ func (s *fleetState) clusters() []string {
 	return slices.Compact(names)
 }
 
-// cmdStatus prints the fleet's state per cluster.
+// cmdStatus prints the fleet's state per cluster; with -config, what a
+// router opened from that file sees (cmdLocalStatus).
 func cmdStatus(e *env, _ []string) int {
+	if e.config != "" {
+		return cmdLocalStatus(e)
+	}
 	cli, err := e.etcd()
 	if err != nil {
 		return e.fail("status", err)
