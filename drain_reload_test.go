@@ -167,3 +167,26 @@ func TestDrainTimeout(t *testing.T) {
 		t.Fatal("Drain did not return after the call ended")
 	}
 }
+
+// TestSinkSetDrained: a WriterSource drains and undrains nodes through the
+// sink (NodeDrainer), but not the writer.
+func TestSinkSetDrained(t *testing.T) {
+	c, _ := newFakeClusterWithProbes(t, 3, Settings{Health: HealthConfig{Interval: 10 * time.Millisecond}}, nil)
+	ctx := testCtx(t)
+	if _, err := c.ExecContext(ctx, "INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	var d NodeDrainer = sink{c}
+	if err := d.SetDrained("a:3306", true); err == nil || c.Stats().Nodes[0].Drained {
+		t.Errorf("draining the writer: err %v, drained %v", err, c.Stats().Nodes[0].Drained)
+	}
+	if err := d.SetDrained("z:3306", true); err == nil {
+		t.Error("draining an unknown node: no error")
+	}
+	if err := d.SetDrained("b:3306", true); err != nil || !c.Stats().Nodes[1].Drained {
+		t.Fatalf("draining b: err %v", err)
+	}
+	if err := d.SetDrained("b:3306", false); err != nil || c.Stats().Nodes[1].Drained {
+		t.Fatalf("undraining b: err %v", err)
+	}
+}

@@ -27,6 +27,8 @@ type watch struct {
 	mu    sync.Mutex // serialises what is handed to sink.Decide
 	gen   uint64     // the session whose decisions may be applied; 0: none
 	epoch uint64     // of the last decision applied
+
+	drains map[string]bool // nodes followDrains drained (drain.go); its goroutine only
 }
 
 // run follows the coordinator's sessions: with each, it publishes the view
@@ -58,6 +60,7 @@ func (w *watch) follow(sess *concurrency.Session, gen uint64) {
 	w.mu.Unlock()
 	var views sync.WaitGroup
 	views.Go(func() { w.publishViews(ctx, sess) })
+	views.Go(func() { w.followDrains(ctx) })
 	defer func() {
 		cancel()
 		views.Wait()

@@ -10,6 +10,8 @@
 //	dbrouter diff FILE                     compare etcd's configuration with FILE
 //	dbrouter status [--cluster NAME]       writer, epoch and every router's view of every node
 //	dbrouter switchover CLUSTER NODE       move CLUSTER's writer to NODE for the whole fleet
+//	dbrouter drain CLUSTER NODE            take NODE out of service for the whole fleet
+//	dbrouter undrain CLUSTER NODE          put NODE back in service for the whole fleet
 //	dbrouter status -config FILE           without etcd: probe every node of FILE once, print a table
 //	dbrouter route -config FILE MAP KEY    without etcd: the cluster MAP puts KEY in, and its writer
 //
@@ -95,6 +97,10 @@ var commands = []command{
 			fs.StringVar(&e.config, "config", "", "no etcd: open a router from the YAML `FILE`, probe every node once and print a table")
 		},
 		summary: "each cluster's writer, epoch and every router's view of each node (-config FILE: probe FILE's nodes, no etcd)"},
+	{name: "drain", args: "CLUSTER NODE", nargs: 2, etcd: true, run: cmdDrain,
+		summary: "take NODE out of service for the whole fleet (the writer moves off it); wait until every router follows"},
+	{name: "undrain", args: "CLUSTER NODE", nargs: 2, etcd: true, run: cmdUndrain,
+		summary: "put NODE back in service for the whole fleet"},
 	{name: "route", args: "-config FILE MAP KEY", nargs: 2, run: cmdRoute,
 		flags: func(fs *flag.FlagSet, e *env) {
 			fs.StringVar(&e.config, "config", "", "the YAML configuration `FILE` (required)")
