@@ -177,11 +177,27 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 	// writes are held, so that the wait behind the fence is only for the
 	// last few transactions; a target that cannot is refused before any
 	// write waits.
+	var ph switchPhases
+	start := time.Now()
 	caughtUp, pos, why = c.catchUpWithin(ctx, sw.from, sw.to, catchUp)
 	if why == nil && !caughtUp {
 		why = fmt.Errorf("%s did not reach %s's position %s within %v", to, from, pos, catchUp)
 	}
+	if why == nil {
+		ph.rounds = c.closeIn(ctx, sw.from, sw.to, start.Add(catchUp), time.Since(start))
+	}
+	ph.before = time.Since(start)
+	t := time.Now()
 	held = why == nil && c.fence.hold(ctx)
+	ph.drain = time.Since(t)
+	defer func() {
+		if held {
+			ph.held = time.Since(t)
+			c.log.Info("dbrouter: switchover phases", "from", from, "to", to, "catch_up_before_hold", ph.before,
+				"catch_up_rounds", ph.rounds, "drain", ph.drain, "catch_up_held", ph.catchUp, "read_only_hook", ph.hook,
+				"writes_held", ph.held, "err", why)
+		}
+	}()
 	switch {
 	case why != nil:
 	case !held:
@@ -193,7 +209,9 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 		// anywhere (see clusterState.switched).
 		why = fmt.Errorf("the writer moved off %s before writes were held", from)
 	default:
+		t := time.Now()
 		caughtUp, pos, why = c.catchUpWithin(ctx, sw.from, sw.to, catchUp)
+		ph.catchUp = time.Since(t)
 		if why == nil && !caughtUp {
 			why = fmt.Errorf("%s did not reach %s's position %s within %v", to, from, pos, catchUp)
 		}
@@ -207,7 +225,10 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 		}
 		if why == nil && opts.ReadOnly != nil {
 			flipped = true
-			if err := opts.ReadOnly(ctx, from, true); err != nil {
+			t := time.Now()
+			err := opts.ReadOnly(ctx, from, true)
+			ph.hook = time.Since(t)
+			if err != nil {
 				// Applied or not, the error does not say: undo it.
 				caughtUp, why = false, fmt.Errorf("making %s read-only: %w", from, err)
 				undo()
@@ -248,6 +269,51 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 		why = errors.New("the cluster's health changed during the switch")
 	}
 	return c.refused(to, why)
+}
+
+// switchPhases times a planned switch, for the log: where the time writes
+// are held goes.
+type switchPhases struct {
+	before  time.Duration // catching up before writes are held
+	rounds  int           // extra catch-up rounds before the hold (closeIn)
+	drain   time.Duration // holding the fence: writes in flight ending
+	catchUp time.Duration // the target reaching the final position, writes held
+	hook    time.Duration // the ReadOnly hook
+	held    time.Duration // from the hold to the end
+}
+
+// closeEnough is the catch-up wait under which the target is taken to be
+// within a few transactions of the writer: the fence may then hold writes.
+const closeEnough = 5 * time.Millisecond
+
+// closeIn waits, before writes are held, until the target lags the writer
+// by a few transactions only: under a steady write load the target that
+// just reached the writer's position is behind again by the writes made
+// during that wait, and that backlog is what writes would wait for behind
+// the fence. So it waits again for the writer's newer position, while the
+// last wait took longer than closeEnough, until deadline, for at most 20
+// rounds; a round that fails or times out ends it (the wait behind the
+// fence decides then), and so does a round that took more than three
+// quarters of the one before: the target then applies no faster than the
+// writer commits, and more rounds would only delay the switch. It returns
+// the number of rounds.
+func (c *Cluster) closeIn(ctx context.Context, from, to int, deadline time.Time, last time.Duration) int {
+	rounds := 0
+	for rounds < 20 && last > closeEnough {
+		left := time.Until(deadline)
+		if left < 10*closeEnough {
+			break
+		}
+		t := time.Now()
+		ok, _, err := c.catchUpWithin(ctx, from, to, left)
+		prev := last
+		last = time.Since(t)
+		rounds++
+		if err != nil || !ok || 4*last > 3*prev {
+			break
+		}
+	}
+	return rounds
 }
 
 // writerNow returns the state machine's writer (-1: none).
