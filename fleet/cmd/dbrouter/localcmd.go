@@ -46,8 +46,13 @@ func openLocal(file string) (*localRouter, error) {
 		}
 	}
 	add(cfg.Defaults.Password)
-	for _, c := range cfg.Clusters {
+	// Probing is the point: probes turned off in the file (nodes judged by
+	// calls alone) are turned on here.
+	cfg.Defaults.Health.Disabled = false
+	for name, c := range cfg.Clusters {
 		add(c.Password)
+		c.Health.Disabled = false
+		cfg.Clusters[name] = c
 	}
 	slices.SortFunc(lr.secrets, func(a, b string) int { return len(b) - len(a) })
 	cfg.Logger = slog.New(slog.DiscardHandler)

@@ -20,10 +20,11 @@ func writeConfig(t *testing.T, yaml string) string {
 // TestLocalCommandErrors: status -config and route fail clearly, without
 // etcd and without printing the password, on an unreadable or invalid
 // configuration, an unknown map or cluster, an empty key and nodes that do
-// not answer (127.0.0.1:1 and :2 refuse connections).
+// not answer (127.0.0.1:1 and :2 refuse connections). Probes turned off in
+// the file are turned on: the nodes are probed all the same.
 func TestLocalCommandErrors(t *testing.T) {
 	const secret = "s3cret-Local-Pw"
-	cfg := writeConfig(t, `defaults: {user: app, password: "`+secret+`", health: {interval: 50ms}}
+	cfg := writeConfig(t, `defaults: {user: app, password: "`+secret+`", health: {interval: 50ms, disabled: true}}
 clusters:
   c1: {nodes: ["127.0.0.1:1", "127.0.0.1:2"]}
 shard_maps:
