@@ -35,9 +35,15 @@ func ExampleCluster_Switchover() {
 			return err
 		},
 	}
+	opts.DrainTimeout = 10 * time.Second // for the calls still running on old once it is drained
 	old := orders.WriterAddr()
-	if err := orders.Drain(ctx, old, opts); errors.Is(err, dbrouter.ErrSwitchoverRefused) {
+	switch err := orders.Drain(ctx, old, opts); {
+	case errors.Is(err, dbrouter.ErrSwitchoverRefused):
 		log.Fatalf("the writer stays on %s: %v", old, err)
+	case errors.Is(err, dbrouter.ErrDrainTimeout):
+		log.Printf("%s is drained, but calls still run there: %v", old, err)
+	case err != nil:
+		log.Fatal(err)
 	}
 	// ... maintenance of old; then, once it is writable again:
 	if err := orders.Undrain(old); err != nil {

@@ -107,6 +107,10 @@ type NodeStats struct {
 	// when unknown. It grows by about a probe interval between probes.
 	Lag       time.Duration
 	LastError string
+	// Drained reports whether Cluster.Drain took the node out of service
+	// (until Cluster.Undrain): no call is sent to it and it never becomes
+	// the writer.
+	Drained bool
 }
 
 // ClusterStats is a snapshot of one cluster's health.

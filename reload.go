@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 )
 
@@ -158,4 +159,65 @@ func (r *Router) WatchConfigFile(ctx context.Context, path string, interval time
 			onError(fmt.Errorf("%w (in %s)", err, path))
 		}
 	}
+}
+
+// inheritPlanned carries the planned moves of old, the cluster of the same
+// name that a Reload replaces with c, over to c before c is used: nodes
+// drained there (Cluster.Drain) stay drained here, and the writer a
+// switchover chose there stays the preferred first writer here, provided
+// the node is still configured (by address, as Nodes spells it). c's first
+// probe round still decides: a pinned node that is not Up and writable, or
+// is behind another node, is not chosen, and the pin is then dropped.
+func (c *Cluster) inheritPlanned(old *Cluster) {
+	old.mu.Lock()
+	var drained []string
+	for i, on := range old.state.drained {
+		if on {
+			drained = append(drained, old.state.addrs[i])
+		}
+	}
+	pinned := ""
+	if p := old.state.pinned; p >= 0 && p == old.state.writer {
+		pinned = old.state.addrs[p]
+	}
+	old.mu.Unlock()
+	if len(drained) == 0 && pinned == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.state.inherit(drained, pinned, time.Now())
+	if p != nil {
+		c.pick.Store(p) // before first use: no call waits on the old picker
+	}
+}
+
+// inherit drains the nodes at the given addresses and pins the node at
+// pinned ("" or an unknown address: none), for a cluster not yet probed
+// (see Cluster.inheritPlanned). Without probes the writer was chosen at
+// creation: it is chosen again. It returns the new picker, or nil when
+// nothing changed.
+func (s *clusterState) inherit(drained []string, pinned string, now time.Time) *picker {
+	changed := false
+	for i, a := range s.addrs {
+		if slices.Contains(drained, a) {
+			s.drained[i], changed = true, true
+		}
+		if a == pinned {
+			s.pinned, changed = i, true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	if s.ready && s.probed == 0 {
+		s.writer, s.lastWriter = -1, -1
+		if s.writer, _ = s.chooseWriter(); s.writer >= 0 {
+			s.lastWriter = s.writer
+		}
+		if s.writer != s.pinned {
+			s.pinned = -1
+		}
+	}
+	return s.buildPicker(now)
 }

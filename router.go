@@ -91,6 +91,9 @@ func (r *Router) buildTable(p *plan, old *routeTable) (*routeTable, []*Cluster, 
 			}
 			return nil, nil, err
 		}
+		if old != nil && old.clusters[name] != nil {
+			c.inheritPlanned(old.clusters[name])
+		}
 		created = append(created, c)
 		t.clusters[name] = c
 	}

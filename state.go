@@ -498,6 +498,9 @@ func (s *clusterState) chooseWriter() (writer, target int) {
 		return cur, -1
 	}
 	if s.lastWriter < 0 {
+		if p := s.pinned; p >= 0 && s.eligible(p) && !s.behindAnother(p) {
+			return p, -1 // a switchover's choice, kept across a Reload
+		}
 		return s.firstChoice(), -1
 	}
 	return s.firstEligible(func(i int) bool { return s.hasAllOf(i, s.lastWriter) }), -1
@@ -775,6 +778,7 @@ func (s *clusterState) stats(now time.Time) ClusterStats {
 			GTIDPosition:        h.pos.String(),
 			SinceChange:         now.Sub(h.changedAt),
 			Lag:                 -1,
+			Drained:             s.drained[i],
 		}
 		if i == s.writer {
 			ns.Role = RoleWriter

@@ -19,6 +19,18 @@ var ErrSwitchoverRefused = errors.New("switchover refused")
 // the new writer to reach the old writer's position.
 const DefaultCatchUpTimeout = 5 * time.Second
 
+// DefaultDrainTimeout bounds, by default, how long Drain waits for the
+// calls in flight on the drained node to end.
+const DefaultDrainTimeout = 30 * time.Second
+
+// ErrDrainTimeout is matched (with errors.Is) by the error of a Drain that
+// drained the node — no new call goes to it, and it stays drained until
+// Undrain — but whose calls in flight on it (statements, open rows and
+// transactions, connections held through Cluster.Conn or Writer) had not
+// all ended within SwitchoverOptions.DrainTimeout or before ctx ended.
+// Those calls go on; the node is not yet idle.
+var ErrDrainTimeout = errors.New("calls in flight on the drained node did not end in time")
+
 // SwitchoverOptions tunes Cluster.Switchover and Cluster.Drain. The zero
 // value (or nil) is ready to use.
 type SwitchoverOptions struct {
@@ -42,6 +54,12 @@ type SwitchoverOptions struct {
 	// through this cluster (Writer, Conn, ExecContext) would wait for the
 	// switch, and the switch for it, until ctx ends.
 	ReadOnly func(ctx context.Context, addr string, on bool) error
+
+	// DrainTimeout bounds how long Drain waits, once the node is drained,
+	// for the calls in flight on it to end (see ErrDrainTimeout); ctx
+	// bounds it too. Zero means DefaultDrainTimeout. Switchover ignores
+	// it.
+	DrainTimeout time.Duration
 }
 
 // Switchover moves the cluster's writer to the node at address to (as in
@@ -159,11 +177,27 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 	// writes are held, so that the wait behind the fence is only for the
 	// last few transactions; a target that cannot is refused before any
 	// write waits.
+	var ph switchPhases
+	start := time.Now()
 	caughtUp, pos, why = c.catchUpWithin(ctx, sw.from, sw.to, catchUp)
 	if why == nil && !caughtUp {
 		why = fmt.Errorf("%s did not reach %s's position %s within %v", to, from, pos, catchUp)
 	}
+	if why == nil {
+		ph.rounds = c.closeIn(ctx, sw.from, sw.to, start.Add(catchUp), time.Since(start))
+	}
+	ph.before = time.Since(start)
+	t := time.Now()
 	held = why == nil && c.fence.hold(ctx)
+	ph.drain = time.Since(t)
+	defer func() {
+		if held {
+			ph.held = time.Since(t)
+			c.log.Info("dbrouter: switchover phases", "from", from, "to", to, "catch_up_before_hold", ph.before,
+				"catch_up_rounds", ph.rounds, "drain", ph.drain, "catch_up_held", ph.catchUp, "read_only_hook", ph.hook,
+				"writes_held", ph.held, "err", why)
+		}
+	}()
 	switch {
 	case why != nil:
 	case !held:
@@ -175,7 +209,9 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 		// anywhere (see clusterState.switched).
 		why = fmt.Errorf("the writer moved off %s before writes were held", from)
 	default:
+		t := time.Now()
 		caughtUp, pos, why = c.catchUpWithin(ctx, sw.from, sw.to, catchUp)
+		ph.catchUp = time.Since(t)
 		if why == nil && !caughtUp {
 			why = fmt.Errorf("%s did not reach %s's position %s within %v", to, from, pos, catchUp)
 		}
@@ -189,7 +225,10 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 		}
 		if why == nil && opts.ReadOnly != nil {
 			flipped = true
-			if err := opts.ReadOnly(ctx, from, true); err != nil {
+			t := time.Now()
+			err := opts.ReadOnly(ctx, from, true)
+			ph.hook = time.Since(t)
+			if err != nil {
 				// Applied or not, the error does not say: undo it.
 				caughtUp, why = false, fmt.Errorf("making %s read-only: %w", from, err)
 				undo()
@@ -232,6 +271,51 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 	return c.refused(to, why)
 }
 
+// switchPhases times a planned switch, for the log: where the time writes
+// are held goes.
+type switchPhases struct {
+	before  time.Duration // catching up before writes are held
+	rounds  int           // extra catch-up rounds before the hold (closeIn)
+	drain   time.Duration // holding the fence: writes in flight ending
+	catchUp time.Duration // the target reaching the final position, writes held
+	hook    time.Duration // the ReadOnly hook
+	held    time.Duration // from the hold to the end
+}
+
+// closeEnough is the catch-up wait under which the target is taken to be
+// within a few transactions of the writer: the fence may then hold writes.
+const closeEnough = 5 * time.Millisecond
+
+// closeIn waits, before writes are held, until the target lags the writer
+// by a few transactions only: under a steady write load the target that
+// just reached the writer's position is behind again by the writes made
+// during that wait, and that backlog is what writes would wait for behind
+// the fence. So it waits again for the writer's newer position, while the
+// last wait took longer than closeEnough, until deadline, for at most 20
+// rounds; a round that fails or times out ends it (the wait behind the
+// fence decides then), and so does a round that took more than three
+// quarters of the one before: the target then applies no faster than the
+// writer commits, and more rounds would only delay the switch. It returns
+// the number of rounds.
+func (c *Cluster) closeIn(ctx context.Context, from, to int, deadline time.Time, last time.Duration) int {
+	rounds := 0
+	for rounds < 20 && last > closeEnough {
+		left := time.Until(deadline)
+		if left < 10*closeEnough {
+			break
+		}
+		t := time.Now()
+		ok, _, err := c.catchUpWithin(ctx, from, to, left)
+		prev := last
+		last = time.Since(t)
+		rounds++
+		if err != nil || !ok || 4*last > 3*prev {
+			break
+		}
+	}
+	return rounds
+}
+
 // writerNow returns the state machine's writer (-1: none).
 func (c *Cluster) writerNow() int {
 	c.mu.Lock()
@@ -260,12 +344,57 @@ func (c *Cluster) checkWritable(ctx context.Context, i int) error {
 
 // Drain takes the node at addr out of service: no new call is sent to it
 // and it never becomes the writer, until Undrain; calls in flight on it
-// finish. When it is the writer, the role first moves to the next Up and
-// writable node with Switchover (same rules and options); if that fails,
-// the node is not drained and the error matches ErrSwitchoverRefused. On a
+// finish, and Drain returns once they have: then nothing of this router
+// runs on the node. When it is the writer, the role first moves to the
+// next Up and writable node with Switchover (same rules and options); if
+// that fails, the node is not drained and the error matches
+// ErrSwitchoverRefused. The wait for the calls in flight is bounded by
+// opts.DrainTimeout (default DefaultDrainTimeout) and ctx: at the bound
+// the node stays drained and the error matches ErrDrainTimeout. On a
 // retired or closed cluster, Drain and Undrain return an error matching
-// ErrClosed.
+// ErrClosed. A Router.Reload that replaces the cluster keeps the node
+// drained if it is still configured.
 func (c *Cluster) Drain(ctx context.Context, addr string, opts *SwitchoverOptions) error {
+	if err := c.drain(ctx, addr, opts); err != nil {
+		return err
+	}
+	var bound time.Duration
+	if opts != nil {
+		bound = opts.DrainTimeout
+	}
+	if bound <= 0 {
+		bound = DefaultDrainTimeout
+	}
+	return c.awaitIdle(ctx, c.nodeIndexByName(addr), bound)
+}
+
+// awaitIdle waits until no connection of node i's pools is in use — no
+// call of this router is in flight there — for at most bound and until
+// ctx ends.
+func (c *Cluster) awaitIdle(ctx context.Context, i int, bound time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		inUse := 0
+		for _, db := range c.nodes[i].openPools() {
+			inUse += db.Stats().InUse
+		}
+		if inUse == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("dbrouter: cluster %q: drain %s: %w: %d connection(s) still in use (bound %v; the node stays drained until Undrain): %w",
+				c.name, c.nodes[i].addr, ErrDrainTimeout, inUse, bound, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// drain is Drain without the wait for the calls in flight.
+func (c *Cluster) drain(ctx context.Context, addr string, opts *SwitchoverOptions) error {
 	if err := c.stillOpen(); err != nil {
 		return err
 	}

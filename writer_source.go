@@ -112,3 +112,38 @@ func (c *Cluster) nodeIndexByAddr(addr string) int {
 	}
 	return -1
 }
+
+// NodeDrainer is implemented by the WriterSink that a router hands to a
+// WriterSource: through it a source that coordinates several routers
+// drains a node of the cluster (no new call goes to it and it never
+// becomes the writer, as with Cluster.Drain, without waiting for the calls
+// in flight) or puts it back in service. The source must first move the
+// writer role off the node with a decision: SetDrained(addr, true) on the
+// current writer returns an error and changes nothing (try again once the
+// decision has been applied). It is safe for concurrent use.
+type NodeDrainer interface {
+	SetDrained(addr string, on bool) error
+}
+
+// SetDrained drains or undrains a node for a WriterSource (NodeDrainer).
+func (s sink) SetDrained(addr string, on bool) error {
+	c := s.c
+	i := c.nodeIndexByName(addr)
+	if i < 0 {
+		return fmt.Errorf("dbrouter: cluster %q: drain: %q is not a node of the cluster (nodes: %v)", c.name, addr, c.Nodes())
+	}
+	if err := c.stillOpen(); err != nil {
+		return err
+	}
+	now := time.Now()
+	c.mu.Lock()
+	if on && (c.state.writer == i || c.pick.Load().writer == i) {
+		c.mu.Unlock()
+		return fmt.Errorf("dbrouter: cluster %q: cannot drain %s: it is the writer (move the role off it first)", c.name, addr)
+	}
+	out := c.state.setDrained(i, on, now)
+	c.publish(out)
+	c.mu.Unlock()
+	c.carryOut(out)
+	return nil
+}

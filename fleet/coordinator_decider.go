@@ -73,6 +73,7 @@ type decider struct {
 	views   map[string]map[string]View // cluster → router → view
 	routers map[string]bool            // live routers
 	writers map[string]writerKV        // cluster → decision
+	drained map[string]map[string]bool // cluster → nodes drained (DrainKey)
 	notes   map[string]string          // cluster → the last "stuck" logged
 }
 
@@ -139,11 +140,13 @@ func (d *decider) load(ctx context.Context) (int64, error) {
 		clientv3.OpGet(pfx+"views/", clientv3.WithPrefix()),
 		clientv3.OpGet(pfx+"routers/", clientv3.WithPrefix()),
 		clientv3.OpGet(pfx+"writers/", clientv3.WithPrefix()),
+		clientv3.OpGet(pfx+"drained/", clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
 		return 0, err
 	}
 	d.views, d.routers, d.writers = map[string]map[string]View{}, map[string]bool{}, map[string]writerKV{}
+	d.drained = map[string]map[string]bool{}
 	for _, r := range resp.Responses {
 		for _, kv := range r.GetResponseRange().Kvs {
 			d.put(string(kv.Key), kv.Value, kv.ModRevision)
@@ -171,7 +174,7 @@ func (d *decider) splitKey(key string) (kind, cluster, router string) {
 	}
 	kind, rest, _ := strings.Cut(rel, "/")
 	switch kind {
-	case "views":
+	case "views", "drained": // drained: the node in the router's place
 		i := strings.LastIndex(rest, "/")
 		if i <= 0 {
 			return "", "", ""
@@ -210,6 +213,12 @@ func (d *decider) put(key string, value []byte, modRev int64) (string, bool) {
 		}
 		d.writers[cluster] = writerKV{dec, modRev}
 		return cluster, false
+	case "drained":
+		if d.drained[cluster] == nil {
+			d.drained[cluster] = map[string]bool{}
+		}
+		d.drained[cluster][router] = true
+		return cluster, false
 	}
 	return "", false
 }
@@ -225,6 +234,9 @@ func (d *decider) remove(key string) (string, bool) {
 		return "", true
 	case "writers":
 		delete(d.writers, cluster)
+		return cluster, false
+	case "drained":
+		delete(d.drained[cluster], router)
 		return cluster, false
 	}
 	return "", false
@@ -276,7 +288,7 @@ func (d *decider) decide(ctx context.Context, cluster string, nodes []string) {
 	if have {
 		cur = &wkv.d
 	}
-	v := decideWriter(nodes, cur, views)
+	v := decideWriter(nodes, cur, views, d.drained[cluster])
 	if c.opts.onVerdict != nil {
 		c.opts.onVerdict(cluster, views, v)
 	}

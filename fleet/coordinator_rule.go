@@ -85,13 +85,17 @@ func countViews(views []View) tally {
 // A majority is more than half of the views in which the router has probed
 // every node of the cluster: a router that has not used the cluster yet (or
 // whose first probe round has not ended) has no say.
-func decideWriter(nodes []string, cur *Decision, views []View) verdict {
+//
+// A drained node (drained, from the drain keys: see DrainKey) is never
+// chosen, and a drained writer is moved off as one that failed, without
+// demoting it (it is healthy: an operator takes it out of service).
+func decideWriter(nodes []string, cur *Decision, views []View, drained map[string]bool) verdict {
 	t := countViews(views)
 	if t.voters == 0 {
 		return verdict{}
 	}
 	maj := t.voters/2 + 1
-	eligible := func(a string) bool { return t.upRW[a] >= maj }
+	eligible := func(a string) bool { return t.upRW[a] >= maj && !drained[a] }
 	if cur == nil || cur.Writer == "" {
 		best := ""
 		for _, a := range nodes {
@@ -116,6 +120,8 @@ func decideWriter(nodes []string, cur *Decision, views []View) verdict {
 		gone = fmt.Sprintf("%s is read-only (router %s)", w, t.readOnly[w])
 	case t.down[w] >= maj:
 		gone = fmt.Sprintf("%s is down for %d of %d routers", w, t.down[w], t.voters)
+	case drained[w]:
+		gone = fmt.Sprintf("%s is drained (dbrouter drain)", w)
 	default:
 		return verdict{}
 	}
@@ -148,7 +154,7 @@ func decideWriter(nodes []string, cur *Decision, views []View) verdict {
 		return verdict{stuck: fmt.Sprintf("%s, but no other node is up and writable for a majority (%d) of %d routers", gone, maj, t.voters)}
 	}
 	v := verdict{change: true, next: Decision{Writer: next, GTID: t.positions[next].String(), Cause: why}}
-	if slices.Contains(nodes, w) {
+	if slices.Contains(nodes, w) && !drained[w] {
 		v.demote = w
 	}
 	return v

@@ -41,6 +41,8 @@ func TestDecideWriter(t *testing.T) {
 		writer string // "" no change
 		demote string
 		cause  string // in the cause, or in stuck when no change
+
+		drained map[string]bool
 	}{
 		{name: "no views: nothing", views: nil},
 		{name: "no decision, views not probed yet: nothing",
@@ -113,10 +115,24 @@ func TestDecideWriter(t *testing.T) {
 		{name: "writer no longer a node of the cluster", cur: &Decision{Writer: "old:3306", Epoch: 2},
 			views:  []View{healthy("r1")},
 			writer: a, cause: "old:3306 is no longer a node of the cluster"},
+		{name: "drained writer: moved off, not demoted", cur: decidedA, drained: map[string]bool{a: true},
+			views:  []View{healthy("r1"), healthy("r2")},
+			writer: b, cause: "a:3306 is drained (dbrouter drain); b:3306 holds its last known position"},
+		{name: "drained nodes are never chosen", cur: decidedA, drained: map[string]bool{a: true, b: true},
+			views:  []View{healthy("r1"), healthy("r2")},
+			writer: c, cause: "a:3306 is drained"},
+		{name: "first decision skips a drained node", drained: map[string]bool{a: true},
+			views:  []View{healthy("r1"), healthy("r2")},
+			writer: b, cause: "first decision: b:3306"},
+		{name: "every other node drained: stuck", cur: decidedA, drained: map[string]bool{a: true, b: true, c: true},
+			views: []View{healthy("r1")},
+			cause: "a:3306 is drained (dbrouter drain), but no other node is up and writable"},
+		{name: "a drained replica changes nothing", cur: decidedA, drained: map[string]bool{b: true},
+			views: []View{healthy("r1")}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			v := decideWriter(nodes, tc.cur, tc.views)
+			v := decideWriter(nodes, tc.cur, tc.views, tc.drained)
 			switch {
 			case tc.writer == "" && v.change:
 				t.Fatalf("decided %s (%s), want no change", v.next.Writer, v.next.Cause)

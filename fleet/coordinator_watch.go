@@ -27,6 +27,8 @@ type watch struct {
 	mu    sync.Mutex // serialises what is handed to sink.Decide
 	gen   uint64     // the session whose decisions may be applied; 0: none
 	epoch uint64     // of the last decision applied
+
+	drains map[string]bool // nodes followDrains drained (drain.go); its goroutine only
 }
 
 // run follows the coordinator's sessions: with each, it publishes the view
@@ -58,6 +60,7 @@ func (w *watch) follow(sess *concurrency.Session, gen uint64) {
 	w.mu.Unlock()
 	var views sync.WaitGroup
 	views.Go(func() { w.publishViews(ctx, sess) })
+	views.Go(func() { w.followDrains(ctx) })
 	defer func() {
 		cancel()
 		views.Wait()
@@ -239,6 +242,7 @@ func viewOf(router string, st dbrouter.ClusterStats, now time.Time) View {
 			ReadOnly: n.ReadOnly,
 			GTID:     n.GTIDPosition,
 			Error:    n.LastError,
+			Drained:  n.Drained,
 			// A node the router has not probed yet (its probes start with
 			// the cluster's first use) shows as Up with nothing else.
 			Probed: n.LastProbeLatency > 0 || n.ConsecutiveFailures > 0 || n.LastError != "" || n.GTIDPosition != "",
@@ -255,7 +259,7 @@ func sameView(v, o View) bool {
 	}
 	for i, n := range v.Nodes {
 		m := o.Nodes[i]
-		if n.Addr != m.Addr || n.State != m.State || n.ReadOnly != m.ReadOnly || n.Probed != m.Probed || (n.Error == "") != (m.Error == "") {
+		if n.Addr != m.Addr || n.State != m.State || n.ReadOnly != m.ReadOnly || n.Probed != m.Probed || n.Drained != m.Drained || (n.Error == "") != (m.Error == "") {
 			return false
 		}
 	}

@@ -12,6 +12,7 @@ import (
 //	<prefix>views/<cluster>/<router>  a router's view of a cluster, under its lease: View
 //	<prefix>election                  the decider election (go.etcd.io/etcd/client/v3/concurrency)
 //	<prefix>writers/<cluster>         the cluster's writer decision: Decision
+//	<prefix>drained/<cluster>/<node>  the node is out of service for the fleet: DrainRecord
 //
 // Values other than config are JSON. A prefix without a trailing "/" names
 // the same keys as with one.
@@ -61,6 +62,9 @@ type NodeView struct {
 	GTID     string `json:"gtid,omitempty"`
 	Error    string `json:"error,omitempty"`
 	Probed   bool   `json:"probed"` // the router has probed the node: State means something
+	// Drained: the router took the node out of service (dbrouter
+	// Cluster.Drain, or the fleet's drain key: see DrainKey).
+	Drained bool `json:"drained,omitempty"`
 }
 
 // Decision is a cluster's writer decision, as published by the decider.

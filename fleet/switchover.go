@@ -28,7 +28,7 @@ var ErrSwitchoverRefused = errors.New("fleet switchover refused")
 //
 // It refuses (an error matching ErrSwitchoverRefused, nothing published)
 // when the fleet has no decision for the cluster yet, when to is already
-// the writer, or when to is not Up and writable in a majority of the views
+// the writer or is drained (DrainKey), or when to is not Up and writable in a majority of the views
 // of live routers that have probed every node. by names who asks, for the
 // decision's cause and Decider fields.
 func Switchover(ctx context.Context, cli *clientv3.Client, prefix, cluster, to, by string) (Decision, error) {
@@ -43,6 +43,7 @@ func Switchover(ctx context.Context, cli *clientv3.Client, prefix, cluster, to, 
 		clientv3.OpGet(wkey),
 		clientv3.OpGet(prefix+"routers/", clientv3.WithPrefix()),
 		clientv3.OpGet(ViewsPrefix(prefix, cluster), clientv3.WithPrefix()),
+		clientv3.OpGet(DrainKey(prefix, cluster, to)),
 	).Commit()
 	if err != nil {
 		return Decision{}, fmt.Errorf("fleet: switchover of cluster %q: reading etcd: %w", cluster, err)
@@ -57,6 +58,9 @@ func Switchover(ctx context.Context, cli *clientv3.Client, prefix, cluster, to, 
 	}
 	if cur.Writer == to {
 		return refuse("%s is already the writer (epoch %d)", to, cur.Epoch)
+	}
+	if len(resp.Responses[3].GetResponseRange().Kvs) > 0 {
+		return refuse("%s is drained (dbrouter undrain first)", to)
 	}
 	live := map[string]bool{}
 	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {

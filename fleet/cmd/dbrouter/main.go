@@ -10,6 +10,15 @@
 //	dbrouter diff FILE                     compare etcd's configuration with FILE
 //	dbrouter status [--cluster NAME]       writer, epoch and every router's view of every node
 //	dbrouter switchover CLUSTER NODE       move CLUSTER's writer to NODE for the whole fleet
+//	dbrouter drain CLUSTER NODE            take NODE out of service for the whole fleet
+//	dbrouter undrain CLUSTER NODE          put NODE back in service for the whole fleet
+//	dbrouter status -config FILE           without etcd: probe every node of FILE once, print a table
+//	dbrouter route -config FILE MAP KEY    without etcd: the cluster MAP puts KEY in, and its writer
+//
+// With -config, status and route talk to no etcd: they open a router from
+// the YAML file, as an application would, and print what it sees after
+// one probe round (bounded by --timeout); they exit 1 when a node does not
+// answer or a cluster has no writer, the table printed all the same.
 //
 // The commands that talk to etcd take --endpoints (comma-separated; default
 // $DBROUTER_ETCD_ENDPOINTS, else 127.0.0.1:2379), --prefix (default
@@ -82,11 +91,22 @@ var commands = []command{
 		summary: "print the configuration stored in etcd, as stored (its revision goes to stderr)"},
 	{name: "diff", args: "FILE", nargs: 1, etcd: true, run: cmdDiff,
 		summary: "line diff of etcd's configuration (-) and FILE (+); exit 1 if they differ"},
-	{name: "status", args: "[--cluster NAME]", etcd: true, run: cmdStatus,
+	{name: "status", args: "[--cluster NAME] [-config FILE]", etcd: true, run: cmdStatus,
 		flags: func(fs *flag.FlagSet, e *env) {
 			fs.StringVar(&e.cluster, "cluster", "", "show cluster `NAME` only")
+			fs.StringVar(&e.config, "config", "", "no etcd: open a router from the YAML `FILE`, probe every node once and print a table")
 		},
-		summary: "each cluster's writer, epoch and every router's view of each node"},
+		summary: "each cluster's writer, epoch and every router's view of each node (-config FILE: probe FILE's nodes, no etcd)"},
+	{name: "drain", args: "CLUSTER NODE", nargs: 2, etcd: true, run: cmdDrain,
+		summary: "take NODE out of service for the whole fleet (the writer moves off it); wait until every router follows"},
+	{name: "undrain", args: "CLUSTER NODE", nargs: 2, etcd: true, run: cmdUndrain,
+		summary: "put NODE back in service for the whole fleet"},
+	{name: "route", args: "-config FILE MAP KEY", nargs: 2, run: cmdRoute,
+		flags: func(fs *flag.FlagSet, e *env) {
+			fs.StringVar(&e.config, "config", "", "the YAML configuration `FILE` (required)")
+			fs.DurationVar(&e.timeout, "timeout", 5*time.Second, "bound on the probe round that finds the writer")
+		},
+		summary: "the cluster shard map MAP puts KEY in, and that cluster's writer now (no etcd)"},
 	{name: "switchover", args: "CLUSTER NODE", nargs: 2, etcd: true, run: cmdSwitchover,
 		summary: "move CLUSTER's writer to NODE for the whole fleet (a compare-and-swap on its decision)"},
 }
@@ -101,6 +121,7 @@ type env struct {
 	timeout   time.Duration
 	expectRev int64  // push
 	cluster   string // status
+	config    string // status and route without etcd: the YAML file
 
 	now func() time.Time // the clock of status's ages
 
@@ -219,12 +240,17 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: dbrouter COMMAND [ARGS] [FLAGS]")
 	fmt.Fprintln(w, "\nThe operator's tool for a fleet of dbrouter routers sharing a configuration and writer decisions through etcd.")
 	fmt.Fprintln(w, "\ncommands:")
+	width := 0
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-12s %-22s %s\n", c.name, c.args, c.summary)
+		width = max(width, len(c.args))
+	}
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-12s %-*s %s\n", c.name, width, c.args, c.summary)
 	}
 	fmt.Fprintln(w, "\nflags of the commands that talk to etcd: --endpoints (default $DBROUTER_ETCD_ENDPOINTS or "+defaultEndpoints+"),")
 	fmt.Fprintln(w, "--prefix (default "+fleet.DefaultPrefix+"), --timeout (default 5s). \"dbrouter COMMAND -h\" shows a command's flags.")
-	fmt.Fprintln(w, "exit status: 0 ok, 1 failed (diff: they differ), 2 usage error (diff: trouble).")
+	fmt.Fprintln(w, "status and route with -config FILE need no etcd; they take --timeout (default 5s) for the probe round.")
+	fmt.Fprintln(w, "exit status: 0 ok, 1 failed (diff: they differ; status/route -config: a node not answering, no writer), 2 usage error (diff: trouble).")
 }
 
 // etcd returns the etcd client, connecting on first use.

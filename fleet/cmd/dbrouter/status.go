@@ -165,8 +165,12 @@ func (s *fleetState) clusters() []string {
 	return slices.Compact(names)
 }
 
-// cmdStatus prints the fleet's state per cluster.
+// cmdStatus prints the fleet's state per cluster; with -config, what a
+// router opened from that file sees (cmdLocalStatus).
 func cmdStatus(e *env, _ []string) int {
+	if e.config != "" {
+		return cmdLocalStatus(e)
+	}
 	cli, err := e.etcd()
 	if err != nil {
 		return e.fail("status", err)
@@ -300,7 +304,11 @@ func (s *fleetState) writeCluster(w io.Writer, name string, now time.Time) {
 				continue
 			}
 			n := v.Nodes[i]
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", label, who, orDash(n.State), yesNo(n.ReadOnly),
+			state := orDash(n.State)
+			if n.Drained {
+				state += " (drained)"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", label, who, state, yesNo(n.ReadOnly),
 				orDash(n.GTID), age(v.At, now), oneLine(n.Error))
 			label, rows = "", rows+1
 		}

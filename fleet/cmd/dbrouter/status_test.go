@@ -64,7 +64,7 @@ func putFleetState(t *testing.T, srv *etcdtest.Server, prefix string) {
 		Nodes: []fleet.NodeView{{Addr: "127.0.0.1:33063", State: "up", GTID: "0-3-7"},
 			{Addr: "127.0.0.1:33064", State: "suspect", GTID: "0-3-7", Error: "read tcp: i/o timeout\n(probe 2 of 2)"}}})
 	put(fleet.ViewKey(prefix, "cust-2", "web4"), fleet.View{Router: "web4", At: testNow.Add(-75 * time.Second),
-		Nodes: []fleet.NodeView{{Addr: "127.0.0.1:33063", State: "up"}}})
+		Nodes: []fleet.NodeView{{Addr: "127.0.0.1:33063", State: "up", Drained: true}}})
 }
 
 // revisions masks etcd revisions, which depend on how many writes the

@@ -1,0 +1,282 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/dbrouter/dbrouter"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// mvccKV is a key-value pair as etcd returns it.
+type mvccKV = mvccpb.KeyValue
+
+// Fleet-wide drain. A drain key, <prefix>drained/<cluster>/<node>, takes a
+// node out of service for every router of the fleet:
+//
+//   - the decider never picks a drained node as writer, and when the
+//     writer is drained it publishes a decision that moves the role off it
+//     (as for a writer that failed, without Demote): every router follows
+//     through its fence;
+//   - every router applies the key to its cluster (dbrouter.NodeDrainer,
+//     as Cluster.Drain does: no new call goes to the node, reads
+//     included) once the node is no longer its writer, and shows it in
+//     its view (NodeView.Drained);
+//   - deleting the key (Undrain) puts the node back in service for every
+//     router; the writer stays where it is (the decider moves a writer
+//     only when the fleet sees it fail).
+
+// DrainKey returns the key that drains a node of a cluster for the whole
+// fleet.
+func DrainKey(prefix, cluster, node string) string {
+	return path.Join(prefix, "drained", cluster, node)
+}
+
+// DrainedPrefix returns the prefix of a cluster's drain keys.
+func DrainedPrefix(prefix, cluster string) string {
+	return path.Join(prefix, "drained", cluster) + "/"
+}
+
+// DrainRecord is the value of a drain key.
+type DrainRecord struct {
+	By string    `json:"by"` // who drained the node
+	At time.Time `json:"at"`
+}
+
+// ErrDrainRefused is matched by the error of a Drain that stored nothing:
+// no live router's view names the node, or draining it would leave the
+// cluster with no node Up, writable and undrained in a majority of the
+// views.
+var ErrDrainRefused = errors.New("fleet drain refused")
+
+// Drain takes node out of service for every router of the fleet, by
+// storing its drain key (see DrainKey): the decider moves the writer off
+// it, and every router stops sending it calls. It returns once the key is
+// stored; WaitDrained waits for the fleet to follow. Draining a drained
+// node again changes nothing. It refuses (ErrDrainRefused, nothing stored)
+// a node no live router's view names, and the writer when no other node is
+// Up, writable and not drained in a majority of the views that count. by
+// names who asks.
+func Drain(ctx context.Context, cli *clientv3.Client, prefix, cluster, node, by string) error {
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	refuse := func(format string, args ...any) error {
+		return fmt.Errorf("%w: cluster %q: %s", ErrDrainRefused, cluster, fmt.Sprintf(format, args...))
+	}
+	resp, err := cli.Txn(ctx).Then(
+		clientv3.OpGet(WriterKey(prefix, cluster)),
+		clientv3.OpGet(prefix+"routers/", clientv3.WithPrefix()),
+		clientv3.OpGet(ViewsPrefix(prefix, cluster), clientv3.WithPrefix()),
+		clientv3.OpGet(DrainedPrefix(prefix, cluster), clientv3.WithPrefix()),
+	).Commit()
+	if err != nil {
+		return fmt.Errorf("fleet: drain of %s in cluster %q: reading etcd: %w", node, cluster, err)
+	}
+	views := liveViews(resp.Responses[1].GetResponseRange().Kvs, resp.Responses[2].GetResponseRange().Kvs)
+	if !slices.ContainsFunc(views, func(v View) bool {
+		return slices.ContainsFunc(v.Nodes, func(n NodeView) bool { return n.Addr == node })
+	}) {
+		return refuse("no live router's view names a node %q", node)
+	}
+	drained := drainedSet(prefix, cluster, resp.Responses[3].GetResponseRange().Kvs)
+	if drained[node] {
+		return nil
+	}
+	drained[node] = true
+	t := countViews(views)
+	maj := t.voters/2 + 1
+	var others []string
+	for _, v := range views {
+		for _, n := range v.Nodes {
+			if !drained[n.Addr] && t.upRW[n.Addr] >= maj && !slices.Contains(others, n.Addr) {
+				others = append(others, n.Addr)
+			}
+		}
+	}
+	if len(others) == 0 {
+		return refuse("no other node would be up, writable and not drained in a majority of %d views", t.voters)
+	}
+	val, err := json.Marshal(DrainRecord{By: by, At: time.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	if _, err := cli.Put(ctx, DrainKey(prefix, cluster, node), string(val)); err != nil {
+		return fmt.Errorf("fleet: drain of %s in cluster %q: %w", node, cluster, err)
+	}
+	return nil
+}
+
+// Undrain deletes node's drain key: every router puts it back in service.
+// It reports whether the node was drained.
+func Undrain(ctx context.Context, cli *clientv3.Client, prefix, cluster, node string) (bool, error) {
+	resp, err := cli.Delete(ctx, DrainKey(prefix, cluster, node))
+	if err != nil {
+		return false, fmt.Errorf("fleet: undrain of %s in cluster %q: %w", node, cluster, err)
+	}
+	return resp.Deleted > 0, nil
+}
+
+// DrainState is how far the fleet has followed a drain.
+type DrainState struct {
+	Writer  string   // the writer decision's node ("" none)
+	Pending []string // live routers whose view does not show the node drained yet
+}
+
+// Done reports whether the node is off the writer role and every live
+// router shows it drained.
+func (s DrainState) Done(node string) bool { return s.Writer != node && len(s.Pending) == 0 }
+
+// WaitDrained waits until the writer decision names another node than node
+// and every live router's view of the cluster shows node drained, or until
+// ctx ends; it returns the last state seen, and ctx's error if it ended
+// first.
+func WaitDrained(ctx context.Context, cli *clientv3.Client, prefix, cluster, node string) (DrainState, error) {
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	for {
+		var st DrainState
+		resp, err := cli.Txn(ctx).Then(
+			clientv3.OpGet(WriterKey(prefix, cluster)),
+			clientv3.OpGet(prefix+"routers/", clientv3.WithPrefix()),
+			clientv3.OpGet(ViewsPrefix(prefix, cluster), clientv3.WithPrefix()),
+		).Commit()
+		if err == nil {
+			if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+				var d Decision
+				if json.Unmarshal(kvs[0].Value, &d) == nil {
+					st.Writer = d.Writer
+				}
+			}
+			for _, v := range liveViews(resp.Responses[1].GetResponseRange().Kvs, resp.Responses[2].GetResponseRange().Kvs) {
+				if i := slices.IndexFunc(v.Nodes, func(n NodeView) bool { return n.Addr == node }); i >= 0 && !v.Nodes[i].Drained {
+					st.Pending = append(st.Pending, v.Router)
+				}
+			}
+			if st.Done(node) {
+				return st, nil
+			}
+		}
+		if !sleepCtx(ctx, 50*time.Millisecond) {
+			return st, ctx.Err()
+		}
+	}
+}
+
+// liveViews decodes the views whose router has a presence key.
+func liveViews(routers, views []*mvccKV) []View {
+	live := map[string]bool{}
+	for _, kv := range routers {
+		k := string(kv.Key)
+		live[k[strings.LastIndexByte(k, '/')+1:]] = true
+	}
+	var out []View
+	for _, kv := range views {
+		var v View
+		if json.Unmarshal(kv.Value, &v) != nil || !live[v.Router] {
+			continue
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// drainedSet returns the nodes drained by the given drain keys of cluster.
+func drainedSet(prefix, cluster string, kvs []*mvccKV) map[string]bool {
+	out := map[string]bool{}
+	p := DrainedPrefix(prefix, cluster)
+	for _, kv := range kvs {
+		if node, ok := strings.CutPrefix(string(kv.Key), p); ok && node != "" {
+			out[node] = true
+		}
+	}
+	return out
+}
+
+// followDrains applies the cluster's drain keys to the router's cluster
+// while ctx lasts: at once, on every change, and every view poll for a
+// node it could not drain yet (the router's writer, until the decision
+// that moves the role off it is applied). It undrains only the nodes it
+// drained itself, so that a node drained locally (Cluster.Drain) stays so.
+func (w *watch) followDrains(ctx context.Context) {
+	drainer, ok := w.sink.(dbrouter.NodeDrainer)
+	if !ok {
+		return
+	}
+	p := DrainedPrefix(w.c.opts.Prefix, w.cluster)
+	want := map[string]bool{} // nodes the drain keys name
+	if w.drains == nil {
+		w.drains = map[string]bool{}
+	}
+	applied := w.drains // nodes this watch drained, across sessions
+	sync := func() {
+		for node := range want {
+			if applied[node] || !slices.Contains(w.nodes, node) {
+				continue
+			}
+			if err := drainer.SetDrained(node, true); err == nil {
+				applied[node] = true
+				w.c.log.Info("fleet: node drained", "cluster", w.cluster, "node", node)
+			}
+		}
+		for node := range applied {
+			if want[node] {
+				continue
+			}
+			if err := drainer.SetDrained(node, false); err != nil {
+				w.c.log.Warn("fleet: undrain failed", "cluster", w.cluster, "node", node, "err", err)
+				continue
+			}
+			delete(applied, node)
+			w.c.log.Info("fleet: node undrained", "cluster", w.cluster, "node", node)
+		}
+	}
+	t := time.NewTicker(w.c.viewPoll)
+	defer t.Stop()
+	for ctx.Err() == nil {
+		get, cancel := context.WithTimeout(ctx, opTimeout)
+		resp, err := w.c.client.Get(get, p, clientv3.WithPrefix())
+		cancel()
+		if err != nil {
+			if !sleepCtx(ctx, retryInterval) {
+				return
+			}
+			continue
+		}
+		want = drainedSet(w.c.opts.Prefix, w.cluster, resp.Kvs)
+		sync()
+		wch := w.c.client.Watch(clientv3.WithRequireLeader(ctx), p, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
+	events:
+		for {
+			select {
+			case wr, ok := <-wch:
+				if !ok || wr.Err() != nil {
+					break events // read again, then watch again
+				}
+				for _, ev := range wr.Events {
+					node := strings.TrimPrefix(string(ev.Kv.Key), p)
+					want[node] = ev.Type == clientv3.EventTypePut
+					if !want[node] {
+						delete(want, node)
+					}
+				}
+				sync()
+			case <-t.C:
+				sync()
+			case <-ctx.Done():
+				return
+			}
+		}
+		if !sleepCtx(ctx, retryInterval/5) {
+			return
+		}
+	}
+}
