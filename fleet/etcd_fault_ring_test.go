@@ -160,8 +160,8 @@ func TestRingEtcdLeaderKilled(t *testing.T) {
 	load.stop()
 	var d Decision
 	getJSON(t, f.cl, WriterKey(f.prefix, "ring"), &d)
-	if d.Writer != f.addrs[0] || d.Epoch != 1 {
-		t.Errorf("decision after the etcd leader was killed: %+v, want node 0 at epoch 1", d)
+	if d.Writer != f.addrs[0] || d.Epoch != f.epoch {
+		t.Errorf("decision after the etcd leader was killed: %+v, want node 0 at epoch %d", d, f.epoch)
 	}
 	for _, r := range f.routers {
 		b, a := before[r.user], during[r.user]
@@ -185,7 +185,7 @@ func TestRingEtcdLeaderKilled(t *testing.T) {
 	dbKilled := time.Now()
 	eventually(t, "every router on the new writer", func() bool {
 		getJSON(t, f.cl, WriterKey(f.prefix, "ring"), &d)
-		return d.Epoch == 2 && d.Writer != f.addrs[0] && f.allOn(d.Writer)
+		return d.Epoch == f.epoch+1 && d.Writer != f.addrs[0] && f.allOn(d.Writer)
 	})
 	t.Logf("MariaDB writer killed with one etcd member down: every router on %s (epoch %d) %v later",
 		d.Writer, d.Epoch, time.Since(dbKilled).Round(time.Millisecond))
@@ -272,8 +272,8 @@ func TestRingEtcdOutage(t *testing.T) {
 	}
 	var d Decision
 	getJSON(t, f.cl, WriterKey(f.prefix, "ring"), &d)
-	if d.Writer != f.addrs[0] || d.Epoch != 1 {
-		t.Errorf("decision after the outage: %+v, want node 0 at epoch 1", d)
+	if d.Writer != f.addrs[0] || d.Epoch != f.epoch {
+		t.Errorf("decision after the outage: %+v, want node 0 at epoch %d", d, f.epoch)
 	}
 	rows, lostRows, doubled := checkRows(t, f.ring.AdminDB(0), load)
 	t.Logf("%d rows on the writer, %d acknowledged writes lost, %d doubled", rows, lostRows, doubled)
