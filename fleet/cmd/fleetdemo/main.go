@@ -9,11 +9,11 @@
 // with a fleet.Coordinator and writing to the ring without pause (each
 // write tagged with its router and a sequence number). While they write:
 //
-//   - it cuts r1 from the writer A (r1's connections to A hang; r2 and r3
-//     still reach A): the fleet keeps A, r1's writes fail, nobody writes to
-//     a second writer;
-//   - it heals the cut, then kills A (SIGKILL): the fleet's decider names B
-//     and every router moves there.
+//   - it cuts r1 from the writer, normally A (r1's connections to it hang;
+//     r2 and r3 still reach it): the fleet keeps it, r1's writes fail,
+//     nobody writes to a second writer;
+//   - it heals the cut, then kills the writer (SIGKILL): the fleet's
+//     decider names another node and every router moves there.
 //
 // Every 250 ms it prints a line per router: the writer it uses, writes
 // acknowledged and errors in that interval. At the end it restarts A, waits
@@ -42,6 +42,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -302,15 +303,21 @@ func run(ctx context.Context, verbose bool) (err error) {
 	}
 	fmt.Printf("routers r1, r2, r3 started as processes %s; waiting until the fleet has decided ...\n", pids(children))
 	deadline := time.Now().Add(30 * time.Second)
-	for !allOn(children, nodes[0]) {
+	w := -1 // the writer the fleet decided: A, unless a first probe round missed it
+	for w < 0 {
 		if time.Now().After(deadline) {
-			return errors.New("the fleet did not decide writer A within 30s")
+			return errors.New("the fleet did not decide a writer within 30s")
+		}
+		if d, ok := decision(ctx, cli); ok && allOn(children, d.Writer) {
+			w = slices.Index(nodes, d.Writer)
 		}
 		if err := sleep(ctx, 50*time.Millisecond); err != nil {
 			return err
 		}
 	}
 
+	wn := names[nodes[w]]
+	fmt.Printf("the fleet decided writer %s\n", wn)
 	fmt.Println("\ntimeline: per router, the writer it uses, writes acknowledged (+ok) and failed (+err) in each 250 ms")
 	fmt.Printf("%7s  %-34s %-34s %-34s\n", "time", "r1", "r2", "r3")
 	t0 := time.Now()
@@ -320,17 +327,17 @@ func run(ctx context.Context, verbose bool) (err error) {
 		what string
 		do   func() error
 	}{
-		{1500 * time.Millisecond, "cut r1 from A (r1's connections to A hang; r2 and r3 still reach A)", func() error {
-			proxies[0].SetCut("r1", true)
+		{1500 * time.Millisecond, fmt.Sprintf("cut r1 from %[1]s (r1's connections to %[1]s hang; r2 and r3 still reach %[1]s)", wn), func() error {
+			proxies[w].SetCut("r1", true)
 			return nil
 		}},
 		{4500 * time.Millisecond, "heal the cut", func() error {
-			proxies[0].SetCut("r1", false)
+			proxies[w].SetCut("r1", false)
 			return nil
 		}},
-		{6 * time.Second, "kill A (SIGKILL)", func() error {
+		{6 * time.Second, "kill " + wn + " (SIGKILL)", func() error {
 			killed = time.Now()
-			return ring.Kill(0)
+			return ring.Kill(w)
 		}},
 		{9 * time.Second, "stop the routers", nil},
 	}
@@ -364,17 +371,14 @@ func run(ctx context.Context, verbose bool) (err error) {
 	}
 
 	fmt.Println("\nsummary")
-	var d fleet.Decision
-	if resp, err := cli.Get(ctx, fleet.WriterKey(prefix, cluster)); err == nil && len(resp.Kvs) > 0 {
-		json.Unmarshal(resp.Kvs[0].Value, &d)
-	}
+	d, _ := decision(ctx, cli)
 	fmt.Printf("  fleet decision: writer %s, epoch %d, by %s: %s\n", names[d.Writer], d.Epoch, d.Decider, d.Cause)
 	for _, c := range children {
 		st := c.status()
 		fmt.Printf("  %s: %d writes acknowledged, %d failed; last writer %s\n", c.id, st.OK, st.Err, names[st.Writer])
 	}
-	fmt.Println("  restarting A and waiting for the ring to converge ...")
-	if err := ring.Restart(0); err != nil {
+	fmt.Printf("  restarting %s and waiting for the ring to converge ...\n", wn)
+	if err := ring.Restart(w); err != nil {
 		return err
 	}
 	cctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -382,7 +386,19 @@ func run(ctx context.Context, verbose bool) (err error) {
 	if err := ring.WaitConverged(cctx); err != nil {
 		return err
 	}
-	return check(cctx, ring, dir, start, killed)
+	return check(cctx, ring, w, dir, start, killed)
+}
+
+// decision reads the fleet's decision for the cluster, if there is one.
+func decision(ctx context.Context, cli *clientv3.Client) (fleet.Decision, bool) {
+	var d fleet.Decision
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, fleet.WriterKey(prefix, cluster))
+	if err != nil || len(resp.Kvs) == 0 {
+		return d, false
+	}
+	return d, json.Unmarshal(resp.Kvs[0].Value, &d) == nil && d.Writer != ""
 }
 
 // prepare creates the routers' MySQL users and the table they write to.
@@ -518,18 +534,18 @@ func fmtDur(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
 
 // check counts the rows per node (the server that accepted each) and
 // compares them with every router's acknowledged writes.
-func check(ctx context.Context, ring *ringtest.Ring, dir string, start, killed time.Time) error {
-	db := ring.AdminDB(1)
+func check(ctx context.Context, ring *ringtest.Ring, w int, dir string, start, killed time.Time) error {
+	db := ring.AdminDB((w + 1) % ring.Len())
 	ids := map[int]string{}
-	aID := 0
+	wID := 0
 	for i := range ring.Len() {
 		var id int
 		if err := ring.AdminDB(i).QueryRowContext(ctx, "SELECT @@server_id").Scan(&id); err != nil {
 			return err
 		}
 		ids[id] = string(rune('A' + i))
-		if i == 0 {
-			aID = id
+		if i == w {
+			wID = id
 		}
 	}
 	rows, err := db.QueryContext(ctx, "SELECT server, COUNT(*) FROM ringtest.t GROUP BY server ORDER BY server")
@@ -546,11 +562,11 @@ func check(ctx context.Context, ring *ringtest.Ring, dir string, start, killed t
 		perNode = append(perNode, fmt.Sprintf("%s %d", ids[server], n))
 	}
 	rows.Close()
-	// Rows accepted by a node other than A before A was killed: a second
+	// Rows accepted by a node other than the writer before it was killed: a second
 	// writer (the servers' clocks are this machine's).
 	var second int
 	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM ringtest.t WHERE server <> ? AND at < FROM_UNIXTIME(?)",
-		aID, float64(killed.UnixMicro())/1e6).Scan(&second); err != nil {
+		wID, float64(killed.UnixMicro())/1e6).Scan(&second); err != nil {
 		return err
 	}
 	count := map[string]int{}
@@ -586,7 +602,7 @@ func check(ctx context.Context, ring *ringtest.Ring, dir string, start, killed t
 		}
 	}
 	fmt.Printf("  rows per node (the server that accepted them): %s\n", strings.Join(perNode, ", "))
-	fmt.Printf("  rows accepted by a second writer before A was killed: %d\n", second)
+	fmt.Printf("  rows accepted by a second writer before %s was killed: %d\n", ids[wID], second)
 	fmt.Printf("  acknowledged writes: %d; lost: %d; doubled: %d\n", acked, lost, doubled)
 	fmt.Printf("  (%v in all)\n", time.Since(start).Round(100*time.Millisecond))
 	if lost > 0 || doubled > 0 || second > 0 {
