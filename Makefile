@@ -1,5 +1,6 @@
 # dbrouter: two commands do all setup on a fresh Debian machine.
 #   make demo   runs examples/failover against a MariaDB ring it starts itself
+#   make demo-fleet  three routers (processes) sharing one writer through etcd
 #   make test   go vet, gofmt check, and go test -race on real MariaDB rings
 # Both install mariadb-server from Debian's packages when no server is found.
 
@@ -20,7 +21,7 @@ MODULES := . ringtest integration examples bench fleet orm
 # each runs $(1) in every module and fails at the end if it failed in one.
 each = rc=0; for m in $(MODULES); do echo "[module $$m] $(1)"; (cd $$m && GOWORK=off $(1)) || { echo "FAIL in module $$m: $(1)"; rc=1; }; done; exit $$rc
 
-.PHONY: test demo deps vet fmt-check mod-check fuzz bench test-docker
+.PHONY: test demo demo-fleet deps vet fmt-check mod-check fuzz bench test-docker
 
 deps:
 	@scripts/ensure-mariadb.sh
@@ -52,6 +53,11 @@ test-docker: vet fmt-check mod-check
 
 demo: deps
 	cd examples && $(GO) run ./failover
+
+# demo-fleet runs three routers as separate processes sharing one writer
+# decision through an etcd it embeds (fleet/cmd/fleetdemo, docs/fleet.md).
+demo-fleet: deps
+	cd fleet && $(GO) run ./cmd/fleetdemo
 
 # fuzz runs each fuzz target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s

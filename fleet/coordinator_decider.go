@@ -318,11 +318,18 @@ func (d *decider) decide(ctx context.Context, cluster string, nodes []string) {
 			next.Cause += fmt.Sprintf("; %s made read-only", v.demote)
 		}
 	}
+	// One more than the current decision's epoch and than any live
+	// router's: after the writer key was deleted (or overwritten with a
+	// lower epoch) the routers that applied a higher one would refuse the
+	// decision as older.
+	var top uint64
 	if cur != nil {
-		next.Epoch = cur.Epoch + 1
-	} else {
-		next.Epoch = 1
+		top = cur.Epoch
 	}
+	for _, v := range views {
+		top = max(top, v.Epoch)
+	}
+	next.Epoch = top + 1
 	next.Decider = c.opts.RouterID
 	next.At = time.Now().UTC()
 	rev, err := c.publishDecision(ctx, d.term, cluster, wkv.modRev, next)

@@ -81,14 +81,47 @@ func (te *testEtcd) restart() {
 	te.front.setDown(false)
 }
 
+// testCluster is an embedded etcd cluster of several members, each behind
+// a front that drops its clients' connections at once when it is killed.
+type testCluster struct {
+	*etcdtest.Cluster
+	fronts    []*blackhole
+	endpoints []string // the fronts' addresses, one per member
+}
+
+// startCluster starts an embedded etcd cluster of n members, killed when
+// the test ends, each behind a front.
+func startCluster(t testing.TB, n int) *testCluster {
+	t.Helper()
+	tc := &testCluster{Cluster: etcdtest.StartCluster(t, n)}
+	for i := range n {
+		f := newBlackhole(t, tc.Endpoint(i))
+		tc.fronts = append(tc.fronts, f)
+		tc.endpoints = append(tc.endpoints, f.addr())
+	}
+	return tc
+}
+
+// crash makes member i unreachable at once and kills it.
+func (tc *testCluster) crash(i int) {
+	tc.fronts[i].setDown(true)
+	tc.Kill(i)
+}
+
+// restart starts member i again and lets clients in.
+func (tc *testCluster) restart(i int) {
+	tc.Start(i)
+	tc.fronts[i].setDown(false)
+}
+
 func freeAddr(t testing.TB) string { return etcdtest.FreeLoopbackAddr(t) }
 
-// newClient returns a client of the server at endpoint (the server's own
+// newClient returns a client of the servers at endpoints (a server's own
 // or a proxy's), closed when the test ends.
-func newClient(t testing.TB, endpoint string) *clientv3.Client {
+func newClient(t testing.TB, endpoints ...string) *clientv3.Client {
 	t.Helper()
 	cl, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{endpoint},
+		Endpoints:   endpoints,
 		DialTimeout: 2 * time.Second,
 		Logger:      zap.NewNop(),
 		// Reconnect within half a second of etcd coming back (gRPC's

@@ -154,6 +154,38 @@ func TestDecisionsDelivered(t *testing.T) {
 	}
 }
 
+// TestDeletedWriterKeyKeepsEpochsRising: the writer key is deleted after
+// the routers applied epoch 5; the next (first) decision is published at
+// epoch 6, above every live router's epoch, and applied by every router
+// (at epoch 1 they would refuse it until restarted).
+func TestDeletedWriterKeyKeepsEpochsRising(t *testing.T) {
+	t.Parallel()
+	te := startEtcd(t)
+	cl := newClient(t, te.endpoints[0])
+	const pfx = "/deleted/"
+	r1 := newFakeRouter(t, cl, pfx, "r1", Options{}, healthy("0-1-1", "0-1-1", "0-1-1")...)
+	r2 := newFakeRouter(t, newClient(t, te.endpoints[0]), pfx, "r2", Options{}, healthy("0-1-1", "0-1-1", "0-1-1")...)
+	eventually(t, "n0 decided at epoch 1", func() bool { return r1.sink.has(n0, 1) && r2.sink.has(n0, 1) })
+	if _, err := cl.Put(context.Background(), WriterKey(pfx, "c"), mustJSON(t, Decision{Writer: n0, Epoch: 5, Decider: "operator", Cause: "test"})); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "epoch 5 applied and in both views", func() bool {
+		var v1, v2 View
+		return r1.sink.has(n0, 5) && r2.sink.has(n0, 5) &&
+			getJSON(t, cl, ViewKey(pfx, "c", "r1"), &v1) && v1.Epoch == 5 &&
+			getJSON(t, cl, ViewKey(pfx, "c", "r2"), &v2) && v2.Epoch == 5
+	})
+	if _, err := cl.Delete(context.Background(), WriterKey(pfx, "c")); err != nil {
+		t.Fatal(err)
+	}
+	var d Decision
+	eventually(t, "a new decision", func() bool { return getJSON(t, cl, WriterKey(pfx, "c"), &d) })
+	if d.Epoch != 6 || d.Writer != n0 {
+		t.Fatalf("decision after the key was deleted: %+v, want n0 at epoch 6", d)
+	}
+	eventually(t, "epoch 6 applied by both routers", func() bool { return r1.sink.has(n0, 6) && r2.sink.has(n0, 6) })
+}
+
 // TestOneDecider: of three coordinators exactly one is the decider; when it
 // closes, exactly one of the others takes over; never two at once.
 func TestOneDecider(t *testing.T) {

@@ -169,6 +169,7 @@ func (w *watch) publishViews(ctx context.Context, sess *concurrency.Session) {
 	defer t.Stop()
 	for {
 		v := viewOf(w.c.opts.RouterID, w.sink.Stats(), time.Now())
+		v.Epoch = w.lastEpoch()
 		if (last == nil || !sameView(v, *last) || time.Since(lastPut) >= refresh) && w.isCurrent() {
 			b, _ := json.Marshal(v)
 			put, cancel := context.WithTimeout(ctx, opTimeout)
@@ -254,7 +255,7 @@ func viewOf(router string, st dbrouter.ClusterStats, now time.Time) View {
 // sameView reports whether v says the same as o about what the decider
 // reads, positions aside (those are refreshed every third of the lease).
 func sameView(v, o View) bool {
-	if v.Writer != o.Writer || len(v.Nodes) != len(o.Nodes) {
+	if v.Writer != o.Writer || v.Epoch != o.Epoch || len(v.Nodes) != len(o.Nodes) {
 		return false
 	}
 	for i, n := range v.Nodes {

@@ -52,6 +52,11 @@ type View struct {
 	At     time.Time  `json:"at"`
 	Nodes  []NodeView `json:"nodes"`
 	Writer string     `json:"writer,omitempty"` // the writer this router uses now ("" none)
+	// Epoch is the epoch of the last fleet decision the router applied
+	// (0: none): a first decision after the writer key was deleted
+	// starts above the highest of the live routers' epochs, which they
+	// would otherwise refuse as older.
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 // NodeView is one router's view of one node.

@@ -17,7 +17,7 @@ import (
 // router's fence: no write fails, none is outcome unknown, and after the
 // switch every router's writes land on node 1.
 func TestRingFleetSwitchover(t *testing.T) {
-	f := startFleetRing(t)
+	f := startFleetRing(t, ringOptions{})
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	var (

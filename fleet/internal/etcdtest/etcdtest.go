@@ -1,6 +1,7 @@
-// Package etcdtest runs a single-member etcd server embedded in a test, on
-// loopback ports, with its data in the test's temporary directory: for the
-// fleet module's tests.
+// Package etcdtest runs etcd embedded in a test — a single-member server
+// (Start) or a cluster of several members (StartCluster) — on loopback
+// ports, with its data in the test's temporary directory: for the fleet
+// module's tests and its demo.
 package etcdtest
 
 import (
@@ -61,6 +62,18 @@ func (s *Server) Start() {
 	cfg.AdvertisePeerUrls = []url.URL{s.peerURL}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.TickMs, cfg.ElectionMs = 50, 500 // leases down to about 1 s
+	e := startEmbed(s.t, cfg)
+	waitReady(s.t, e)
+	s.mu.Lock()
+	s.e = e
+	s.mu.Unlock()
+}
+
+// startEmbed starts an embedded etcd on cfg, quiet and without fsync,
+// retrying while its ports are still held by a server just stopped; it
+// does not wait until the server serves.
+func startEmbed(t testing.TB, cfg *embed.Config) *embed.Etcd {
+	t.Helper()
 	// Quiet: its shutdown logs errors that are none.
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	cfg.UnsafeNoFsync = true // a test's data need not survive a crash
@@ -68,22 +81,23 @@ func (s *Server) Start() {
 	var err error
 	for range 20 { // the ports of a server just stopped may take a moment
 		if e, err = embed.StartEtcd(cfg); err == nil {
-			break
+			return e
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if err != nil {
-		s.t.Fatalf("starting etcd: %v", err)
-	}
+	t.Fatalf("starting etcd %s: %v", cfg.Name, err)
+	return nil
+}
+
+// waitReady waits until e serves, failing the test after 30 s.
+func waitReady(t testing.TB, e *embed.Etcd) {
+	t.Helper()
 	select {
 	case <-e.Server.ReadyNotify():
 	case <-time.After(30 * time.Second):
 		e.Close()
-		s.t.Fatal("etcd did not become ready within 30s")
+		t.Fatalf("etcd %s did not become ready within 30s", e.Config().Name)
 	}
-	s.mu.Lock()
-	s.e = e
-	s.mu.Unlock()
 }
 
 // Stop stops the server; stopping a stopped server does nothing.
