@@ -19,7 +19,7 @@ import (
 // none is outcome unknown. Undrain puts node 0 back in service everywhere,
 // and the writer stays on node 1.
 func TestRingFleetDrain(t *testing.T) {
-	f := startFleetRing(t)
+	f := startFleetRing(t, ringOptions{})
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	var (
