@@ -35,7 +35,13 @@ import (
 // stay in force (a Config read from YAML cannot carry a WriterSource, and
 // a cluster the reload replaces must stay under the same source).
 // Reload is safe for concurrent use; reloads are serialised.
-func (r *Router) Reload(cfg *Config) error { return r.reload(cfg, os.ReadFile) }
+func (r *Router) Reload(cfg *Config) error {
+	err := r.reload(cfg, os.ReadFile)
+	if r.obs != nil {
+		r.obs.ReloadDone(err)
+	}
+	return err
+}
 
 // reload is Reload with the function that reads TLS files.
 func (r *Router) reload(cfg *Config, readFile func(name string) ([]byte, error)) error {
