@@ -35,14 +35,22 @@ func (r *recorder) ProbeDone(p ProbeInfo) {
 	r.probes = append(r.probes, p)
 	r.mu.Unlock()
 }
-func (r *recorder) TxRerun(_, reason string) { r.mu.Lock(); r.reruns = append(r.reruns, reason); r.mu.Unlock() }
+func (r *recorder) TxRerun(_, reason string) {
+	r.mu.Lock()
+	r.reruns = append(r.reruns, reason)
+	r.mu.Unlock()
+}
 func (r *recorder) FenceWaited(_ string, d time.Duration) {
 	r.mu.Lock()
 	r.waits = append(r.waits, d)
 	r.mu.Unlock()
 }
-func (r *recorder) EventDropped(Event)   { r.mu.Lock(); r.dropped++; r.mu.Unlock() }
-func (r *recorder) ReloadDone(err error) { r.mu.Lock(); r.reloads = append(r.reloads, err); r.mu.Unlock() }
+func (r *recorder) EventDropped(Event) { r.mu.Lock(); r.dropped++; r.mu.Unlock() }
+func (r *recorder) ReloadDone(err error) {
+	r.mu.Lock()
+	r.reloads = append(r.reloads, err)
+	r.mu.Unlock()
+}
 
 func (r *recorder) lastCall(t *testing.T) CallInfo {
 	t.Helper()
