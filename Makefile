@@ -16,7 +16,7 @@ TEST_TIMEOUT ?= 20m
 # each on its own (GOWORK=off), as a clone without go.work would; go.work
 # only lets commands run from the root name packages of every module
 # (go run ./bench/report, go test ./integration).
-MODULES := . ringtest integration examples bench fleet
+MODULES := . ringtest integration examples bench fleet prometheus
 # each runs $(1) in every module and fails at the end if it failed in one.
 each = rc=0; for m in $(MODULES); do echo "[module $$m] $(1)"; (cd $$m && GOWORK=off $(1)) || { echo "FAIL in module $$m: $(1)"; rc=1; }; done; exit $$rc
 
