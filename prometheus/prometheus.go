@@ -10,6 +10,7 @@ package prometheus
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -83,7 +84,7 @@ func New() *Collector {
 			Help: "Transactions that RunInTx ran again, by reason (connection_lost, read_only, deadlock, commit_not_sent)."},
 			[]string{"cluster", "reason"}),
 		writerChanges: prom.NewCounterVec(prom.CounterOpts{Namespace: ns, Name: "writer_changes_total",
-			Help: "Changes of a cluster's writer, by cause."},
+			Help: "Changes of a cluster's writer, by cause (see CauseLabel)."},
 			[]string{"cluster", "cause"}),
 		stateChanges: prom.NewCounterVec(prom.CounterOpts{Namespace: ns, Name: "node_state_changes_total",
 			Help: "Changes of a node's health state, by the state it entered (up, suspect, down)."},
@@ -258,10 +259,46 @@ func (c *Collector) CallDone(_ context.Context, ci dbrouter.CallInfo) {
 func (c *Collector) Event(ev dbrouter.Event) {
 	switch ev.Kind {
 	case dbrouter.EventWriter:
-		c.writerChanges.WithLabelValues(ev.Cluster, ev.Cause).Inc()
+		c.writerChanges.WithLabelValues(ev.Cluster, CauseLabel(ev)).Inc()
 	case dbrouter.EventState:
 		c.stateChanges.WithLabelValues(ev.Cluster, ev.Node, ev.To).Inc()
 	}
+}
+
+// CauseLabel returns the cause of a writer change (an Event of kind
+// EventWriter) as one of a few label values, since Event.Cause is text
+// that names nodes and positions: "first_choice" (the first writer, or
+// one chosen when there was none), "writer_down", "writer_suspect",
+// "writer_read_only" (the writer failed or became read-only),
+// "no_writer" (no node is up and writable), "failback",
+// "switchover", "writer_source" (a WriterSource decided or refuses),
+// "drain" or "other".
+func CauseLabel(ev dbrouter.Event) string {
+	c := ev.Cause
+	switch {
+	case strings.HasPrefix(c, "first "):
+		return "first_choice"
+	case strings.HasPrefix(c, "no node is up"):
+		return "no_writer"
+	case strings.HasPrefix(c, "failback:"):
+		return "failback"
+	case strings.HasPrefix(c, "switchover:"):
+		if ev.From == "" {
+			return "first_choice"
+		}
+		return "switchover"
+	case strings.Contains(c, "writer source"):
+		return "writer_source"
+	case strings.Contains(c, "Drain"):
+		return "drain"
+	case strings.HasSuffix(c, "read_only on"):
+		return "writer_read_only"
+	case strings.Contains(c, " is down,"):
+		return "writer_down"
+	case strings.Contains(c, " is suspect,"):
+		return "writer_suspect"
+	}
+	return "other"
 }
 
 // ProbeDone observes the probe's duration and counts its failure, for

@@ -73,7 +73,7 @@ func TestCollectorCounters(t *testing.T) {
 	c.CallDone(ctx, dbrouter.CallInfo{Cluster: "ring", Op: dbrouter.OpExec, Outcome: dbrouter.OutcomeUnknown, Node: "b:3306", Duration: time.Millisecond})
 	c.CallDone(ctx, dbrouter.CallInfo{Cluster: "ring", Op: dbrouter.OpTxExec, Outcome: dbrouter.OutcomeNoNode, Duration: time.Millisecond,
 		Attempts: []*dbrouter.NodeError{notSent, {Node: "b:3306", Class: dbrouter.ClassNotSent}}})
-	c.Event(dbrouter.Event{Cluster: "ring", Kind: dbrouter.EventWriter, From: "a:3306", To: "b:3306", Cause: "a:3306 is down"})
+	c.Event(dbrouter.Event{Cluster: "ring", Kind: dbrouter.EventWriter, From: "a:3306", To: "b:3306", Cause: "a:3306 is down, read_only off"})
 	c.Event(dbrouter.Event{Cluster: "ring", Kind: dbrouter.EventState, Node: "a:3306", From: "up", To: "suspect"})
 	c.ProbeDone(dbrouter.ProbeInfo{Cluster: "ring", Node: "a:3306", Duration: time.Millisecond, Err: errors.New("refused")})
 	c.TxRerun("ring", dbrouter.TxRerunConnectionLost)
@@ -93,7 +93,7 @@ func TestCollectorCounters(t *testing.T) {
 		{"retries not sent", testutil.ToFloat64(c.retries.WithLabelValues("ring", "not_sent")), 2},
 		{"failed attempts a", testutil.ToFloat64(c.failedAttempts.WithLabelValues("ring", "a:3306", "not_sent")), 2},
 		{"failed attempts b unknown", testutil.ToFloat64(c.failedAttempts.WithLabelValues("ring", "b:3306", "outcome_unknown")), 1},
-		{"writer changes", testutil.ToFloat64(c.writerChanges.WithLabelValues("ring", "a:3306 is down")), 1},
+		{"writer changes", testutil.ToFloat64(c.writerChanges.WithLabelValues("ring", "writer_down")), 1},
 		{"state changes", testutil.ToFloat64(c.stateChanges.WithLabelValues("ring", "a:3306", "suspect")), 1},
 		{"probe failures", testutil.ToFloat64(c.probeFailures.WithLabelValues("ring", "a:3306")), 1},
 		{"tx reruns", testutil.ToFloat64(c.txReruns.WithLabelValues("ring", "connection_lost")), 1},
@@ -113,5 +113,26 @@ func TestCollectorCounters(t *testing.T) {
 	problems, err := testutil.GatherAndLint(reg)
 	if err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %v", err, problems)
+	}
+}
+
+func TestCauseLabel(t *testing.T) {
+	t.Parallel()
+	for cause, want := range map[string]string{
+		"first up and writable node in order":                     "first_choice",
+		"first probe round: a:1 is behind another node":           "first_choice",
+		"a:1 is suspect, read_only off":                           "writer_suspect",
+		"a:1 is down, read_only off":                              "writer_down",
+		"a:1 is up, read_only on":                                 "writer_read_only",
+		"no node is up and writable":                              "no_writer",
+		"failback: a:1 recovered and caught up with b:1 at 0-1-5": "failback",
+		"switchover: b:1 caught up with a:1 at 0-1-5":             "switchover",
+		"decided by the writer source (epoch 3): lease":           "writer_source",
+		"the writer source refuses writes (epoch 3): no quorum":   "writer_source",
+		"something new": "other",
+	} {
+		if got := CauseLabel(dbrouter.Event{Kind: dbrouter.EventWriter, From: "x:1", Cause: cause}); got != want {
+			t.Errorf("CauseLabel(%q) = %q, want %q", cause, got, want)
+		}
 	}
 }
