@@ -113,10 +113,11 @@ const (
 // OutcomeOf returns the outcome class of an error returned by the router:
 // OutcomeOK for nil.
 func OutcomeOf(err error) Outcome {
+	if err == nil {
+		return OutcomeOK
+	}
 	var nn *NoNodeError
 	switch {
-	case err == nil:
-		return OutcomeOK
 	case errors.As(err, &nn):
 		return OutcomeNoNode
 	case errors.Is(err, ErrOutcomeUnknown):
@@ -169,10 +170,25 @@ func (c *Cluster) observeStart(ctx context.Context) (context.Context, *Trace, ti
 	}
 	t := traceOf(ctx)
 	if t == nil {
-		t = &Trace{}
-		ctx = WithTrace(ctx, t)
+		tc := &traceCtx{Context: ctx}
+		ctx, t = tc, &tc.t
 	}
 	return ctx, t, time.Now()
+}
+
+// traceCtx is WithTrace's context and its Trace in one allocation, for
+// calls observed without a Trace of the caller's.
+type traceCtx struct {
+	context.Context
+	t Trace
+}
+
+// Value returns the Trace for traceKey, else the parent's value.
+func (c *traceCtx) Value(key any) any {
+	if key == (traceKey{}) {
+		return &c.t
+	}
+	return c.Context.Value(key)
 }
 
 // observeDone reports a call prepared by observeStart.
@@ -181,12 +197,21 @@ func (c *Cluster) observeDone(ctx context.Context, op Op, t *Trace, start time.T
 		return
 	}
 	node := t.Node
-	var ou *OutcomeUnknownError
-	if node == "" && errors.As(err, &ou) {
-		node = ou.Node
+	if node == "" && err != nil {
+		node = outcomeUnknownNode(err)
 	}
 	c.observer.CallDone(ctx, CallInfo{Cluster: c.name, Op: op, Outcome: OutcomeOf(err), Node: node,
 		Start: start, Duration: time.Since(start), Attempts: t.Attempts, Err: err})
+}
+
+// outcomeUnknownNode returns the node of an *OutcomeUnknownError in err's
+// chain, or "".
+func outcomeUnknownNode(err error) string {
+	var ou *OutcomeUnknownError
+	if errors.As(err, &ou) {
+		return ou.Node
+	}
+	return ""
 }
 
 // observeEvents reports a transition's events; c.mu is held.

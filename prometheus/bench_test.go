@@ -2,10 +2,10 @@ package prometheus
 
 // The cost of the Prometheus Collector on real calls: a point SELECT and
 // INSERT through a Cluster whose router has the Collector as Observer
-// (routed), against the same statements on a bare *sql.DB (bare), on a
-// one-node ring, as integration's BenchmarkPointQuery does without an
-// Observer. The target (docs/observability.md) is routed/bare ≥ 0.97 with
-// 8 callers. Runs only with -bench.
+// (prometheus), through a Cluster of a router without Observer (routed),
+// and on a bare *sql.DB (bare), on a one-node ring, as integration's
+// BenchmarkPointQuery does. The target (docs/observability.md) is
+// prometheus/bare ≥ 0.97 with 8 callers. Runs only with -bench.
 
 import (
 	"context"
@@ -25,7 +25,7 @@ import (
 
 var benchRounds = flag.Int("pointquery.rounds", 1, "BenchmarkPointQueryPrometheus: alternate bare and routed this many times")
 
-// BenchmarkPointQueryPrometheus is named op/callers=N/{bare,routed}, with
+// BenchmarkPointQueryPrometheus is named op/callers=N/{bare,routed,prometheus}, with
 // #NN suffixes for later rounds; the ring starts once.
 func BenchmarkPointQueryPrometheus(b *testing.B) {
 	h := ringtest.New(b, ringtest.Options{Nodes: 1, Logf: func(string, ...any) {}})
@@ -45,7 +45,22 @@ func BenchmarkPointQueryPrometheus(b *testing.B) {
 	b.Cleanup(func() { r.Close() })
 	metrics.SetRouter(r)
 	prom.NewRegistry().MustRegister(metrics)
-	routed, err := r.Cluster("bench")
+	withProm, err := r.Cluster("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The same router without an Observer, to tell the Collector's cost
+	// from the router's.
+	plain, err := dbrouter.Open(&dbrouter.Config{
+		Defaults: dbrouter.Settings{User: user, Password: password, Database: database},
+		Clusters: map[string]dbrouter.ClusterConfig{"bench": {Nodes: ring.Addrs()}},
+		Logger:   slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { plain.Close() })
+	routed, err := plain.Cluster("bench")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -69,7 +84,8 @@ func BenchmarkPointQueryPrometheus(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	routed.WriterAddr() // the first probe round, outside the measurements
+	routed.WriterAddr() // the first probe rounds, outside the measurements
+	withProm.WriterAddr()
 
 	var seq atomic.Int64
 	type target struct {
@@ -85,6 +101,10 @@ func BenchmarkPointQueryPrometheus(b *testing.B) {
 			var v string
 			return routed.QueryRowContext(ctx, q, args...).Scan(&v)
 		}, func(q string, args ...any) error { _, err := routed.ExecContext(ctx, q, args...); return err }},
+		{"prometheus", func(q string, args ...any) error {
+			var v string
+			return withProm.QueryRowContext(ctx, q, args...).Scan(&v)
+		}, func(q string, args ...any) error { _, err := withProm.ExecContext(ctx, q, args...); return err }},
 	}
 	ops := []struct {
 		name string

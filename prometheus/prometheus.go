@@ -11,6 +11,7 @@ package prometheus
 import (
 	"context"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +36,11 @@ type Collector struct {
 	dbrouter.NopObserver // for methods added to Observer later
 
 	src atomic.Pointer[StatsSource]
+
+	// The series of each cluster, operation and outcome, found without
+	// hashing label values or allocating on every call.
+	seriesMu sync.RWMutex
+	byCall   map[callKey]callSeries
 
 	calls          *prom.CounterVec
 	callDuration   *prom.HistogramVec
@@ -233,12 +239,46 @@ func OpLabel(op dbrouter.Op) string {
 	return string(b)
 }
 
+// callKey names the series of a call.
+type callKey struct {
+	cluster string
+	op      dbrouter.Op
+	outcome dbrouter.Outcome
+}
+
+// callSeries are the series a call adds to.
+type callSeries struct {
+	calls    prom.Counter
+	duration prom.Observer
+}
+
+// series returns the series of call ci, making them on first use.
+func (c *Collector) series(ci dbrouter.CallInfo) callSeries {
+	k := callKey{ci.Cluster, ci.Op, ci.Outcome}
+	c.seriesMu.RLock()
+	s, ok := c.byCall[k]
+	c.seriesMu.RUnlock()
+	if ok {
+		return s
+	}
+	op := OpLabel(ci.Op)
+	s = callSeries{calls: c.calls.WithLabelValues(ci.Cluster, op, string(ci.Outcome)),
+		duration: c.callDuration.WithLabelValues(ci.Cluster, op)}
+	c.seriesMu.Lock()
+	if c.byCall == nil {
+		c.byCall = make(map[callKey]callSeries)
+	}
+	c.byCall[k] = s
+	c.seriesMu.Unlock()
+	return s
+}
+
 // CallDone counts the call, its duration, its failed attempts and its
 // transparent retries, for dbrouter.Observer.
 func (c *Collector) CallDone(_ context.Context, ci dbrouter.CallInfo) {
-	op := OpLabel(ci.Op)
-	c.calls.WithLabelValues(ci.Cluster, op, string(ci.Outcome)).Inc()
-	c.callDuration.WithLabelValues(ci.Cluster, op).Observe(ci.Duration.Seconds())
+	s := c.series(ci)
+	s.calls.Inc()
+	s.duration.Observe(ci.Duration.Seconds())
 	if len(ci.Attempts) == 0 && ci.Outcome != dbrouter.OutcomeUnknown {
 		return
 	}
