@@ -258,3 +258,67 @@ func (c *Cluster) txRerun(attempt int, err error) {
 	}
 	c.observer.TxRerun(c.name, reason)
 }
+
+// JoinObservers returns an Observer that passes every measurement to each
+// of obs in turn (the nil ones left out), so that the Prometheus and
+// OpenTelemetry adapters can be used together; nil when none is left.
+func JoinObservers(obs ...Observer) Observer {
+	var list multiObserver
+	for _, o := range obs {
+		if o != nil {
+			list = append(list, o)
+		}
+	}
+	switch len(list) {
+	case 0:
+		return nil
+	case 1:
+		return list[0]
+	}
+	return list
+}
+
+// multiObserver is JoinObservers' Observer.
+type multiObserver []Observer
+
+func (m multiObserver) CallDone(ctx context.Context, c CallInfo) {
+	for _, o := range m {
+		o.CallDone(ctx, c)
+	}
+}
+
+func (m multiObserver) Event(ev Event) {
+	for _, o := range m {
+		o.Event(ev)
+	}
+}
+
+func (m multiObserver) ProbeDone(p ProbeInfo) {
+	for _, o := range m {
+		o.ProbeDone(p)
+	}
+}
+
+func (m multiObserver) TxRerun(cluster, reason string) {
+	for _, o := range m {
+		o.TxRerun(cluster, reason)
+	}
+}
+
+func (m multiObserver) FenceWaited(cluster string, d time.Duration) {
+	for _, o := range m {
+		o.FenceWaited(cluster, d)
+	}
+}
+
+func (m multiObserver) EventDropped(ev Event) {
+	for _, o := range m {
+		o.EventDropped(ev)
+	}
+}
+
+func (m multiObserver) ReloadDone(err error) {
+	for _, o := range m {
+		o.ReloadDone(err)
+	}
+}

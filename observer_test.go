@@ -252,3 +252,30 @@ func TestOutcomeOf(t *testing.T) {
 		}
 	}
 }
+
+// TestJoinObservers checks that joined Observers each get every
+// measurement, and that nil ones are left out.
+func TestJoinObservers(t *testing.T) {
+	t.Parallel()
+	if JoinObservers(nil, nil) != nil {
+		t.Error("JoinObservers(nil, nil) is not nil")
+	}
+	a, b := &recorder{}, &recorder{}
+	if JoinObservers(nil, a) != Observer(a) {
+		t.Error("JoinObservers(nil, a) is not a")
+	}
+	j := JoinObservers(a, nil, b)
+	j.CallDone(context.Background(), CallInfo{Cluster: "c"})
+	j.Event(Event{})
+	j.ProbeDone(ProbeInfo{})
+	j.TxRerun("c", TxRerunDeadlock)
+	j.FenceWaited("c", time.Millisecond)
+	j.EventDropped(Event{})
+	j.ReloadDone(nil)
+	for _, r := range []*recorder{a, b} {
+		if len(r.calls) != 1 || len(r.events) != 1 || len(r.probes) != 1 || len(r.reruns) != 1 ||
+			len(r.waits) != 1 || r.dropped != 1 || len(r.reloads) != 1 {
+			t.Errorf("recorder got %+v", r)
+		}
+	}
+}
