@@ -10,14 +10,15 @@ TEST_TIMEOUT ?= 20m
 # Test packages run one at a time (-p 1): each starts its own MariaDB rings,
 # and on 2 cores two packages' rings at once starve each other's timing.
 
-# The repository's Go modules: the library at the root, and the others with their
-# own go.mod so that a module importing the library never needs the test
-# harness, its Docker client or the charts (docs/testing.md, "Module
-# hygiene"). vet, mod-check and the tests take them one after the other,
-# each on its own (GOWORK=off), as a clone without go.work would; go.work
-# only lets commands run from the root name packages of every module
-# (go run ./bench/report, go test ./integration).
-MODULES := . ringtest integration examples bench fleet orm
+# The repository's Go modules: the library at the root, and the others with
+# their own go.mod so that a module importing the library never needs the
+# test harness, its Docker client, the charts, etcd, the ORMs, or the
+# Prometheus and OpenTelemetry adapters' libraries (docs/testing.md,
+# "Module hygiene"). vet, mod-check and the tests take them one after the
+# other, each on its own (GOWORK=off), as a clone without go.work would;
+# go.work only lets commands run from the root name packages of every
+# module (go run ./bench/report, go test ./integration).
+MODULES := . ringtest integration examples bench fleet orm prometheus otel
 # each runs $(1) in every module and fails at the end if it failed in one.
 each = rc=0; for m in $(MODULES); do echo "[module $$m] $(1)"; (cd $$m && GOWORK=off $(1)) || { echo "FAIL in module $$m: $(1)"; rc=1; }; done; exit $$rc
 

@@ -27,6 +27,7 @@ type Cluster struct {
 	settings Settings // effective settings, defaults applied
 	log      *slog.Logger
 	events   *dispatcher // nil: no events (tests)
+	observer Observer    // nil: none
 
 	pick   atomic.Pointer[picker] // routing snapshot, rebuilt on health changes
 	rr     atomic.Uint64          // round-robin read counter
@@ -79,6 +80,9 @@ func (c *Cluster) initHealth() {
 		n.guard = func(ctx context.Context) (*pass, error) { return c.pinnedPass(ctx, i) }
 	}
 	var p *picker
+	if obs := c.observer; obs != nil {
+		c.fence.waited = func(d time.Duration) { obs.FenceWaited(c.name, d) }
+	}
 	c.state, p = newClusterState(c.name, addrs, c.settings, c.source != nil, time.Now())
 	c.pick.Store(p)
 	if p.ready {
@@ -97,6 +101,7 @@ func (c *Cluster) publish(out stateOutput) {
 	if out.ready {
 		close(c.ready)
 	}
+	c.observeEvents(out.events)
 	c.emit(out.events)
 }
 

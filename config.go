@@ -68,6 +68,13 @@ type Config struct {
 	// writer (see WriterSource). It cannot be set from YAML; Reload keeps
 	// that of Open.
 	WriterSource WriterSource `yaml:"-" json:"-"`
+
+	// Observer, when set, receives the router's measurements — calls,
+	// failed attempts, events, probes, fence waits, reloads — for a
+	// metrics or tracing system (see Observer and docs/observability.md).
+	// Nil costs nothing. It cannot be set from YAML; Reload keeps that of
+	// Open.
+	Observer Observer `yaml:"-" json:"-"`
 }
 
 // ClusterConfig describes one cluster: its nodes in failover order and its
@@ -258,7 +265,7 @@ type TLSConfig struct {
 
 // Clone returns a deep copy of c: the maps and slices of c, of its Defaults,
 // clusters and shard maps, and its TLS settings are copied, so that editing
-// either Config leaves the other as it was. Logger, OnEvent, WriterSource and a ready
+// either Config leaves the other as it was. Logger, OnEvent, WriterSource, Observer and a ready
 // ShardMapConfig.Map are shared: they cannot be copied. Nil maps and slices
 // stay nil. Clone of a nil *Config is nil.
 func (c *Config) Clone() *Config {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 )
 
 // This file is the *sql.DB that fails over: a driver.Connector over a
@@ -141,13 +142,19 @@ func (routedDriver) Open(string) (driver.Conn, error) {
 
 // connectRouted opens a routed connection to the writer, or with read to
 // a read node in a read-only session (see Connect).
-func (c *Cluster) connectRouted(ctx context.Context, read bool) (driver.Conn, error) {
+func (c *Cluster) connectRouted(ctx context.Context, read bool) (_ driver.Conn, err error) {
+	if c.observer != nil {
+		var t *Trace
+		var start time.Time
+		ctx, t, start = c.observeStart(ctx)
+		defer func() { c.observeDone(ctx, OpConnect, t, start, err) }()
+	}
 	if err := c.enter(); err != nil {
 		return nil, err
 	}
 	defer c.leave()
 	var conn driver.Conn
-	err := c.attempts(ctx, OpConnect, read, false, func(ctx context.Context, n *node) (bool, error) {
+	err = c.attempts(ctx, OpConnect, read, false, func(ctx context.Context, n *node) (bool, error) {
 		k := n.connector
 		if read {
 			k = n.readConnector

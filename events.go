@@ -19,6 +19,7 @@ type dispatcher struct {
 	ch      chan Event
 	done    chan struct{}
 	dropped atomic.Int64
+	obs     Observer // nil: none
 }
 
 const eventBuffer = 1024
@@ -39,6 +40,9 @@ func (d *dispatcher) send(ev Event) {
 	case d.ch <- ev:
 	default:
 		d.dropped.Add(1)
+		if d.obs != nil {
+			d.obs.EventDropped(ev)
+		}
 	}
 }
 

@@ -174,7 +174,13 @@ type attemptFunc func(ctx context.Context, n *node) (sent bool, err error)
 // retryUnknown (a read, or an idempotent write) allows the next node. A
 // write passes the failback fence first and stays behind it until call
 // returns.
-func (c *Cluster) call(ctx context.Context, op Op, read, retryUnknown bool, attempt attemptFunc) error {
+func (c *Cluster) call(ctx context.Context, op Op, read, retryUnknown bool, attempt attemptFunc) (err error) {
+	if c.observer != nil {
+		var t *Trace
+		var start time.Time
+		ctx, t, start = c.observeStart(ctx)
+		defer func() { c.observeDone(ctx, op, t, start, err) }()
+	}
 	if err := c.enter(); err != nil {
 		return err
 	}
@@ -197,7 +203,13 @@ func (c *Cluster) call(ctx context.Context, op Op, read, retryUnknown bool, atte
 // context given to attempt; the connection layer hands the pass on to the
 // rows or transaction it returns (see nodeConn), which give it back when
 // they are closed or end. A call that returns nothing gives it back itself.
-func (c *Cluster) callHandingOn(ctx context.Context, op Op, retryUnknown bool, attempt attemptFunc) error {
+func (c *Cluster) callHandingOn(ctx context.Context, op Op, retryUnknown bool, attempt attemptFunc) (err error) {
+	if c.observer != nil {
+		var t *Trace
+		var start time.Time
+		ctx, t, start = c.observeStart(ctx)
+		defer func() { c.observeDone(ctx, op, t, start, err) }()
+	}
 	p, err := c.writePass(ctx, op)
 	if err != nil {
 		return err

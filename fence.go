@@ -29,14 +29,22 @@ type fence struct {
 
 	mu      sync.Mutex
 	release chan struct{} // closed when the holder releases; guarded by mu
+
+	// waited, when set, is told how long a write waited at a held fence
+	// (Observer.FenceWaited).
+	waited func(time.Duration)
 }
 
 // enter passes the fence, waiting while it is held, until ctx is done. It
 // returns ctx's error, and nothing has entered, when ctx ends first.
 func (f *fence) enter(ctx context.Context) error {
+	var start time.Time // when the write began to wait, if it did
 	for {
 		f.inside.Add(1)
 		if !f.held.Load() {
+			if !start.IsZero() && f.waited != nil {
+				f.waited(time.Since(start))
+			}
 			return nil
 		}
 		// A failback holds the fence: step back out and wait for it.
@@ -47,9 +55,15 @@ func (f *fence) enter(ctx context.Context) error {
 		if ch == nil {
 			continue // released between the two loads
 		}
+		if start.IsZero() {
+			start = time.Now()
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
+			if f.waited != nil {
+				f.waited(time.Since(start))
+			}
 			return ctx.Err()
 		}
 	}

@@ -111,6 +111,9 @@ type NodeStats struct {
 	// (until Cluster.Undrain): no call is sent to it and it never becomes
 	// the writer.
 	Drained bool
+	// Pools holds the statistics of the node's connection pools that the
+	// router has opened so far (see PoolStats).
+	Pools []PoolStats
 }
 
 // ClusterStats is a snapshot of one cluster's health.
@@ -240,6 +243,7 @@ func (c *Cluster) probe(i int) {
 	if c.ctx.Err() != nil {
 		return // closing
 	}
+	c.observeProbe(i, latency, mysqlFlavor, h.flavorKnown, err)
 	c.applyProbe(i, probeResult{err: err, readOnly: ro, pos: pos, self: self, mysql: mysqlFlavor, latency: latency})
 	if err == nil {
 		n.warm(ctx)
@@ -271,6 +275,8 @@ func (c *Cluster) emit(evs []Event) {
 func (c *Cluster) Stats() ClusterStats {
 	now := time.Now()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.state.stats(now)
+	cs := c.state.stats(now)
+	c.mu.Unlock()
+	c.addPoolStats(&cs)
+	return cs
 }

@@ -1,6 +1,9 @@
 package dbrouter
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // PingContext checks that the cluster has a writer that answers, as
 // sql.DB.PingContext checks a database. It pings the writer and, should
@@ -14,7 +17,13 @@ import "context"
 // that also matches ctx's error when ctx ended first; one that also matches
 // ErrClosed on a closed or retired cluster. A ping does not wait for a
 // failback in progress. Like any call it starts the cluster's probes.
-func (c *Cluster) PingContext(ctx context.Context) error {
+func (c *Cluster) PingContext(ctx context.Context) (err error) {
+	if c.observer != nil {
+		var t *Trace
+		var start time.Time
+		ctx, t, start = c.observeStart(ctx)
+		defer func() { c.observeDone(ctx, OpPing, t, start, err) }()
+	}
 	if err := c.enter(); err != nil {
 		return err
 	}

@@ -32,11 +32,18 @@ import (
 //
 // Reload validates and keeps a deep copy of cfg (see Config.Clone), as Open
 // does: the same *Config may be edited in place and passed to Reload again.
-// cfg.Logger, cfg.OnEvent and cfg.WriterSource are ignored: those of Open
-// stay in force (a Config read from YAML cannot carry a WriterSource, and
+// cfg.Logger, cfg.OnEvent, cfg.WriterSource and cfg.Observer are ignored:
+// those of Open stay in force (a Config read from YAML cannot carry a WriterSource, and
 // a cluster the reload replaces must stay under the same source).
+// Each Reload, accepted or rejected, is reported to Open's Observer.
 // Reload is safe for concurrent use; reloads are serialised.
-func (r *Router) Reload(cfg *Config) error { return r.reload(cfg, os.ReadFile) }
+func (r *Router) Reload(cfg *Config) error {
+	err := r.reload(cfg, os.ReadFile)
+	if r.obs != nil {
+		r.obs.ReloadDone(err)
+	}
+	return err
+}
 
 // reload is Reload with the function that reads TLS files.
 func (r *Router) reload(cfg *Config, readFile func(name string) ([]byte, error)) error {

@@ -19,6 +19,7 @@ type Router struct {
 	log    *slog.Logger
 	events *dispatcher
 	source WriterSource // Open's Config.WriterSource, for every cluster built
+	obs    Observer     // Open's Config.Observer, nil for none
 
 	reloadMu sync.Mutex            // serialises Reload and Close
 	retiring sync.WaitGroup        // clusters draining after a Reload
@@ -59,7 +60,8 @@ func open(cfg *Config, readFile func(name string) ([]byte, error)) (*Router, err
 	if log == nil {
 		log = slog.Default()
 	}
-	r := &Router{log: log, events: newDispatcher(log, p.cfg.OnEvent), source: p.cfg.WriterSource, done: make(chan struct{})}
+	r := &Router{log: log, events: newDispatcher(log, p.cfg.OnEvent), source: p.cfg.WriterSource, obs: p.cfg.Observer, done: make(chan struct{})}
+	r.events.obs = r.obs
 	t, _, err := r.buildTable(p, nil)
 	if err != nil {
 		r.events.close()
@@ -84,7 +86,7 @@ func (r *Router) buildTable(p *plan, old *routeTable) (*routeTable, []*Cluster, 
 				continue
 			}
 		}
-		c, err := newCluster(cp, r.log, r.events, r.source)
+		c, err := newCluster(cp, r.log, r.events, r.source, r.obs)
 		if err != nil {
 			for _, c := range created {
 				c.close()
@@ -109,8 +111,8 @@ func (r *Router) buildTable(p *plan, old *routeTable) (*routeTable, []*Cluster, 
 }
 
 // newCluster builds a cluster from its plan. It does no network I/O.
-func newCluster(cp *clusterPlan, log *slog.Logger, events *dispatcher, source WriterSource) (*Cluster, error) {
-	c := &Cluster{name: cp.name, settings: cp.settings, log: log.With("cluster", cp.name), events: events, source: source}
+func newCluster(cp *clusterPlan, log *slog.Logger, events *dispatcher, source WriterSource, obs Observer) (*Cluster, error) {
+	c := &Cluster{name: cp.name, settings: cp.settings, log: log.With("cluster", cp.name), events: events, source: source, observer: obs}
 	for _, np := range cp.nodes {
 		n, err := newNode(np, cp.settings, c.log)
 		if err != nil {

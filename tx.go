@@ -219,6 +219,7 @@ func (c *Cluster) RunInTx(ctx context.Context, opts *sql.TxOptions, fn func(ctx 
 				return err
 			}
 			last = err
+			c.txRerun(attempt, err)
 			backoff(ctx, err)
 			continue
 		}
@@ -230,6 +231,7 @@ func (c *Cluster) RunInTx(ctx context.Context, opts *sql.TxOptions, fn func(ctx 
 			// Not sent, or refused (deadlock victim, read_only set while
 			// the transaction was open): nothing was applied.
 			last = err
+			c.txRerun(attempt, err)
 			backoff(ctx, err)
 			continue
 		}

@@ -11,6 +11,10 @@
 //	go run ./examples/failover            # or: make demo
 //	go run ./examples/failover -kill-after 3s -duration 10s -writers 8
 //
+// While it runs, the router's Prometheus metrics are served on /metrics
+// (-metrics, a loopback port by default; docs/observability.md), and at the
+// end the demo prints the counters that moved.
+//
 // Ctrl-C stops it at any time; the servers are always removed.
 package main
 
@@ -20,16 +24,23 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/dbrouter/dbrouter"
+	dbprom "github.com/dbrouter/dbrouter/prometheus"
 	"github.com/dbrouter/dbrouter/ringtest"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 func main() {
@@ -38,11 +49,12 @@ func main() {
 		killAfter = flag.Duration("kill-after", 4*time.Second, "when to SIGKILL the writer")
 		writers   = flag.Int("writers", 4, "concurrent writers")
 		verbose   = flag.Bool("v", false, "show the router's log lines")
+		metrics   = flag.String("metrics", "127.0.0.1:0", "address to serve Prometheus /metrics on (\"\": none)")
 	)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *duration, *killAfter, *writers, *verbose); err != nil {
+	if err := run(ctx, *duration, *killAfter, *writers, *verbose, *metrics); err != nil {
 		fmt.Fprintln(os.Stderr, "failover demo:", err)
 		os.Exit(1)
 	}
@@ -53,7 +65,7 @@ type counters struct {
 	ok, retried, unknown, failed atomic.Int64
 }
 
-func run(ctx context.Context, duration, killAfter time.Duration, writers int, verbose bool) error {
+func run(ctx context.Context, duration, killAfter time.Duration, writers int, verbose bool, metricsAddr string) error {
 	fmt.Println("starting a ring of 3 MariaDB servers on loopback ...")
 	h, err := ringtest.Start(ctx, ringtest.Options{Nodes: 3})
 	if err != nil {
@@ -71,15 +83,26 @@ func run(ctx context.Context, duration, killAfter time.Duration, writers int, ve
 	if verbose {
 		logLevel = slog.LevelInfo
 	}
+	metrics := dbprom.New()
 	r, err := dbrouter.Open(&dbrouter.Config{
 		Defaults: dbrouter.Settings{User: "app", Password: "app-secret", Database: "ringtest"},
 		Clusters: map[string]dbrouter.ClusterConfig{"orders": {Nodes: ring.Addrs()}},
 		Logger:   slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: logLevel})),
+		Observer: metrics,
 	})
 	if err != nil {
 		return err
 	}
 	defer r.Close()
+	metrics.SetRouter(r)
+	metricsURL := ""
+	if metricsAddr != "" {
+		if metricsURL, err = serveMetrics(ctx, metricsAddr, metrics); err != nil {
+			return err
+		}
+		fmt.Printf("Prometheus metrics: %s\n", metricsURL)
+		defer printMetrics(metricsURL)
+	}
 	orders, err := r.Cluster("orders")
 	if err != nil {
 		return err
@@ -238,4 +261,48 @@ func orderCounts(ctx context.Context, db *sql.DB) (map[string]int, error) {
 		have[id] = n
 	}
 	return have, rows.Err() // an error that ended the iteration early
+}
+
+// serveMetrics serves the router's metrics on addr until ctx ends, and
+// returns their URL.
+func serveMetrics(ctx context.Context, addr string, metrics *dbprom.Collector) (string, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	return "http://" + ln.Addr().String() + "/metrics", nil
+}
+
+// printMetrics prints the counters of one scrape of url that tell the
+// failover's story: writer changes, calls by outcome, retries.
+func printMetrics(url string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		fmt.Println("metrics:", err)
+		return
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		fmt.Println("metrics:", err)
+		return
+	}
+	fmt.Printf("\nFrom %s:\n", url)
+	for line := range strings.Lines(string(body)) {
+		for _, name := range []string{"dbrouter_writer_changes_total", "dbrouter_calls_total", "dbrouter_retries_total", "dbrouter_writer{"} {
+			if strings.HasPrefix(line, name) {
+				fmt.Print("  ", line)
+			}
+		}
+	}
 }
