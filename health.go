@@ -236,7 +236,9 @@ func (c *Cluster) probe(i int) {
 	if c.ctx.Err() != nil {
 		return // closing
 	}
-	c.applyProbe(i, probeResult{err: err, readOnly: ro, pos: pos, self: self, mysql: mysqlFlavor, latency: latency})
+	noAnswer := err != nil && ctx.Err() != nil
+	c.applyProbe(i, probeResult{err: err, readOnly: ro, pos: pos, self: self, mysql: mysqlFlavor, latency: latency,
+		started: start, noAnswer: noAnswer})
 	if err == nil {
 		n.warm(ctx)
 	}
@@ -269,4 +271,88 @@ func (c *Cluster) Stats() ClusterStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.state.stats(now)
+}
+
+// stallAfter is how long a call may wait on a node before the node is
+// checked at once (checkStalled): a quarter of the probe timeout, 50 ms by
+// default. A freeze is then confirmed, and the stuck calls released, about
+// stallAfter + Health.Timeout after the freeze whatever the phase of the
+// probe cycle (docs/health.md, "Stall checks").
+func (c *Cluster) stallAfter() time.Duration {
+	return max(c.settings.Health.Timeout/4, time.Millisecond)
+}
+
+// stallWatch fires checkStalled for one attempt of a call that takes longer
+// than stallAfter. A nil *stallWatch watches nothing.
+type stallWatch struct{ t *time.Timer }
+
+// watchStall starts watching an attempt on node i; the caller stops the
+// watch when the attempt returns.
+func (c *Cluster) watchStall(i int) *stallWatch {
+	if c.settings.Health.Disabled {
+		return nil
+	}
+	return &stallWatch{t: time.AfterFunc(c.stallAfter(), func() { c.checkStalled(i) })}
+}
+
+func (w *stallWatch) stop() {
+	if w != nil {
+		w.t.Stop()
+	}
+}
+
+// checkStalled runs when a call has waited stallAfter on node i: it asks
+// for a pooled probe at once and, in parallel, opens a new connection (a
+// full handshake, closed at once). A server that answers neither within
+// the probe timeout, the two waits overlapping, answers nothing at all:
+// it is frozen or the path to it is cut, and it goes Down at once
+// (clusterState.unanswered). A server that is only slow to run the call's
+// statement (a long query, a lock wait) answers both, and nothing changes.
+// At most one check runs per node at a time, and a new one starts at most
+// once per stallAfter however many calls wait.
+func (c *Cluster) checkStalled(i int) {
+	n := c.nodes[i]
+	now := time.Now()
+	if c.closed.Load() || now.UnixNano()-n.lastCheck.Load() < int64(c.stallAfter()) ||
+		!n.checking.CompareAndSwap(false, true) {
+		return
+	}
+	n.lastCheck.Store(now.UnixNano())
+	c.startProbers()
+	c.requestProbe(i)
+	c.closeMu.Lock()
+	if c.closed.Load() {
+		c.closeMu.Unlock()
+		n.checking.Store(false)
+		return
+	}
+	c.wg.Add(1)
+	c.closeMu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		defer n.checking.Store(false)
+		c.handshake(i)
+	}()
+}
+
+// handshake opens a new connection to node i, bounded by the probe
+// timeout, closes it, and hands the outcome to the state machine.
+func (c *Cluster) handshake(i int) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.settings.Health.Timeout)
+	defer cancel()
+	start := time.Now()
+	conn, err := c.nodes[i].probe.connector.Connect(ctx)
+	if err == nil {
+		conn.Close()
+	}
+	if c.ctx.Err() != nil {
+		return // closing
+	}
+	noAnswer := err != nil && ctx.Err() != nil
+	now := time.Now()
+	c.mu.Lock()
+	out := c.state.handshakeResult(i, start, err, noAnswer, now)
+	c.publish(out)
+	c.mu.Unlock()
+	c.carryOut(out)
 }
