@@ -28,6 +28,24 @@ type Failover struct {
 	Chart      string `json:"chart"` // path of the chart
 	Sides      []Side `json:"sides"`
 	Started    string `json:"started"` // RFC 3339
+	// Runs, when the fault was injected more than once (-runs), holds
+	// each run's figures, side by side, in order; Sides, CSV and Chart are
+	// then those of the first run.
+	Runs []Run `json:"runs,omitempty"`
+	// Phase is the spread of the random delay added to Before in each run,
+	// so that the fault hits a random phase of the probe cycle.
+	Phase Dur `json:"phase,omitempty"`
+}
+
+// Run is one injection of the fault, for one side, with -runs.
+type Run struct {
+	Side                  string `json:"side"`
+	Before                Dur    `json:"before"` // load before the fault in this run
+	FirstSuccessElsewhere Dur    `json:"first_success_elsewhere"`
+	Stall                 Dur    `json:"stall"`
+	Unknown               int    `json:"unknown"`
+	Lost                  int    `json:"lost"`
+	Doubled               int    `json:"doubled"`
 }
 
 // Side is what one way of calling the ring saw around the fault.
