@@ -125,9 +125,10 @@ const (
 	probeVersion = "SELECT @@version, @@version_comment"
 )
 
-// startProbers starts one prober goroutine per node, once, when the cluster
-// is first used: a router with many clusters opens no connection to those
-// it never uses.
+// startProbers puts the cluster's nodes in the router's probe scheduler
+// (probe_sched.go), once, when the cluster is first used: a router with many
+// clusters opens no connection to those it never uses. A cluster built
+// outside a router gets a scheduler of its own.
 func (c *Cluster) startProbers() {
 	if c.settings.Health.Disabled {
 		return
@@ -138,56 +139,40 @@ func (c *Cluster) startProbers() {
 		if c.closed.Load() {
 			return
 		}
-		for i := range c.nodes {
-			c.wg.Add(1)
-			go c.runProber(i)
+		if c.sched == nil {
+			c.sched, c.ownSched = newProbeScheduler(), true
 		}
+		slots := make([]*probeSlot, len(c.nodes))
+		for i := range c.nodes {
+			slots[i] = &probeSlot{c: c, i: i}
+		}
+		c.wg.Add(len(slots))
+		c.slots.Store(&slots)
+		c.sched.add(slots)
 	})
 }
 
-func (c *Cluster) runProber(i int) {
-	defer c.wg.Done()
-	t := time.NewTicker(c.settings.Health.Interval)
-	defer t.Stop()
-	for {
-		c.probe(i)
-		if c.confirming(i) {
-			// The probe just failed: confirm or clear the suspicion
-			// at once rather than at the next tick, so that calls
-			// stuck on a dead node are abandoned sooner.
-			select {
-			case <-c.stop:
-				return
-			default:
-				continue
-			}
-		}
-		select {
-		case <-c.stop:
-			return
-		case <-t.C:
-		case <-c.probeNow[i]:
-		}
+// stopProbers takes the cluster's nodes out of the scheduler; close then
+// waits (c.wg) for the probes running.
+func (c *Cluster) stopProbers() {
+	if slots := c.slots.Load(); slots != nil {
+		c.sched.remove(*slots)
 	}
 }
 
 // confirming reports whether node i is Suspect after failed probes, so that
-// its prober should probe again without waiting for the next tick.
+// it should be probed again without waiting for its next turn.
 func (c *Cluster) confirming(i int) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.state.confirming(i)
 }
 
-// requestProbe asks node i's prober to probe now rather than at its next
-// tick.
+// requestProbe asks for a probe of node i now rather than at its next
+// turn.
 func (c *Cluster) requestProbe(i int) {
-	if c.settings.Health.Disabled {
-		return
-	}
-	select {
-	case c.probeNow[i] <- struct{}{}:
-	default: // one is already pending
+	if slots := c.slots.Load(); slots != nil {
+		c.sched.now((*slots)[i])
 	}
 }
 

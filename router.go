@@ -18,7 +18,8 @@ type Router struct {
 	table  atomic.Pointer[routeTable]
 	log    *slog.Logger
 	events *dispatcher
-	source WriterSource // Open's Config.WriterSource, for every cluster built
+	source WriterSource    // Open's Config.WriterSource, for every cluster built
+	probes *probeScheduler // runs every cluster's health probes
 
 	reloadMu sync.Mutex            // serialises Reload and Close
 	retiring sync.WaitGroup        // clusters draining after a Reload
@@ -59,7 +60,8 @@ func open(cfg *Config, readFile func(name string) ([]byte, error)) (*Router, err
 	if log == nil {
 		log = slog.Default()
 	}
-	r := &Router{log: log, events: newDispatcher(log, p.cfg.OnEvent), source: p.cfg.WriterSource, done: make(chan struct{})}
+	r := &Router{log: log, events: newDispatcher(log, p.cfg.OnEvent), source: p.cfg.WriterSource, done: make(chan struct{}),
+		probes: newProbeScheduler()}
 	t, _, err := r.buildTable(p, nil)
 	if err != nil {
 		r.events.close()
@@ -84,7 +86,7 @@ func (r *Router) buildTable(p *plan, old *routeTable) (*routeTable, []*Cluster, 
 				continue
 			}
 		}
-		c, err := newCluster(cp, r.log, r.events, r.source)
+		c, err := newCluster(cp, r.log, r.events, r.source, r.probes)
 		if err != nil {
 			for _, c := range created {
 				c.close()
@@ -106,8 +108,8 @@ func (r *Router) buildTable(p *plan, old *routeTable) (*routeTable, []*Cluster, 
 }
 
 // newCluster builds a cluster from its plan. It does no network I/O.
-func newCluster(cp *clusterPlan, log *slog.Logger, events *dispatcher, source WriterSource) (*Cluster, error) {
-	c := &Cluster{name: cp.name, settings: cp.settings, log: log.With("cluster", cp.name), events: events, source: source}
+func newCluster(cp *clusterPlan, log *slog.Logger, events *dispatcher, source WriterSource, probes *probeScheduler) (*Cluster, error) {
+	c := &Cluster{name: cp.name, settings: cp.settings, log: log.With("cluster", cp.name), events: events, source: source, sched: probes}
 	for _, np := range cp.nodes {
 		n, err := newNode(np, cp.settings, c.log)
 		if err != nil {
@@ -225,6 +227,7 @@ func (r *Router) Close() error {
 		}
 		wg.Wait()
 		r.retiring.Wait()
+		r.probes.close()
 		r.events.close()
 		r.closeErr = errors.Join(errs...)
 	})

@@ -85,6 +85,10 @@ type nodeHealth struct {
 	// waited (zero: the last one was answered). Two such waits that overlap
 	// make the node Down at once (unanswered).
 	probeHung, shakeHung span
+	// failHung: every probe failure since the last good probe was a
+	// timeout with no answer at all (not a refusal or an error), which
+	// alone does not move the writer (keeps).
+	failHung bool
 }
 
 // span is an interval of time; the zero span is none.
@@ -230,6 +234,7 @@ func (s *clusterState) probeResult(i int, r probeResult, now time.Time) stateOut
 		if r.noAnswer {
 			h.probeHung = span{r.started, now}
 		}
+		h.failHung = r.noAnswer && (h.consecFail == 1 || h.failHung)
 		switch {
 		case h.state != StateDown && s.unanswered(i):
 			out.events = append(out.events, s.setState(i, StateDown, "no answer at all: "+s.unansweredCause(i), now))
@@ -526,10 +531,13 @@ func (s *clusterState) decide(out stateOutput, now time.Time) stateOutput {
 // failed probe) at once. A decision that refuses writes leaves no writer.
 //
 // Otherwise (the local rule, docs/design.md §5) the writer stays while it
-// is Up and writable, and while it is Suspect only because a call failed:
-// a failed call (a slow read past read_timeout, a KILL CONNECTION) is a
-// reason to probe at once, not to move the writer; a failed probe is. When
-// it fails (a failed probe, Down, read-only; without probes, where calls
+// is Up and writable, and while it is Suspect only because a call failed
+// or probes timed out: a failed call (a slow read past read_timeout, a KILL
+// CONNECTION) or a probe that got no answer within the probe timeout (a
+// server slow for a moment) is a reason to probe at once, not to move the
+// writer; a probe that failed otherwise (refused, an error) is, and so is
+// Down (a server that answers nothing at all: clusterState.unanswered).
+// When it fails (such a probe, Down, read-only; without probes, where calls
 // alone judge, a failed call), the first
 // node in configured order that is Up, writable and has everything the last
 // writer was last seen to have takes over (or, if none has, the first Up and
@@ -575,12 +583,14 @@ func (s *clusterState) chooseWriter() (writer, target int) {
 }
 
 // keeps reports whether node i, as the writer, would keep the role by the
-// local rule: Up and writable, or Suspect only because a call failed, and
-// not drained.
+// local rule: Up and writable, or Suspect only because a call failed, a
+// stall check's new connection got no answer, or probes timed out with no
+// answer at all (a slow server, until it is found to answer nothing at
+// all: unanswered, or FailAfter probes), and not drained.
 func (s *clusterState) keeps(i int) bool {
 	h := &s.health[i]
 	return !h.readOnly && !s.drained[i] && (h.state == StateUp ||
-		h.state == StateSuspect && h.consecFail == 0 && !s.settings.Health.Disabled)
+		h.state == StateSuspect && (h.consecFail == 0 || h.failHung) && !s.settings.Health.Disabled)
 }
 
 // firstChoice returns a fresh cluster's first writer: the first Up and

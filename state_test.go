@@ -731,7 +731,7 @@ func TestStatePlannedSwitchAndDrain(t *testing.T) {
 // TestStateUnanswered checks the stall-check rule: a pooled probe and a new
 // connection that both got no answer while waiting at the same time take a
 // node Down at once; either alone, or two that did not overlap, or one that
-// was answered (slow, not dead), does not.
+// was answered (slow, not dead), does not, and keeps the writer where it is.
 func TestStateUnanswered(t *testing.T) {
 	timeout := 200 * time.Millisecond
 	errTimeout := errors.New("context deadline exceeded")
@@ -743,6 +743,7 @@ func TestStateUnanswered(t *testing.T) {
 		noAnswer     bool
 		wantState    NodeState
 		wantDownCall bool // closeConns asked for
+		wantWriter   int
 	}
 	cases := []struct {
 		name string
@@ -750,11 +751,11 @@ func TestStateUnanswered(t *testing.T) {
 	}{
 		{"probe then connection, overlapping", []input{
 			{probe: true, from: 0, to: 200 * time.Millisecond, noAnswer: true, wantState: StateSuspect},
-			{probe: false, from: 50 * time.Millisecond, to: 250 * time.Millisecond, noAnswer: true, wantState: StateDown, wantDownCall: true},
+			{probe: false, from: 50 * time.Millisecond, to: 250 * time.Millisecond, noAnswer: true, wantState: StateDown, wantDownCall: true, wantWriter: 1},
 		}},
 		{"connection then probe, overlapping", []input{
 			{probe: false, from: 50 * time.Millisecond, to: 250 * time.Millisecond, noAnswer: true, wantState: StateSuspect},
-			{probe: true, from: 60 * time.Millisecond, to: 260 * time.Millisecond, noAnswer: true, wantState: StateDown, wantDownCall: true},
+			{probe: true, from: 60 * time.Millisecond, to: 260 * time.Millisecond, noAnswer: true, wantState: StateDown, wantDownCall: true, wantWriter: 1},
 		}},
 		{"not overlapping", []input{
 			{probe: true, from: 0, to: 200 * time.Millisecond, noAnswer: true, wantState: StateSuspect},
@@ -766,7 +767,7 @@ func TestStateUnanswered(t *testing.T) {
 		}},
 		{"probe refused, not unanswered", []input{
 			{probe: false, from: 0, to: 200 * time.Millisecond, noAnswer: true, wantState: StateSuspect},
-			{probe: true, from: 10 * time.Millisecond, to: 20 * time.Millisecond, wantState: StateSuspect},
+			{probe: true, from: 10 * time.Millisecond, to: 20 * time.Millisecond, wantState: StateSuspect, wantWriter: 1},
 		}},
 	}
 	for _, tc := range cases {
@@ -794,9 +795,10 @@ func TestStateUnanswered(t *testing.T) {
 				if got := slices.Contains(m.out.closeConns, 0); got != in.wantDownCall {
 					t.Fatalf("after %+v: closeConns %v, want node 0 closed: %v", in, m.out.closeConns, in.wantDownCall)
 				}
-			}
-			if m.s.health[0].state == StateDown {
-				m.wantWriter(1)
+				// A probe that timed out, or a new connection with no
+				// answer, alone keeps the writer; Down or a refused
+				// probe moves it.
+				m.wantWriter(in.wantWriter)
 			}
 		})
 	}

@@ -35,7 +35,11 @@ func TestLongStatementsNotAbandoned(t *testing.T) {
 	t.Parallel()
 	ring, c, events := healthRing(t, 3)
 	ctx := testContext(t, 30*time.Second)
-	_, err := c.ExecContext(ctx, "INSERT INTO h (seq, seen, node) VALUES (0, 0, 0)")
+	// A table of its own: the UPDATE's row lock must not hold up the
+	// sequential writer's INSERT ... SELECT on h.
+	_, err := c.ExecContext(ctx, "CREATE TABLE slow (id INT PRIMARY KEY, v INT NOT NULL)")
+	require.NoError(t, err)
+	_, err = c.ExecContext(ctx, "INSERT INTO slow VALUES (1, 0)")
 	require.NoError(t, err)
 	t0 := time.Now()
 	w := startSeqWriter(t, c)
@@ -48,7 +52,7 @@ func TestLongStatementsNotAbandoned(t *testing.T) {
 	})
 	wg.Go(func() {
 		start := time.Now()
-		res, err := c.ExecContext(ctx, "UPDATE h SET seen = seen + SLEEP(5) WHERE seq = 0")
+		res, err := c.ExecContext(ctx, "UPDATE slow SET v = v + 1 + SLEEP(5) WHERE id = 1")
 		require.NoError(t, err, "5 s UPDATE")
 		n, _ := res.RowsAffected()
 		t.Logf("5 s UPDATE: %d row(s) changed after %v", n, time.Since(start).Round(time.Millisecond))

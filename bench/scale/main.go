@@ -39,6 +39,7 @@ func main() {
 		opens    = flag.Int("opens", 5, "times to Open (and Close) the router to time Open")
 		probeFor = flag.Duration("probe-for", 10*time.Second, "how long to let the probers run")
 		jsonPath = flag.String("json", "", "write the results as JSON to this file")
+		sizes    = flag.String("parse-open", "1000,10000,20000", "cluster counts at which to time ParseConfig + Open of a YAML file (\"\": skip)")
 	)
 	flag.Parse()
 	args := []string{"go run ./bench/scale"}
@@ -49,6 +50,22 @@ func main() {
 		os.Exit(1)
 	}
 	res.Command = strings.Join(args, " ")
+	for _, f := range strings.Split(*sizes, ",") {
+		if f == "" {
+			continue
+		}
+		var n int
+		if _, err := fmt.Sscan(f, &n); err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "bench/scale: -parse-open: bad cluster count %q\n", f)
+			os.Exit(2)
+		}
+		po, err := parseOpen(n, *nodes, 5)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/scale:", err)
+			os.Exit(1)
+		}
+		res.ParseOpen = append(res.ParseOpen, po)
+	}
 	print(res)
 	if *jsonPath != "" {
 		if err := os.MkdirAll(filepath.Dir(*jsonPath), 0o755); err != nil {
@@ -214,6 +231,56 @@ func print(r results.Scale) {
 	fmt.Printf("CPU time used while probing: %v (%.0f%% of one core)\n", r.CPUWhileProbing.D().Round(time.Millisecond),
 		100*r.CPUWhileProbing.D().Seconds()/r.ProbeFor.D().Seconds())
 	fmt.Printf("Close with every prober running: %v\n", r.Close.D().Round(time.Millisecond))
+	fmt.Printf("goroutines added by probing (every cluster used minus right after Open): %d\n", r.Probing.Goroutines-r.AfterOpen.Goroutines)
+	if len(r.ParseOpen) > 0 {
+		fmt.Printf("\n%10s %10s %12s %12s %12s %14s\n", "clusters", "YAML", "ParseConfig", "Open", "both", "per cluster")
+		for _, p := range r.ParseOpen {
+			both := p.Parse.D() + p.Open.D()
+			fmt.Printf("%10d %10s %12v %12v %12v %14v\n", p.Clusters, mib(uint64(p.Bytes)), p.Parse.D().Round(100*time.Microsecond),
+				p.Open.D().Round(100*time.Microsecond), both.Round(100*time.Microsecond), (both / time.Duration(p.Clusters)).Round(10*time.Nanosecond))
+		}
+		fmt.Printf("(medians of %d runs)\n", r.ParseOpen[0].Runs)
+	}
+}
+
+// parseOpen times ParseConfig and Open of a YAML configuration of n
+// clusters of nodes nodes each (runs times; medians), closing each router.
+func parseOpen(n, nodes, runs int) (results.ParseOpen, error) {
+	var sb strings.Builder
+	sb.WriteString("defaults: {user: app, password: secret, database: shop}\nclusters:\n")
+	for i := range n {
+		fmt.Fprintf(&sb, "  c%d: {nodes: [", i)
+		for k := range nodes {
+			if k > 0 {
+				sb.WriteString(", ")
+			}
+			fmt.Fprintf(&sb, "10.%d.%d.%d:3306", k, i/250%250, i%250+1)
+		}
+		sb.WriteString("]}\n")
+	}
+	data := []byte(sb.String())
+	var parses, opens []time.Duration
+	for range runs {
+		t0 := time.Now()
+		cfg, err := dbrouter.ParseConfig(data)
+		t1 := time.Now()
+		if err != nil {
+			return results.ParseOpen{}, err
+		}
+		cfg.Logger = slog.New(slog.DiscardHandler)
+		r, err := dbrouter.Open(cfg)
+		t2 := time.Now()
+		if err != nil {
+			return results.ParseOpen{}, err
+		}
+		r.Close()
+		parses, opens = append(parses, t1.Sub(t0)), append(opens, t2.Sub(t1))
+		runtime.GC()
+	}
+	slices.Sort(parses)
+	slices.Sort(opens)
+	return results.ParseOpen{Clusters: n, Bytes: len(data), Runs: runs,
+		Parse: results.Dur(parses[runs/2]), Open: results.Dur(opens[runs/2])}, nil
 }
 
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

@@ -121,6 +121,19 @@ type Scale struct {
 	// Close is how long Router.Close took with every prober running.
 	Close      Dur    `json:"close"`
 	AfterClose Sample `json:"after_close"`
+	// ParseOpen times ParseConfig of a YAML file and Open of the result, by
+	// number of clusters, to show that the cost grows linearly.
+	ParseOpen []ParseOpen `json:"parse_open,omitempty"`
+}
+
+// ParseOpen is the cost of ParseConfig and Open for one size of
+// configuration: medians over Runs runs.
+type ParseOpen struct {
+	Clusters int `json:"clusters"`
+	Bytes    int `json:"bytes"` // of the YAML
+	Runs     int `json:"runs"`
+	Parse    Dur `json:"parse"`
+	Open     Dur `json:"open"`
 }
 
 // Sample is a snapshot of the process, taken after a garbage collection.
