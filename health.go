@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -267,9 +268,12 @@ func (c *Cluster) stallAfter() time.Duration {
 	return max(c.settings.Health.Timeout/4, time.Millisecond)
 }
 
-// stallWatch fires checkStalled for one attempt of a call that takes longer
-// than stallAfter. A nil *stallWatch watches nothing.
-type stallWatch struct{ t *time.Timer }
+// stallWatch fires checkStalled every stallAfter for as long as one attempt
+// of a call runs. A nil *stallWatch watches nothing.
+type stallWatch struct {
+	t       atomic.Pointer[time.Timer] // the timer armed last
+	stopped atomic.Bool
+}
 
 // watchStall starts watching an attempt on node i; the caller stops the
 // watch when the attempt returns.
@@ -277,12 +281,28 @@ func (c *Cluster) watchStall(i int) *stallWatch {
 	if c.settings.Health.Disabled {
 		return nil
 	}
-	return &stallWatch{t: time.AfterFunc(c.stallAfter(), func() { c.checkStalled(i) })}
+	w := &stallWatch{}
+	d := c.stallAfter()
+	var fire func()
+	fire = func() {
+		if w.stopped.Load() {
+			return
+		}
+		c.checkStalled(i)
+		if !w.stopped.Load() {
+			// Still waiting: check again (checkStalled spaces the
+			// checks). A timer armed after stop fires once, for nothing.
+			w.t.Store(time.AfterFunc(d, fire))
+		}
+	}
+	w.t.Store(time.AfterFunc(d, fire))
+	return w
 }
 
 func (w *stallWatch) stop() {
 	if w != nil {
-		w.t.Stop()
+		w.stopped.Store(true)
+		w.t.Load().Stop()
 	}
 }
 
@@ -293,18 +313,21 @@ func (w *stallWatch) stop() {
 // it is frozen or the path to it is cut, and it goes Down at once
 // (clusterState.unanswered). A server that is only slow to run the call's
 // statement (a long query, a lock wait) answers both, and nothing changes.
-// At most one check runs per node at a time, and a new one starts at most
-// once per stallAfter however many calls wait.
+// However many calls wait, a check starts at most once per stallAfter; at
+// most one new connection is open per node at a time (while one is, a
+// check asks for a probe only, which then overlaps the connection's wait).
 func (c *Cluster) checkStalled(i int) {
 	n := c.nodes[i]
-	now := time.Now()
-	if c.closed.Load() || now.UnixNano()-n.lastCheck.Load() < int64(c.stallAfter()) ||
-		!n.checking.CompareAndSwap(false, true) {
+	now := time.Now().UnixNano()
+	last := n.lastCheck.Load()
+	if c.closed.Load() || now-last < int64(c.stallAfter()) || !n.lastCheck.CompareAndSwap(last, now) {
 		return
 	}
-	n.lastCheck.Store(now.UnixNano())
 	c.startProbers()
 	c.requestProbe(i)
+	if !n.checking.CompareAndSwap(false, true) {
+		return
+	}
 	c.closeMu.Lock()
 	if c.closed.Load() {
 		c.closeMu.Unlock()

@@ -70,11 +70,15 @@ func TestLongStatementsNotAbandoned(t *testing.T) {
 	logEvents(t, events)
 }
 
-// TestBrieflySlowWriterStays makes a healthy writer slow for 150 ms, three
-// times each way, while a sequential writer writes: a metadata lock held
-// by another session (the writes wait for it) and a 150 ms SIGSTOP (the
-// whole server is silent, then answers everything). Neither moves the
-// writer nor takes a node Down.
+// TestBrieflySlowWriterStays makes a healthy writer slow for about 150 ms,
+// three times each way, while a sequential writer writes: a metadata lock
+// held by another session (the writes wait for it) and a SIGSTOP of about
+// 150 ms (the whole server is silent, then answers everything). Neither
+// moves the writer nor takes a node Down. A SIGSTOP is a 120 ms sleep
+// between Freeze, which returns once every thread has stopped, and Thaw;
+// on a machine so loaded that one lasts longer than 190 ms in all, it no
+// longer models a brief stall (the probe timeout is 200 ms), and the test
+// says so instead of judging that part.
 func TestBrieflySlowWriterStays(t *testing.T) {
 	t.Parallel()
 	ring, c, events := healthRing(t, 3)
@@ -95,21 +99,36 @@ func TestBrieflySlowWriterStays(t *testing.T) {
 		conn.Close()
 		time.Sleep(time.Duration(100+97*k) * time.Millisecond) // another phase of the probe cycle
 	}
+	n := w.count()
+	require.Eventually(t, func() bool { return w.count() > n+10 }, waitTimeout, tick, "writes after the locks")
+	requireNoHealthChange(t, events, t0)
+	require.Equal(t, ring.Addr(0), c.WriterAddr())
+
+	t1 := time.Now()
+	var longest time.Duration
 	for k := range 3 {
+		start := time.Now()
 		require.NoError(t, ring.Freeze(0))
-		time.Sleep(150 * time.Millisecond) // the slowness under test
+		time.Sleep(120 * time.Millisecond) // the slowness under test
 		require.NoError(t, ring.Thaw(0))
+		d := time.Since(start)
+		longest = max(longest, d)
+		t.Logf("SIGSTOP %d: %v from Freeze to the end of Thaw", k+1, d.Round(time.Millisecond))
 		time.Sleep(time.Duration(100+97*k) * time.Millisecond)
 	}
-	n := w.count()
+	n = w.count()
 	require.Eventually(t, func() bool { return w.count() > n+20 }, waitTimeout, tick, "writes after the stalls")
 	ws := w.halt()
+	logEvents(t, events)
+	if longest > 190*time.Millisecond {
+		t.Logf("a SIGSTOP lasted up to %v here (machine loaded): not a brief stall; its part is not judged", longest.Round(time.Millisecond))
+		return
+	}
 	for _, x := range ws {
 		if !x.ok {
 			t.Errorf("write %d failed (unknown %v)", x.seq, x.unknown)
 		}
 	}
 	require.Equal(t, ring.Addr(0), c.WriterAddr())
-	requireNoHealthChange(t, events, t0)
-	logEvents(t, events)
+	requireNoHealthChange(t, events, t1)
 }
