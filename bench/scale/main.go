@@ -233,11 +233,12 @@ func print(r results.Scale) {
 	fmt.Printf("Close with every prober running: %v\n", r.Close.D().Round(time.Millisecond))
 	fmt.Printf("goroutines added by probing (every cluster used minus right after Open): %d\n", r.Probing.Goroutines-r.AfterOpen.Goroutines)
 	if len(r.ParseOpen) > 0 {
-		fmt.Printf("\n%10s %10s %12s %12s %12s %14s\n", "clusters", "YAML", "ParseConfig", "Open", "both", "per cluster")
+		fmt.Printf("\n%10s %10s %12s %12s %12s %14s %12s %14s\n", "clusters", "YAML", "ParseConfig", "Open", "both", "per cluster", "CPU", "CPU/cluster")
 		for _, p := range r.ParseOpen {
 			both := p.Parse.D() + p.Open.D()
-			fmt.Printf("%10d %10s %12v %12v %12v %14v\n", p.Clusters, mib(uint64(p.Bytes)), p.Parse.D().Round(100*time.Microsecond),
-				p.Open.D().Round(100*time.Microsecond), both.Round(100*time.Microsecond), (both / time.Duration(p.Clusters)).Round(10*time.Nanosecond))
+			fmt.Printf("%10d %10s %12v %12v %12v %14v %12v %14v\n", p.Clusters, mib(uint64(p.Bytes)), p.Parse.D().Round(100*time.Microsecond),
+				p.Open.D().Round(100*time.Microsecond), both.Round(100*time.Microsecond), (both / time.Duration(p.Clusters)).Round(10*time.Nanosecond),
+				p.CPU.D().Round(100*time.Microsecond), (p.CPU.D() / time.Duration(p.Clusters)).Round(10*time.Nanosecond))
 		}
 		fmt.Printf("(medians of %d runs)\n", r.ParseOpen[0].Runs)
 	}
@@ -259,8 +260,10 @@ func parseOpen(n, nodes, runs int) (results.ParseOpen, error) {
 		sb.WriteString("]}\n")
 	}
 	data := []byte(sb.String())
-	var parses, opens []time.Duration
+	var parses, opens, cpus []time.Duration
 	for range runs {
+		runtime.GC()
+		c0 := cpuTime()
 		t0 := time.Now()
 		cfg, err := dbrouter.ParseConfig(data)
 		t1 := time.Now()
@@ -270,6 +273,7 @@ func parseOpen(n, nodes, runs int) (results.ParseOpen, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 		r, err := dbrouter.Open(cfg)
 		t2 := time.Now()
+		cpus = append(cpus, cpuTime()-c0)
 		if err != nil {
 			return results.ParseOpen{}, err
 		}
@@ -279,8 +283,9 @@ func parseOpen(n, nodes, runs int) (results.ParseOpen, error) {
 	}
 	slices.Sort(parses)
 	slices.Sort(opens)
+	slices.Sort(cpus)
 	return results.ParseOpen{Clusters: n, Bytes: len(data), Runs: runs,
-		Parse: results.Dur(parses[runs/2]), Open: results.Dur(opens[runs/2])}, nil
+		Parse: results.Dur(parses[runs/2]), Open: results.Dur(opens[runs/2]), CPU: results.Dur(cpus[runs/2])}, nil
 }
 
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

@@ -134,6 +134,10 @@ type ParseOpen struct {
 	Runs     int `json:"runs"`
 	Parse    Dur `json:"parse"`
 	Open     Dur `json:"open"`
+	// CPU is the process's CPU time (user + system, all threads, the
+	// garbage collector's included) for ParseConfig and Open together,
+	// median: on a shared machine a steadier measure than the wall clock.
+	CPU Dur `json:"cpu"`
 }
 
 // Sample is a snapshot of the process, taken after a garbage collection.
