@@ -16,6 +16,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -30,6 +32,7 @@ import (
 
 	"github.com/dbrouter/dbrouter"
 	"github.com/dbrouter/dbrouter/bench/internal/results"
+	"github.com/dbrouter/dbrouter/ringtest"
 )
 
 func main() {
@@ -39,6 +42,8 @@ func main() {
 		opens    = flag.Int("opens", 5, "times to Open (and Close) the router to time Open")
 		probeFor = flag.Duration("probe-for", 10*time.Second, "how long to let the probers run")
 		jsonPath = flag.String("json", "", "write the results as JSON to this file")
+		cpuProf  = flag.String("cpuprofile", "", "with -up: write a CPU profile of the probing with every node up to this file")
+		up       = flag.Int("up", 0, "also measure probing with every node up: this many clusters, each of the same 3 live MariaDB servers (ringtest), in use for -probe-for (0: skip)")
 		sizes    = flag.String("parse-open", "1000,10000,20000", "cluster counts at which to time ParseConfig + Open of a YAML file (\"\": skip)")
 	)
 	flag.Parse()
@@ -50,6 +55,14 @@ func main() {
 		os.Exit(1)
 	}
 	res.Command = strings.Join(args, " ")
+	if *up > 0 {
+		pu, err := probeUp(*up, *probeFor, *cpuProf)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/scale:", err)
+			os.Exit(1)
+		}
+		res.Up = &pu
+	}
 	for _, f := range strings.Split(*sizes, ",") {
 		if f == "" {
 			continue
@@ -232,6 +245,13 @@ func print(r results.Scale) {
 		100*r.CPUWhileProbing.D().Seconds()/r.ProbeFor.D().Seconds())
 	fmt.Printf("Close with every prober running: %v\n", r.Close.D().Round(time.Millisecond))
 	fmt.Printf("goroutines added by probing (every cluster used minus right after Open): %d\n", r.Probing.Goroutines-r.AfterOpen.Goroutines)
+	if u := r.Up; u != nil {
+		perProbe := u.CPU.D() / time.Duration(max(1, u.Probes))
+		fmt.Printf("\nevery node up: %d clusters × 3 nodes on %d live servers, %v: CPU %v (%.0f%% of one core), %d nodes Up at the end, about %d probes: %v of CPU per probe;\n",
+			u.Clusters, u.Servers, u.For.D(), u.CPU.D().Round(time.Millisecond), 100*u.CPU.D().Seconds()/u.For.D().Seconds(), u.NodesUp, u.Probes, perProbe.Round(100*time.Nanosecond))
+		fmt.Printf("  at that cost, %d × 3 nodes probed every 250 ms would use %.0f%% of one core\n", r.Clusters,
+			100*(perProbe*time.Duration(r.Clusters*3*4)).Seconds())
+	}
 	if len(r.ParseOpen) > 0 {
 		fmt.Printf("\n%10s %10s %12s %12s %12s %14s %12s %14s\n", "clusters", "YAML", "ParseConfig", "Open", "both", "per cluster", "CPU", "CPU/cluster")
 		for _, p := range r.ParseOpen {
@@ -286,6 +306,71 @@ func parseOpen(n, nodes, runs int) (results.ParseOpen, error) {
 	slices.Sort(cpus)
 	return results.ParseOpen{Clusters: n, Bytes: len(data), Runs: runs,
 		Parse: results.Dur(parses[runs/2]), Open: results.Dur(opens[runs/2]), CPU: results.Dur(cpus[runs/2])}, nil
+}
+
+// probeUp starts a ring of 3 MariaDB servers on loopback and a router with
+// n clusters, each of the same 3 servers, uses every cluster and measures
+// the process's CPU while the probes run for d.
+func probeUp(n int, d time.Duration, profile string) (results.ProbeUp, error) {
+	ctx := context.Background()
+	h, err := ringtest.Start(ctx, ringtest.Options{Nodes: 3})
+	if err != nil {
+		return results.ProbeUp{}, err
+	}
+	defer h.Close()
+	ring := h.Ring(0)
+	for i := range 3 {
+		// A probe connection and a warm pooled one per node of each cluster.
+		if _, err := ring.AdminDB(i).ExecContext(ctx, fmt.Sprintf("SET GLOBAL max_connections = %d", 2*n+50)); err != nil {
+			return results.ProbeUp{}, err
+		}
+	}
+	cfg := &dbrouter.Config{
+		Defaults: dbrouter.Settings{User: ringtest.DefaultUser, Password: ringtest.DefaultPassword, Database: ringtest.DefaultDatabase},
+		Clusters: make(map[string]dbrouter.ClusterConfig, n),
+		Logger:   slog.New(slog.DiscardHandler),
+	}
+	for c := range n {
+		cfg.Clusters[fmt.Sprintf("c%04d", c)] = dbrouter.ClusterConfig{Nodes: ring.Addrs()}
+	}
+	r, err := dbrouter.Open(cfg)
+	if err != nil {
+		return results.ProbeUp{}, err
+	}
+	defer r.Close()
+	for _, name := range r.Clusters() {
+		c, err := r.Cluster(name)
+		if err != nil {
+			return results.ProbeUp{}, err
+		}
+		c.WriterAddr()
+	}
+	time.Sleep(2 * time.Second) // connections made, pools warm
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return results.ProbeUp{}, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return results.ProbeUp{}, err
+		}
+	}
+	cpu0 := cpuTime()
+	time.Sleep(d)
+	if profile != "" {
+		pprof.StopCPUProfile()
+	}
+	res := results.ProbeUp{Clusters: n, Servers: 3, For: results.Dur(d), CPU: results.Dur(cpuTime() - cpu0),
+		Probes: int(float64(3*n) * d.Seconds() / 0.25), Goroutines: runtime.NumGoroutine()}
+	for _, cs := range r.Stats() {
+		for _, nd := range cs.Nodes {
+			if nd.State == dbrouter.StateUp {
+				res.NodesUp++
+			}
+		}
+	}
+	return res, nil
 }
 
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

@@ -121,6 +121,8 @@ type Scale struct {
 	// Close is how long Router.Close took with every prober running.
 	Close      Dur    `json:"close"`
 	AfterClose Sample `json:"after_close"`
+	// Up, when measured (-up), is the probing cost with every node up.
+	Up *ProbeUp `json:"up,omitempty"`
 	// ParseOpen times ParseConfig of a YAML file and Open of the result, by
 	// number of clusters, to show that the cost grows linearly.
 	ParseOpen []ParseOpen `json:"parse_open,omitempty"`
@@ -198,4 +200,19 @@ func Read(path string, v any) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
+}
+
+// ProbeUp is the cost of probing live nodes: Clusters clusters of the same
+// Servers live servers, every cluster in use, for For.
+type ProbeUp struct {
+	Clusters int `json:"clusters"`
+	Servers  int `json:"servers"`
+	For      Dur `json:"for"`
+	// Probes is how many probes ran (from each node's interval), CPU the
+	// process's CPU time meanwhile, NodesUp the nodes Up at the end.
+	Probes  int `json:"probes"`
+	CPU     Dur `json:"cpu"`
+	NodesUp int `json:"nodes_up"`
+	// Goroutines is the process's count at the end.
+	Goroutines int `json:"goroutines"`
 }
