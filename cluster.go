@@ -57,7 +57,9 @@ type Cluster struct {
 	ctx         context.Context // cancelled by close; bounds probes
 	cancel      context.CancelFunc
 	stop        chan struct{}
-	probeNow    []chan struct{}
+	sched       *probeScheduler // the router's, or the cluster's own (ownSched)
+	ownSched    bool
+	slots       probeSlots // the nodes' places in sched, once the probers started
 	probersOnce sync.Once
 	closeMu     sync.Mutex // orders starting the probers before close waits for them
 	wg          sync.WaitGroup
@@ -72,10 +74,8 @@ func (c *Cluster) initHealth() {
 	c.stop = make(chan struct{})
 	c.drained = make(chan struct{})
 	c.ready = make(chan struct{})
-	c.probeNow = make([]chan struct{}, len(c.nodes))
 	addrs := make([]string, len(c.nodes))
 	for i, n := range c.nodes {
-		c.probeNow[i] = make(chan struct{}, 1)
 		addrs[i] = n.addr
 		n.guard = func(ctx context.Context) (*pass, error) { return c.pinnedPass(ctx, i) }
 	}
@@ -429,7 +429,11 @@ func (c *Cluster) close() error {
 	}
 	c.cancel()
 	close(c.stop)
+	c.stopProbers()
 	c.wg.Wait()
+	if c.ownSched {
+		c.sched.close()
+	}
 	var errs []error
 	for _, n := range c.nodes {
 		errs = append(errs, n.close())

@@ -320,7 +320,9 @@ func (c *Cluster) attemptsOn(ctx context.Context, p *picker, op Op, read, retryU
 	var tried []*NodeError
 	for _, i := range order {
 		n := c.nodes[i]
+		w := c.watchStall(i)
 		sent, err := attempt(ctx, n)
+		w.stop()
 		if err == nil {
 			// Only what a success can change is reported: a Suspect node
 			// may come Up, a flag may clear. A Down node comes back by

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -132,9 +133,10 @@ const (
 	probeVersion = "SELECT @@version, @@version_comment"
 )
 
-// startProbers starts one prober goroutine per node, once, when the cluster
-// is first used: a router with many clusters opens no connection to those
-// it never uses.
+// startProbers puts the cluster's nodes in the router's probe scheduler
+// (probe_sched.go), once, when the cluster is first used: a router with many
+// clusters opens no connection to those it never uses. A cluster built
+// outside a router gets a scheduler of its own.
 func (c *Cluster) startProbers() {
 	if c.settings.Health.Disabled {
 		return
@@ -145,56 +147,40 @@ func (c *Cluster) startProbers() {
 		if c.closed.Load() {
 			return
 		}
-		for i := range c.nodes {
-			c.wg.Add(1)
-			go c.runProber(i)
+		if c.sched == nil {
+			c.sched, c.ownSched = newProbeScheduler(), true
 		}
+		slots := make([]*probeSlot, len(c.nodes))
+		for i := range c.nodes {
+			slots[i] = &probeSlot{c: c, i: i}
+		}
+		c.wg.Add(len(slots))
+		c.slots.Store(&slots)
+		c.sched.add(slots)
 	})
 }
 
-func (c *Cluster) runProber(i int) {
-	defer c.wg.Done()
-	t := time.NewTicker(c.settings.Health.Interval)
-	defer t.Stop()
-	for {
-		c.probe(i)
-		if c.confirming(i) {
-			// The probe just failed: confirm or clear the suspicion
-			// at once rather than at the next tick, so that calls
-			// stuck on a dead node are abandoned sooner.
-			select {
-			case <-c.stop:
-				return
-			default:
-				continue
-			}
-		}
-		select {
-		case <-c.stop:
-			return
-		case <-t.C:
-		case <-c.probeNow[i]:
-		}
+// stopProbers takes the cluster's nodes out of the scheduler; close then
+// waits (c.wg) for the probes running.
+func (c *Cluster) stopProbers() {
+	if slots := c.slots.Load(); slots != nil {
+		c.sched.remove(*slots)
 	}
 }
 
 // confirming reports whether node i is Suspect after failed probes, so that
-// its prober should probe again without waiting for the next tick.
+// it should be probed again without waiting for its next turn.
 func (c *Cluster) confirming(i int) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.state.confirming(i)
 }
 
-// requestProbe asks node i's prober to probe now rather than at its next
-// tick.
+// requestProbe asks for a probe of node i now rather than at its next
+// turn.
 func (c *Cluster) requestProbe(i int) {
-	if c.settings.Health.Disabled {
-		return
-	}
-	select {
-	case c.probeNow[i] <- struct{}{}:
-	default: // one is already pending
+	if slots := c.slots.Load(); slots != nil {
+		c.sched.now((*slots)[i])
 	}
 }
 
@@ -244,7 +230,9 @@ func (c *Cluster) probe(i int) {
 		return // closing
 	}
 	c.observeProbe(i, latency, mysqlFlavor, h.flavorKnown, err)
-	c.applyProbe(i, probeResult{err: err, readOnly: ro, pos: pos, self: self, mysql: mysqlFlavor, latency: latency})
+	noAnswer := err != nil && ctx.Err() != nil
+	c.applyProbe(i, probeResult{err: err, readOnly: ro, pos: pos, self: self, mysql: mysqlFlavor, latency: latency,
+		started: start, noAnswer: noAnswer})
 	if err == nil {
 		n.warm(ctx)
 	}
@@ -279,4 +267,110 @@ func (c *Cluster) Stats() ClusterStats {
 	c.mu.Unlock()
 	c.addPoolStats(&cs)
 	return cs
+}
+
+// stallAfter is how long a call may wait on a node before the node is
+// checked at once (checkStalled): a quarter of the probe timeout, 50 ms by
+// default. A freeze is then confirmed, and the stuck calls released, about
+// stallAfter + Health.Timeout after the freeze whatever the phase of the
+// probe cycle (docs/health.md, "Stall checks").
+func (c *Cluster) stallAfter() time.Duration {
+	return max(c.settings.Health.Timeout/4, time.Millisecond)
+}
+
+// stallWatch fires checkStalled every stallAfter for as long as one attempt
+// of a call runs. A nil *stallWatch watches nothing.
+type stallWatch struct {
+	t       atomic.Pointer[time.Timer] // the timer armed last
+	stopped atomic.Bool
+}
+
+// watchStall starts watching an attempt on node i; the caller stops the
+// watch when the attempt returns.
+func (c *Cluster) watchStall(i int) *stallWatch {
+	if c.settings.Health.Disabled {
+		return nil
+	}
+	w := &stallWatch{}
+	d := c.stallAfter()
+	var fire func()
+	fire = func() {
+		if w.stopped.Load() {
+			return
+		}
+		c.checkStalled(i)
+		if !w.stopped.Load() {
+			// Still waiting: check again (checkStalled spaces the
+			// checks). A timer armed after stop fires once, for nothing.
+			w.t.Store(time.AfterFunc(d, fire))
+		}
+	}
+	w.t.Store(time.AfterFunc(d, fire))
+	return w
+}
+
+func (w *stallWatch) stop() {
+	if w != nil {
+		w.stopped.Store(true)
+		w.t.Load().Stop()
+	}
+}
+
+// checkStalled runs when a call has waited stallAfter on node i: it asks
+// for a pooled probe at once and, in parallel, opens a new connection (a
+// full handshake, closed at once). A server that answers neither within
+// the probe timeout, the two waits overlapping, answers nothing at all:
+// it is frozen or the path to it is cut, and it goes Down at once
+// (clusterState.unanswered). A server that is only slow to run the call's
+// statement (a long query, a lock wait) answers both, and nothing changes.
+// However many calls wait, a check starts at most once per stallAfter; at
+// most one new connection is open per node at a time (while one is, a
+// check asks for a probe only, which then overlaps the connection's wait).
+func (c *Cluster) checkStalled(i int) {
+	n := c.nodes[i]
+	now := time.Now().UnixNano()
+	last := n.lastCheck.Load()
+	if c.closed.Load() || now-last < int64(c.stallAfter()) || !n.lastCheck.CompareAndSwap(last, now) {
+		return
+	}
+	c.startProbers()
+	c.requestProbe(i)
+	if !n.checking.CompareAndSwap(false, true) {
+		return
+	}
+	c.closeMu.Lock()
+	if c.closed.Load() {
+		c.closeMu.Unlock()
+		n.checking.Store(false)
+		return
+	}
+	c.wg.Add(1)
+	c.closeMu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		defer n.checking.Store(false)
+		c.handshake(i)
+	}()
+}
+
+// handshake opens a new connection to node i, bounded by the probe
+// timeout, closes it, and hands the outcome to the state machine.
+func (c *Cluster) handshake(i int) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.settings.Health.Timeout)
+	defer cancel()
+	start := time.Now()
+	conn, err := c.nodes[i].probe.connector.Connect(ctx)
+	if err == nil {
+		conn.Close()
+	}
+	if c.ctx.Err() != nil {
+		return // closing
+	}
+	noAnswer := err != nil && ctx.Err() != nil
+	now := time.Now()
+	c.mu.Lock()
+	out := c.state.handshakeResult(i, start, err, noAnswer, now)
+	c.publish(out)
+	c.mu.Unlock()
+	c.carryOut(out)
 }

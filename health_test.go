@@ -142,7 +142,10 @@ func TestFailoverSkipsStaleNode(t *testing.T) {
 	srv[2].set(func(s *fakeServer) { s.gtid = "0-1-1,1-2-7" })
 	srv[0].set(func(s *fakeServer) { s.connectErr = nil })
 	eventually(t, "a Up", func() bool { return c.Stats().Nodes[0].State == StateUp })
-	eventually(t, "b's position seen", func() bool { return c.Stats().Nodes[1].GTIDPosition == "0-1-1,1-2-7" })
+	eventually(t, "b's and c's positions seen", func() bool {
+		st := c.Stats()
+		return st.Nodes[1].GTIDPosition == "0-1-1,1-2-7" && st.Nodes[2].GTIDPosition == "0-1-1,1-2-7"
+	})
 	// b fails: c, caught up, must win over a, which is first but behind.
 	srv[1].set(func(s *fakeServer) { s.connectErr = errDialRefused })
 	eventually(t, "b not writer", func() bool { return c.WriterAddr() != "b:3306" })

@@ -45,6 +45,11 @@ type node struct {
 	readConnector *boundedConnector
 	probe         probeConn
 
+	// The stall check (health.go, checkStalled): one at a time per node,
+	// started at most once per stallAfter.
+	checking  atomic.Bool
+	lastCheck atomic.Int64 // UnixNano of the last check's start
+
 	closeMu sync.Mutex // orders opening a pool against close
 	closed  bool
 

@@ -18,8 +18,9 @@ type Router struct {
 	table  atomic.Pointer[routeTable]
 	log    *slog.Logger
 	events *dispatcher
-	source WriterSource // Open's Config.WriterSource, for every cluster built
-	obs    Observer     // Open's Config.Observer, nil for none
+	source WriterSource    // Open's Config.WriterSource, for every cluster built
+	obs    Observer        // Open's Config.Observer, nil for none
+	probes *probeScheduler // runs every cluster's health probes
 
 	reloadMu sync.Mutex            // serialises Reload and Close
 	retiring sync.WaitGroup        // clusters draining after a Reload
@@ -60,7 +61,8 @@ func open(cfg *Config, readFile func(name string) ([]byte, error)) (*Router, err
 	if log == nil {
 		log = slog.Default()
 	}
-	r := &Router{log: log, events: newDispatcher(log, p.cfg.OnEvent), source: p.cfg.WriterSource, obs: p.cfg.Observer, done: make(chan struct{})}
+	r := &Router{log: log, events: newDispatcher(log, p.cfg.OnEvent), source: p.cfg.WriterSource, obs: p.cfg.Observer, done: make(chan struct{}),
+		probes: newProbeScheduler()}
 	r.events.obs = r.obs
 	t, _, err := r.buildTable(p, nil)
 	if err != nil {
@@ -86,7 +88,7 @@ func (r *Router) buildTable(p *plan, old *routeTable) (*routeTable, []*Cluster, 
 				continue
 			}
 		}
-		c, err := newCluster(cp, r.log, r.events, r.source, r.obs)
+		c, err := newCluster(cp, r.log, r.events, r.source, r.obs, r.probes)
 		if err != nil {
 			for _, c := range created {
 				c.close()
@@ -111,8 +113,8 @@ func (r *Router) buildTable(p *plan, old *routeTable) (*routeTable, []*Cluster, 
 }
 
 // newCluster builds a cluster from its plan. It does no network I/O.
-func newCluster(cp *clusterPlan, log *slog.Logger, events *dispatcher, source WriterSource, obs Observer) (*Cluster, error) {
-	c := &Cluster{name: cp.name, settings: cp.settings, log: log.With("cluster", cp.name), events: events, source: source, observer: obs}
+func newCluster(cp *clusterPlan, log *slog.Logger, events *dispatcher, source WriterSource, obs Observer, probes *probeScheduler) (*Cluster, error) {
+	c := &Cluster{name: cp.name, settings: cp.settings, log: log.With("cluster", cp.name), events: events, source: source, observer: obs, sched: probes}
 	for _, np := range cp.nodes {
 		n, err := newNode(np, cp.settings, c.log)
 		if err != nil {
@@ -230,6 +232,7 @@ func (r *Router) Close() error {
 		}
 		wg.Wait()
 		r.retiring.Wait()
+		r.probes.close()
 		r.events.close()
 		r.closeErr = errors.Join(errs...)
 	})

@@ -80,6 +80,23 @@ type nodeHealth struct {
 	lastErr     error
 	changedAt   time.Time
 	caughtUpAt  time.Time // last probe at which it had the writer's position
+	// The last pooled probe and the last new connection (stall check) that
+	// got no answer at all within the probe timeout: from when to when they
+	// waited (zero: the last one was answered). Two such waits that overlap
+	// make the node Down at once (unanswered).
+	probeHung, shakeHung span
+	// failHung: every probe failure since the last good probe was a
+	// timeout with no answer at all (not a refusal or an error), which
+	// alone does not move the writer (keeps).
+	failHung bool
+}
+
+// span is an interval of time; the zero span is none.
+type span struct{ from, to time.Time }
+
+// overlaps reports whether two spans, neither of them none, overlap.
+func (a span) overlaps(b span) bool {
+	return !a.from.IsZero() && !b.from.IsZero() && a.from.Before(b.to) && b.from.Before(a.to)
 }
 
 // probeResult is what one probe of a node found.
@@ -90,6 +107,8 @@ type probeResult struct {
 	self     string
 	mysql    bool
 	latency  time.Duration
+	started  time.Time // when the probe was sent
+	noAnswer bool      // it failed because the probe timeout ran out
 }
 
 // stateOutput is what a transition of clusterState asks the Cluster to do.
@@ -192,6 +211,7 @@ func (s *clusterState) probeResult(i int, r probeResult, now time.Time) stateOut
 		h.consecOK++
 		h.consecFail = 0
 		h.lastErr = nil
+		h.probeHung, h.shakeHung = span{}, span{}
 		h.flavorKnown, h.mysql, h.self = true, r.mysql, r.self
 		if h.havePos {
 			h.prevPos, h.havePrevPos = h.pos, true
@@ -210,7 +230,15 @@ func (s *clusterState) probeResult(i int, r probeResult, now time.Time) stateOut
 		h.consecFail++
 		h.consecOK = 0
 		h.lastErr = r.err
+		h.probeHung = span{}
+		if r.noAnswer {
+			h.probeHung = span{r.started, now}
+		}
+		h.failHung = r.noAnswer && (h.consecFail == 1 || h.failHung)
 		switch {
+		case h.state != StateDown && s.unanswered(i):
+			out.events = append(out.events, s.setState(i, StateDown, "no answer at all: "+s.unansweredCause(i), now))
+			out.closeConns = append(out.closeConns, i)
 		case h.state != StateDown && h.consecFail >= hc.FailAfter:
 			out.events = append(out.events, s.setState(i, StateDown, fmt.Sprintf("%d failed probe(s): %v", h.consecFail, r.err), now))
 			out.closeConns = append(out.closeConns, i)
@@ -271,6 +299,54 @@ func (s *clusterState) callResult(i int, write bool, class ErrorClass, err error
 		out.probeNow = append(out.probeNow, i)
 	}
 	return s.decide(out, now)
+}
+
+// handshakeResult applies the outcome of a stall check's new connection to
+// node i (Cluster.checkStalled), started at started; noAnswer reports that
+// it failed because the probe timeout ran out. A connection that got no
+// answer while the last pooled probe, waiting at the same time, got none
+// either makes the node Down at once (unanswered); alone, it makes an Up
+// node Suspect, as a failed call does, and asks for a probe. Any other
+// outcome changes nothing: probes judge.
+func (s *clusterState) handshakeResult(i int, started time.Time, err error, noAnswer bool, now time.Time) stateOutput {
+	var out stateOutput
+	h := &s.health[i]
+	switch {
+	case err == nil || !noAnswer:
+		h.shakeHung = span{}
+		return s.decide(out, now)
+	}
+	h.shakeHung = span{started, now}
+	switch {
+	case h.state != StateDown && s.unanswered(i):
+		h.consecOK = 0
+		h.lastErr = err
+		out.events = append(out.events, s.setState(i, StateDown, "no answer at all: "+s.unansweredCause(i), now))
+		out.closeConns = append(out.closeConns, i)
+	case h.state == StateUp:
+		h.consecOK = 0
+		out.events = append(out.events, s.setState(i, StateSuspect, "new connection got no answer: "+err.Error(), now))
+		out.probeNow = append(out.probeNow, i)
+	}
+	return s.decide(out, now)
+}
+
+// unanswered reports whether node i answers nothing at all: its last
+// pooled probe and the last new connection a stall check opened both got no
+// answer within the probe timeout, and they were waiting at the same time.
+// A server slow to run one statement (a long query, a lock wait, a
+// saturated CPU) still answers a new connection's handshake or the probe
+// on its idle connection; a frozen server (SIGSTOP) or a cut path answers
+// neither.
+func (s *clusterState) unanswered(i int) bool {
+	h := &s.health[i]
+	return h.probeHung.overlaps(h.shakeHung)
+}
+
+func (s *clusterState) unansweredCause(i int) string {
+	h := &s.health[i]
+	return fmt.Sprintf("the probe (%v) and a new connection (%v), waiting at the same time, both got nothing within %v",
+		h.probeHung.from.Format("15:04:05.000"), h.shakeHung.from.Format("15:04:05.000"), s.settings.Health.Timeout)
 }
 
 // switched ends a fenced switch from one node to another. held reports
@@ -455,10 +531,13 @@ func (s *clusterState) decide(out stateOutput, now time.Time) stateOutput {
 // failed probe) at once. A decision that refuses writes leaves no writer.
 //
 // Otherwise (the local rule, docs/design.md §5) the writer stays while it
-// is Up and writable, and while it is Suspect only because a call failed:
-// a failed call (a slow read past read_timeout, a KILL CONNECTION) is a
-// reason to probe at once, not to move the writer; a failed probe is. When
-// it fails (a failed probe, Down, read-only; without probes, where calls
+// is Up and writable, and while it is Suspect only because a call failed
+// or probes timed out: a failed call (a slow read past read_timeout, a KILL
+// CONNECTION) or a probe that got no answer within the probe timeout (a
+// server slow for a moment) is a reason to probe at once, not to move the
+// writer; a probe that failed otherwise (refused, an error) is, and so is
+// Down (a server that answers nothing at all: clusterState.unanswered).
+// When it fails (such a probe, Down, read-only; without probes, where calls
 // alone judge, a failed call), the first
 // node in configured order that is Up, writable and has everything the last
 // writer was last seen to have takes over (or, if none has, the first Up and
@@ -507,12 +586,14 @@ func (s *clusterState) chooseWriter() (writer, target int) {
 }
 
 // keeps reports whether node i, as the writer, would keep the role by the
-// local rule: Up and writable, or Suspect only because a call failed, and
-// not drained.
+// local rule: Up and writable, or Suspect only because a call failed, a
+// stall check's new connection got no answer, or probes timed out with no
+// answer at all (a slow server, until it is found to answer nothing at
+// all: unanswered, or FailAfter probes), and not drained.
 func (s *clusterState) keeps(i int) bool {
 	h := &s.health[i]
 	return !h.readOnly && !s.drained[i] && (h.state == StateUp ||
-		h.state == StateSuspect && h.consecFail == 0 && !s.settings.Health.Disabled)
+		h.state == StateSuspect && (h.consecFail == 0 || h.failHung) && !s.settings.Health.Disabled)
 }
 
 // firstChoice returns a fresh cluster's first writer: the first Up and

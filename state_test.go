@@ -727,3 +727,79 @@ func TestStatePlannedSwitchAndDrain(t *testing.T) {
 		t.Errorf("planSwitch to the writer: err = %v", err)
 	}
 }
+
+// TestStateUnanswered checks the stall-check rule: a pooled probe and a new
+// connection that both got no answer while waiting at the same time take a
+// node Down at once; either alone, or two that did not overlap, or one that
+// was answered (slow, not dead), does not, and keeps the writer where it is.
+func TestStateUnanswered(t *testing.T) {
+	timeout := 200 * time.Millisecond
+	errTimeout := errors.New("context deadline exceeded")
+	// hungProbe feeds a probe of node 0 sent at from that got no answer
+	// until to (offsets from base).
+	type input struct {
+		probe        bool // else a new connection
+		from, to     time.Duration
+		noAnswer     bool
+		wantState    NodeState
+		wantDownCall bool // closeConns asked for
+		wantWriter   int
+	}
+	cases := []struct {
+		name string
+		in   []input
+	}{
+		{"probe then connection, overlapping", []input{
+			{probe: true, from: 0, to: 200 * time.Millisecond, noAnswer: true, wantState: StateSuspect},
+			{probe: false, from: 50 * time.Millisecond, to: 250 * time.Millisecond, noAnswer: true, wantState: StateDown, wantDownCall: true, wantWriter: 1},
+		}},
+		{"connection then probe, overlapping", []input{
+			{probe: false, from: 50 * time.Millisecond, to: 250 * time.Millisecond, noAnswer: true, wantState: StateSuspect},
+			{probe: true, from: 60 * time.Millisecond, to: 260 * time.Millisecond, noAnswer: true, wantState: StateDown, wantDownCall: true, wantWriter: 1},
+		}},
+		{"not overlapping", []input{
+			{probe: true, from: 0, to: 200 * time.Millisecond, noAnswer: true, wantState: StateSuspect},
+			{probe: false, from: 300 * time.Millisecond, to: 500 * time.Millisecond, noAnswer: true, wantState: StateSuspect},
+		}},
+		{"connection answered (slow statement)", []input{
+			{probe: false, from: 50 * time.Millisecond, to: 60 * time.Millisecond, wantState: StateUp},
+			{probe: true, from: 0, to: 200 * time.Millisecond, noAnswer: true, wantState: StateSuspect},
+		}},
+		{"probe refused, not unanswered", []input{
+			{probe: false, from: 0, to: 200 * time.Millisecond, noAnswer: true, wantState: StateSuspect},
+			{probe: true, from: 10 * time.Millisecond, to: 20 * time.Millisecond, wantState: StateSuspect, wantWriter: 1},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newMachine(t, 3, Settings{Health: HealthConfig{Timeout: timeout, Interval: 250 * time.Millisecond}})
+			m.round("1-1-5", "1-1-5", "1-1-5")
+			m.wantWriter(0)
+			base := m.now.Add(time.Second)
+			for _, in := range tc.in {
+				m.now = base.Add(in.to)
+				var err error
+				if in.noAnswer {
+					err = errTimeout
+				} else if in.probe {
+					err = errProbe
+				}
+				if in.probe {
+					m.record(m.s.probeResult(0, probeResult{err: err, started: base.Add(in.from), noAnswer: in.noAnswer}, m.now))
+				} else {
+					m.record(m.s.handshakeResult(0, base.Add(in.from), err, in.noAnswer, m.now))
+				}
+				if got := m.s.health[0].state; got != in.wantState {
+					t.Fatalf("after %+v: state %s, want %s; events %v", in, got, in.wantState, m.evs)
+				}
+				if got := slices.Contains(m.out.closeConns, 0); got != in.wantDownCall {
+					t.Fatalf("after %+v: closeConns %v, want node 0 closed: %v", in, m.out.closeConns, in.wantDownCall)
+				}
+				// A probe that timed out, or a new connection with no
+				// answer, alone keeps the writer; Down or a refused
+				// probe moves it.
+				m.wantWriter(in.wantWriter)
+			}
+		})
+	}
+}

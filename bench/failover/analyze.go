@@ -292,3 +292,43 @@ func fmtDur(d results.Dur) string {
 		return v.Round(100 * time.Millisecond).String()
 	}
 }
+
+// printRuns prints, for -runs > 1, each side's distribution over the runs:
+// min, median and max of the time to the first write acknowledged elsewhere
+// and of the stall.
+func printRuns(w io.Writer, res results.Failover) {
+	if len(res.Runs) == 0 {
+		return
+	}
+	byName := map[string][]results.Run{}
+	var names []string
+	for _, r := range res.Runs {
+		if _, ok := byName[r.Side]; !ok {
+			names = append(names, r.Side)
+		}
+		byName[r.Side] = append(byName[r.Side], r)
+	}
+	fmt.Fprintf(w, "\n%s over %d runs at random phases (fault after -before + [0, %v)):\n", res.Fault, len(byName[names[0]]), res.Phase.D())
+	fmt.Fprintln(w, "| side | runs | first write elsewhere min / median / max | stall min / median / max | outcome unknown | lost | doubled |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	for _, name := range names {
+		rs := byName[name]
+		var first, stall []time.Duration
+		unknown, lost, doubled := 0, 0, 0
+		for _, r := range rs {
+			first = append(first, r.FirstSuccessElsewhere.D())
+			stall = append(stall, r.Stall.D())
+			unknown += r.Unknown
+			lost += r.Lost
+			doubled += r.Doubled
+		}
+		mmm := func(d []time.Duration) string {
+			return fmt.Sprintf("%s / %s / %s", fmtDur(results.Dur(quantile(d, 0))), fmtDur(results.Dur(quantile(d, 0.5))), fmtDur(results.Dur(quantile(d, 1))))
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %d | %d | %d |\n", name, len(rs), mmm(first), mmm(stall), unknown, lost, doubled)
+	}
+	fmt.Fprintln(w, "\nper run (before, first write elsewhere, stall):")
+	for _, r := range res.Runs {
+		fmt.Fprintf(w, "  %s %v %s %s\n", r.Side, r.Before.D().Round(time.Millisecond), fmtDur(r.FirstSuccessElsewhere), fmtDur(r.Stall))
+	}
+}

@@ -34,6 +34,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -61,6 +62,8 @@ type options struct {
 	converge      time.Duration
 	quiet         bool
 	commandLine   string
+	runs          int
+	phase         time.Duration
 }
 
 func main() {
@@ -80,6 +83,8 @@ func main() {
 	flag.StringVar(&o.chart, "chart", "", "chart path (.png or .svg); default OUT/failover-FAULT.png")
 	flag.DurationVar(&o.converge, "converge-timeout", 90*time.Second, "how long to wait for the ring to converge after undoing the fault")
 	flag.BoolVar(&o.quiet, "q", false, "print only the summary")
+	flag.IntVar(&o.runs, "runs", 1, "inject the fault this many times per side on the same ring, each after -before plus a random part of -phase, and report min/median/max")
+	flag.DurationVar(&o.phase, "phase", 250*time.Millisecond, "with -runs > 1: spread of the random delay added to -before (one probe interval: the fault lands at a random phase of the probe cycle)")
 	flag.Parse()
 	o.sides = strings.Split(sides, ",")
 	o.commandLine = commandLine()
@@ -115,6 +120,9 @@ func run(ctx context.Context, o options) error {
 			return fmt.Errorf("-sides: unknown side %q", s)
 		}
 	}
+	if o.runs < 1 || o.phase < 0 {
+		return errors.New("-runs must be at least 1 and -phase not negative")
+	}
 	if o.callers < 1 || o.nodes < 2 {
 		return errors.New("need at least 1 caller and 2 nodes")
 	}
@@ -146,13 +154,33 @@ func run(ctx context.Context, o options) error {
 		Started: time.Now().UTC().Format(time.RFC3339),
 	}
 	var all []sideRun
-	for _, side := range o.sides {
-		sr, err := runSide(ctx, o, ring, side, logf)
-		if err != nil {
-			return fmt.Errorf("%s: %w", side, err)
+	for k := range o.runs {
+		ro := o
+		if o.runs > 1 {
+			ro.before += time.Duration(rand.Int64N(int64(o.phase) + 1))
+			logf("\nrun %d of %d: fault after %v", k+1, o.runs, ro.before.Round(time.Millisecond))
 		}
-		all = append(all, sr)
-		res.Sides = append(res.Sides, sr.summary)
+		for _, side := range o.sides {
+			sr, err := runSide(ctx, ro, ring, side, k, logf)
+			if err != nil {
+				return fmt.Errorf("%s: %w", side, err)
+			}
+			if k == 0 {
+				all = append(all, sr)
+				res.Sides = append(res.Sides, sr.summary)
+			}
+			if o.runs > 1 {
+				s := sr.summary
+				res.Runs = append(res.Runs, results.Run{Side: side, Before: results.Dur(ro.before),
+					FirstSuccessElsewhere: s.FirstSuccessElsewhere, Stall: s.Stall,
+					Unknown: s.Unknown, Lost: s.Lost, Doubled: s.Doubled})
+				logf("[%s] run %d: first write elsewhere %v, stall %v, %d outcome unknown, %d lost, %d doubled",
+					side, k+1, s.FirstSuccessElsewhere.D(), s.Stall.D(), s.Unknown, s.Lost, s.Doubled)
+			}
+		}
+	}
+	if o.runs > 1 {
+		res.Phase = results.Dur(o.phase)
 	}
 
 	res.CSV = filepath.Join(o.outDir, "failover-"+o.fault+".csv")
@@ -171,7 +199,13 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	printSummary(os.Stdout, res)
+	printRuns(os.Stdout, res)
 	fmt.Printf("\ncalls: %s\nsummary: %s\nchart: %s\n", res.CSV, jsonPath, res.Chart)
+	for _, r := range res.Runs {
+		if r.Side == "dbrouter" && (r.Lost > 0 || r.Doubled > 0) {
+			return fmt.Errorf("dbrouter lost %d and doubled %d acknowledged writes in a run", r.Lost, r.Doubled)
+		}
+	}
 	for _, s := range res.Sides {
 		if s.Name == "dbrouter" && (s.Lost > 0 || s.Doubled > 0 || s.VerifyError != "") {
 			return fmt.Errorf("dbrouter lost %d and doubled %d acknowledged writes %s", s.Lost, s.Doubled, s.VerifyError)
@@ -185,8 +219,11 @@ func nodeName(i int) string { return string(rune('A' + i)) }
 
 // runSide runs the load for one side, injects the fault, undoes it and
 // checks the rows.
-func runSide(ctx context.Context, o options, ring *ringtest.Ring, side string, logf func(string, ...any)) (sideRun, error) {
+func runSide(ctx context.Context, o options, ring *ringtest.Ring, side string, run int, logf func(string, ...any)) (sideRun, error) {
 	table := "t_" + side
+	if run > 0 {
+		table += fmt.Sprint("_", run+1)
+	}
 	if _, err := ring.AdminDB(0).ExecContext(ctx, "CREATE TABLE ringtest."+table+
 		" (pk BIGINT AUTO_INCREMENT PRIMARY KEY, id VARCHAR(32) NOT NULL, KEY (id))"); err != nil {
 		return sideRun{}, err

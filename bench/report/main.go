@@ -124,9 +124,16 @@ func run(o options) error {
 	// 2. Failover, one run per fault.
 	for _, f := range o.faults {
 		chart := filepath.Join(o.img, "failover-"+f+".png")
-		display := fmt.Sprintf("go run ./bench/failover -fault %s -q -out %s -chart %s", f, o.out, chart)
+		args := []string{"-fault", f}
+		if f == "freeze" || f == "cut" {
+			// Detection depends on the phase of the probe cycle: ten runs
+			// at random phases (design.md §10).
+			args = append(args, "-runs", "10")
+		}
+		args = append(args, "-q", "-out", o.out, "-chart", chart)
+		display := "go run ./bench/failover " + strings.Join(args, " ")
 		if !o.skipFailover {
-			if err := runCmd(display, os.Stdout, o.goBin, "run", "./bench/failover", "-fault", f, "-q", "-out", o.out, "-chart", chart); err != nil {
+			if err := runCmd(display, os.Stdout, o.goBin, append([]string{"run", "./bench/failover"}, args...)...); err != nil {
 				return fmt.Errorf("failover %s: %w", f, err)
 			}
 		}

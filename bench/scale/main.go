@@ -16,6 +16,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -30,6 +32,7 @@ import (
 
 	"github.com/dbrouter/dbrouter"
 	"github.com/dbrouter/dbrouter/bench/internal/results"
+	"github.com/dbrouter/dbrouter/ringtest"
 )
 
 func main() {
@@ -39,6 +42,9 @@ func main() {
 		opens    = flag.Int("opens", 5, "times to Open (and Close) the router to time Open")
 		probeFor = flag.Duration("probe-for", 10*time.Second, "how long to let the probers run")
 		jsonPath = flag.String("json", "", "write the results as JSON to this file")
+		cpuProf  = flag.String("cpuprofile", "", "with -up: write a CPU profile of the probing with every node up to this file")
+		up       = flag.Int("up", 0, "also measure probing with every node up: this many clusters, each of the same 3 live MariaDB servers (ringtest), in use for -probe-for (0: skip)")
+		sizes    = flag.String("parse-open", "1000,10000,20000", "cluster counts at which to time ParseConfig + Open of a YAML file (\"\": skip)")
 	)
 	flag.Parse()
 	args := []string{"go run ./bench/scale"}
@@ -49,6 +55,30 @@ func main() {
 		os.Exit(1)
 	}
 	res.Command = strings.Join(args, " ")
+	if *up > 0 {
+		pu, err := probeUp(*up, *probeFor, *cpuProf)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/scale:", err)
+			os.Exit(1)
+		}
+		res.Up = &pu
+	}
+	for _, f := range strings.Split(*sizes, ",") {
+		if f == "" {
+			continue
+		}
+		var n int
+		if _, err := fmt.Sscan(f, &n); err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "bench/scale: -parse-open: bad cluster count %q\n", f)
+			os.Exit(2)
+		}
+		po, err := parseOpen(n, *nodes, 5)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/scale:", err)
+			os.Exit(1)
+		}
+		res.ParseOpen = append(res.ParseOpen, po)
+	}
 	print(res)
 	if *jsonPath != "" {
 		if err := os.MkdirAll(filepath.Dir(*jsonPath), 0o755); err != nil {
@@ -214,6 +244,133 @@ func print(r results.Scale) {
 	fmt.Printf("CPU time used while probing: %v (%.0f%% of one core)\n", r.CPUWhileProbing.D().Round(time.Millisecond),
 		100*r.CPUWhileProbing.D().Seconds()/r.ProbeFor.D().Seconds())
 	fmt.Printf("Close with every prober running: %v\n", r.Close.D().Round(time.Millisecond))
+	fmt.Printf("goroutines added by probing (every cluster used minus right after Open): %d\n", r.Probing.Goroutines-r.AfterOpen.Goroutines)
+	if u := r.Up; u != nil {
+		perProbe := u.CPU.D() / time.Duration(max(1, u.Probes))
+		fmt.Printf("\nevery node up: %d clusters × 3 nodes on %d live servers, %v: CPU %v (%.0f%% of one core), %d nodes Up at the end, about %d probes: %v of CPU per probe;\n",
+			u.Clusters, u.Servers, u.For.D(), u.CPU.D().Round(time.Millisecond), 100*u.CPU.D().Seconds()/u.For.D().Seconds(), u.NodesUp, u.Probes, perProbe.Round(100*time.Nanosecond))
+		fmt.Printf("  at that cost, %d × 3 nodes probed every 250 ms would use %.0f%% of one core\n", r.Clusters,
+			100*(perProbe*time.Duration(r.Clusters*3*4)).Seconds())
+	}
+	if len(r.ParseOpen) > 0 {
+		fmt.Printf("\n%10s %10s %12s %12s %12s %14s %12s %14s\n", "clusters", "YAML", "ParseConfig", "Open", "both", "per cluster", "CPU", "CPU/cluster")
+		for _, p := range r.ParseOpen {
+			both := p.Parse.D() + p.Open.D()
+			fmt.Printf("%10d %10s %12v %12v %12v %14v %12v %14v\n", p.Clusters, mib(uint64(p.Bytes)), p.Parse.D().Round(100*time.Microsecond),
+				p.Open.D().Round(100*time.Microsecond), both.Round(100*time.Microsecond), (both / time.Duration(p.Clusters)).Round(10*time.Nanosecond),
+				p.CPU.D().Round(100*time.Microsecond), (p.CPU.D() / time.Duration(p.Clusters)).Round(10*time.Nanosecond))
+		}
+		fmt.Printf("(medians of %d runs)\n", r.ParseOpen[0].Runs)
+	}
+}
+
+// parseOpen times ParseConfig and Open of a YAML configuration of n
+// clusters of nodes nodes each (runs times; medians), closing each router.
+func parseOpen(n, nodes, runs int) (results.ParseOpen, error) {
+	var sb strings.Builder
+	sb.WriteString("defaults: {user: app, password: secret, database: shop}\nclusters:\n")
+	for i := range n {
+		fmt.Fprintf(&sb, "  c%d: {nodes: [", i)
+		for k := range nodes {
+			if k > 0 {
+				sb.WriteString(", ")
+			}
+			fmt.Fprintf(&sb, "10.%d.%d.%d:3306", k, i/250%250, i%250+1)
+		}
+		sb.WriteString("]}\n")
+	}
+	data := []byte(sb.String())
+	var parses, opens, cpus []time.Duration
+	for range runs {
+		runtime.GC()
+		c0 := cpuTime()
+		t0 := time.Now()
+		cfg, err := dbrouter.ParseConfig(data)
+		t1 := time.Now()
+		if err != nil {
+			return results.ParseOpen{}, err
+		}
+		cfg.Logger = slog.New(slog.DiscardHandler)
+		r, err := dbrouter.Open(cfg)
+		t2 := time.Now()
+		cpus = append(cpus, cpuTime()-c0)
+		if err != nil {
+			return results.ParseOpen{}, err
+		}
+		r.Close()
+		parses, opens = append(parses, t1.Sub(t0)), append(opens, t2.Sub(t1))
+		runtime.GC()
+	}
+	slices.Sort(parses)
+	slices.Sort(opens)
+	slices.Sort(cpus)
+	return results.ParseOpen{Clusters: n, Bytes: len(data), Runs: runs,
+		Parse: results.Dur(parses[runs/2]), Open: results.Dur(opens[runs/2]), CPU: results.Dur(cpus[runs/2])}, nil
+}
+
+// probeUp starts a ring of 3 MariaDB servers on loopback and a router with
+// n clusters, each of the same 3 servers, uses every cluster and measures
+// the process's CPU while the probes run for d.
+func probeUp(n int, d time.Duration, profile string) (results.ProbeUp, error) {
+	ctx := context.Background()
+	h, err := ringtest.Start(ctx, ringtest.Options{Nodes: 3})
+	if err != nil {
+		return results.ProbeUp{}, err
+	}
+	defer h.Close()
+	ring := h.Ring(0)
+	for i := range 3 {
+		// A probe connection and a warm pooled one per node of each cluster.
+		if _, err := ring.AdminDB(i).ExecContext(ctx, fmt.Sprintf("SET GLOBAL max_connections = %d", 2*n+50)); err != nil {
+			return results.ProbeUp{}, err
+		}
+	}
+	cfg := &dbrouter.Config{
+		Defaults: dbrouter.Settings{User: ringtest.DefaultUser, Password: ringtest.DefaultPassword, Database: ringtest.DefaultDatabase},
+		Clusters: make(map[string]dbrouter.ClusterConfig, n),
+		Logger:   slog.New(slog.DiscardHandler),
+	}
+	for c := range n {
+		cfg.Clusters[fmt.Sprintf("c%04d", c)] = dbrouter.ClusterConfig{Nodes: ring.Addrs()}
+	}
+	r, err := dbrouter.Open(cfg)
+	if err != nil {
+		return results.ProbeUp{}, err
+	}
+	defer r.Close()
+	for _, name := range r.Clusters() {
+		c, err := r.Cluster(name)
+		if err != nil {
+			return results.ProbeUp{}, err
+		}
+		c.WriterAddr()
+	}
+	time.Sleep(2 * time.Second) // connections made, pools warm
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return results.ProbeUp{}, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return results.ProbeUp{}, err
+		}
+	}
+	cpu0 := cpuTime()
+	time.Sleep(d)
+	if profile != "" {
+		pprof.StopCPUProfile()
+	}
+	res := results.ProbeUp{Clusters: n, Servers: 3, For: results.Dur(d), CPU: results.Dur(cpuTime() - cpu0),
+		Probes: int(float64(3*n) * d.Seconds() / 0.25), Goroutines: runtime.NumGoroutine()}
+	for _, cs := range r.Stats() {
+		for _, nd := range cs.Nodes {
+			if nd.State == dbrouter.StateUp {
+				res.NodesUp++
+			}
+		}
+	}
+	return res, nil
 }
 
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

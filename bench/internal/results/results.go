@@ -28,6 +28,24 @@ type Failover struct {
 	Chart      string `json:"chart"` // path of the chart
 	Sides      []Side `json:"sides"`
 	Started    string `json:"started"` // RFC 3339
+	// Runs, when the fault was injected more than once (-runs), holds
+	// each run's figures, side by side, in order; Sides, CSV and Chart are
+	// then those of the first run.
+	Runs []Run `json:"runs,omitempty"`
+	// Phase is the spread of the random delay added to Before in each run,
+	// so that the fault hits a random phase of the probe cycle.
+	Phase Dur `json:"phase,omitempty"`
+}
+
+// Run is one injection of the fault, for one side, with -runs.
+type Run struct {
+	Side                  string `json:"side"`
+	Before                Dur    `json:"before"` // load before the fault in this run
+	FirstSuccessElsewhere Dur    `json:"first_success_elsewhere"`
+	Stall                 Dur    `json:"stall"`
+	Unknown               int    `json:"unknown"`
+	Lost                  int    `json:"lost"`
+	Doubled               int    `json:"doubled"`
 }
 
 // Side is what one way of calling the ring saw around the fault.
@@ -103,6 +121,25 @@ type Scale struct {
 	// Close is how long Router.Close took with every prober running.
 	Close      Dur    `json:"close"`
 	AfterClose Sample `json:"after_close"`
+	// Up, when measured (-up), is the probing cost with every node up.
+	Up *ProbeUp `json:"up,omitempty"`
+	// ParseOpen times ParseConfig of a YAML file and Open of the result, by
+	// number of clusters, to show that the cost grows linearly.
+	ParseOpen []ParseOpen `json:"parse_open,omitempty"`
+}
+
+// ParseOpen is the cost of ParseConfig and Open for one size of
+// configuration: medians over Runs runs.
+type ParseOpen struct {
+	Clusters int `json:"clusters"`
+	Bytes    int `json:"bytes"` // of the YAML
+	Runs     int `json:"runs"`
+	Parse    Dur `json:"parse"`
+	Open     Dur `json:"open"`
+	// CPU is the process's CPU time (user + system, all threads, the
+	// garbage collector's included) for ParseConfig and Open together,
+	// median: on a shared machine a steadier measure than the wall clock.
+	CPU Dur `json:"cpu"`
 }
 
 // Sample is a snapshot of the process, taken after a garbage collection.
@@ -163,4 +200,19 @@ func Read(path string, v any) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
+}
+
+// ProbeUp is the cost of probing live nodes: Clusters clusters of the same
+// Servers live servers, every cluster in use, for For.
+type ProbeUp struct {
+	Clusters int `json:"clusters"`
+	Servers  int `json:"servers"`
+	For      Dur `json:"for"`
+	// Probes is how many probes ran (from each node's interval), CPU the
+	// process's CPU time meanwhile, NodesUp the nodes Up at the end.
+	Probes  int `json:"probes"`
+	CPU     Dur `json:"cpu"`
+	NodesUp int `json:"nodes_up"`
+	// Goroutines is the process's count at the end.
+	Goroutines int `json:"goroutines"`
 }
