@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 )
 
@@ -48,13 +49,18 @@ func (r *Router) ReadConnector(cluster string) (driver.Connector, error) {
 //     writer, is Down, or whose cluster was closed or retired by Reload
 //     returns an error matching driver.ErrBadConn and ErrNotSent, and
 //     database/sql retries on a new connection, to the new writer;
-//   - a write refused as read-only applied nothing: it is reported to the
-//     cluster and returned the same way, and retried on the new writer;
-//   - a connection lost after sending returns an *OutcomeUnknownError
-//     (never driver.ErrBadConn: database/sql does not retry it) and is
-//     dropped; BeginTx, Prepare and Ping apply nothing and return an error
-//     matching driver.ErrBadConn and ErrNotSent instead (database/sql
-//     retries BeginTx and Prepare, not a ping that already started);
+//   - a write refused as read-only is reported to the cluster; a single
+//     statement applied nothing and is returned the same way, and retried
+//     on the new writer, while a string of several statements, a CALL or
+//     a compound statement, which may have applied part of itself before
+//     the refusal, gets the server's error and is not retried;
+//   - a connection lost after sending, also while rows are read, returns
+//     an *OutcomeUnknownError (never driver.ErrBadConn: database/sql does
+//     not retry it) and is dropped; BeginTx, Prepare and Ping apply
+//     nothing and return an error matching driver.ErrBadConn and
+//     ErrNotSent instead (database/sql retries BeginTx and Prepare, not a
+//     ping that already started); the driver's own driver.ErrBadConn
+//     (nothing written) matches ErrNotSent too;
 //   - statements in a transaction, and its COMMIT, are never retried: a
 //     failover inside a transaction is an error.
 //
@@ -303,15 +309,21 @@ func (r *routedConn) stale(op Op, err error) error {
 //
 //   - success: reported when the node was Suspect (it may come Up);
 //   - driver.ErrSkip (nothing run; database/sql prepares instead): as it is;
-//   - the driver's own driver.ErrBadConn (nothing sent): as it is;
+//   - the driver's own driver.ErrBadConn (nothing sent): the connection
+//     is invalid; outside a transaction an error matching driver.ErrBadConn
+//     and ErrNotSent (database/sql retries it), in one an error matching
+//     ErrNotSent (and driver.ErrBadConn, so that database/sql drops the
+//     connection);
 //   - a server error: as it is;
-//   - a read-only refusal: reported; outside a transaction an error
-//     matching driver.ErrBadConn and ErrNotSent (nothing was applied);
+//   - a read-only refusal: reported; outside a transaction, of a query
+//     that is one statement (see refusedWhole), an error matching
+//     driver.ErrBadConn and ErrNotSent (nothing was applied); else the
+//     server's error as it is (part of it may have been applied);
 //   - connection lost: reported (unless ctx ended), the connection is
 //     invalid; BeginTx, Prepare and Ping apply nothing, and return an error
 //     matching driver.ErrBadConn and ErrNotSent outside a transaction, and
 //     ErrNotSent in one; anything else is an *OutcomeUnknownError.
-func (r *routedConn) outcome(ctx context.Context, op Op, inTx bool, err error) error {
+func (r *routedConn) outcome(ctx context.Context, op Op, query string, inTx bool, err error) error {
 	if err == nil {
 		r.succeeded()
 		return nil
@@ -324,7 +336,10 @@ func (r *routedConn) outcome(ctx context.Context, op Op, inTx bool, err error) e
 	}
 	if errors.Is(err, driver.ErrBadConn) {
 		r.bad.Store(true)
-		return err
+		if inTx {
+			return &notSentError{cluster: r.c.name, op: op, node: r.c.nodes[r.i].addr, err: err}
+		}
+		return r.stale(op, err)
 	}
 	switch class := classify(err, true); class {
 	case ClassServerError, ClassNotSent:
@@ -336,7 +351,7 @@ func (r *routedConn) outcome(ctx context.Context, op Op, inTx bool, err error) e
 			return err
 		}
 		r.c.reportCall(r.i, true, class, err)
-		if inTx {
+		if inTx || !refusedWhole(query) {
 			return err
 		}
 		r.bad.Store(true)
@@ -352,6 +367,53 @@ func (r *routedConn) outcome(ctx context.Context, op Op, inTx bool, err error) e
 			return &notSentError{cluster: r.c.name, op: op, node: r.c.nodes[r.i].addr, err: err}
 		}
 		return r.stale(op, err)
+	}
+	return &OutcomeUnknownError{Cluster: r.c.name, Node: r.c.nodes[r.i].addr, Op: op, Err: err}
+}
+
+// refusedWhole reports whether a read-only refusal of query says that
+// none of it was applied, so that it may run again on the new writer: it
+// is one statement, which the server refuses before it changes anything.
+// A string of several statements (multiStatements=true) may have applied
+// the first ones before the node turned read-only, and so may a CALL, a
+// compound statement (BEGIN NOT ATOMIC) or an EXECUTE of either: their
+// refusal is not retried. A query that does not start with a keyword (a
+// comment first) counts as such a query. OpBegin, OpPrepare and OpPing
+// pass "": nothing of theirs is applied.
+func refusedWhole(query string) bool {
+	if query == "" {
+		return true
+	}
+	q := strings.TrimLeft(query, " \t\r\n(")
+	end := strings.IndexFunc(q, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+	})
+	kw := q
+	if end >= 0 {
+		kw = q[:end]
+	}
+	switch strings.ToUpper(kw) {
+	case "", "CALL", "BEGIN", "EXECUTE":
+		return false
+	}
+	if i := strings.IndexByte(q, ';'); i >= 0 && strings.TrimRight(q[i:], "; \t\r\n") != "" {
+		return false
+	}
+	return true
+}
+
+// readFailed types an error of reading the rows of a query that ran (see
+// nodeRows.Next): a server error as it is; anything else lost the
+// connection after the query was sent, and is an *OutcomeUnknownError,
+// reported unless ctx ended, with the connection invalid.
+func (r *routedConn) readFailed(ctx context.Context, op Op, err error) error {
+	switch classify(err, true) {
+	case ClassServerError, ClassReadOnly:
+		return err
+	}
+	r.bad.Store(true)
+	if ctx.Err() == nil {
+		r.c.reportCall(r.i, !r.read, ClassOutcomeUnknown, err)
 	}
 	return &OutcomeUnknownError{Cluster: r.c.name, Node: r.c.nodes[r.i].addr, Op: op, Err: err}
 }

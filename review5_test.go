@@ -10,6 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 // Review of the *sql.DB that fails over (Router.OpenDB, the "dbrouter"
@@ -135,5 +138,237 @@ func TestReview5DSNNeverShowsPassword(t *testing.T) {
 	// A DSN without '@' still names the value it refuses.
 	if _, err := sql.Open(DriverName, "review5/nope"); !errors.Is(err, ErrUnknownCluster) || !strings.Contains(err.Error(), `"nope"`) {
 		t.Errorf("unknown cluster: %v", err)
+	}
+}
+
+// TestReview5DriverBadConnIsNotSent: the driver's own driver.ErrBadConn
+// (go-sql-driver's "nothing was written") on a connection of OpenDB
+// matches ErrNotSent wherever database/sql hands it to the caller instead
+// of retrying it: on a *sql.Conn, in a transaction, at COMMIT.
+func TestReview5DriverBadConnIsNotSent(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		op   Op
+		run  func(ctx context.Context, db *sql.DB, srv []*fakeServer) error
+	}{
+		{"held connection", OpExec, func(ctx context.Context, db *sql.DB, srv []*fakeServer) error {
+			conn, err := db.Conn(ctx)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			srv[0].set(func(s *fakeServer) { s.execErr = driver.ErrBadConn })
+			_, err = conn.ExecContext(ctx, "INSERT INTO t (id) VALUES (1)")
+			return err
+		}},
+		{"statement in a transaction", OpTxExec, func(ctx context.Context, db *sql.DB, srv []*fakeServer) error {
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback()
+			srv[0].set(func(s *fakeServer) { s.execErr = driver.ErrBadConn })
+			_, err = tx.ExecContext(ctx, "INSERT INTO t (id) VALUES (1)")
+			return err
+		}},
+		{"commit", OpCommit, func(ctx context.Context, db *sql.DB, srv []*fakeServer) error {
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback()
+			if _, err := tx.ExecContext(ctx, "INSERT INTO t (id) VALUES (1)"); err != nil {
+				return err
+			}
+			srv[0].set(func(s *fakeServer) { s.commitErr = driver.ErrBadConn })
+			return tx.Commit()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, srv, _ := newRoutedFake(t, 2)
+			db := routedDBOver(t, c)
+			err := tc.run(t.Context(), db, srv)
+			if !errors.Is(err, ErrNotSent) || errors.Is(err, ErrOutcomeUnknown) {
+				t.Fatalf("%s: %v, want an error matching ErrNotSent", tc.name, err)
+			}
+			if !strings.Contains(err.Error(), string(tc.op)) {
+				t.Errorf("error %q does not name %q", err, tc.op)
+			}
+			if n := srv[1].execs.Load(); n != 0 {
+				t.Errorf("b ran %d statements, want 0", n)
+			}
+		})
+	}
+}
+
+// TestReview5ReadOnlyRefusalAfterPartOfAStatement: a read-only refusal
+// says nothing was applied only for a single statement. A string of
+// several statements (multiStatements=true) or a CALL may have applied
+// its first statements before the node turned read-only: retrying it on
+// the new writer would apply them twice. It is returned as the server's
+// error, as a bare *sql.DB returns it, and not retried.
+func TestReview5ReadOnlyRefusalAfterPartOfAStatement(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, query string
+		args        []any
+	}{
+		{"several statements", "INSERT INTO t (id) VALUES (1); INSERT INTO u (id) VALUES (1)", nil},
+		{"call", "CALL add_order(1)", nil},
+		{"prepared call", "call add_order(?)", []any{1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, srv, _ := newRoutedFake(t, 2)
+			db := routedDBOver(t, c)
+			ctx := t.Context()
+			// The first statement is applied, then the node turns
+			// read-only and refuses the rest.
+			srv[0].set(func(s *fakeServer) {
+				s.execFn = func(_ context.Context, q string) error {
+					srv[0].execs.Add(1)
+					return errReadOnly
+				}
+			})
+			_, err := db.ExecContext(ctx, tc.query, tc.args...)
+			var me *mysql.MySQLError
+			if !errors.As(err, &me) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, ErrNotSent) {
+				t.Fatalf("%v, want the server's error, not a retry", err)
+			}
+			if a, b := srv[0].execs.Load(), srv[1].execs.Load(); a != 1 || b != 0 {
+				t.Errorf("executions: a %d (want 1), b %d (want 0: not run again)", a, b)
+			}
+			if !c.Stats().Nodes[0].ReadOnly {
+				t.Errorf("the refusal was not reported: a is not flagged read-only")
+			}
+			// The next statement goes to the new writer.
+			srv[0].set(func(s *fakeServer) { s.execFn = nil })
+			if _, err := db.ExecContext(ctx, "INSERT INTO t (id) VALUES (2)"); err != nil {
+				t.Fatal(err)
+			}
+			if b := srv[1].execs.Load(); b != 1 {
+				t.Errorf("b ran %d statements, want 1", b)
+			}
+		})
+	}
+}
+
+// review5LostRows returns one row, then loses the connection.
+type review5LostRows struct{ n int }
+
+func (r *review5LostRows) Columns() []string { return []string{"id"} }
+func (r *review5LostRows) Close() error      { return nil }
+func (r *review5LostRows) Next(dest []driver.Value) error {
+	r.n++
+	if r.n == 1 {
+		dest[0] = int64(1)
+		return nil
+	}
+	return mysql.ErrInvalidConn
+}
+
+// TestReview5RowsLostMidIteration: rows of INSERT ... RETURNING (gorm's
+// Create on MariaDB) whose connection is lost while they are read: the
+// insert may or may not be committed, so Rows.Err is an
+// *OutcomeUnknownError, the node's health hears of it, and the connection
+// is not reused.
+func TestReview5RowsLostMidIteration(t *testing.T) {
+	t.Parallel()
+	for _, inTx := range []bool{false, true} {
+		t.Run(fmt.Sprintf("in transaction %v", inTx), func(t *testing.T) {
+			t.Parallel()
+			c, _ := newReview5Fake(t, 2, func() driver.Rows { return &review5LostRows{} })
+			db := routedDBOver(t, c)
+			ctx := t.Context()
+			q := db.QueryContext
+			want := OpQuery
+			if inTx {
+				tx, err := db.BeginTx(ctx, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer tx.Rollback()
+				q, want = tx.QueryContext, OpTxQuery
+			}
+			rows, err := q(ctx, "INSERT INTO t (id) VALUES (1), (2) RETURNING id")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+			}
+			err = rows.Err()
+			rows.Close()
+			var ou *OutcomeUnknownError
+			if !errors.As(err, &ou) || ou.Op != want || errors.Is(err, driver.ErrBadConn) || !errors.Is(err, mysql.ErrInvalidConn) {
+				t.Fatalf("rows lost mid-iteration: %v, want an *OutcomeUnknownError (%s) wrapping the driver's error", err, want)
+			}
+			if st := c.Stats().Nodes[0].State; st == StateUp {
+				t.Errorf("node a is %v: the lost connection was not reported", st)
+			}
+			if in, f := c.inflight.Load(), c.fence.inside.Load(); !inTx && (in != 0 || f != 0) {
+				t.Errorf("after the rows: %d in flight, %d past the fence; want 0 and 0", in, f)
+			}
+		})
+	}
+}
+
+// TestReview5FenceWaitCancelled: a write of OpenDB waiting at the failback
+// fence whose context ends there sent nothing: the error matches ErrNotSent
+// and the context's error, the connection stays usable, and the write
+// goes through once the fence opens.
+func TestReview5FenceWaitCancelled(t *testing.T) {
+	t.Parallel()
+	c, srv, _ := newRoutedFake(t, 2)
+	db := routedDBOver(t, c)
+	db.SetMaxOpenConns(1)
+	ctx := t.Context()
+	if _, err := db.ExecContext(ctx, "INSERT INTO t (id) VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	if !c.fence.hold(ctx) {
+		t.Fatal("hold")
+	}
+	wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	_, err := db.ExecContext(wctx, "INSERT INTO t (id) VALUES (2)")
+	cancel()
+	if !errors.Is(err, ErrNotSent) || !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrOutcomeUnknown) {
+		t.Errorf("write cancelled at the fence: %v, want ErrNotSent and DeadlineExceeded", err)
+	}
+	c.fence.unhold()
+	if _, err := db.ExecContext(ctx, "INSERT INTO t (id) VALUES (3)"); err != nil {
+		t.Fatal(err)
+	}
+	if n := review5Execs(srv); n != 2 {
+		t.Errorf("%d statements ran, want 2", n)
+	}
+	if a := srv[0].connects.Load(); a != 1 {
+		t.Errorf("%d connections made, want 1: the cancelled write dropped its connection", a)
+	}
+	if in, f := c.inflight.Load(), c.fence.inside.Load(); in != 0 || f != 0 {
+		t.Errorf("%d in flight, %d past the fence; want 0 and 0", in, f)
+	}
+}
+
+// TestReview5StmtArgumentCheckedByConnection: as database/sql does for a
+// statement without its own NamedValueChecker, a prepared statement of
+// OpenDB lets the connection's checker convert an argument (a driver's own
+// types), rather than refuse it with the default converter.
+func TestReview5StmtArgumentCheckedByConnection(t *testing.T) {
+	t.Parallel()
+	c, _ := newReview5Fake(t, 1, nil)
+	db := routedDBOver(t, c)
+	ctx := t.Context()
+	if _, err := db.ExecContext(ctx, insert, review5Point{1, 2}); err != nil {
+		t.Errorf("exec with a type of the driver's: %v", err)
+	}
+	st, err := db.PrepareContext(ctx, insert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.ExecContext(ctx, review5Point{3, 4}); err != nil {
+		t.Errorf("prepared exec with a type of the driver's: %v", err)
 	}
 }
