@@ -6,7 +6,6 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"strings"
 	"sync/atomic"
 )
 
@@ -369,37 +368,6 @@ func (r *routedConn) outcome(ctx context.Context, op Op, query string, inTx bool
 		return r.stale(op, err)
 	}
 	return &OutcomeUnknownError{Cluster: r.c.name, Node: r.c.nodes[r.i].addr, Op: op, Err: err}
-}
-
-// refusedWhole reports whether a read-only refusal of query says that
-// none of it was applied, so that it may run again on the new writer: it
-// is one statement, which the server refuses before it changes anything.
-// A string of several statements (multiStatements=true) may have applied
-// the first ones before the node turned read-only, and so may a CALL, a
-// compound statement (BEGIN NOT ATOMIC) or an EXECUTE of either: their
-// refusal is not retried. A query that does not start with a keyword (a
-// comment first) counts as such a query. OpBegin, OpPrepare and OpPing
-// pass "": nothing of theirs is applied.
-func refusedWhole(query string) bool {
-	if query == "" {
-		return true
-	}
-	q := strings.TrimLeft(query, " \t\r\n(")
-	end := strings.IndexFunc(q, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
-	})
-	kw := q
-	if end >= 0 {
-		kw = q[:end]
-	}
-	switch strings.ToUpper(kw) {
-	case "", "CALL", "BEGIN", "EXECUTE":
-		return false
-	}
-	if i := strings.IndexByte(q, ';'); i >= 0 && strings.TrimRight(q[i:], "; \t\r\n") != "" {
-		return false
-	}
-	return true
 }
 
 // readFailed types an error of reading the rows of a query that ran (see

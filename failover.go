@@ -86,6 +86,29 @@ func isReadOnlyRefusal(me *mysql.MySQLError) bool {
 	return false
 }
 
+// partialRefusalError is a read-only refusal of a query that may have
+// applied part of itself before it (several statements, a CALL: see
+// refusedWhole). classify makes it a server error, returned as it is and
+// never tried on another node, where the part applied would be applied
+// again. Its text is the server's.
+type partialRefusalError struct{ err error }
+
+func (e *partialRefusalError) Error() string { return e.err.Error() }
+func (e *partialRefusalError) Unwrap() error { return e.err }
+
+// refusedPart returns err, unless it is a read-only refusal of a query
+// that may have applied part of itself first (not refusedWhole): that is
+// reported to the cluster, as any read-only refusal is, and returned as a
+// *partialRefusalError.
+func (c *Cluster) refusedPart(n *node, query string, err error) error {
+	var me *mysql.MySQLError
+	if err == nil || refusedWhole(query) || !errors.As(err, &me) || !isReadOnlyRefusal(me) {
+		return err
+	}
+	c.reportCall(c.nodeIndex(n), true, ClassReadOnly, err)
+	return &partialRefusalError{err: err}
+}
+
 // refusedInReadOnlySession reports whether err is the server refusing a
 // statement that writes in a read-only session.
 func refusedInReadOnlySession(err error) bool {
@@ -123,6 +146,10 @@ func classify(err error, sent bool) ErrorClass {
 		// written to the connection.
 		return ClassNotSent
 	}
+	var pr *partialRefusalError
+	if errors.As(err, &pr) {
+		return ClassServerError
+	}
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {
 		if isReadOnlyRefusal(me) {
@@ -155,6 +182,37 @@ func isReadStatement(query string) bool {
 	switch strings.ToUpper(kw) {
 	case "SELECT", "SHOW", "DESCRIBE", "DESC", "EXPLAIN":
 	default:
+		return false
+	}
+	if i := strings.IndexByte(q, ';'); i >= 0 && strings.TrimRight(q[i:], "; \t\r\n") != "" {
+		return false
+	}
+	return true
+}
+
+// refusedWhole reports whether a read-only refusal of query says that
+// none of it was applied, so that it may run again on the new writer: it
+// is one statement, which the server refuses before it changes anything.
+// A string of several statements (multiStatements=true) may have applied
+// the first ones before the node turned read-only, and so may a CALL, a
+// compound statement (BEGIN NOT ATOMIC) or an EXECUTE of either: their
+// refusal is not retried. A query that does not start with a keyword (a
+// comment first) counts as such a query. OpBegin, OpPrepare and OpPing
+// pass "": nothing of theirs is applied.
+func refusedWhole(query string) bool {
+	if query == "" {
+		return true
+	}
+	q := strings.TrimLeft(query, " \t\r\n(")
+	end := strings.IndexFunc(q, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+	})
+	kw := q
+	if end >= 0 {
+		kw = q[:end]
+	}
+	switch strings.ToUpper(kw) {
+	case "", "CALL", "BEGIN", "EXECUTE":
 		return false
 	}
 	if i := strings.IndexByte(q, ';'); i >= 0 && strings.TrimRight(q[i:], "; \t\r\n") != "" {

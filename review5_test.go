@@ -372,3 +372,61 @@ func TestReview5StmtArgumentCheckedByConnection(t *testing.T) {
 		t.Errorf("prepared exec with a type of the driver's: %v", err)
 	}
 }
+
+// TestReview5DirectReadOnlyRefusalAfterPartOfAStatement is
+// TestReview5ReadOnlyRefusalAfterPartOfAStatement for the router's own
+// calls (Cluster.ExecContext, Cluster.QueryContext of a write), which
+// moved such a refusal to the next node too.
+func TestReview5DirectReadOnlyRefusalAfterPartOfAStatement(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, query string
+		run         func(ctx context.Context, c *Cluster, query string) error
+	}{
+		{"exec of several statements", "INSERT INTO t (id) VALUES (1); INSERT INTO u (id) VALUES (1)", func(ctx context.Context, c *Cluster, q string) error {
+			_, err := c.ExecContext(ctx, q)
+			return err
+		}},
+		{"exec of a call", "CALL add_order(1)", func(ctx context.Context, c *Cluster, q string) error {
+			_, err := c.ExecContext(ctx, q)
+			return err
+		}},
+		{"query of several statements", "INSERT INTO t (id) VALUES (1); SELECT 1", func(ctx context.Context, c *Cluster, q string) error {
+			rows, err := c.QueryContext(ctx, q)
+			if err == nil {
+				rows.Close()
+			}
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, srv := newFakeCluster(t, 2, Settings{})
+			ctx := t.Context()
+			srv[0].set(func(s *fakeServer) {
+				s.execFn = func(_ context.Context, q string) error {
+					srv[0].execs.Add(1) // the first statement was applied
+					return errReadOnly
+				}
+			})
+			err := tc.run(ctx, c, tc.query)
+			var me *mysql.MySQLError
+			if !errors.As(err, &me) || errors.Is(err, ErrNotSent) || errors.Is(err, ErrNoNode) {
+				t.Fatalf("%v, want the server's error, not a retry", err)
+			}
+			if a, b := srv[0].execs.Load(), srv[1].execs.Load(); a != 1 || b != 0 {
+				t.Errorf("executions: a %d (want 1), b %d (want 0: not run again)", a, b)
+			}
+			if !c.Stats().Nodes[0].ReadOnly {
+				t.Errorf("the refusal was not reported: a is not flagged read-only")
+			}
+			// A single statement refused as read-only still moves on.
+			if _, err := c.ExecContext(ctx, "INSERT INTO t (id) VALUES (2)"); err != nil {
+				t.Fatal(err)
+			}
+			if b := srv[1].execs.Load(); b != 1 {
+				t.Errorf("b ran %d statements, want 1", b)
+			}
+		})
+	}
+}
