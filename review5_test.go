@@ -430,3 +430,91 @@ func TestReview5DirectReadOnlyRefusalAfterPartOfAStatement(t *testing.T) {
 		})
 	}
 }
+
+// TestReview5PreparedStmtAcrossFailover: a *sql.Stmt prepared before a
+// switch of writer runs once, on the new writer: database/sql prepares it
+// again there after the old connection refused it before sending.
+func TestReview5PreparedStmtAcrossFailover(t *testing.T) {
+	t.Parallel()
+	c, srv, calls := newRoutedFake(t, 3)
+	db := routedDBOver(t, c)
+	ctx := t.Context()
+	st, err := db.PrepareContext(ctx, insert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.ExecContext(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	c.reportCall(0, true, ClassNotSent, errors.New("dial refused"))
+	prepared := calls.prepare.Load()
+	if _, err := st.ExecContext(ctx, 2); err != nil {
+		t.Fatalf("prepared statement after the switch: %v", err)
+	}
+	if a, b := srv[0].execs.Load(), srv[1].execs.Load(); a != 1 || b != 1 {
+		t.Errorf("executions: a %d (want 1), b %d (want 1)", a, b)
+	}
+	if n := calls.prepare.Load() - prepared; n != 1 {
+		t.Errorf("prepared %d times after the switch, want 1 (on b)", n)
+	}
+}
+
+// TestReview5RegistryRaces: RegisterRouter, DeregisterRouter, sql.Open and
+// statements of *sql.DBs opened over a registered router, at once (run
+// with -race); a *sql.DB keeps its router after DeregisterRouter, and a
+// closed router's calls fail with ErrClosed and ErrNotSent.
+func TestReview5RegistryRaces(t *testing.T) {
+	cfg := &Config{
+		Defaults: Settings{User: "app", Health: HealthConfig{Disabled: true}},
+		Clusters: map[string]ClusterConfig{"orders": {Nodes: []string{"127.0.0.1:1"}}},
+		Logger:   slog.New(slog.DiscardHandler),
+	}
+	r, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := RegisterRouter("review5race", r); err != nil {
+		t.Fatal(err)
+	}
+	defer DeregisterRouter("review5race")
+	held, err := sql.Open(DriverName, "review5race/orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	done := make(chan struct{})
+	for g := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			name := "review5race-" + strconv.Itoa(g)
+			for range 50 {
+				if err := RegisterRouter(name, r); err != nil {
+					t.Error(err)
+					return
+				}
+				if db, err := sql.Open(DriverName, name+"/orders"); err == nil {
+					db.Close()
+				}
+				DeregisterRouter(name)
+				sql.Open(DriverName, name+"/orders") // may fail: deregistered
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+	DeregisterRouter("review5race")
+	// Nothing listens on 127.0.0.1:1: not sent, but the router is still
+	// the *sql.DB's.
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := held.PingContext(ctx); !errors.Is(err, ErrNotSent) || errors.Is(err, ErrClosed) {
+		t.Errorf("ping after DeregisterRouter: %v, want ErrNotSent from the router", err)
+	}
+	r.Close()
+	if err := held.PingContext(ctx); !errors.Is(err, ErrClosed) || !errors.Is(err, ErrNotSent) {
+		t.Errorf("ping after Router.Close: %v, want ErrClosed and ErrNotSent", err)
+	}
+}
