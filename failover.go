@@ -86,6 +86,22 @@ func isReadOnlyRefusal(me *mysql.MySQLError) bool {
 	return false
 }
 
+// refusedByDriver reports whether err is go-sql-driver refusing the call
+// itself before writing anything, for the caller's mistake: a statement
+// larger than max_allowed_packet, a named parameter, an isolation level
+// MySQL does not have. Nothing was sent, the connection is fine, and the
+// node is not at fault: classify makes it a server error, returned as it
+// is, neither retried nor a failure of the node. (The last two have no
+// exported error value: their text is the driver's.)
+func refusedByDriver(err error) bool {
+	if errors.Is(err, mysql.ErrPktTooLarge) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "mysql: driver does not support the use of Named Parameters") ||
+		strings.Contains(msg, "mysql: unsupported isolation level")
+}
+
 // partialRefusalError is a read-only refusal of a query that may have
 // applied part of itself before it (several statements, a CALL: see
 // refusedWhole). classify makes it a server error, returned as it is and
@@ -145,6 +161,9 @@ func classify(err error, sent bool) ErrorClass {
 		// go-sql-driver returns driver.ErrBadConn only when nothing was
 		// written to the connection.
 		return ClassNotSent
+	}
+	if refusedByDriver(err) {
+		return ClassServerError
 	}
 	var pr *partialRefusalError
 	if errors.As(err, &pr) {

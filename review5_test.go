@@ -518,3 +518,79 @@ func TestReview5RegistryRaces(t *testing.T) {
 		t.Errorf("ping after Router.Close: %v, want ErrClosed and ErrNotSent", err)
 	}
 }
+
+// Errors go-sql-driver returns before writing anything, for the caller's
+// own mistake: a statement larger than max_allowed_packet, a named
+// parameter, an isolation level MySQL does not have.
+var (
+	errNamedParams = errors.New("mysql: driver does not support the use of Named Parameters")
+	errIsolation   = fmt.Errorf("mysql: unsupported isolation level: %v", sql.LevelSnapshot)
+)
+
+// TestReview5DriverRefusalIsNotAHealthEvent: an error the driver returns
+// before sending, because of the call itself (mysql.ErrPktTooLarge, a
+// named parameter, an unsupported isolation level), is returned as it is:
+// not an outcome-unknown failure (nothing was sent), not retried, and not
+// a failure of the node (a healthy writer made Suspect by a caller's
+// mistake), on the router's own calls and on OpenDB.
+func TestReview5DriverRefusalIsNotAHealthEvent(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		err   error
+		begin bool
+	}{
+		{"packet too large", mysql.ErrPktTooLarge, false},
+		{"named parameter", errNamedParams, false},
+		{"isolation level", errIsolation, true},
+	} {
+		check := func(t *testing.T, c *Cluster, srv []*fakeServer, err error) {
+			t.Helper()
+			if !errors.Is(err, tc.err) || errors.Is(err, ErrOutcomeUnknown) || errors.Is(err, driver.ErrBadConn) {
+				t.Errorf("%v, want the driver's error as it is", err)
+			}
+			for i, n := range c.Stats().Nodes {
+				if n.State != StateUp {
+					t.Errorf("node %d is %v after the caller's mistake, want Up", i, n.State)
+				}
+			}
+			if w := c.WriterAddr(); w != srv[0].addr {
+				t.Errorf("writer %s, want %s", w, srv[0].addr)
+			}
+		}
+		t.Run(tc.name+" direct", func(t *testing.T) {
+			t.Parallel()
+			c, srv, _ := newRoutedFake(t, 2)
+			srv[0].set(func(s *fakeServer) { s.execErr = tc.err })
+			var err error
+			if tc.begin {
+				var tx *Tx
+				if tx, err = c.BeginTx(t.Context(), &sql.TxOptions{Isolation: sql.LevelSnapshot}); err == nil {
+					tx.Rollback()
+				}
+			} else {
+				_, err = c.ExecContext(t.Context(), "INSERT INTO t (id) VALUES (1)")
+			}
+			check(t, c, srv, err)
+		})
+		t.Run(tc.name+" OpenDB", func(t *testing.T) {
+			t.Parallel()
+			c, srv, _ := newRoutedFake(t, 2)
+			db := routedDBOver(t, c)
+			srv[0].set(func(s *fakeServer) { s.execErr = tc.err })
+			var err error
+			if tc.begin {
+				var tx *sql.Tx
+				if tx, err = db.BeginTx(t.Context(), &sql.TxOptions{Isolation: sql.LevelSnapshot}); err == nil {
+					tx.Rollback()
+				}
+			} else {
+				_, err = db.ExecContext(t.Context(), "INSERT INTO t (id) VALUES (1)")
+			}
+			check(t, c, srv, err)
+			if n := srv[0].connects.Load() + srv[1].connects.Load(); n != 1 {
+				t.Errorf("%d connections made, want 1: not retried, the connection kept", n)
+			}
+		})
+	}
+}
