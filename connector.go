@@ -82,8 +82,13 @@ func (r *Router) OpenDB(cluster string) (*sql.DB, error) {
 // router's own reads are ("writer": the writer, then the other nodes;
 // "any-up" and "round-robin": the Up nodes within max_lag, taken in turn).
 // Its sessions are read-only (SET SESSION TRANSACTION READ ONLY at
-// connect), so a statement that writes is refused by the server, with the
-// server's error, and never applied. The error contract is OpenDB's: a
+// connect), so a statement that writes (DDL and non-transactional tables
+// included) is refused by the server, with the server's error, and never
+// applied — unless the caller makes the session read-write (SET SESSION
+// TRANSACTION READ WRITE, SET tx_read_only = 0, START TRANSACTION READ
+// WRITE): its writes then reach whatever node the connection is on,
+// without the fence, and the pooled connection stays read-write. Do not.
+// The error contract is OpenDB's: a
 // connection whose node no longer serves reads (Down, or no longer in the
 // read order) or whose cluster was retired returns, before sending, an
 // error matching driver.ErrBadConn and ErrNotSent, and database/sql
