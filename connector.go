@@ -59,7 +59,9 @@ func (r *Router) ReadConnector(cluster string) (driver.Connector, error) {
 //     nothing and return an error matching driver.ErrBadConn and
 //     ErrNotSent instead (database/sql retries BeginTx and Prepare, not a
 //     ping that already started); the driver's own driver.ErrBadConn
-//     (nothing written) matches ErrNotSent too;
+//     (nothing written) matches ErrNotSent too; a statement run with a
+//     context marked by WithIdempotent, outside a transaction, is run
+//     again by database/sql on a new connection;
 //   - statements in a transaction, and its COMMIT, are never retried: a
 //     failover inside a transaction is an error.
 //
@@ -372,8 +374,24 @@ func (r *routedConn) outcome(ctx context.Context, op Op, query string, inTx bool
 		}
 		return r.stale(op, err)
 	}
-	return &OutcomeUnknownError{Cluster: r.c.name, Node: r.c.nodes[r.i].addr, Op: op, Err: err}
+	ou := &OutcomeUnknownError{Cluster: r.c.name, Node: r.c.nodes[r.i].addr, Op: op, Err: err}
+	if !inTx && ctx.Err() == nil && isIdempotent(ctx) {
+		return &idempotentRetryError{ou}
+	}
+	return ou
 }
+
+// idempotentRetryError is the *OutcomeUnknownError of a statement marked
+// with WithIdempotent, outside a transaction: it also matches
+// driver.ErrBadConn, so that database/sql runs the statement again on a
+// new connection (to the writer of the moment), as a direct call runs it
+// again on the next node. When database/sql's retries are spent, the
+// caller gets it: it matches ErrOutcomeUnknown, and errors.As finds the
+// *OutcomeUnknownError.
+type idempotentRetryError struct{ *OutcomeUnknownError }
+
+func (e *idempotentRetryError) Unwrap() error        { return e.OutcomeUnknownError }
+func (e *idempotentRetryError) Is(target error) bool { return target == driver.ErrBadConn }
 
 // readFailed types an error of reading the rows of a query that ran (see
 // nodeRows.Next): a server error as it is; anything else lost the

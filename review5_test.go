@@ -594,3 +594,50 @@ func TestReview5DriverRefusalIsNotAHealthEvent(t *testing.T) {
 		})
 	}
 }
+
+// TestReview5IdempotentRetried: the contract's "idempotent-marked
+// statements may be retried" holds for OpenDB: a statement run with
+// WithIdempotent whose connection is lost after sending is run again by
+// database/sql on a new connection, to the new writer; unmarked, or in a
+// transaction, it is not.
+func TestReview5IdempotentRetried(t *testing.T) {
+	t.Parallel()
+	c, srv, _ := newRoutedFake(t, 3)
+	db := routedDBOver(t, c)
+	ctx := WithIdempotent(t.Context())
+	srv[0].set(func(s *fakeServer) { s.execErr = mysql.ErrInvalidConn })
+	if _, err := db.ExecContext(ctx, "DELETE FROM t WHERE id = 1"); err != nil {
+		t.Fatalf("idempotent statement after a lost connection: %v", err)
+	}
+	if a, b := srv[0].execs.Load(), srv[1].execs.Load(); a != 1 || b != 1 {
+		t.Errorf("executions: a %d (want 1, lost), b %d (want 1)", a, b)
+	}
+	// Every node loses it: the retries end with the typed error.
+	for _, s := range srv {
+		s.set(func(s *fakeServer) { s.execErr = mysql.ErrInvalidConn })
+	}
+	_, err := db.ExecContext(ctx, "DELETE FROM t WHERE id = 1")
+	var ou *OutcomeUnknownError
+	if !errors.As(err, &ou) || !errors.Is(err, ErrOutcomeUnknown) || errors.Is(err, ErrNotSent) {
+		t.Fatalf("idempotent statement lost everywhere: %v, want an *OutcomeUnknownError", err)
+	}
+	// In a transaction: not retried.
+	for _, s := range srv {
+		s.set(func(s *fakeServer) { s.execErr = nil })
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	before := review5Execs(srv)
+	for _, s := range srv {
+		s.set(func(s *fakeServer) { s.execErr = mysql.ErrInvalidConn })
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM t WHERE id = 1"); !errors.Is(err, ErrOutcomeUnknown) || errors.Is(err, driver.ErrBadConn) {
+		t.Errorf("idempotent statement in a transaction: %v, want ErrOutcomeUnknown, not ErrBadConn", err)
+	}
+	if n := review5Execs(srv) - before; n != 1 {
+		t.Errorf("the statement in the transaction ran %d times, want 1", n)
+	}
+}
