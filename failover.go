@@ -215,14 +215,16 @@ func isReadStatement(query string) bool {
 // A string of several statements (multiStatements=true) may have applied
 // the first ones before the node turned read-only, and so may a CALL, a
 // compound statement (BEGIN NOT ATOMIC) or an EXECUTE of either: their
-// refusal is not retried. A query that does not start with a keyword (a
-// comment first) counts as such a query. OpBegin, OpPrepare and OpPing
-// pass "": nothing of theirs is applied.
+// refusal is not retried. Comments before the first keyword are skipped
+// (sqlc starts each query with "-- name: ..."), except MariaDB's
+// executable comments (/*! and /*M!): a query starting with one counts as
+// several statements. OpBegin, OpPrepare and OpPing pass "": nothing of
+// theirs is applied.
 func refusedWhole(query string) bool {
 	if query == "" {
 		return true
 	}
-	q := strings.TrimLeft(query, " \t\r\n(")
+	q := skipComments(query)
 	end := strings.IndexFunc(q, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
 	})
@@ -238,6 +240,32 @@ func refusedWhole(query string) bool {
 		return false
 	}
 	return true
+}
+
+// skipComments returns query without the blanks, opening parentheses and
+// comments ("-- " or "#" to the end of the line, "/* ... */") before its
+// first keyword. An executable comment (/*! or /*M!) is not skipped.
+func skipComments(query string) string {
+	q := query
+	for {
+		q = strings.TrimLeft(q, " \t\r\n(")
+		switch {
+		case strings.HasPrefix(q, "#") || strings.HasPrefix(q, "--") && (len(q) == 2 || strings.ContainsRune(" \t\r\n", rune(q[2]))):
+			i := strings.IndexByte(q, '\n')
+			if i < 0 {
+				return ""
+			}
+			q = q[i+1:]
+		case strings.HasPrefix(q, "/*") && !strings.HasPrefix(q, "/*!") && !strings.HasPrefix(q, "/*M!"):
+			i := strings.Index(q[2:], "*/")
+			if i < 0 {
+				return ""
+			}
+			q = q[2+i+2:]
+		default:
+			return q
+		}
+	}
 }
 
 // attemptFunc runs a call on one node, with ctx. sent reports whether the

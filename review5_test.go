@@ -641,3 +641,52 @@ func TestReview5IdempotentRetried(t *testing.T) {
 		t.Errorf("the statement in the transaction ran %d times, want 1", n)
 	}
 }
+
+// TestReview5RefusedWhole: which read-only refusals may run again on the
+// new writer. sqlc's queries start with a "-- name:" comment: still one
+// statement, still retried.
+func TestReview5RefusedWhole(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		query string
+		whole bool
+	}{
+		{"", true},
+		{"INSERT INTO t (id) VALUES (?)", true},
+		{"  (SELECT 1)", true},
+		{"INSERT INTO t (id) VALUES (1);", true},
+		{"-- name: InsertRow :exec\nINSERT INTO t (id) VALUES (?)", true},
+		{"# note\n/* hint */ UPDATE t SET x = 1", true},
+		{"INSERT INTO t (id) VALUES (1); INSERT INTO u (id) VALUES (1)", false},
+		{"-- name: A; B\nINSERT INTO t (id) VALUES (1); DELETE FROM u", false},
+		{"CALL p(1)", false},
+		{" call p(1)", false},
+		{"BEGIN NOT ATOMIC INSERT INTO t VALUES (1); INSERT INTO u VALUES (1); END", false},
+		{"EXECUTE s", false},
+		{"/*! INSERT INTO t VALUES (1) */", false},
+		{"/*M!100000 CALL p() */", false},
+		{"-- only a comment", false},
+		{"/* unterminated", false},
+		{"--x\nINSERT INTO t VALUES (1)", false}, // "--x" is not a comment in MariaDB
+	} {
+		if got := refusedWhole(tc.query); got != tc.whole {
+			t.Errorf("refusedWhole(%q) = %v, want %v", tc.query, got, tc.whole)
+		}
+	}
+}
+
+// TestReview5SqlcQueryRetriedAfterReadOnly: an sqlc-shaped write (a
+// "-- name:" comment first) refused as read-only runs again on the new
+// writer through OpenDB, as any single statement does.
+func TestReview5SqlcQueryRetriedAfterReadOnly(t *testing.T) {
+	t.Parallel()
+	c, srv, _ := newRoutedFake(t, 2)
+	db := routedDBOver(t, c)
+	srv[0].set(func(s *fakeServer) { s.execErr = errReadOnly })
+	if _, err := db.ExecContext(t.Context(), "-- name: InsertRow :exec\nINSERT INTO t (id) VALUES (?)", 1); err != nil {
+		t.Fatalf("sqlc write after a read-only refusal: %v", err)
+	}
+	if b := srv[1].execs.Load(); b != 1 {
+		t.Errorf("b ran %d statements, want 1", b)
+	}
+}
