@@ -127,7 +127,24 @@ type clusterConnector struct {
 // node of the write order after a failure to connect (reported to the
 // cluster, as a call's is). When no node can be reached the error matches
 // ErrNoNode and ErrNotSent.
+//
+// A cluster that Router.Reload replaced between the lookup and the
+// connect is looked up again (a few times at most), so that a connect
+// racing a Reload goes to the new cluster rather than fail with ErrClosed.
 func (k *clusterConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	for range 3 {
+		c, err := k.resolve()
+		if err != nil {
+			return nil, err
+		}
+		conn, err := c.connectRouted(ctx, k.read)
+		if err == nil || !c.retiring.Load() {
+			return conn, err
+		}
+		if now, rerr := k.resolve(); rerr != nil || now == c {
+			return conn, err
+		}
+	}
 	c, err := k.resolve()
 	if err != nil {
 		return nil, err

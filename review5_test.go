@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -688,5 +689,29 @@ func TestReview5SqlcQueryRetriedAfterReadOnly(t *testing.T) {
 	}
 	if b := srv[1].execs.Load(); b != 1 {
 		t.Errorf("b ran %d statements, want 1", b)
+	}
+}
+
+// TestReview5ConnectRacingReload: a new connection whose cluster lookup
+// raced a Reload (it got the cluster being retired) goes to the new
+// cluster instead of failing with ErrClosed.
+func TestReview5ConnectRacingReload(t *testing.T) {
+	t.Parallel()
+	old, oldSrv, _ := newRoutedFake(t, 1)
+	cur, curSrv, _ := newRoutedFake(t, 1)
+	old.retire()
+	var lookups atomic.Int64
+	db := sql.OpenDB(&clusterConnector{resolve: func() (*Cluster, error) {
+		if lookups.Add(1) == 1 {
+			return old, nil // looked up just before Reload swapped the table
+		}
+		return cur, nil
+	}})
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.ExecContext(t.Context(), insert, 1); err != nil {
+		t.Fatalf("write whose connect raced a Reload: %v", err)
+	}
+	if o, n := oldSrv[0].execs.Load(), curSrv[0].execs.Load(); o != 0 || n != 1 {
+		t.Errorf("executions: retired %d (want 0), new %d (want 1)", o, n)
 	}
 }
