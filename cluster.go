@@ -193,7 +193,10 @@ func (c *Cluster) Nodes() []string {
 // (errors.Is(err, ErrOutcomeUnknown)) and does not retry: the statement may
 // or may not have been applied. Server errors (*mysql.MySQLError) are
 // returned as they are, except read-only refusals, which move the writer to
-// the next node. When no node can take the statement the error is a
+// the next node, where the statement runs again — unless it is several
+// statements (multiStatements=true) or a CALL or compound statement, which
+// may have applied part of itself before the refusal: that refusal is
+// returned as it is. When no node can take the statement the error is a
 // *NoNodeError listing each node's failure.
 //
 // A statement that is safe to apply twice (an upsert to a fixed value, a
@@ -208,7 +211,7 @@ func (c *Cluster) ExecContext(ctx context.Context, query string, args ...any) (s
 		}
 		defer conn.Close()
 		res, err = conn.ExecContext(ctx, query, args...)
-		return true, err
+		return true, c.refusedPart(n, query, err)
 	})
 	return res, err
 }
@@ -251,7 +254,7 @@ func (c *Cluster) queryWrite(ctx context.Context, query string, args []any) (*sq
 	err := c.callHandingOn(ctx, OpQuery, isIdempotent(ctx), func(ctx context.Context, n *node) (bool, error) {
 		var err error
 		rows, err = n.db().QueryContext(ctx, query, args...)
-		return true, err
+		return true, c.refusedPart(n, query, err)
 	})
 	return rows, err
 }

@@ -49,13 +49,20 @@ func (r *Router) ReadConnector(cluster string) (driver.Connector, error) {
 //     writer, is Down, or whose cluster was closed or retired by Reload
 //     returns an error matching driver.ErrBadConn and ErrNotSent, and
 //     database/sql retries on a new connection, to the new writer;
-//   - a write refused as read-only applied nothing: it is reported to the
-//     cluster and returned the same way, and retried on the new writer;
-//   - a connection lost after sending returns an *OutcomeUnknownError
-//     (never driver.ErrBadConn: database/sql does not retry it) and is
-//     dropped; BeginTx, Prepare and Ping apply nothing and return an error
-//     matching driver.ErrBadConn and ErrNotSent instead (database/sql
-//     retries BeginTx and Prepare, not a ping that already started);
+//   - a write refused as read-only is reported to the cluster; a single
+//     statement applied nothing and is returned the same way, and retried
+//     on the new writer, while a string of several statements, a CALL or
+//     a compound statement, which may have applied part of itself before
+//     the refusal, gets the server's error and is not retried;
+//   - a connection lost after sending, also while rows are read, returns
+//     an *OutcomeUnknownError (never driver.ErrBadConn: database/sql does
+//     not retry it) and is dropped; BeginTx, Prepare and Ping apply
+//     nothing and return an error matching driver.ErrBadConn and
+//     ErrNotSent instead (database/sql retries BeginTx and Prepare, not a
+//     ping that already started); the driver's own driver.ErrBadConn
+//     (nothing written) matches ErrNotSent too; a statement run with a
+//     context marked by WithIdempotent, outside a transaction, is run
+//     again by database/sql on a new connection;
 //   - statements in a transaction, and its COMMIT, are never retried: a
 //     failover inside a transaction is an error.
 //
@@ -78,8 +85,13 @@ func (r *Router) OpenDB(cluster string) (*sql.DB, error) {
 // router's own reads are ("writer": the writer, then the other nodes;
 // "any-up" and "round-robin": the Up nodes within max_lag, taken in turn).
 // Its sessions are read-only (SET SESSION TRANSACTION READ ONLY at
-// connect), so a statement that writes is refused by the server, with the
-// server's error, and never applied. The error contract is OpenDB's: a
+// connect), so a statement that writes (DDL and non-transactional tables
+// included) is refused by the server, with the server's error, and never
+// applied — unless the caller makes the session read-write (SET SESSION
+// TRANSACTION READ WRITE, SET tx_read_only = 0, START TRANSACTION READ
+// WRITE): its writes then reach whatever node the connection is on,
+// without the fence, and the pooled connection stays read-write. Do not.
+// The error contract is OpenDB's: a
 // connection whose node no longer serves reads (Down, or no longer in the
 // read order) or whose cluster was retired returns, before sending, an
 // error matching driver.ErrBadConn and ErrNotSent, and database/sql
@@ -116,7 +128,24 @@ type clusterConnector struct {
 // node of the write order after a failure to connect (reported to the
 // cluster, as a call's is). When no node can be reached the error matches
 // ErrNoNode and ErrNotSent.
+//
+// A cluster that Router.Reload replaced between the lookup and the
+// connect is looked up again (a few times at most), so that a connect
+// racing a Reload goes to the new cluster rather than fail with ErrClosed.
 func (k *clusterConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	for range 3 {
+		c, err := k.resolve()
+		if err != nil {
+			return nil, err
+		}
+		conn, err := c.connectRouted(ctx, k.read)
+		if err == nil || !c.retiring.Load() {
+			return conn, err
+		}
+		if now, rerr := k.resolve(); rerr != nil || now == c {
+			return conn, err
+		}
+	}
 	c, err := k.resolve()
 	if err != nil {
 		return nil, err
@@ -310,15 +339,21 @@ func (r *routedConn) stale(op Op, err error) error {
 //
 //   - success: reported when the node was Suspect (it may come Up);
 //   - driver.ErrSkip (nothing run; database/sql prepares instead): as it is;
-//   - the driver's own driver.ErrBadConn (nothing sent): as it is;
+//   - the driver's own driver.ErrBadConn (nothing sent): the connection
+//     is invalid; outside a transaction an error matching driver.ErrBadConn
+//     and ErrNotSent (database/sql retries it), in one an error matching
+//     ErrNotSent (and driver.ErrBadConn, so that database/sql drops the
+//     connection);
 //   - a server error: as it is;
-//   - a read-only refusal: reported; outside a transaction an error
-//     matching driver.ErrBadConn and ErrNotSent (nothing was applied);
+//   - a read-only refusal: reported; outside a transaction, of a query
+//     that is one statement (see refusedWhole), an error matching
+//     driver.ErrBadConn and ErrNotSent (nothing was applied); else the
+//     server's error as it is (part of it may have been applied);
 //   - connection lost: reported (unless ctx ended), the connection is
 //     invalid; BeginTx, Prepare and Ping apply nothing, and return an error
 //     matching driver.ErrBadConn and ErrNotSent outside a transaction, and
 //     ErrNotSent in one; anything else is an *OutcomeUnknownError.
-func (r *routedConn) outcome(ctx context.Context, op Op, inTx bool, err error) error {
+func (r *routedConn) outcome(ctx context.Context, op Op, query string, inTx bool, err error) error {
 	if err == nil {
 		r.succeeded()
 		return nil
@@ -331,7 +366,10 @@ func (r *routedConn) outcome(ctx context.Context, op Op, inTx bool, err error) e
 	}
 	if errors.Is(err, driver.ErrBadConn) {
 		r.bad.Store(true)
-		return err
+		if inTx {
+			return &notSentError{cluster: r.c.name, op: op, node: r.c.nodes[r.i].addr, err: err}
+		}
+		return r.stale(op, err)
 	}
 	switch class := classify(err, true); class {
 	case ClassServerError, ClassNotSent:
@@ -343,7 +381,7 @@ func (r *routedConn) outcome(ctx context.Context, op Op, inTx bool, err error) e
 			return err
 		}
 		r.c.reportCall(r.i, true, class, err)
-		if inTx {
+		if inTx || !refusedWhole(query) {
 			return err
 		}
 		r.bad.Store(true)
@@ -359,6 +397,38 @@ func (r *routedConn) outcome(ctx context.Context, op Op, inTx bool, err error) e
 			return &notSentError{cluster: r.c.name, op: op, node: r.c.nodes[r.i].addr, err: err}
 		}
 		return r.stale(op, err)
+	}
+	ou := &OutcomeUnknownError{Cluster: r.c.name, Node: r.c.nodes[r.i].addr, Op: op, Err: err}
+	if !inTx && ctx.Err() == nil && isIdempotent(ctx) {
+		return &idempotentRetryError{ou}
+	}
+	return ou
+}
+
+// idempotentRetryError is the *OutcomeUnknownError of a statement marked
+// with WithIdempotent, outside a transaction: it also matches
+// driver.ErrBadConn, so that database/sql runs the statement again on a
+// new connection (to the writer of the moment), as a direct call runs it
+// again on the next node. When database/sql's retries are spent, the
+// caller gets it: it matches ErrOutcomeUnknown, and errors.As finds the
+// *OutcomeUnknownError.
+type idempotentRetryError struct{ *OutcomeUnknownError }
+
+func (e *idempotentRetryError) Unwrap() error        { return e.OutcomeUnknownError }
+func (e *idempotentRetryError) Is(target error) bool { return target == driver.ErrBadConn }
+
+// readFailed types an error of reading the rows of a query that ran (see
+// nodeRows.Next): a server error as it is; anything else lost the
+// connection after the query was sent, and is an *OutcomeUnknownError,
+// reported unless ctx ended, with the connection invalid.
+func (r *routedConn) readFailed(ctx context.Context, op Op, err error) error {
+	switch classify(err, true) {
+	case ClassServerError, ClassReadOnly:
+		return err
+	}
+	r.bad.Store(true)
+	if ctx.Err() == nil {
+		r.c.reportCall(r.i, !r.read, ClassOutcomeUnknown, err)
 	}
 	return &OutcomeUnknownError{Cluster: r.c.name, Node: r.c.nodes[r.i].addr, Op: op, Err: err}
 }

@@ -101,11 +101,11 @@ func (c *nodeConn) own(ctx context.Context, op Op) (*pass, error) {
 
 // done types the outcome of a call that may have sent something, on a
 // routed connection (routedConn.outcome); on any other it returns err.
-func (c *nodeConn) done(ctx context.Context, op Op, err error) error {
+func (c *nodeConn) done(ctx context.Context, op Op, query string, err error) error {
 	if c.routed == nil {
 		return err
 	}
-	return c.routed.outcome(ctx, op, c.inTx.Load(), err)
+	return c.routed.outcome(ctx, op, query, c.inTx.Load(), err)
 }
 
 // op returns the operation a statement is reported as: plain outside a
@@ -142,7 +142,7 @@ func (c *nodeConn) ExecContext(ctx context.Context, query string, args []driver.
 		}
 		res, err := ex.ExecContext(ctx, query, args)
 		r.exit()
-		return res, c.done(ctx, op, err)
+		return res, c.done(ctx, op, query, err)
 	}
 	p, err := c.own(ctx, op)
 	if err != nil {
@@ -152,7 +152,7 @@ func (c *nodeConn) ExecContext(ctx context.Context, query string, args []driver.
 		defer p.giveBack()
 	}
 	res, err := ex.ExecContext(ctx, query, args)
-	return res, c.done(ctx, op, err)
+	return res, c.done(ctx, op, query, err)
 }
 
 // QueryContext runs a query; its rows hold the pass until they are closed.
@@ -161,12 +161,13 @@ func (c *nodeConn) QueryContext(ctx context.Context, query string, args []driver
 	if !ok {
 		return nil, driver.ErrSkip
 	}
-	return runQuery(ctx, c, c.op(OpQuery, OpTxQuery), func() (driver.Rows, error) { return qu.QueryContext(ctx, query, args) })
+	return runQuery(ctx, c, c.op(OpQuery, OpTxQuery), query, func() (driver.Rows, error) { return qu.QueryContext(ctx, query, args) })
 }
 
 // runQuery runs a query for a connection or statement and hands its pass on
-// to the rows.
-func runQuery(ctx context.Context, c *nodeConn, op Op, run func() (driver.Rows, error)) (driver.Rows, error) {
+// to the rows. On a routed connection the rows type the errors of reading
+// them (see nodeRows.Next).
+func runQuery(ctx context.Context, c *nodeConn, op Op, query string, run func() (driver.Rows, error)) (driver.Rows, error) {
 	if r := c.routed; r != nil && !c.inTx.Load() {
 		// The pass is made only for rows that are returned (a statement
 		// with arguments is first skipped by go-sql-driver).
@@ -176,11 +177,11 @@ func runQuery(ctx context.Context, c *nodeConn, op Op, run func() (driver.Rows, 
 		rows, err := run()
 		if err != nil {
 			r.exit()
-			return nil, c.done(ctx, op, err)
+			return nil, c.done(ctx, op, query, err)
 		}
 		r.succeeded()
 		// The rows and their pass in one allocation.
-		nr := &nodeRows{Rows: rows}
+		nr := &nodeRows{Rows: rows, ctx: ctx, routed: r, op: op}
 		nr.own.leave = r.leave
 		nr.pass = &nr.own
 		return nr, nil
@@ -194,10 +195,10 @@ func runQuery(ctx context.Context, c *nodeConn, op Op, run func() (driver.Rows, 
 		if own != nil {
 			own.giveBack()
 		}
-		return nil, c.done(ctx, op, err)
+		return nil, c.done(ctx, op, query, err)
 	}
-	if p := handOn(ctx, own); p != nil {
-		return &nodeRows{Rows: rows, pass: p}, nil
+	if p := handOn(ctx, own); p != nil || c.routed != nil {
+		return &nodeRows{Rows: rows, pass: p, ctx: ctx, routed: c.routed, op: op}, nil
 	}
 	return rows, nil
 }
@@ -220,7 +221,7 @@ func (c *nodeConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.T
 		if own != nil {
 			own.giveBack()
 		}
-		return nil, c.done(ctx, OpBegin, err)
+		return nil, c.done(ctx, OpBegin, "", err)
 	}
 	if c.routed != nil {
 		c.routed.succeeded()
@@ -260,9 +261,13 @@ func (c *nodeConn) PrepareContext(ctx context.Context, query string) (driver.Stm
 		st, err = c.Conn.Prepare(query)
 	}
 	if err != nil {
-		return nil, c.done(ctx, OpPrepare, err)
+		return nil, c.done(ctx, OpPrepare, "", err)
 	}
-	return &nodeStmt{Stmt: st, conn: c}, nil
+	ns := &nodeStmt{Stmt: st, conn: c, query: query}
+	if _, ok := st.(driver.ColumnConverter); ok {
+		return &nodeStmtConverter{ns}, nil
+	}
+	return ns, nil
 }
 
 // Prepare prepares a statement without a context.
@@ -280,7 +285,7 @@ func (c *nodeConn) Ping(ctx context.Context) error {
 		r.exit()
 	}
 	if p, ok := c.Conn.(driver.Pinger); ok {
-		return c.done(ctx, OpPing, p.Ping(ctx))
+		return c.done(ctx, OpPing, "", p.Ping(ctx))
 	}
 	return nil
 }
@@ -319,17 +324,24 @@ func (c *nodeConn) CheckNamedValue(nv *driver.NamedValue) error {
 	return driver.ErrSkip
 }
 
-// nodeStmt is a prepared statement of a nodeConn.
+// nodeStmt is a prepared statement of a nodeConn. A statement whose
+// driver statement has a ColumnConverter is a nodeStmtConverter, so that
+// database/sql checks arguments as it would without the wrapper.
 type nodeStmt struct {
 	driver.Stmt
-	conn *nodeConn
+	conn  *nodeConn
+	query string
 }
+
+// nodeStmtConverter is a nodeStmt whose driver statement is a
+// driver.ColumnConverter.
+type nodeStmtConverter struct{ *nodeStmt }
 
 var (
 	_ driver.StmtExecContext   = (*nodeStmt)(nil)
 	_ driver.StmtQueryContext  = (*nodeStmt)(nil)
 	_ driver.NamedValueChecker = (*nodeStmt)(nil)
-	_ driver.ColumnConverter   = (*nodeStmt)(nil)
+	_ driver.ColumnConverter   = nodeStmtConverter{}
 )
 
 // ExecContext runs the prepared statement.
@@ -360,12 +372,12 @@ func (s *nodeStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (d
 		}
 		res, err = s.Stmt.Exec(vals)
 	}
-	return res, s.conn.done(ctx, op, err)
+	return res, s.conn.done(ctx, op, s.query, err)
 }
 
 // QueryContext runs the prepared query; its rows hold the pass.
 func (s *nodeStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	return runQuery(ctx, s.conn, s.conn.op(OpQuery, OpTxQuery), func() (driver.Rows, error) {
+	return runQuery(ctx, s.conn, s.conn.op(OpQuery, OpTxQuery), s.query, func() (driver.Rows, error) {
 		if q, ok := s.Stmt.(driver.StmtQueryContext); ok {
 			return q.QueryContext(ctx, args)
 		}
@@ -377,20 +389,18 @@ func (s *nodeStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (
 	})
 }
 
-// CheckNamedValue forwards to the statement's CheckNamedValue, if any.
+// CheckNamedValue forwards to the statement's CheckNamedValue, else to
+// the connection's, as database/sql does for a statement without one.
 func (s *nodeStmt) CheckNamedValue(nv *driver.NamedValue) error {
 	if v, ok := s.Stmt.(driver.NamedValueChecker); ok {
 		return v.CheckNamedValue(nv)
 	}
-	return driver.ErrSkip
+	return s.conn.CheckNamedValue(nv)
 }
 
-// ColumnConverter forwards to the statement's ColumnConverter, if any.
-func (s *nodeStmt) ColumnConverter(idx int) driver.ValueConverter {
-	if c, ok := s.Stmt.(driver.ColumnConverter); ok {
-		return c.ColumnConverter(idx)
-	}
-	return driver.DefaultParameterConverter
+// ColumnConverter forwards to the statement's ColumnConverter.
+func (s nodeStmtConverter) ColumnConverter(idx int) driver.ValueConverter {
+	return s.Stmt.(driver.ColumnConverter).ColumnConverter(idx)
 }
 
 func plainValues(args []driver.NamedValue) ([]driver.Value, error) {
@@ -418,7 +428,7 @@ func (t *nodeTx) Commit() error {
 		t.pass.commitSent.Store(true)
 	}
 	defer t.end()
-	return t.conn.done(context.Background(), OpCommit, t.Tx.Commit())
+	return t.conn.done(context.Background(), OpCommit, "", t.Tx.Commit())
 }
 
 // Rollback rolls back and gives the pass back. On a routed connection
@@ -444,13 +454,19 @@ func (t *nodeTx) end() {
 	}
 }
 
-// nodeRows are driver rows that hold a pass until they are closed. They
-// forward every optional interface of go-sql-driver's rows, with
+// nodeRows are driver rows that hold a pass until they are closed (pass
+// nil: none), and on a routed connection type the errors of reading them.
+// They forward every optional interface of go-sql-driver's rows, with
 // database/sql's defaults where the wrapped rows lack one.
 type nodeRows struct {
 	driver.Rows
 	pass *pass
 	own  pass // the pass of a routed connection's rows (pass points here)
+
+	// On a routed connection: the query's context, connection and op.
+	ctx    context.Context
+	routed *routedConn
+	op     Op
 }
 
 var (
@@ -464,8 +480,23 @@ var (
 
 // Close closes the rows and gives the pass back.
 func (r *nodeRows) Close() error {
-	defer r.pass.giveBack()
+	if r.pass != nil {
+		defer r.pass.giveBack()
+	}
 	return r.Rows.Close()
+}
+
+// Next reads the next row. On a routed connection, a row that cannot be
+// read because the connection was lost is an *OutcomeUnknownError (the
+// query ran: INSERT ... RETURNING may or may not be committed), reported
+// to the node's health, and the connection is not used again; the
+// server's own errors are returned as they are.
+func (r *nodeRows) Next(dest []driver.Value) error {
+	err := r.Rows.Next(dest)
+	if err == nil || err == io.EOF || r.routed == nil {
+		return err
+	}
+	return r.routed.readFailed(r.ctx, r.op, err)
 }
 
 // HasNextResultSet reports whether another result set follows.
@@ -476,12 +507,18 @@ func (r *nodeRows) HasNextResultSet() bool {
 	return false
 }
 
-// NextResultSet advances to the next result set.
+// NextResultSet advances to the next result set; its errors are typed
+// as Next's.
 func (r *nodeRows) NextResultSet() error {
-	if n, ok := r.Rows.(driver.RowsNextResultSet); ok {
-		return n.NextResultSet()
+	n, ok := r.Rows.(driver.RowsNextResultSet)
+	if !ok {
+		return io.EOF
 	}
-	return io.EOF
+	err := n.NextResultSet()
+	if err == nil || err == io.EOF || r.routed == nil {
+		return err
+	}
+	return r.routed.readFailed(r.ctx, r.op, err)
 }
 
 // ColumnTypeScanType forwards to the wrapped rows.

@@ -86,6 +86,45 @@ func isReadOnlyRefusal(me *mysql.MySQLError) bool {
 	return false
 }
 
+// refusedByDriver reports whether err is go-sql-driver refusing the call
+// itself before writing anything, for the caller's mistake: a statement
+// larger than max_allowed_packet, a named parameter, an isolation level
+// MySQL does not have. Nothing was sent, the connection is fine, and the
+// node is not at fault: classify makes it a server error, returned as it
+// is, neither retried nor a failure of the node. (The last two have no
+// exported error value: their text is the driver's.)
+func refusedByDriver(err error) bool {
+	if errors.Is(err, mysql.ErrPktTooLarge) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "mysql: driver does not support the use of Named Parameters") ||
+		strings.Contains(msg, "mysql: unsupported isolation level")
+}
+
+// partialRefusalError is a read-only refusal of a query that may have
+// applied part of itself before it (several statements, a CALL: see
+// refusedWhole). classify makes it a server error, returned as it is and
+// never tried on another node, where the part applied would be applied
+// again. Its text is the server's.
+type partialRefusalError struct{ err error }
+
+func (e *partialRefusalError) Error() string { return e.err.Error() }
+func (e *partialRefusalError) Unwrap() error { return e.err }
+
+// refusedPart returns err, unless it is a read-only refusal of a query
+// that may have applied part of itself first (not refusedWhole): that is
+// reported to the cluster, as any read-only refusal is, and returned as a
+// *partialRefusalError.
+func (c *Cluster) refusedPart(n *node, query string, err error) error {
+	var me *mysql.MySQLError
+	if err == nil || refusedWhole(query) || !errors.As(err, &me) || !isReadOnlyRefusal(me) {
+		return err
+	}
+	c.reportCall(c.nodeIndex(n), true, ClassReadOnly, err)
+	return &partialRefusalError{err: err}
+}
+
 // refusedInReadOnlySession reports whether err is the server refusing a
 // statement that writes in a read-only session.
 func refusedInReadOnlySession(err error) bool {
@@ -122,6 +161,13 @@ func classify(err error, sent bool) ErrorClass {
 		// go-sql-driver returns driver.ErrBadConn only when nothing was
 		// written to the connection.
 		return ClassNotSent
+	}
+	if refusedByDriver(err) {
+		return ClassServerError
+	}
+	var pr *partialRefusalError
+	if errors.As(err, &pr) {
+		return ClassServerError
 	}
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {
@@ -161,6 +207,65 @@ func isReadStatement(query string) bool {
 		return false
 	}
 	return true
+}
+
+// refusedWhole reports whether a read-only refusal of query says that
+// none of it was applied, so that it may run again on the new writer: it
+// is one statement, which the server refuses before it changes anything.
+// A string of several statements (multiStatements=true) may have applied
+// the first ones before the node turned read-only, and so may a CALL, a
+// compound statement (BEGIN NOT ATOMIC) or an EXECUTE of either: their
+// refusal is not retried. Comments before the first keyword are skipped
+// (sqlc starts each query with "-- name: ..."), except MariaDB's
+// executable comments (/*! and /*M!): a query starting with one counts as
+// several statements. OpBegin, OpPrepare and OpPing pass "": nothing of
+// theirs is applied.
+func refusedWhole(query string) bool {
+	if query == "" {
+		return true
+	}
+	q := skipComments(query)
+	end := strings.IndexFunc(q, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+	})
+	kw := q
+	if end >= 0 {
+		kw = q[:end]
+	}
+	switch strings.ToUpper(kw) {
+	case "", "CALL", "BEGIN", "EXECUTE":
+		return false
+	}
+	if i := strings.IndexByte(q, ';'); i >= 0 && strings.TrimRight(q[i:], "; \t\r\n") != "" {
+		return false
+	}
+	return true
+}
+
+// skipComments returns query without the blanks, opening parentheses and
+// comments ("-- " or "#" to the end of the line, "/* ... */") before its
+// first keyword. An executable comment (/*! or /*M!) is not skipped.
+func skipComments(query string) string {
+	q := query
+	for {
+		q = strings.TrimLeft(q, " \t\r\n(")
+		switch {
+		case strings.HasPrefix(q, "#") || strings.HasPrefix(q, "--") && (len(q) == 2 || strings.ContainsRune(" \t\r\n", rune(q[2]))):
+			i := strings.IndexByte(q, '\n')
+			if i < 0 {
+				return ""
+			}
+			q = q[i+1:]
+		case strings.HasPrefix(q, "/*") && !strings.HasPrefix(q, "/*!") && !strings.HasPrefix(q, "/*M!"):
+			i := strings.Index(q[2:], "*/")
+			if i < 0 {
+				return ""
+			}
+			q = q[2+i+2:]
+		default:
+			return q
+		}
+	}
 }
 
 // attemptFunc runs a call on one node, with ctx. sent reports whether the

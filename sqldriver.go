@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -57,7 +58,30 @@ func (d Driver) Open(dsn string) (driver.Conn, error) {
 // cluster it names. The router is looked up now; the cluster is checked
 // now and resolved again on every connect, so that the connector follows
 // Router.Reload.
+//
+// A DSN holding '@' — a go-sql-driver DSN (user:password@tcp(host)/db)
+// given to this driver by mistake — that does not name a registered
+// router and one of its clusters is refused without showing any of it.
 func (d Driver) OpenConnector(dsn string) (driver.Connector, error) {
+	k, err := d.openConnector(dsn)
+	if err != nil && strings.Contains(dsn, "@") {
+		return nil, hiddenDSNError(err)
+	}
+	return k, err
+}
+
+// hiddenDSNError replaces err, about a DSN that may hold a password, by an
+// error that shows none of the DSN; an unknown cluster still matches
+// ErrUnknownCluster.
+func hiddenDSNError(err error) error {
+	const msg = `holds '@', as a MySQL DSN with a user and password does (not shown); the dbrouter DSN is ROUTER/CLUSTER or ROUTER/CLUSTER?read=true, with no address and no password`
+	if errors.Is(err, ErrUnknownCluster) {
+		return fmt.Errorf("dbrouter: dsn %s: %w", msg, ErrUnknownCluster)
+	}
+	return &ConfigError{Field: "dsn", Msg: msg}
+}
+
+func (d Driver) openConnector(dsn string) (driver.Connector, error) {
 	name, cluster, read, err := parseDriverDSN(dsn)
 	if err != nil {
 		return nil, err
