@@ -184,13 +184,15 @@ func classify(err error, sent bool) ErrorClass {
 
 // isReadStatement reports whether a statement is meant to only read, so
 // that it may run in a read-only session and be retried on another node. It
-// looks at the first keyword; anything it does not recognise counts as a
+// looks at the first keyword after any comments (sqlc starts each query
+// with "-- name: ..."; an executable comment, /*! or /*M!, is not skipped
+// and makes the statement a write); anything it does not recognise counts as a
 // write, and so does a string of several statements (with
 // multiStatements=true, "SELECT 1; INSERT ..." would otherwise pass): any
 // ";" followed by more than blanks makes it a write, even one inside a
 // string literal, which only costs that statement its retry.
 func isReadStatement(query string) bool {
-	q := strings.TrimLeft(query, " \t\r\n(")
+	q := skipComments(query)
 	end := strings.IndexFunc(q, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
 	})

@@ -410,6 +410,14 @@ func TestIsReadStatement(t *testing.T) {
 		"WITH x AS (SELECT 1) SELECT 1": false, // conservative
 		"":                              false,
 		"SELECTX":                       false,
+		// sqlc starts every query with its name in a comment.
+		"-- name: GetOrder :one\nSELECT id FROM orders WHERE id = ?": true,
+		"/* app */ SELECT 1":                                        true,
+		"# note\nSHOW TABLES":                                       true,
+		"/*! INSERT INTO t VALUES (1) */ SELECT 1":                  false, // executable comment
+		"/*M! INSERT INTO t VALUES (1) */ SELECT 1":                 false,
+		"-- name: CreateOrder :exec\nINSERT INTO orders VALUES (?)": false,
+		"-- only a comment":                                         false,
 	} {
 		if got := isReadStatement(q); got != want {
 			t.Errorf("isReadStatement(%q) = %v, want %v", q, got, want)
