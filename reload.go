@@ -168,8 +168,11 @@ func (r *Router) WatchConfigFile(ctx context.Context, path string, interval time
 // the node is still configured (by address, as Nodes spells it). c's first
 // probe round still decides: a pinned node that is not Up and writable, or
 // is behind another node, is not chosen, and the pin is then dropped.
+// old is marked replaced in the same step, so that a Drain or Undrain that
+// reaches it afterwards fails rather than change a cluster no call uses.
 func (c *Cluster) inheritPlanned(old *Cluster) {
 	old.mu.Lock()
+	old.replaced = true
 	var drained []string
 	for i, on := range old.state.drained {
 		if on {

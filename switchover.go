@@ -57,8 +57,11 @@ type SwitchoverOptions struct {
 
 	// DrainTimeout bounds how long Drain waits, once the node is drained,
 	// for the calls in flight on it to end (see ErrDrainTimeout); ctx
-	// bounds it too. Zero means DefaultDrainTimeout. Switchover ignores
-	// it.
+	// bounds it too. When the node is the writer, it also bounds the wait
+	// for the writes in flight on it (open transactions included) while
+	// new writes are held, before the role moves: past it the drain is
+	// refused (ErrSwitchoverRefused) and the node stays the writer,
+	// undrained. Zero means DefaultDrainTimeout. Switchover ignores it.
 	DrainTimeout time.Duration
 }
 
@@ -132,12 +135,17 @@ func (c *Cluster) switchover(ctx context.Context, to string, from int, opts *Swi
 	if sw == nil {
 		return nil
 	}
-	return c.plannedSwitch(ctx, *sw, opts)
+	return c.plannedSwitch(ctx, *sw, from >= 0, opts)
 }
 
 // plannedSwitch carries out a switchover behind the fence and reports why
-// it did not happen, if it did not.
-func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *SwitchoverOptions) error {
+// it did not happen, if it did not. For a Drain (drain), the wait for the
+// writes in flight on the old writer is bounded by opts.DrainTimeout too,
+// as the wait for the calls in flight on a drained replica is: a Drain
+// with a transaction left open on the writer (even by the goroutine that
+// called Drain) and a ctx without deadline must not hold every write of
+// the router forever.
+func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, drain bool, opts *SwitchoverOptions) error {
 	catchUp := opts.CatchUpTimeout
 	if catchUp <= 0 {
 		catchUp = DefaultCatchUpTimeout
@@ -187,8 +195,14 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 		ph.rounds = c.closeIn(ctx, sw.from, sw.to, start.Add(catchUp), time.Since(start))
 	}
 	ph.before = time.Since(start)
+	holdCtx := ctx
+	if drain {
+		var cancel context.CancelFunc
+		holdCtx, cancel = context.WithTimeout(ctx, drainBound(opts))
+		defer cancel()
+	}
 	t := time.Now()
-	held = why == nil && c.fence.hold(ctx)
+	held = why == nil && c.fence.hold(holdCtx)
 	ph.drain = time.Since(t)
 	defer func() {
 		if held {
@@ -200,6 +214,8 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 	}()
 	switch {
 	case why != nil:
+	case !held && drain && ctx.Err() == nil:
+		why = fmt.Errorf("writes in flight on %s (open transactions included) did not end within the drain timeout %v", from, drainBound(opts))
 	case !held:
 		why = fmt.Errorf("writes in flight on %s did not end in time: %w", from, ctx.Err())
 	case c.writerNow() != sw.from:
@@ -346,9 +362,11 @@ func (c *Cluster) checkWritable(ctx context.Context, i int) error {
 // and it never becomes the writer, until Undrain; calls in flight on it
 // finish, and Drain returns once they have: then nothing of this router
 // runs on the node. When it is the writer, the role first moves to the
-// next Up and writable node with Switchover (same rules and options); if
-// that fails, the node is not drained and the error matches
-// ErrSwitchoverRefused. The wait for the calls in flight is bounded by
+// next Up and writable node with Switchover (same rules and options, but
+// the wait for the writes in flight on it, new writes held, is bounded by
+// opts.DrainTimeout as well as ctx); if that fails, the node is not
+// drained and the error matches ErrSwitchoverRefused. The wait for the
+// calls in flight on the drained node is bounded by
 // opts.DrainTimeout (default DefaultDrainTimeout) and ctx: at the bound
 // the node stays drained and the error matches ErrDrainTimeout. On a
 // retired or closed cluster, Drain and Undrain return an error matching
@@ -358,14 +376,15 @@ func (c *Cluster) Drain(ctx context.Context, addr string, opts *SwitchoverOption
 	if err := c.drain(ctx, addr, opts); err != nil {
 		return err
 	}
-	var bound time.Duration
-	if opts != nil {
-		bound = opts.DrainTimeout
+	return c.awaitIdle(ctx, c.nodeIndexByName(addr), drainBound(opts))
+}
+
+// drainBound returns opts.DrainTimeout or its default.
+func drainBound(opts *SwitchoverOptions) time.Duration {
+	if opts == nil || opts.DrainTimeout <= 0 {
+		return DefaultDrainTimeout
 	}
-	if bound <= 0 {
-		bound = DefaultDrainTimeout
-	}
-	return c.awaitIdle(ctx, c.nodeIndexByName(addr), bound)
+	return opts.DrainTimeout
 }
 
 // awaitIdle waits until no connection of node i's pools is in use — no
@@ -409,6 +428,10 @@ func (c *Cluster) drain(ctx context.Context, addr string, opts *SwitchoverOption
 	for range 3 {
 		now := time.Now()
 		c.mu.Lock()
+		if c.replaced {
+			c.mu.Unlock()
+			return c.replacedErr()
+		}
 		if c.pick.Load().writer != i {
 			out := c.state.setDrained(i, true, now)
 			c.publish(out)
@@ -441,6 +464,10 @@ func (c *Cluster) Undrain(addr string) error {
 	}
 	now := time.Now()
 	c.mu.Lock()
+	if c.replaced {
+		c.mu.Unlock()
+		return c.replacedErr()
+	}
 	out := c.state.setDrained(i, false, now)
 	c.publish(out)
 	c.mu.Unlock()

@@ -137,6 +137,10 @@ func (s sink) SetDrained(addr string, on bool) error {
 	}
 	now := time.Now()
 	c.mu.Lock()
+	if c.replaced {
+		c.mu.Unlock()
+		return c.replacedErr()
+	}
 	if on && (c.state.writer == i || c.pick.Load().writer == i) {
 		c.mu.Unlock()
 		return fmt.Errorf("dbrouter: cluster %q: cannot drain %s: it is the writer (move the role off it first)", c.name, addr)

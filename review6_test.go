@@ -1,0 +1,119 @@
+package dbrouter
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// Adversarial review of the drain work (issue 18): Drain's bound, Reload
+// racing Drain/Undrain, a WriterSource naming a drained node.
+
+// TestReview6DrainWriterOpenTxBounded: Drain of the writer while a
+// transaction is open on it — here held by the very goroutine that calls
+// Drain, with a ctx without deadline — must not hang: the wait for the
+// writes in flight behind the fence is bounded by DrainTimeout, as the
+// wait for the calls in flight on a drained replica is. The drain is then
+// refused: the writer stays, undrained, and the fence is open again.
+//
+// Defect found: the fence hold of Drain's switchover was bounded by ctx
+// only, so Drain(context.Background(), writer, {DrainTimeout: 200ms}) with
+// a transaction open never returned, and every new write waited at the
+// fence meanwhile.
+func TestReview6DrainWriterOpenTxBounded(t *testing.T) {
+	c, _ := newFakeClusterWithProbes(t, 3, Settings{Health: HealthConfig{Interval: 10 * time.Millisecond}}, nil)
+	ctx := testCtx(t)
+	if _, err := c.ExecContext(ctx, "INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := c.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Drain(context.Background(), "a", &SwitchoverOptions{DrainTimeout: 200 * time.Millisecond})
+	}()
+	select {
+	case err = <-done:
+	case <-time.After(5 * time.Second):
+		tx.Rollback() // lets the stuck Drain go on
+		<-done
+		t.Fatal("Drain of the writer with a transaction open and DrainTimeout 200ms did not return within 5s")
+	}
+	if !errors.Is(err, ErrSwitchoverRefused) {
+		t.Fatalf("Drain: %v, want ErrSwitchoverRefused", err)
+	}
+	t.Logf("Drain: %v", err)
+	st := c.Stats()
+	if st.Writer != "a:3306" || st.Nodes[0].Drained {
+		t.Fatalf("after the refused drain: writer %s, a drained %v; want a, undrained", st.Writer, st.Nodes[0].Drained)
+	}
+	// The fence is open: a write with a short deadline goes through.
+	wctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if _, err := c.ExecContext(wctx, "INSERT INTO t VALUES (2)"); err != nil {
+		t.Fatalf("write after the refused drain: %v", err)
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO t VALUES (3)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	// With the transaction ended, the drain goes through.
+	if err := c.Drain(ctx, "a", nil); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Stats(); st.Writer == "a:3306" || !st.Nodes[0].Drained {
+		t.Fatalf("after the drain: writer %s, a drained %v", st.Writer, st.Nodes[0].Drained)
+	}
+}
+
+// TestReview6DrainAfterReplaceNotLost: a Drain or Undrain that reaches a
+// cluster after a Reload has carried its planned moves over to the new
+// cluster must not report success while the new cluster — the one every
+// call now uses — ignores it: it fails with an error matching ErrClosed
+// (get the cluster from the router again), and the new cluster keeps what
+// it inherited.
+//
+// Defect found: inheritPlanned copied the drained nodes once; a Drain on
+// the old cluster after that (a Drain of the writer is seconds long: its
+// switchover; or one that simply ran before the retire goroutine set the
+// retiring flag) returned nil, and the node kept taking calls on the new
+// cluster. Likewise Undrain returned nil and the node stayed drained.
+func TestReview6DrainAfterReplaceNotLost(t *testing.T) {
+	probes := Settings{Health: HealthConfig{Interval: 10 * time.Millisecond}}
+	old, srv := newFakeClusterWithProbes(t, 3, probes, nil)
+	ctx := testCtx(t)
+	if _, err := old.ExecContext(ctx, "INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Drain(ctx, "c", nil); err != nil {
+		t.Fatal(err)
+	}
+	changed := probes
+	changed.Health.Timeout = 700 * time.Millisecond
+	c := newFakeClusterOver(t, srv, changed)
+	c.inheritPlanned(old)
+	if _, err := c.ExecContext(ctx, "INSERT INTO t VALUES (2)"); err != nil {
+		t.Fatal(err)
+	}
+
+	err := old.Drain(ctx, "b", nil)
+	if err == nil && !c.Stats().Nodes[1].Drained {
+		t.Errorf("Drain on the replaced cluster returned nil, but the cluster in use does not have b drained")
+	} else if err != nil && !errors.Is(err, ErrClosed) {
+		t.Errorf("Drain on the replaced cluster: %v, want an error matching ErrClosed", err)
+	}
+	err = old.Undrain("c")
+	if err == nil && c.Stats().Nodes[2].Drained {
+		t.Errorf("Undrain on the replaced cluster returned nil, but the cluster in use still has c drained")
+	} else if err != nil && !errors.Is(err, ErrClosed) {
+		t.Errorf("Undrain on the replaced cluster: %v, want an error matching ErrClosed", err)
+	}
+	if !c.Stats().Nodes[2].Drained {
+		t.Error("the new cluster lost the drain it inherited")
+	}
+}
