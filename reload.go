@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"time"
 )
 
@@ -173,10 +172,10 @@ func (r *Router) WatchConfigFile(ctx context.Context, path string, interval time
 func (c *Cluster) inheritPlanned(old *Cluster) {
 	old.mu.Lock()
 	old.replaced = true
-	var drained []string
-	for i, on := range old.state.drained {
-		if on {
-			drained = append(drained, old.state.addrs[i])
+	drained := map[string]drainOrigin{}
+	for i, by := range old.state.drained {
+		if by != 0 {
+			drained[old.state.addrs[i]] = by
 		}
 	}
 	pinned := ""
@@ -195,16 +194,16 @@ func (c *Cluster) inheritPlanned(old *Cluster) {
 	}
 }
 
-// inherit drains the nodes at the given addresses and pins the node at
-// pinned ("" or an unknown address: none), for a cluster not yet probed
-// (see Cluster.inheritPlanned). Without probes the writer was chosen at
-// creation: it is chosen again. It returns the new picker, or nil when
-// nothing changed.
-func (s *clusterState) inherit(drained []string, pinned string, now time.Time) *picker {
+// inherit drains the nodes at the given addresses (for the same origins)
+// and pins the node at pinned ("" or an unknown address: none), for a
+// cluster not yet probed (see Cluster.inheritPlanned). Without probes the
+// writer was chosen at creation: it is chosen again. It returns the new
+// picker, or nil when nothing changed.
+func (s *clusterState) inherit(drained map[string]drainOrigin, pinned string, now time.Time) *picker {
 	changed := false
 	for i, a := range s.addrs {
-		if slices.Contains(drained, a) {
-			s.drained[i], changed = true, true
+		if by := drained[a]; by != 0 {
+			s.drained[i], changed = s.drained[i]|by, true
 		}
 		if a == pinned {
 			s.pinned, changed = i, true

@@ -117,3 +117,66 @@ func TestReview6DrainAfterReplaceNotLost(t *testing.T) {
 		t.Error("the new cluster lost the drain it inherited")
 	}
 }
+
+// TestReview6DrainOrigins: a node drained by the application
+// (Cluster.Drain) and by a WriterSource (NodeDrainer, the fleet's drain
+// key) stays drained until both have undrained it: the fleet's undrain
+// does not put back in service a node the application drained, and the
+// application's Undrain does not undo the fleet's drain. A Reload carries
+// both over.
+//
+// Defect found: the cluster kept one flag; the fleet watch, finding the
+// node already drained (SetDrained succeeds as a no-op), counted it as
+// drained by itself and undrained it when the drain key went, against
+// docs/fleet.md ("a node drained locally with Cluster.Drain stays drained
+// there").
+func TestReview6DrainOrigins(t *testing.T) {
+	probes := Settings{Health: HealthConfig{Interval: 10 * time.Millisecond}}
+	c, srv := newFakeClusterWithProbes(t, 3, probes, nil)
+	ctx := testCtx(t)
+	if _, err := c.ExecContext(ctx, "INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	var d NodeDrainer = sink{c}
+	drained := func(c *Cluster) bool { return c.Stats().Nodes[1].Drained }
+
+	// Local first, then the source: the source's undrain leaves it drained.
+	if err := c.Drain(ctx, "b", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetDrained("b:3306", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetDrained("b:3306", false); err != nil {
+		t.Fatal(err)
+	}
+	if !drained(c) {
+		t.Fatal("the source's undrain put back in service a node the application drained")
+	}
+	if err := c.Undrain("b"); err != nil || drained(c) {
+		t.Fatalf("Undrain: %v, drained %v", err, drained(c))
+	}
+
+	// The source first, then the application: Undrain leaves the source's.
+	if err := d.SetDrained("b:3306", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Drain(ctx, "b", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Undrain("b"); err != nil || !drained(c) {
+		t.Fatalf("Undrain of a node the source drained too: %v, drained %v; want still drained", err, drained(c))
+	}
+
+	// A Reload keeps the source's drain, which the source can then undo.
+	changed := probes
+	changed.Health.Timeout = 700 * time.Millisecond
+	c2 := newFakeClusterOver(t, srv, changed)
+	c2.inheritPlanned(c)
+	if !drained(c2) {
+		t.Fatal("the source's drain was not carried over by the Reload")
+	}
+	if err := (sink{c2}).SetDrained("b:3306", false); err != nil || drained(c2) {
+		t.Fatalf("the source's undrain after the Reload: %v, drained %v", err, drained(c2))
+	}
+}

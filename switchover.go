@@ -433,7 +433,7 @@ func (c *Cluster) drain(ctx context.Context, addr string, opts *SwitchoverOption
 			return c.replacedErr()
 		}
 		if c.pick.Load().writer != i {
-			out := c.state.setDrained(i, true, now)
+			out := c.state.setDrained(i, true, drainLocal, now)
 			c.publish(out)
 			c.mu.Unlock()
 			c.carryOut(out)
@@ -453,7 +453,9 @@ func (c *Cluster) drain(ctx context.Context, addr string, opts *SwitchoverOption
 
 // Undrain puts a node drained by Drain back in service. It may then take
 // the writer role back by the usual failback rules, unless a Switchover
-// chose the current writer.
+// chose the current writer. It undoes only Drain: a node that a
+// WriterSource drained too (NodeDrainer: a fleet's drain key) stays
+// drained until the source undrains it.
 func (c *Cluster) Undrain(addr string) error {
 	i := c.nodeIndexByName(addr)
 	if i < 0 {
@@ -468,7 +470,7 @@ func (c *Cluster) Undrain(addr string) error {
 		c.mu.Unlock()
 		return c.replacedErr()
 	}
-	out := c.state.setDrained(i, false, now)
+	out := c.state.setDrained(i, false, drainLocal, now)
 	c.publish(out)
 	c.mu.Unlock()
 	c.carryOut(out)

@@ -120,7 +120,11 @@ func (c *Cluster) nodeIndexByAddr(addr string) int {
 // in flight) or puts it back in service. The source must first move the
 // writer role off the node with a decision: SetDrained(addr, true) on the
 // current writer returns an error and changes nothing (try again once the
-// decision has been applied). It is safe for concurrent use.
+// decision has been applied). The source's drain and the application's
+// (Cluster.Drain) are kept apart: a node stays drained until each that
+// drained it has undrained it, so SetDrained(addr, false) never puts back
+// in service a node the application drained, and a Router.Reload that
+// replaces the cluster carries both over. It is safe for concurrent use.
 type NodeDrainer interface {
 	SetDrained(addr string, on bool) error
 }
@@ -145,7 +149,7 @@ func (s sink) SetDrained(addr string, on bool) error {
 		c.mu.Unlock()
 		return fmt.Errorf("dbrouter: cluster %q: cannot drain %s: it is the writer (move the role off it first)", c.name, addr)
 	}
-	out := c.state.setDrained(i, on, now)
+	out := c.state.setDrained(i, on, drainSource, now)
 	c.publish(out)
 	c.mu.Unlock()
 	c.carryOut(out)
