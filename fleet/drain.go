@@ -204,8 +204,16 @@ func drainedSet(prefix, cluster string, kvs []*mvccKV) map[string]bool {
 // followDrains applies the cluster's drain keys to the router's cluster
 // while ctx lasts: at once, on every change, and every view poll for a
 // node it could not drain yet (the router's writer, until the decision
-// that moves the role off it is applied). It undrains only the nodes it
-// drained itself, so that a node drained locally (Cluster.Drain) stays so.
+// that moves the role off it is applied). A node drained locally
+// (Cluster.Drain) stays so: the cluster keeps the source's drain apart
+// from the application's (NodeDrainer), and the source undrains only its
+// own.
+//
+// The first time the watch reads the keys it also undrains, for the
+// source, every node no key names: a cluster that a Reload built carries
+// over the fleet's drains of the cluster it replaced, and a key deleted
+// while this router could not reach etcd would otherwise leave its node
+// drained for good, as this watch did not drain it itself.
 func (w *watch) followDrains(ctx context.Context) {
 	drainer, ok := w.sink.(dbrouter.NodeDrainer)
 	if !ok {
@@ -215,9 +223,19 @@ func (w *watch) followDrains(ctx context.Context) {
 	want := map[string]bool{} // nodes the drain keys name
 	if w.drains == nil {
 		w.drains = map[string]bool{}
+		w.reconcile = true
 	}
 	applied := w.drains // nodes this watch drained, across sessions
 	sync := func() {
+		if w.reconcile {
+			ok := true
+			for _, node := range w.nodes {
+				if !want[node] && !applied[node] {
+					ok = drainer.SetDrained(node, false) == nil && ok
+				}
+			}
+			w.reconcile = !ok
+		}
 		for node := range want {
 			if applied[node] || !slices.Contains(w.nodes, node) {
 				continue
