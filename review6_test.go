@@ -180,3 +180,49 @@ func TestReview6DrainOrigins(t *testing.T) {
 		t.Fatalf("the source's undrain after the Reload: %v, drained %v", err, drained(c2))
 	}
 }
+
+// TestReview6SourceDecisionOnDrainedNode: a WriterSource's decision that
+// names a node drained on this router is applied — the routers of a fleet
+// must write to the same node — and the node still takes no reads; the
+// contract (Drain, WriterDecision.Writer) says so.
+//
+// Finding: Drain's doc said a drained node "never becomes the writer,
+// until Undrain", but a decision made it the writer silently. The decision
+// must win (refusing it would split the fleet's writes); the docs now say
+// so and the router logs a warning.
+func TestReview6SourceDecisionOnDrainedNode(t *testing.T) {
+	src := &testSource{}
+	c, srv := newFakeClusterWithSource(t, 3, Settings{Health: HealthConfig{Interval: 10 * time.Millisecond}, ReadPolicy: ReadAnyUp}, nil, src)
+	ctx := testCtx(t)
+	if _, err := c.ExecContext(ctx, "INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Drain(ctx, "b", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.sink.Decide(WriterDecision{Writer: "b:3306", Epoch: 1, Cause: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b to be the writer", func() bool { return c.WriterAddr() == "b:3306" })
+	before := srv[1].execs.Load()
+	if _, err := c.ExecContext(ctx, "INSERT INTO t VALUES (2)"); err != nil {
+		t.Fatal(err)
+	}
+	if srv[1].execs.Load() != before+1 {
+		t.Error("the write did not go to the decided writer b")
+	}
+	st := c.Stats()
+	if !st.Nodes[1].Drained {
+		t.Error("b no longer shows drained")
+	}
+	before = srv[1].execs.Load()
+	for range 6 {
+		var s string
+		if err := c.QueryRowContext(ctx, "SELECT 1").Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := srv[1].execs.Load() - before; n != 0 {
+		t.Errorf("%d read(s) went to the drained b", n)
+	}
+}

@@ -359,7 +359,9 @@ func (c *Cluster) checkWritable(ctx context.Context, i int) error {
 }
 
 // Drain takes the node at addr out of service: no new call is sent to it
-// and it never becomes the writer, until Undrain; calls in flight on it
+// and it never becomes the writer, until Undrain (except by a
+// WriterSource's decision, which wins: see WriterDecision.Writer); calls
+// in flight on it
 // finish, and Drain returns once they have: then nothing of this router
 // runs on the node. When it is the writer, the role first moves to the
 // next Up and writable node with Switchover (same rules and options, but

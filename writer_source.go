@@ -48,7 +48,11 @@ type WriterSink interface {
 type WriterDecision struct {
 	// Writer is the address of the node that is the writer, as
 	// Cluster.Nodes spells it; "" hands the decision back to the router's
-	// local rule.
+	// local rule. A node drained on this router (Cluster.Drain, or
+	// through NodeDrainer) becomes the writer all the same: the routers of
+	// a fleet must write to the same node, and the source's decision wins
+	// (a warning is logged; under a read policy that spreads reads, reads
+	// still avoid it; under ReadWriter they go to the writer).
 	Writer string
 
 	// Epoch orders decisions: one with a lower epoch than the last one
@@ -92,10 +96,15 @@ func (s sink) Decide(d WriterDecision) error {
 		c.mu.Unlock()
 		return fmt.Errorf("dbrouter: cluster %q: writer decision of epoch %d is older than the last one applied (epoch %d)", c.name, d.Epoch, last)
 	}
+	drained := i >= 0 && c.state.isDrained(i)
 	out := c.state.decideExternal(i, d.Refuse, d.Epoch, d.Cause, now)
 	c.publish(out)
 	c.mu.Unlock()
 	c.carryOut(out)
+	if drained {
+		c.log.Warn("dbrouter: the writer source decided a drained node: it takes the writes all the same (the source decides)",
+			"writer", d.Writer, "epoch", d.Epoch)
+	}
 	return nil
 }
 
