@@ -249,6 +249,9 @@ func cmdRoute(e *env, args []string) int {
 		for _, d := range down {
 			fmt.Fprintf(e.stderr, "dbrouter route: %s\n", lr.scrub(d))
 		}
+		if ctx.Err() != nil {
+			fmt.Fprintf(e.stderr, "dbrouter route: the probes did not all end within %v (--timeout)\n", e.timeout)
+		}
 		return exitFail
 	}
 	fmt.Fprintf(e.stdout, "writer: %s\n", st.Writer)
