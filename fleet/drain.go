@@ -44,6 +44,24 @@ func DrainedPrefix(prefix, cluster string) string {
 	return path.Join(prefix, "drained", cluster) + "/"
 }
 
+// checkNames refuses a cluster or node name that is not a plain key
+// segment: DrainKey and WriterKey join names with path.Join, which would
+// resolve ".." (or an empty name) to another key of the fleet — its
+// configuration, a writer decision. A cluster name may contain "/" (its
+// segments must then be plain too); a node address may not.
+func checkNames(cluster, node string) error {
+	bad := func(seg string) bool { return seg == "" || seg == "." || seg == ".." }
+	for _, seg := range strings.Split(cluster, "/") {
+		if bad(seg) {
+			return fmt.Errorf("fleet: cluster name %q is not a plain key segment (empty, \".\" or \"..\" in it)", cluster)
+		}
+	}
+	if bad(node) || strings.Contains(node, "/") {
+		return fmt.Errorf("fleet: node %q of cluster %q is not an address (empty, \".\", \"..\" or a \"/\" in it)", node, cluster)
+	}
+	return nil
+}
+
 // DrainRecord is the value of a drain key.
 type DrainRecord struct {
 	By string    `json:"by"` // who drained the node
@@ -65,6 +83,9 @@ var ErrDrainRefused = errors.New("fleet drain refused")
 // Up, writable and not drained in a majority of the views that count. by
 // names who asks.
 func Drain(ctx context.Context, cli *clientv3.Client, prefix, cluster, node, by string) error {
+	if err := checkNames(cluster, node); err != nil {
+		return err
+	}
 	if !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}
@@ -115,8 +136,13 @@ func Drain(ctx context.Context, cli *clientv3.Client, prefix, cluster, node, by 
 }
 
 // Undrain deletes node's drain key: every router puts it back in service.
-// It reports whether the node was drained.
+// It reports whether the node was drained. Drain, Undrain and WaitDrained
+// refuse a cluster or node name that is not a plain key segment ("", "."
+// or "..", a "/" in a node).
 func Undrain(ctx context.Context, cli *clientv3.Client, prefix, cluster, node string) (bool, error) {
+	if err := checkNames(cluster, node); err != nil {
+		return false, err
+	}
 	resp, err := cli.Delete(ctx, DrainKey(prefix, cluster, node))
 	if err != nil {
 		return false, fmt.Errorf("fleet: undrain of %s in cluster %q: %w", node, cluster, err)
@@ -139,6 +165,9 @@ func (s DrainState) Done(node string) bool { return s.Writer != node && len(s.Pe
 // ctx ends; it returns the last state seen, and ctx's error if it ended
 // first.
 func WaitDrained(ctx context.Context, cli *clientv3.Client, prefix, cluster, node string) (DrainState, error) {
+	if err := checkNames(cluster, node); err != nil {
+		return DrainState{}, err
+	}
 	if !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}

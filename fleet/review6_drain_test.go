@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -152,5 +153,62 @@ func TestReview6FleetUndrainAfterReloadWhileCut(t *testing.T) {
 			t.Fatalf("%s still drained 10s after the router reached etcd again, its drain key deleted", node)
 		}
 		time.Sleep(tick)
+	}
+}
+
+// TestReview6DrainNamesArePathSafe: the cluster and node of Drain,
+// Undrain, WaitDrained and Switchover are key segments: a name that
+// path.Join would resolve elsewhere ("..", a "/" in a node) is refused
+// with a clear error and touches no key.
+//
+// Defect found: DrainKey joins the names with path.Join, so
+// `dbrouter undrain .. config` deleted the fleet's configuration
+// (<prefix>config) and `dbrouter undrain c1 ../../writers/c1` the
+// cluster's writer decision, each reported as "was not drained" or
+// "back in service".
+func TestReview6DrainNamesArePathSafe(t *testing.T) {
+	te := startEtcd(t)
+	cli := newClient(t, te.endpoints[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const pfx = "/r6path/"
+	keep := []string{ConfigKey(pfx), WriterKey(pfx, "c1")}
+	for _, k := range keep {
+		if _, err := cli.Put(ctx, k, `{"writer":"n0:3306","epoch":1}`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct{ cluster, node string }{
+		{"..", "config"},
+		{"c1", "../../writers/c1"},
+		{"c1/../..", "config"},
+		{"", "n0:3306"},
+		{"c1", ""},
+		{"c1", "."},
+	} {
+		was, err := Undrain(ctx, cli, pfx, tc.cluster, tc.node)
+		if err == nil {
+			t.Errorf("Undrain(%q, %q): no error (was %v)", tc.cluster, tc.node, was)
+		}
+		if err := Drain(ctx, cli, pfx, tc.cluster, tc.node, "test"); err == nil {
+			t.Errorf("Drain(%q, %q): no error", tc.cluster, tc.node)
+		}
+		if _, err := Switchover(ctx, cli, pfx, tc.cluster, tc.node, "test"); err == nil {
+			t.Errorf("Switchover(%q, %q): no error", tc.cluster, tc.node)
+		}
+		wctx, wcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		if _, err := WaitDrained(wctx, cli, pfx, tc.cluster, tc.node); err == nil || errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("WaitDrained(%q, %q): %v, want an error naming the bad name", tc.cluster, tc.node, err)
+		}
+		wcancel()
+	}
+	for _, k := range keep {
+		resp, err := cli.Get(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Kvs) == 0 {
+			t.Errorf("%s was deleted", k)
+		}
 	}
 }
