@@ -1,6 +1,8 @@
 package main
 
 import (
+	"flag"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -80,4 +82,45 @@ shard_maps:
 			}
 		})
 	}
+}
+
+// FuzzReview6ParseArgs: the command line of every command, parsed as run
+// parses it, never panics, and the positional arguments it returns are
+// arguments of the line, in order.
+func FuzzReview6ParseArgs(f *testing.F) {
+	for _, s := range []string{"status\x00-config\x00f.yaml", "route\x00m\x00--\x00-k", "push\x00f\x00--expect-rev\x00x",
+		"drain\x00c\x00n\x00--timeout=-1s", "route\x00-config\x00\x00m\x00", "status\x00--\x00--", "diff\x00-h"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		args := strings.Split(line, "\x00")
+		for i := range commands {
+			cmd := &commands[i]
+			e := &env{stdout: io.Discard, stderr: io.Discard}
+			fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			if cmd.etcd {
+				fs.StringVar(&e.endpoints, "endpoints", "", "")
+				fs.StringVar(&e.prefix, "prefix", "", "")
+				fs.DurationVar(&e.timeout, "timeout", time.Second, "")
+			}
+			if cmd.flags != nil {
+				cmd.flags(fs, e)
+			}
+			pos, err := parseInterspersed(fs, args)
+			if err != nil {
+				continue
+			}
+			j := 0
+			for _, p := range pos {
+				for j < len(args) && args[j] != p {
+					j++
+				}
+				if j == len(args) {
+					t.Fatalf("%s: positional %q not among the arguments %q in order (all: %q)", cmd.name, p, args, pos)
+				}
+				j++
+			}
+		}
+	})
 }
