@@ -2,6 +2,7 @@ package dbrouter
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"testing"
 	"time"
@@ -224,5 +225,46 @@ func TestReview6SourceDecisionOnDrainedNode(t *testing.T) {
 	}
 	if n := srv[1].execs.Load() - before; n != 0 {
 		t.Errorf("%d read(s) went to the drained b", n)
+	}
+}
+
+// TestReview6DrainWaitsForOpenDBCalls: Drain waits for the calls in flight
+// on the drained node made through Router.OpenDB and OpenReadDB too (gorm,
+// sqlx, bun...): their connections are outside the node's pools.
+//
+// Defect found: awaitIdle counted only the pools' connections in use, so
+// Drain returned nil — "nothing of this router runs on the node" — while a
+// read through OpenReadDB still had its rows open there.
+func TestReview6DrainWaitsForOpenDBCalls(t *testing.T) {
+	c, _, _ := newRoutedFake(t, 3)
+	ctx := testCtx(t)
+	reads := sql.OpenDB(&clusterConnector{resolve: func() (*Cluster, error) { return c, nil }, read: true})
+	defer reads.Close()
+	rows, err := reads.QueryContext(ctx, "SELECT node")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var node string
+	if !rows.Next() {
+		t.Fatal(rows.Err())
+	}
+	if err := rows.Scan(&node); err != nil {
+		t.Fatal(err)
+	}
+	if node != "a:3306" {
+		t.Fatalf("the read went to %s, want the writer a", node)
+	}
+	// The rows are still open on a: drain it.
+	err = c.Drain(ctx, "a", &SwitchoverOptions{DrainTimeout: 100 * time.Millisecond})
+	if !errors.Is(err, ErrDrainTimeout) {
+		t.Fatalf("Drain of a with a read's rows open there through OpenReadDB: %v, want ErrDrainTimeout", err)
+	}
+	if st := c.Stats(); !st.Nodes[0].Drained || st.Writer == "a:3306" {
+		t.Fatalf("a drained %v, writer %s", st.Nodes[0].Drained, st.Writer)
+	}
+	rows.Close()
+	if err := c.Drain(ctx, "a", &SwitchoverOptions{DrainTimeout: time.Second}); err != nil {
+		t.Fatalf("Drain once the rows are closed: %v", err)
 	}
 }

@@ -26,7 +26,8 @@ const DefaultDrainTimeout = 30 * time.Second
 // ErrDrainTimeout is matched (with errors.Is) by the error of a Drain that
 // drained the node — no new call goes to it, and it stays drained until
 // Undrain — but whose calls in flight on it (statements, open rows and
-// transactions, connections held through Cluster.Conn or Writer) had not
+// transactions, connections held through Cluster.Conn or Writer, calls
+// through Router.OpenDB or OpenReadDB) had not
 // all ended within SwitchoverOptions.DrainTimeout or before ctx ended.
 // Those calls go on; the node is not yet idle.
 var ErrDrainTimeout = errors.New("calls in flight on the drained node did not end in time")
@@ -389,7 +390,8 @@ func drainBound(opts *SwitchoverOptions) time.Duration {
 	return opts.DrainTimeout
 }
 
-// awaitIdle waits until no connection of node i's pools is in use — no
+// awaitIdle waits until no connection of node i's pools is in use and no
+// call through a Router's connector (OpenDB, OpenReadDB) runs there — no
 // call of this router is in flight there — for at most bound and until
 // ctx ends.
 func (c *Cluster) awaitIdle(ctx context.Context, i int, bound time.Duration) error {
@@ -398,7 +400,7 @@ func (c *Cluster) awaitIdle(ctx context.Context, i int, bound time.Duration) err
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		inUse := 0
+		inUse := int(c.nodes[i].routedBusy.Load()) // Router.OpenDB, OpenReadDB
 		for _, db := range c.nodes[i].openPools() {
 			inUse += db.Stats().InUse
 		}
