@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -266,5 +268,80 @@ func TestReview6DrainWaitsForOpenDBCalls(t *testing.T) {
 	rows.Close()
 	if err := c.Drain(ctx, "a", &SwitchoverOptions{DrainTimeout: time.Second}); err != nil {
 		t.Fatalf("Drain once the rows are closed: %v", err)
+	}
+}
+
+// TestReview6DrainUndrainStorm: Drain and Undrain of every node from
+// several goroutines at once, under writes: no panic, no deadlock, the
+// writer is never a drained node, and once every node is undrained a write
+// goes through at once (the fence is not left held).
+func TestReview6DrainUndrainStorm(t *testing.T) {
+	c, _ := newFakeClusterWithProbes(t, 3, Settings{Health: HealthConfig{Interval: 5 * time.Millisecond}}, nil)
+	ctx := testCtx(t)
+	if _, err := c.ExecContext(ctx, "INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	nodes := []string{"a", "b", "c"}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var bad atomic.Value
+	for g := range 4 {
+		wg.Go(func() {
+			for k := 0; ; k++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				n := nodes[(g+k)%3]
+				if (g+k)%2 == 0 {
+					dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+					c.Drain(dctx, n, &SwitchoverOptions{DrainTimeout: 20 * time.Millisecond, CatchUpTimeout: 100 * time.Millisecond})
+					cancel()
+				} else {
+					c.Undrain(n)
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			wctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			c.ExecContext(wctx, "INSERT INTO t VALUES (2)")
+			cancel()
+			st := c.Stats()
+			for _, n := range st.Nodes {
+				if n.Addr == st.Writer && n.Drained {
+					bad.Store("writer " + st.Writer + " drained")
+				}
+			}
+		}
+	})
+	time.Sleep(time.Second)
+	close(stop)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the Drain/Undrain goroutines did not end within 10s of the stop")
+	}
+	if b := bad.Load(); b != nil {
+		t.Errorf("seen: %v", b)
+	}
+	for _, n := range nodes {
+		if err := c.Undrain(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := c.ExecContext(wctx, "INSERT INTO t VALUES (3)"); err != nil {
+		t.Fatalf("write after the storm: %v (stats %+v)", err, c.Stats())
 	}
 }

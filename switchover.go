@@ -27,9 +27,9 @@ const DefaultDrainTimeout = 30 * time.Second
 // drained the node — no new call goes to it, and it stays drained until
 // Undrain — but whose calls in flight on it (statements, open rows and
 // transactions, connections held through Cluster.Conn or Writer, calls
-// through Router.OpenDB or OpenReadDB) had not
-// all ended within SwitchoverOptions.DrainTimeout or before ctx ended.
-// Those calls go on; the node is not yet idle.
+// through Router.OpenDB or OpenReadDB) had not all ended within
+// SwitchoverOptions.DrainTimeout or before ctx ended. Those calls go on;
+// the node is not yet idle.
 var ErrDrainTimeout = errors.New("calls in flight on the drained node did not end in time")
 
 // SwitchoverOptions tunes Cluster.Switchover and Cluster.Drain. The zero
