@@ -212,3 +212,42 @@ func TestReview6DrainNamesArePathSafe(t *testing.T) {
 		}
 	}
 }
+
+// TestReview6DrainedWriterGoesToTheMostAdvanced: when the drained writer's
+// role moves and no candidate holds its last known position (the usual
+// case under load: views are snapshots), the decider picks the candidate
+// that lacks the fewest of its transactions, not the first in order: a
+// drained writer is healthy and still taking writes, and the routers give
+// the new writer only one second to catch up before they switch anyway.
+//
+// Defect found: b, 990 transactions behind, was chosen over c, 10 behind,
+// because it comes first in order.
+func TestReview6DrainedWriterGoesToTheMostAdvanced(t *testing.T) {
+	a, b, c := "a:3306", "b:3306", "c:3306"
+	nodes := []string{a, b, c}
+	v := func(r string) View {
+		return view(r, a, nv(a, "up", "0-1-1000"), nv(b, "up", "0-1-10"), nv(c, "up", "0-1-990"))
+	}
+	cur := &Decision{Writer: a, Epoch: 3, GTID: "0-1-900"}
+	got := decideWriter(nodes, cur, []View{v("r1"), v("r2"), v("r3")}, map[string]bool{a: true})
+	if !got.change || got.next.Writer != c || got.demote != "" {
+		t.Fatalf("verdict %+v; want the writer moved to c (10 behind, not b 990 behind), no demote", got)
+	}
+	t.Logf("cause: %s", got.next.Cause)
+	// MySQL positions: likewise.
+	u := "3e11fa47-71ca-11e1-9e33-c80aa9429562"
+	v = func(r string) View {
+		return view(r, a, nv(a, "up", u+":1-1000"), nv(b, "up", u+":1-10"), nv(c, "up", u+":1-990"))
+	}
+	got = decideWriter(nodes, &Decision{Writer: a, Epoch: 3}, []View{v("r1"), v("r2"), v("r3")}, map[string]bool{a: true})
+	if got.next.Writer != c {
+		t.Fatalf("MySQL positions: verdict %+v; want c", got)
+	}
+	// A tie goes to the first in order.
+	v = func(r string) View {
+		return view(r, a, nv(a, "up", "0-1-1000"), nv(b, "up", "0-1-990"), nv(c, "up", "0-1-990"))
+	}
+	if got = decideWriter(nodes, cur, []View{v("r1")}, map[string]bool{a: true}); got.next.Writer != b {
+		t.Fatalf("tie: verdict %+v; want b", got)
+	}
+}
