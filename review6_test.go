@@ -345,3 +345,77 @@ func TestReview6DrainUndrainStorm(t *testing.T) {
 		t.Fatalf("write after the storm: %v (stats %+v)", err, c.Stats())
 	}
 }
+
+// TestReview6DrainedWriterMovesThroughFence: a writer that is drained (a
+// WriterSource's decision named a node drained on this router) still has
+// writes in flight: moving the role off it — the source's next decision,
+// or the local rule once the source hands the decision back — goes
+// through the fence like any move off a healthy writer, so that no write
+// of this router lands on the old writer after the new one took writes.
+//
+// Defect found: keeps() counted a drained writer as one that lost the
+// role, so the next decision moved the writer at once, without the fence,
+// while a transaction was still open on the old writer.
+func TestReview6DrainedWriterMovesThroughFence(t *testing.T) {
+	src := &testSource{}
+	c, _ := newFakeClusterWithSource(t, 3, Settings{Health: HealthConfig{Interval: 10 * time.Millisecond, Timeout: 2 * time.Second}}, nil, src)
+	ctx := testCtx(t)
+	if _, err := c.ExecContext(ctx, "INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Drain(ctx, "b", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.sink.Decide(WriterDecision{Writer: "b:3306", Epoch: 1, Cause: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b to be the writer", func() bool { return c.WriterAddr() == "b:3306" })
+	tx, err := c.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tx.node != "b:3306" {
+		t.Fatalf("transaction on %s, want b", tx.node)
+	}
+	if err := src.sink.Decide(WriterDecision{Writer: "c:3306", Epoch: 2, Cause: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if w := c.WriterAddr(); w != "b:3306" {
+			t.Fatalf("the writer moved to %s while a transaction was open on the old writer b: no fence", w)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO t VALUES (2)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "c to be the writer once the transaction ended", func() bool { return c.WriterAddr() == "c:3306" })
+
+	// The local rule: the source names drained b again, then hands the
+	// decision back; the role leaves b through the fence too.
+	if err := src.sink.Decide(WriterDecision{Writer: "b:3306", Epoch: 3, Cause: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b to be the writer again", func() bool { return c.WriterAddr() == "b:3306" })
+	tx, err = c.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.sink.Decide(WriterDecision{Epoch: 4, Cause: "handed back"}); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if w := c.WriterAddr(); w != "b:3306" {
+			t.Fatalf("the local rule moved the writer to %s while a transaction was open on the drained writer b: no fence", w)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the local rule to move the writer off the drained b", func() bool {
+		w := c.WriterAddr()
+		return w != "b:3306" && w != ""
+	})
+}

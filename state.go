@@ -512,6 +512,14 @@ func (s *clusterState) chooseWriter() (writer, target int) {
 		return d, -1
 	}
 	if keep {
+		if s.isDrained(cur) {
+			// Drained while the writer (only a WriterSource's decision
+			// does that), and the decision handed back since: healthy,
+			// with writes in flight, so the role leaves it through the
+			// fence, to the first eligible node that has all it had.
+			t := s.firstEligible(func(i int) bool { return s.hasAllOf(i, cur) })
+			return cur, t
+		}
 		if s.settings.Failback == FailbackNever || cur == s.pinned {
 			return cur, -1
 		}
@@ -531,12 +539,14 @@ func (s *clusterState) chooseWriter() (writer, target int) {
 	return s.firstEligible(func(i int) bool { return s.hasAllOf(i, s.lastWriter) }), -1
 }
 
-// keeps reports whether node i, as the writer, would keep the role by the
-// local rule: Up and writable, or Suspect only because a call failed, and
-// not drained.
+// keeps reports whether node i, as the writer, is healthy by the local
+// rule: Up and writable, or Suspect only because a call failed. A drained
+// writer is healthy too (a WriterSource's decision made it the writer): it
+// may have writes in flight, so the role leaves it through the fence (see
+// chooseWriter), never at once.
 func (s *clusterState) keeps(i int) bool {
 	h := &s.health[i]
-	return !h.readOnly && !s.isDrained(i) && (h.state == StateUp ||
+	return !h.readOnly && (h.state == StateUp ||
 		h.state == StateSuspect && h.consecFail == 0 && !s.settings.Health.Disabled)
 }
 
