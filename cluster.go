@@ -394,7 +394,7 @@ func (c *Cluster) stillOpen() error {
 // replacedErr is the error of a Drain or Undrain on a cluster whose
 // planned moves a Reload has already carried over to its replacement.
 func (c *Cluster) replacedErr() error {
-	return &notSentError{cluster: c.name, op: "call", err: fmt.Errorf("%w: the cluster was replaced by Router.Reload (its drained nodes were carried over before this drain or undrain); get it from the router again", ErrClosed)}
+	return &notSentError{cluster: c.name, op: "call", err: fmt.Errorf("%w: the cluster was replaced by Router.Reload (its drained nodes and pinned writer were carried over before this change); get it from the router again", ErrClosed)}
 }
 
 // leave ends a call counted by enter.

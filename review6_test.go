@@ -419,3 +419,47 @@ func TestReview6DrainedWriterMovesThroughFence(t *testing.T) {
 		return w != "b:3306" && w != ""
 	})
 }
+
+// TestReview6SwitchoverAcrossReload: a Switchover that ends after a Reload
+// replaced its cluster (and carried over the planned moves it had then)
+// does not report success for a move the cluster in use never learnt of:
+// its error matches ErrClosed; one that ended before is carried over.
+//
+// Defect found: Switchover returned nil, while the new cluster's first
+// probe round chose the first node in order, so the writer went back to
+// the node the operator had just moved it off.
+func TestReview6SwitchoverAcrossReload(t *testing.T) {
+	probes := Settings{Health: HealthConfig{Interval: 10 * time.Millisecond}}
+	old, srv := newFakeClusterWithProbes(t, 3, probes, nil)
+	ctx := testCtx(t)
+	if _, err := old.ExecContext(ctx, "INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	inHook, release := make(chan struct{}), make(chan struct{})
+	hook := func(ctx context.Context, addr string, on bool) error {
+		if on {
+			close(inHook)
+			<-release
+		}
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- old.Switchover(ctx, "b", &SwitchoverOptions{ReadOnly: hook}) }()
+	<-inHook
+	changed := probes
+	changed.Health.Timeout = 700 * time.Millisecond
+	c := newFakeClusterOver(t, srv, changed)
+	c.inheritPlanned(old) // the Reload, while the switch is under way
+	close(release)
+	err := <-done
+	if _, err := c.ExecContext(ctx, "INSERT INTO t VALUES (2)"); err != nil {
+		t.Fatal(err)
+	}
+	if err == nil && c.WriterAddr() != "b:3306" {
+		t.Fatalf("Switchover returned nil, but the cluster in use has writer %s, not b", c.WriterAddr())
+	}
+	if err != nil && !errors.Is(err, ErrClosed) {
+		t.Fatalf("Switchover across the Reload: %v, want an error matching ErrClosed", err)
+	}
+	t.Logf("Switchover: %v", err)
+}

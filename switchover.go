@@ -83,7 +83,10 @@ type SwitchoverOptions struct {
 // drain of writes in flight included. A cluster whose writer a
 // WriterSource decides is switched through the source instead. On a
 // cluster that Router.Reload retired or Close closed, the error matches
-// ErrClosed and nothing is done.
+// ErrClosed and nothing is done; a switch that ends after a Reload took
+// this cluster's planned moves over to its replacement returns an error
+// matching ErrClosed too (the move happened here, but the new cluster did
+// not learn of it).
 func (c *Cluster) Switchover(ctx context.Context, to string, opts *SwitchoverOptions) error {
 	return c.switchover(ctx, to, -1, opts)
 }
@@ -267,6 +270,7 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, drain bool
 	out := c.state.switched(sw, held, caughtUp && why == nil, pos, now)
 	c.publish(out)
 	moved := out.picker.writer == sw.to
+	replaced := c.replaced // a Reload took the planned moves over before this one
 	c.mu.Unlock()
 	ended = true
 	if flipped && !moved && (out.picker.writer == sw.from || out.picker.writer < 0) {
@@ -280,6 +284,8 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, drain bool
 	}
 	c.carryOut(out) // the fence opens on return
 	switch {
+	case moved && replaced:
+		return fmt.Errorf("dbrouter: cluster %q: switchover to %s: the writer moved here, but a Router.Reload replaced this cluster meanwhile and the new one chooses its writer by itself: %w (get the cluster from the router again and check its writer)", c.name, to, ErrClosed)
 	case moved:
 		return nil
 	case why == nil:
