@@ -124,3 +124,26 @@ func FuzzReview6ParseArgs(f *testing.F) {
 		}
 	})
 }
+
+// TestReview6ShortPasswordKeepsNames: a short password ("1") is still
+// kept out of the output, but the cluster and node names printed beside
+// the errors are not mangled by the scrubbing ("cluster cREDACTED", "node
+// REDACTED27.0.0.REDACTED:REDACTED" before).
+func TestReview6ShortPasswordKeepsNames(t *testing.T) {
+	cfg := writeConfig(t, `defaults: {user: app, password: "1"}
+clusters:
+  c1: {nodes: ["127.0.0.1:1"]}
+shard_maps:
+  m: {strategy: initial, ranges: {A-Z: c1}}
+`)
+	r := runCLI(t, "status", "-config", cfg, "--timeout", "5s")
+	for _, w := range []string{"cluster c1: no writer", "cluster c1: node 127.0.0.1:1 is down"} {
+		if !strings.Contains(r.stderr, w) {
+			t.Errorf("status stderr lacks %q:\n%s", w, r.stderr)
+		}
+	}
+	r = runCLI(t, "route", "-config", cfg, "m", "Smith", "--timeout", "5s")
+	if !strings.Contains(r.stderr, "dbrouter route: 127.0.0.1:1: ") {
+		t.Errorf("route stderr does not name the node as configured:\n%s", r.stderr)
+	}
+}
