@@ -66,6 +66,7 @@ fuzz:
 	for f in FuzzParseConfig FuzzExpandEnv FuzzNormalizeAddr FuzzShardMap FuzzParseGTIDSet FuzzParseDriverDSN; do \
 		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) . || exit 1; \
 	done
+	cd fleet/cmd/dbrouter && $(GO) test -run '^$$' -fuzz '^FuzzReview6ParseArgs$$' -fuzztime $(FUZZTIME) .
 
 # bench runs every benchmark (Go benchmarks, bench/failover for each fault,
 # bench/scale) and regenerates docs/performance.md, its charts in docs/img

@@ -45,7 +45,12 @@ type Cluster struct {
 	// (state.go) and the publication of its pickers.
 	mu    sync.Mutex
 	state *clusterState
-	ready chan struct{} // closed when the first probe round has ended
+	// replaced: a Reload has carried this cluster's planned moves (drained
+	// nodes, pinned writer) over to the cluster that replaces it; a later
+	// Drain or Undrain here is refused, as it would not reach the cluster
+	// in use (reload.go). Guarded by mu.
+	replaced bool
+	ready    chan struct{} // closed when the first probe round has ended
 	// source, when set, decides the writer (writer_source.go).
 	source     WriterSource
 	stopSource func()
@@ -392,6 +397,12 @@ func (c *Cluster) stillOpen() error {
 		return &notSentError{cluster: c.name, op: "call", err: ErrClosed}
 	}
 	return nil
+}
+
+// replacedErr is the error of a Drain or Undrain on a cluster whose
+// planned moves a Reload has already carried over to its replacement.
+func (c *Cluster) replacedErr() error {
+	return &notSentError{cluster: c.name, op: "call", err: fmt.Errorf("%w: the cluster was replaced by Router.Reload (its drained nodes and pinned writer were carried over before this change); get it from the router again", ErrClosed)}
 }
 
 // leave ends a call counted by enter.

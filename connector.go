@@ -277,8 +277,10 @@ func (r *routedConn) enter(ctx context.Context, op Op) error {
 		r.bad.Store(true)
 		return r.stale(op, err)
 	}
+	c.nodes[r.i].routedBusy.Add(1)
 	if !r.read {
 		if err := c.fence.enter(ctx); err != nil {
+			c.nodes[r.i].routedBusy.Add(-1)
 			c.leave()
 			return &notSentError{cluster: c.name, op: op, node: c.nodes[r.i].addr, err: err} // ctx ended at the fence
 		}
@@ -324,6 +326,7 @@ func (r *routedConn) exit() {
 	if !r.read {
 		r.c.fence.leave()
 	}
+	r.c.nodes[r.i].routedBusy.Add(-1)
 	r.c.leave()
 }
 

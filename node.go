@@ -58,6 +58,13 @@ type node struct {
 	connsMu sync.Mutex
 	conns   map[*trackedConn]struct{}
 	maxIdle int
+
+	// routedBusy counts the calls in flight on the node through the
+	// connections of a Router's connector (Router.OpenDB, OpenReadDB),
+	// which no pool's statistics show: statements, and rows and
+	// transactions until they end (routedConn.enter to exit). Drain waits
+	// for them (Cluster.awaitIdle).
+	routedBusy atomic.Int64
 }
 
 // poolKind names one of a node's pools.

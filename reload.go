@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"time"
 )
 
@@ -175,12 +174,15 @@ func (r *Router) WatchConfigFile(ctx context.Context, path string, interval time
 // the node is still configured (by address, as Nodes spells it). c's first
 // probe round still decides: a pinned node that is not Up and writable, or
 // is behind another node, is not chosen, and the pin is then dropped.
+// old is marked replaced in the same step, so that a Drain or Undrain that
+// reaches it afterwards fails rather than change a cluster no call uses.
 func (c *Cluster) inheritPlanned(old *Cluster) {
 	old.mu.Lock()
-	var drained []string
-	for i, on := range old.state.drained {
-		if on {
-			drained = append(drained, old.state.addrs[i])
+	old.replaced = true
+	drained := map[string]drainOrigin{}
+	for i, by := range old.state.drained {
+		if by != 0 {
+			drained[old.state.addrs[i]] = by
 		}
 	}
 	pinned := ""
@@ -199,16 +201,16 @@ func (c *Cluster) inheritPlanned(old *Cluster) {
 	}
 }
 
-// inherit drains the nodes at the given addresses and pins the node at
-// pinned ("" or an unknown address: none), for a cluster not yet probed
-// (see Cluster.inheritPlanned). Without probes the writer was chosen at
-// creation: it is chosen again. It returns the new picker, or nil when
-// nothing changed.
-func (s *clusterState) inherit(drained []string, pinned string, now time.Time) *picker {
+// inherit drains the nodes at the given addresses (for the same origins)
+// and pins the node at pinned ("" or an unknown address: none), for a
+// cluster not yet probed (see Cluster.inheritPlanned). Without probes the
+// writer was chosen at creation: it is chosen again. It returns the new
+// picker, or nil when nothing changed.
+func (s *clusterState) inherit(drained map[string]drainOrigin, pinned string, now time.Time) *picker {
 	changed := false
 	for i, a := range s.addrs {
-		if slices.Contains(drained, a) {
-			s.drained[i], changed = true, true
+		if by := drained[a]; by != 0 {
+			s.drained[i], changed = s.drained[i]|by, true
 		}
 		if a == pinned {
 			s.pinned, changed = i, true

@@ -233,7 +233,7 @@ func TestReview4DrainNeverMovesWriterUnfenced(t *testing.T) {
 	m := newMachine(t, 2, Settings{})
 	m.round("0-1-5", "0-1-5")
 	m.wantWriter(0)
-	m.record(m.s.setDrained(0, true, m.now))
+	m.record(m.s.setDrained(0, true, drainLocal, m.now))
 	if m.s.writer != 0 {
 		t.Errorf("setDrained(writer): writer moved to %d at once, without the fence (events %v)", m.s.writer, m.writerEvents())
 	}

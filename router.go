@@ -95,11 +95,17 @@ func (r *Router) buildTable(p *plan, old *routeTable) (*routeTable, []*Cluster, 
 			}
 			return nil, nil, err
 		}
-		if old != nil && old.clusters[name] != nil {
-			c.inheritPlanned(old.clusters[name])
-		}
 		created = append(created, c)
 		t.clusters[name] = c
+	}
+	if old != nil {
+		// Only now that nothing can fail: inheriting marks the old cluster
+		// replaced (its Drain and Undrain are then refused).
+		for _, c := range created {
+			if o := old.clusters[c.name]; o != nil {
+				c.inheritPlanned(o)
+			}
+		}
 	}
 	var retired []*Cluster
 	if old != nil {

@@ -50,7 +50,10 @@ type clusterState struct {
 	// Planned moves (Cluster.Switchover, Drain): drained nodes take no
 	// calls and never become the writer until undrained; the writer a
 	// switchover chose is pinned: no failback moves it while it is healthy.
-	drained   []bool
+	// A node is drained while the application (Cluster.Drain) or the
+	// WriterSource (NodeDrainer) drained it: each undrains only its own
+	// drain (see isDrained).
+	drained   []drainOrigin
 	pinned    int           // -1: none
 	notBefore time.Time     // no failback attempt before then
 	delay     time.Duration // after a failed failback attempt
@@ -61,6 +64,17 @@ type clusterState struct {
 	epoch    uint64 // of the last decision applied
 	why      string // its cause
 }
+
+// drainOrigin says who drained a node: a set of the two origins.
+type drainOrigin uint8
+
+const (
+	drainLocal  drainOrigin = 1 << iota // Cluster.Drain
+	drainSource                         // a WriterSource, through NodeDrainer
+)
+
+// isDrained reports whether node i is drained, by either origin.
+func (s *clusterState) isDrained(i int) bool { return s.drained[i] != 0 }
 
 // nodeHealth is what the cluster knows of one node.
 type nodeHealth struct {
@@ -174,7 +188,7 @@ func newClusterState(cluster string, addrs []string, s Settings, external bool, 
 		cluster: cluster, addrs: addrs, settings: s,
 		health: make([]nodeHealth, len(addrs)),
 		writer: -1, lastWriter: -1, target: -1, decided: -1, recheckBy: -1, pinned: -1,
-		drained:  make([]bool, len(addrs)),
+		drained:  make([]drainOrigin, len(addrs)),
 		external: external,
 		ready:    s.Health.Disabled,
 	}
@@ -439,7 +453,7 @@ func (s *clusterState) planSwitch(to int, now time.Time) (stateOutput, *fencedSw
 		return out, nil, fmt.Errorf("%s is already the writer", s.addrs[to])
 	case !s.eligible(to):
 		h := s.health[to]
-		return out, nil, fmt.Errorf("%s cannot take the writer role: node is %s, read_only %s, drained %v", s.addrs[to], h.state, onOff(h.readOnly), s.drained[to])
+		return out, nil, fmt.Errorf("%s cannot take the writer role: node is %s, read_only %s, drained %v", s.addrs[to], h.state, onOff(h.readOnly), s.isDrained(to))
 	}
 	if s.writer < 0 {
 		out.events = append(out.events, s.setWriter(to, "switchover: there was no writer", now))
@@ -464,18 +478,29 @@ func (s *clusterState) nextWriter() int {
 	return -1
 }
 
-// setDrained drains node i (no calls, never the writer) or undrains it. The
-// caller moves the writer off it first (Cluster.Drain, through the fence):
-// the writer itself is not drained here, as that would move the role at
-// once, without the fence, while writes may be in flight on it.
-func (s *clusterState) setDrained(i int, on bool, now time.Time) stateOutput {
-	if s.drained[i] == on || on && i == s.writer {
+// setDrained drains node i (no calls, never the writer) or undrains it,
+// for one origin (drainLocal or drainSource): the node stays drained while
+// the other origin has it drained. The caller moves the writer off it
+// first (Cluster.Drain, through the fence): the writer itself is not
+// drained here, as that would move the role at once, without the fence,
+// while writes may be in flight on it.
+func (s *clusterState) setDrained(i int, on bool, by drainOrigin, now time.Time) stateOutput {
+	was, has := s.isDrained(i), s.drained[i]&by != 0
+	if has == on || on && i == s.writer {
 		return stateOutput{picker: s.buildPicker(now)}
 	}
-	s.drained[i] = on
+	s.drained[i] ^= by
+	if s.isDrained(i) == was {
+		return stateOutput{picker: s.buildPicker(now)} // the other origin holds it drained
+	}
 	cause := "Cluster.Undrain"
-	if on {
+	switch {
+	case on && by == drainSource:
+		cause = "drained by the writer source"
+	case on:
 		cause = "Cluster.Drain"
+	case by == drainSource:
+		cause = "undrained by the writer source"
 	}
 	ev := s.event(i, EventDrained, onOff(!on), onOff(on), cause, now)
 	return s.decide(stateOutput{events: []Event{ev}}, now)
@@ -566,6 +591,14 @@ func (s *clusterState) chooseWriter() (writer, target int) {
 		return d, -1
 	}
 	if keep {
+		if s.isDrained(cur) {
+			// Drained while the writer (only a WriterSource's decision
+			// does that), and the decision handed back since: healthy,
+			// with writes in flight, so the role leaves it through the
+			// fence, to the first eligible node that has all it had.
+			t := s.firstEligible(func(i int) bool { return s.hasAllOf(i, cur) })
+			return cur, t
+		}
 		if s.settings.Failback == FailbackNever || cur == s.pinned {
 			return cur, -1
 		}
@@ -585,14 +618,17 @@ func (s *clusterState) chooseWriter() (writer, target int) {
 	return s.firstEligible(func(i int) bool { return s.hasAllOf(i, s.lastWriter) }), -1
 }
 
-// keeps reports whether node i, as the writer, would keep the role by the
-// local rule: Up and writable, or Suspect only because a call failed, a
-// stall check's new connection got no answer, or probes timed out with no
-// answer at all (a slow server, until it is found to answer nothing at
-// all: unanswered, or FailAfter probes), and not drained.
+// keeps reports whether node i, as the writer, is healthy by the local
+// rule: Up and writable, or Suspect only because a call failed, a stall
+// check's new connection got no answer, or probes timed out with no answer
+// at all (a slow server, until it is found to answer nothing at all:
+// unanswered, or FailAfter probes). A drained writer is healthy too (a
+// WriterSource's decision made it the writer): it may have writes in
+// flight, so the role leaves it through the fence (see chooseWriter), never
+// at once.
 func (s *clusterState) keeps(i int) bool {
 	h := &s.health[i]
-	return !h.readOnly && !s.drained[i] && (h.state == StateUp ||
+	return !h.readOnly && (h.state == StateUp ||
 		h.state == StateSuspect && (h.consecFail == 0 || h.failHung) && !s.settings.Health.Disabled)
 }
 
@@ -624,7 +660,7 @@ func (s *clusterState) firstEligible(prefer func(i int) bool) int {
 
 // eligible reports whether node i may become the writer: Up and writable.
 func (s *clusterState) eligible(i int) bool {
-	return s.health[i].state == StateUp && !s.health[i].readOnly && !s.drained[i]
+	return s.health[i].state == StateUp && !s.health[i].readOnly && !s.isDrained(i)
 }
 
 // hasAllOf reports whether node i's last seen position contains node w's;
@@ -739,14 +775,14 @@ func (s *clusterState) buildPicker(now time.Time) *picker {
 	var failover []int
 	for _, st := range []NodeState{StateUp, StateSuspect} {
 		for i, h := range s.health {
-			if h.state == st && !h.readOnly && i != w && !s.drained[i] {
+			if h.state == st && !h.readOnly && i != w && !s.isDrained(i) {
 				failover = append(failover, i)
 			}
 		}
 	}
 	if s.settings.Health.Disabled {
 		for i, h := range s.health {
-			if h.readOnly && i != w && !s.drained[i] {
+			if h.readOnly && i != w && !s.isDrained(i) {
 				failover = append(failover, i)
 			}
 		}
@@ -770,7 +806,7 @@ func (s *clusterState) buildPicker(now time.Time) *picker {
 		for i, h := range s.health {
 			fresh := s.settings.MaxLag == 0 || i == w ||
 				(!h.caughtUpAt.IsZero() && now.Sub(h.caughtUpAt) <= s.settings.MaxLag)
-			if h.state == StateUp && fresh && !s.drained[i] {
+			if h.state == StateUp && fresh && !s.isDrained(i) {
 				p.reads = append(p.reads, i)
 			}
 		}
@@ -787,7 +823,7 @@ func (s *clusterState) buildPicker(now time.Time) *picker {
 		if !s.settings.Health.Disabled {
 			for _, st := range []NodeState{StateUp, StateSuspect} {
 				for i, h := range s.health {
-					if h.state == st && h.readOnly && i != w && !s.drained[i] {
+					if h.state == st && h.readOnly && i != w && !s.isDrained(i) {
 						p.reads = append(p.reads, i)
 					}
 				}
@@ -798,9 +834,9 @@ func (s *clusterState) buildPicker(now time.Time) *picker {
 		if i == w {
 			continue // tried first by every write, whatever its state
 		}
-		if h.state == StateDown || h.readOnly && !s.settings.Health.Disabled || s.drained[i] {
+		if h.state == StateDown || h.readOnly && !s.settings.Health.Disabled || s.isDrained(i) {
 			err := fmt.Errorf("not tried: node is %s, read_only %s", h.state, onOff(h.readOnly))
-			if s.drained[i] {
+			if s.isDrained(i) {
 				err = errors.New("not tried: node is drained (Cluster.Drain)")
 			}
 			if h.lastErr != nil {
@@ -859,7 +895,7 @@ func (s *clusterState) stats(now time.Time) ClusterStats {
 			GTIDPosition:        h.pos.String(),
 			SinceChange:         now.Sub(h.changedAt),
 			Lag:                 -1,
-			Drained:             s.drained[i],
+			Drained:             s.isDrained(i),
 		}
 		if i == s.writer {
 			ns.Role = RoleWriter

@@ -715,13 +715,13 @@ func TestStatePlannedSwitchAndDrain(t *testing.T) {
 		t.Errorf("pinned = %d after a failover, want -1", m.s.pinned)
 	}
 
-	m.record(m.s.setDrained(2, true, m.now))
+	m.record(m.s.setDrained(2, true, drainLocal, m.now))
 	m.down(0)
 	m.wantWriter(-1) // b is down, c drained
 	if slices.Contains(m.out.picker.writes, 2) || slices.Contains(m.out.picker.reads, 2) {
 		t.Errorf("a drained node in the orders: writes %v reads %v", m.out.picker.writes, m.out.picker.reads)
 	}
-	m.record(m.s.setDrained(2, false, m.now))
+	m.record(m.s.setDrained(2, false, drainLocal, m.now))
 	m.wantWriter(2)
 	if _, _, err := m.s.planSwitch(2, m.now); err == nil || !strings.Contains(err.Error(), "already the writer") {
 		t.Errorf("planSwitch to the writer: err = %v", err)

@@ -26,9 +26,10 @@ const DefaultDrainTimeout = 30 * time.Second
 // ErrDrainTimeout is matched (with errors.Is) by the error of a Drain that
 // drained the node — no new call goes to it, and it stays drained until
 // Undrain — but whose calls in flight on it (statements, open rows and
-// transactions, connections held through Cluster.Conn or Writer) had not
-// all ended within SwitchoverOptions.DrainTimeout or before ctx ended.
-// Those calls go on; the node is not yet idle.
+// transactions, connections held through Cluster.Conn or Writer, calls
+// through Router.OpenDB or OpenReadDB) had not all ended within
+// SwitchoverOptions.DrainTimeout or before ctx ended. Those calls go on;
+// the node is not yet idle.
 var ErrDrainTimeout = errors.New("calls in flight on the drained node did not end in time")
 
 // SwitchoverOptions tunes Cluster.Switchover and Cluster.Drain. The zero
@@ -57,8 +58,11 @@ type SwitchoverOptions struct {
 
 	// DrainTimeout bounds how long Drain waits, once the node is drained,
 	// for the calls in flight on it to end (see ErrDrainTimeout); ctx
-	// bounds it too. Zero means DefaultDrainTimeout. Switchover ignores
-	// it.
+	// bounds it too. When the node is the writer, it also bounds the wait
+	// for the writes in flight on it (open transactions included) while
+	// new writes are held, before the role moves: past it the drain is
+	// refused (ErrSwitchoverRefused) and the node stays the writer,
+	// undrained. Zero means DefaultDrainTimeout. Switchover ignores it.
 	DrainTimeout time.Duration
 }
 
@@ -79,7 +83,10 @@ type SwitchoverOptions struct {
 // drain of writes in flight included. A cluster whose writer a
 // WriterSource decides is switched through the source instead. On a
 // cluster that Router.Reload retired or Close closed, the error matches
-// ErrClosed and nothing is done.
+// ErrClosed and nothing is done; a switch that ends after a Reload took
+// this cluster's planned moves over to its replacement returns an error
+// matching ErrClosed too (the move happened here, but the new cluster did
+// not learn of it).
 func (c *Cluster) Switchover(ctx context.Context, to string, opts *SwitchoverOptions) error {
 	return c.switchover(ctx, to, -1, opts)
 }
@@ -132,12 +139,17 @@ func (c *Cluster) switchover(ctx context.Context, to string, from int, opts *Swi
 	if sw == nil {
 		return nil
 	}
-	return c.plannedSwitch(ctx, *sw, opts)
+	return c.plannedSwitch(ctx, *sw, from >= 0, opts)
 }
 
 // plannedSwitch carries out a switchover behind the fence and reports why
-// it did not happen, if it did not.
-func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *SwitchoverOptions) error {
+// it did not happen, if it did not. For a Drain (drain), the wait for the
+// writes in flight on the old writer is bounded by opts.DrainTimeout too,
+// as the wait for the calls in flight on a drained replica is: a Drain
+// with a transaction left open on the writer (even by the goroutine that
+// called Drain) and a ctx without deadline must not hold every write of
+// the router forever.
+func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, drain bool, opts *SwitchoverOptions) error {
 	catchUp := opts.CatchUpTimeout
 	if catchUp <= 0 {
 		catchUp = DefaultCatchUpTimeout
@@ -187,8 +199,14 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 		ph.rounds = c.closeIn(ctx, sw.from, sw.to, start.Add(catchUp), time.Since(start))
 	}
 	ph.before = time.Since(start)
+	holdCtx := ctx
+	if drain {
+		var cancel context.CancelFunc
+		holdCtx, cancel = context.WithTimeout(ctx, drainBound(opts))
+		defer cancel()
+	}
 	t := time.Now()
-	held = why == nil && c.fence.hold(ctx)
+	held = why == nil && c.fence.hold(holdCtx)
 	ph.drain = time.Since(t)
 	defer func() {
 		if held {
@@ -200,6 +218,8 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 	}()
 	switch {
 	case why != nil:
+	case !held && drain && ctx.Err() == nil:
+		why = fmt.Errorf("writes in flight on %s (open transactions included) did not end within the drain timeout %v", from, drainBound(opts))
 	case !held:
 		why = fmt.Errorf("writes in flight on %s did not end in time: %w", from, ctx.Err())
 	case c.writerNow() != sw.from:
@@ -250,6 +270,7 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 	out := c.state.switched(sw, held, caughtUp && why == nil, pos, now)
 	c.publish(out)
 	moved := out.picker.writer == sw.to
+	replaced := c.replaced // a Reload took the planned moves over before this one
 	c.mu.Unlock()
 	ended = true
 	if flipped && !moved && (out.picker.writer == sw.from || out.picker.writer < 0) {
@@ -263,6 +284,8 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, opts *Swit
 	}
 	c.carryOut(out) // the fence opens on return
 	switch {
+	case moved && replaced:
+		return fmt.Errorf("dbrouter: cluster %q: switchover to %s: the writer moved here, but a Router.Reload replaced this cluster meanwhile and the new one chooses its writer by itself: %w (get the cluster from the router again and check its writer)", c.name, to, ErrClosed)
 	case moved:
 		return nil
 	case why == nil:
@@ -343,12 +366,16 @@ func (c *Cluster) checkWritable(ctx context.Context, i int) error {
 }
 
 // Drain takes the node at addr out of service: no new call is sent to it
-// and it never becomes the writer, until Undrain; calls in flight on it
+// and it never becomes the writer, until Undrain (except by a
+// WriterSource's decision, which wins: see WriterDecision.Writer); calls
+// in flight on it
 // finish, and Drain returns once they have: then nothing of this router
 // runs on the node. When it is the writer, the role first moves to the
-// next Up and writable node with Switchover (same rules and options); if
-// that fails, the node is not drained and the error matches
-// ErrSwitchoverRefused. The wait for the calls in flight is bounded by
+// next Up and writable node with Switchover (same rules and options, but
+// the wait for the writes in flight on it, new writes held, is bounded by
+// opts.DrainTimeout as well as ctx); if that fails, the node is not
+// drained and the error matches ErrSwitchoverRefused. The wait for the
+// calls in flight on the drained node is bounded by
 // opts.DrainTimeout (default DefaultDrainTimeout) and ctx: at the bound
 // the node stays drained and the error matches ErrDrainTimeout. On a
 // retired or closed cluster, Drain and Undrain return an error matching
@@ -358,17 +385,19 @@ func (c *Cluster) Drain(ctx context.Context, addr string, opts *SwitchoverOption
 	if err := c.drain(ctx, addr, opts); err != nil {
 		return err
 	}
-	var bound time.Duration
-	if opts != nil {
-		bound = opts.DrainTimeout
-	}
-	if bound <= 0 {
-		bound = DefaultDrainTimeout
-	}
-	return c.awaitIdle(ctx, c.nodeIndexByName(addr), bound)
+	return c.awaitIdle(ctx, c.nodeIndexByName(addr), drainBound(opts))
 }
 
-// awaitIdle waits until no connection of node i's pools is in use — no
+// drainBound returns opts.DrainTimeout or its default.
+func drainBound(opts *SwitchoverOptions) time.Duration {
+	if opts == nil || opts.DrainTimeout <= 0 {
+		return DefaultDrainTimeout
+	}
+	return opts.DrainTimeout
+}
+
+// awaitIdle waits until no connection of node i's pools is in use and no
+// call through a Router's connector (OpenDB, OpenReadDB) runs there — no
 // call of this router is in flight there — for at most bound and until
 // ctx ends.
 func (c *Cluster) awaitIdle(ctx context.Context, i int, bound time.Duration) error {
@@ -377,7 +406,7 @@ func (c *Cluster) awaitIdle(ctx context.Context, i int, bound time.Duration) err
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		inUse := 0
+		inUse := int(c.nodes[i].routedBusy.Load()) // Router.OpenDB, OpenReadDB
 		for _, db := range c.nodes[i].openPools() {
 			inUse += db.Stats().InUse
 		}
@@ -409,8 +438,12 @@ func (c *Cluster) drain(ctx context.Context, addr string, opts *SwitchoverOption
 	for range 3 {
 		now := time.Now()
 		c.mu.Lock()
+		if c.replaced {
+			c.mu.Unlock()
+			return c.replacedErr()
+		}
 		if c.pick.Load().writer != i {
-			out := c.state.setDrained(i, true, now)
+			out := c.state.setDrained(i, true, drainLocal, now)
 			c.publish(out)
 			c.mu.Unlock()
 			c.carryOut(out)
@@ -430,7 +463,9 @@ func (c *Cluster) drain(ctx context.Context, addr string, opts *SwitchoverOption
 
 // Undrain puts a node drained by Drain back in service. It may then take
 // the writer role back by the usual failback rules, unless a Switchover
-// chose the current writer.
+// chose the current writer. It undoes only Drain: a node that a
+// WriterSource drained too (NodeDrainer: a fleet's drain key) stays
+// drained until the source undrains it.
 func (c *Cluster) Undrain(addr string) error {
 	i := c.nodeIndexByName(addr)
 	if i < 0 {
@@ -441,7 +476,11 @@ func (c *Cluster) Undrain(addr string) error {
 	}
 	now := time.Now()
 	c.mu.Lock()
-	out := c.state.setDrained(i, false, now)
+	if c.replaced {
+		c.mu.Unlock()
+		return c.replacedErr()
+	}
+	out := c.state.setDrained(i, false, drainLocal, now)
 	c.publish(out)
 	c.mu.Unlock()
 	c.carryOut(out)

@@ -48,7 +48,11 @@ type WriterSink interface {
 type WriterDecision struct {
 	// Writer is the address of the node that is the writer, as
 	// Cluster.Nodes spells it; "" hands the decision back to the router's
-	// local rule.
+	// local rule. A node drained on this router (Cluster.Drain, or
+	// through NodeDrainer) becomes the writer all the same: the routers of
+	// a fleet must write to the same node, and the source's decision wins
+	// (a warning is logged; under a read policy that spreads reads, reads
+	// still avoid it; under ReadWriter they go to the writer).
 	Writer string
 
 	// Epoch orders decisions: one with a lower epoch than the last one
@@ -92,10 +96,15 @@ func (s sink) Decide(d WriterDecision) error {
 		c.mu.Unlock()
 		return fmt.Errorf("dbrouter: cluster %q: writer decision of epoch %d is older than the last one applied (epoch %d)", c.name, d.Epoch, last)
 	}
+	drained := i >= 0 && c.state.isDrained(i)
 	out := c.state.decideExternal(i, d.Refuse, d.Epoch, d.Cause, now)
 	c.publish(out)
 	c.mu.Unlock()
 	c.carryOut(out)
+	if drained {
+		c.log.Warn("dbrouter: the writer source decided a drained node: it takes the writes all the same (the source decides)",
+			"writer", d.Writer, "epoch", d.Epoch)
+	}
 	return nil
 }
 
@@ -120,7 +129,11 @@ func (c *Cluster) nodeIndexByAddr(addr string) int {
 // in flight) or puts it back in service. The source must first move the
 // writer role off the node with a decision: SetDrained(addr, true) on the
 // current writer returns an error and changes nothing (try again once the
-// decision has been applied). It is safe for concurrent use.
+// decision has been applied). The source's drain and the application's
+// (Cluster.Drain) are kept apart: a node stays drained until each that
+// drained it has undrained it, so SetDrained(addr, false) never puts back
+// in service a node the application drained, and a Router.Reload that
+// replaces the cluster carries both over. It is safe for concurrent use.
 type NodeDrainer interface {
 	SetDrained(addr string, on bool) error
 }
@@ -137,11 +150,15 @@ func (s sink) SetDrained(addr string, on bool) error {
 	}
 	now := time.Now()
 	c.mu.Lock()
+	if c.replaced {
+		c.mu.Unlock()
+		return c.replacedErr()
+	}
 	if on && (c.state.writer == i || c.pick.Load().writer == i) {
 		c.mu.Unlock()
 		return fmt.Errorf("dbrouter: cluster %q: cannot drain %s: it is the writer (move the role off it first)", c.name, addr)
 	}
-	out := c.state.setDrained(i, on, now)
+	out := c.state.setDrained(i, on, drainSource, now)
 	c.publish(out)
 	c.mu.Unlock()
 	c.carryOut(out)

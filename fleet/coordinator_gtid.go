@@ -149,6 +149,29 @@ func (p position) contains(o position) bool {
 	return true
 }
 
+// lacks returns how many transactions of o p does not hold: per MariaDB
+// domain, how far p's sequence number is behind o's; per MySQL source, the
+// numbers of o's intervals that p's do not cover.
+func (p position) lacks(o position) uint64 {
+	var n uint64
+	for d, g := range o.mariadb {
+		if have := p.mariadb[d]; have.seq < g.seq {
+			n += g.seq - have.seq
+		}
+	}
+	for k, ivs := range o.mysql {
+		for _, iv := range ivs {
+			n += iv.hi - iv.lo + 1
+			for _, h := range p.mysql[k] {
+				if lo, hi := max(h.lo, iv.lo), min(h.hi, iv.hi); lo <= hi {
+					n -= hi - lo + 1 // p's intervals are disjoint
+				}
+			}
+		}
+	}
+	return n
+}
+
 // covers reports whether one of the merged intervals ivs holds iv.
 func covers(ivs []interval, iv interval) bool {
 	for _, h := range ivs {

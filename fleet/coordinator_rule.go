@@ -88,7 +88,9 @@ func countViews(views []View) tally {
 //
 // A drained node (drained, from the drain keys: see DrainKey) is never
 // chosen, and a drained writer is moved off as one that failed, without
-// demoting it (it is healthy: an operator takes it out of service).
+// demoting it (it is healthy: an operator takes it out of service) — except
+// that when no candidate holds its position, the one that lacks the fewest
+// of its transactions takes over (ties: the first in order).
 func decideWriter(nodes []string, cur *Decision, views []View, drained map[string]bool) verdict {
 	t := countViews(views)
 	if t.voters == 0 {
@@ -146,7 +148,21 @@ func decideWriter(nodes []string, cur *Decision, views []View, drained map[strin
 	}
 	next := holder
 	why := fmt.Sprintf("%s; %s holds its last known position %q", gone, holder, old.String())
-	if holder == "" {
+	switch {
+	case holder == "" && drained[w] && first != "":
+		// A drained writer is healthy and goes on taking writes until
+		// the routers switch, which give the new writer one second to
+		// catch up: the candidate closest to it, not the first in order.
+		best := first
+		for _, a := range nodes {
+			if a != w && eligible(a) && t.positions[a].lacks(old) < t.positions[best].lacks(old) {
+				best = a
+			}
+		}
+		next = best
+		why = fmt.Sprintf("%s; no node up and writable for a majority holds its last known position %q: the one that lacks the fewest of its transactions (%d), %s",
+			gone, old.String(), t.positions[best].lacks(old), best)
+	case holder == "":
 		next = first
 		why = fmt.Sprintf("%s; no node up and writable for a majority holds its last known position %q: the first such node, %s", gone, old.String(), first)
 	}

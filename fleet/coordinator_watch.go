@@ -28,7 +28,8 @@ type watch struct {
 	gen   uint64     // the session whose decisions may be applied; 0: none
 	epoch uint64     // of the last decision applied
 
-	drains map[string]bool // nodes followDrains drained (drain.go); its goroutine only
+	drains    map[string]bool // nodes followDrains drained (drain.go); its goroutine only
+	reconcile bool            // followDrains has yet to undrain the nodes no key names; likewise
 }
 
 // run follows the coordinator's sessions: with each, it publishes the view

@@ -44,6 +44,24 @@ func DrainedPrefix(prefix, cluster string) string {
 	return path.Join(prefix, "drained", cluster) + "/"
 }
 
+// checkNames refuses a cluster or node name that is not a plain key
+// segment: DrainKey and WriterKey join names with path.Join, which would
+// resolve ".." (or an empty name) to another key of the fleet — its
+// configuration, a writer decision. A cluster name may contain "/" (its
+// segments must then be plain too); a node address may not.
+func checkNames(cluster, node string) error {
+	bad := func(seg string) bool { return seg == "" || seg == "." || seg == ".." }
+	for _, seg := range strings.Split(cluster, "/") {
+		if bad(seg) {
+			return fmt.Errorf("fleet: cluster name %q is not a plain key segment (empty, \".\" or \"..\" in it)", cluster)
+		}
+	}
+	if bad(node) || strings.Contains(node, "/") {
+		return fmt.Errorf("fleet: node %q of cluster %q is not an address (empty, \".\", \"..\" or a \"/\" in it)", node, cluster)
+	}
+	return nil
+}
+
 // DrainRecord is the value of a drain key.
 type DrainRecord struct {
 	By string    `json:"by"` // who drained the node
@@ -65,6 +83,9 @@ var ErrDrainRefused = errors.New("fleet drain refused")
 // Up, writable and not drained in a majority of the views that count. by
 // names who asks.
 func Drain(ctx context.Context, cli *clientv3.Client, prefix, cluster, node, by string) error {
+	if err := checkNames(cluster, node); err != nil {
+		return err
+	}
 	if !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}
@@ -115,8 +136,13 @@ func Drain(ctx context.Context, cli *clientv3.Client, prefix, cluster, node, by 
 }
 
 // Undrain deletes node's drain key: every router puts it back in service.
-// It reports whether the node was drained.
+// It reports whether the node was drained. Drain, Undrain and WaitDrained
+// refuse a cluster or node name that is not a plain key segment ("", "."
+// or "..", a "/" in a node).
 func Undrain(ctx context.Context, cli *clientv3.Client, prefix, cluster, node string) (bool, error) {
+	if err := checkNames(cluster, node); err != nil {
+		return false, err
+	}
 	resp, err := cli.Delete(ctx, DrainKey(prefix, cluster, node))
 	if err != nil {
 		return false, fmt.Errorf("fleet: undrain of %s in cluster %q: %w", node, cluster, err)
@@ -139,6 +165,9 @@ func (s DrainState) Done(node string) bool { return s.Writer != node && len(s.Pe
 // ctx ends; it returns the last state seen, and ctx's error if it ended
 // first.
 func WaitDrained(ctx context.Context, cli *clientv3.Client, prefix, cluster, node string) (DrainState, error) {
+	if err := checkNames(cluster, node); err != nil {
+		return DrainState{}, err
+	}
 	if !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}
@@ -204,8 +233,16 @@ func drainedSet(prefix, cluster string, kvs []*mvccKV) map[string]bool {
 // followDrains applies the cluster's drain keys to the router's cluster
 // while ctx lasts: at once, on every change, and every view poll for a
 // node it could not drain yet (the router's writer, until the decision
-// that moves the role off it is applied). It undrains only the nodes it
-// drained itself, so that a node drained locally (Cluster.Drain) stays so.
+// that moves the role off it is applied). A node drained locally
+// (Cluster.Drain) stays so: the cluster keeps the source's drain apart
+// from the application's (NodeDrainer), and the source undrains only its
+// own.
+//
+// The first time the watch reads the keys it also undrains, for the
+// source, every node no key names: a cluster that a Reload built carries
+// over the fleet's drains of the cluster it replaced, and a key deleted
+// while this router could not reach etcd would otherwise leave its node
+// drained for good, as this watch did not drain it itself.
 func (w *watch) followDrains(ctx context.Context) {
 	drainer, ok := w.sink.(dbrouter.NodeDrainer)
 	if !ok {
@@ -215,9 +252,19 @@ func (w *watch) followDrains(ctx context.Context) {
 	want := map[string]bool{} // nodes the drain keys name
 	if w.drains == nil {
 		w.drains = map[string]bool{}
+		w.reconcile = true
 	}
 	applied := w.drains // nodes this watch drained, across sessions
 	sync := func() {
+		if w.reconcile {
+			ok := true
+			for _, node := range w.nodes {
+				if !want[node] && !applied[node] {
+					ok = drainer.SetDrained(node, false) == nil && ok
+				}
+			}
+			w.reconcile = !ok
+		}
 		for node := range want {
 			if applied[node] || !slices.Contains(w.nodes, node) {
 				continue

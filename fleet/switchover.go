@@ -32,6 +32,9 @@ var ErrSwitchoverRefused = errors.New("fleet switchover refused")
 // of live routers that have probed every node. by names who asks, for the
 // decision's cause and Decider fields.
 func Switchover(ctx context.Context, cli *clientv3.Client, prefix, cluster, to, by string) (Decision, error) {
+	if err := checkNames(cluster, to); err != nil {
+		return Decision{}, err
+	}
 	if !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}

@@ -159,7 +159,7 @@ func cmdLocalStatus(e *env) int {
 	problems := writeLocalStatus(e.stdout, lr, stats)
 	if len(problems) > 0 {
 		for _, p := range problems {
-			fmt.Fprintf(e.stderr, "dbrouter status: %s\n", lr.scrub(p))
+			fmt.Fprintf(e.stderr, "dbrouter status: %s\n", p) // errors scrubbed, names as configured
 		}
 		if e.ctx.Err() != nil {
 			fmt.Fprintf(e.stderr, "dbrouter status: the probes did not all end within %v (--timeout)\n", e.timeout)
@@ -170,7 +170,10 @@ func cmdLocalStatus(e *env) int {
 }
 
 // writeLocalStatus prints the table of the clusters' stats and returns
-// what is wrong: nodes that do not answer, clusters without a writer.
+// what is wrong: nodes that do not answer, clusters without a writer. Only
+// error texts are scrubbed: the cluster and node names come from the
+// configuration and are printed as they are, so that a short password
+// ("1") does not turn "127.0.0.1" into "REDACTED27.0.0.REDACTED".
 func writeLocalStatus(w io.Writer, lr *localRouter, stats []dbrouter.ClusterStats) []string {
 	var problems []string
 	tw := newTable(w)
@@ -198,7 +201,7 @@ func writeLocalStatus(w io.Writer, lr *localRouter, stats []dbrouter.ClusterStat
 				ro = "-" // no good probe: read_only is not known
 			}
 			if n.LastError != "" {
-				problems = append(problems, fmt.Sprintf("cluster %s: node %s is %s: %s", cs.Name, n.Addr, n.State, oneLine(n.LastError)))
+				problems = append(problems, fmt.Sprintf("cluster %s: node %s is %s: %s", cs.Name, n.Addr, n.State, lr.scrub(oneLine(n.LastError))))
 			}
 			lag := "-"
 			if n.Lag >= 0 {
@@ -243,11 +246,14 @@ func cmdRoute(e *env, args []string) int {
 		var down []string
 		for _, n := range st.Nodes {
 			if n.LastError != "" {
-				down = append(down, fmt.Sprintf("%s: %s", n.Addr, oneLine(n.LastError)))
+				down = append(down, fmt.Sprintf("%s: %s", n.Addr, lr.scrub(oneLine(n.LastError))))
 			}
 		}
 		for _, d := range down {
-			fmt.Fprintf(e.stderr, "dbrouter route: %s\n", lr.scrub(d))
+			fmt.Fprintf(e.stderr, "dbrouter route: %s\n", d)
+		}
+		if ctx.Err() != nil {
+			fmt.Fprintf(e.stderr, "dbrouter route: the probes did not all end within %v (--timeout)\n", e.timeout)
 		}
 		return exitFail
 	}
