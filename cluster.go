@@ -60,6 +60,7 @@ type Cluster struct {
 	sched       *probeScheduler // the router's, or the cluster's own (ownSched)
 	ownSched    bool
 	slots       probeSlots // the nodes' places in sched, once the probers started
+	dogs        []stallDog // one per node: the stall watch (health.go)
 	probersOnce sync.Once
 	closeMu     sync.Mutex // orders starting the probers before close waits for them
 	wg          sync.WaitGroup
@@ -73,6 +74,7 @@ func (c *Cluster) initHealth() {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.stop = make(chan struct{})
 	c.drained = make(chan struct{})
+	c.dogs = make([]stallDog, len(c.nodes))
 	c.ready = make(chan struct{})
 	addrs := make([]string, len(c.nodes))
 	for i, n := range c.nodes {
