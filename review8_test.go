@@ -185,7 +185,6 @@ func TestStallStormBounded(t *testing.T) {
 // silent: it must not take a healthy writer Down (which would move the
 // writer, or, in a fleet, report a healthy writer dead).
 func TestStallClientLateNotDown(t *testing.T) {
-	t.Skip("defect: a starved client takes a healthy writer Down (fixed in the next commit)")
 	timeout := 200 * time.Millisecond
 	m := newMachine(t, 3, Settings{Health: HealthConfig{Timeout: timeout, Interval: 250 * time.Millisecond}})
 	m.round("1-1-5", "1-1-5", "1-1-5")
