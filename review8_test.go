@@ -256,3 +256,56 @@ func (cc *countingConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	}
 	return cc.Connector.Connect(ctx)
 }
+
+// TestProbeWorkersShrink hangs 200 single-node clusters' probes on one
+// scheduler, which then runs its maximum of workers, and lets the nodes
+// answer again: the workers no longer needed must end, not stay parked
+// for the router's lifetime.
+func TestProbeWorkersShrink(t *testing.T) {
+	sched := newProbeScheduler()
+	t.Cleanup(sched.close) // after the clusters' own cleanups: registered first
+	set := Settings{Health: HealthConfig{Interval: 100 * time.Millisecond, Timeout: 100 * time.Millisecond, FailAfter: 2}}
+	var hanging atomic.Bool
+	hanging.Store(true)
+	hang := func(ctx context.Context, q string) error {
+		if hanging.Load() {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	}
+	var clusters []*Cluster
+	for range 200 {
+		c, servers := newFakeClusterWithProbes(t, 1, set, nil)
+		c.sched = sched
+		servers[0].set(func(s *fakeServer) { s.execFn = hang })
+		clusters = append(clusters, c)
+	}
+	for _, c := range clusters {
+		c.startProbers()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for sched.goroutines() < maxProbeWorkers+1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("scheduler reached %d goroutines, want %d while 200 nodes hang", sched.goroutines(), maxProbeWorkers+1)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	hanging.Store(false)
+	peak := sched.goroutines()
+	deadline = time.Now().Add(5 * time.Second)
+	for sched.goroutines() > 4*spareProbeWorkers {
+		if time.Now().After(deadline) {
+			t.Fatalf("scheduler still runs %d goroutines (peak %d) 5 s after every node answers quickly", sched.goroutines(), peak)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("goroutines: peak %d, then %d", peak, sched.goroutines())
+	// The survivors keep every node probed.
+	time.Sleep(300 * time.Millisecond)
+	for _, c := range clusters {
+		if st := c.Stats().Nodes[0]; st.State == StateDown || st.LastProbeLatency > 50*time.Millisecond && st.State != StateUp {
+			t.Errorf("%s: %s after the nodes answer again (last error %q)", c.name, st.State, st.LastError)
+		}
+	}
+}
