@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"io"
+	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -359,4 +361,107 @@ func TestStallSaturatedWriterStays(t *testing.T) {
 	if w := c.pick.Load().writer; w != 0 {
 		t.Fatalf("writer %d, want 0", w)
 	}
+}
+
+// silentServer is a loopback TCP server that accepts connections and never
+// answers (a frozen server whose kernel still completes the TCP
+// handshake). It counts the connections open on its side.
+type silentServer struct {
+	ln             net.Listener
+	accepted, open atomic.Int64
+	maxOpen        atomic.Int64
+	wg             sync.WaitGroup
+}
+
+func newSilentServer(t *testing.T) *silentServer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &silentServer{ln: ln}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.accepted.Add(1)
+			n := s.open.Add(1)
+			for m := s.maxOpen.Load(); n > m && !s.maxOpen.CompareAndSwap(m, n); m = s.maxOpen.Load() {
+			}
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				io.Copy(io.Discard, conn) // until the client closes
+				conn.Close()
+				s.open.Add(-1)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		s.wg.Wait()
+	})
+	return s
+}
+
+// TestStallSilentServerNoLeak sends 50 concurrent calls to a router whose
+// only node accepts TCP connections and never answers: the stall checks'
+// handshakes must be bounded (the connections open on the server at once
+// stay within the pool's max_open_conns plus the probe and one
+// handshake), every connection the router opened must be closed by
+// Router.Close, no connection may be opened after it, and no goroutine may
+// outlive it.
+func TestStallSilentServerNoLeak(t *testing.T) {
+	srv := newSilentServer(t)
+	before := runtime.NumGoroutine()
+	const maxOpen = 5
+	r, err := Open(&Config{
+		Defaults: Settings{User: "app", MaxOpenConns: maxOpen, ConnectTimeout: time.Second,
+			Health: HealthConfig{Interval: time.Second, Timeout: 200 * time.Millisecond}},
+		Clusters: map[string]ClusterConfig{"c": {Nodes: []string{srv.ln.Addr().String()}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := r.Cluster("c")
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+			defer cancel()
+			c.QueryContext(ctx, "SELECT 1")
+		}()
+	}
+	wg.Wait()
+	if m := srv.maxOpen.Load(); m > 2*maxOpen+3 {
+		t.Errorf("%d connections open at once on a silent server, want at most %d (2 pools × max_open_conns, the probe, one stall handshake)", m, 2*maxOpen+3)
+	}
+	if err := r.Close(); err != nil {
+		t.Logf("close: %v", err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for srv.open.Load() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections still open on the server after Router.Close", srv.open.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	accepted := srv.accepted.Load()
+	time.Sleep(300 * time.Millisecond)
+	if n := srv.accepted.Load() - accepted; n != 0 {
+		t.Errorf("%d connections opened after Router.Close", n)
+	}
+	for runtime.NumGoroutine() > before+2 { // +2: the server's accept loop and a copier finishing
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines after Close, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("accepted %d connections in all, at most %d open at once", accepted, srv.maxOpen.Load())
 }
