@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,6 +81,7 @@ func (c *Cluster) initHealth() {
 	for i, n := range c.nodes {
 		addrs[i] = n.addr
 		n.guard = func(ctx context.Context) (*pass, error) { return c.pinnedPass(ctx, i) }
+		n.shut = func() error { return c.shutTo(i) }
 	}
 	var p *picker
 	if obs := c.observer; obs != nil {
@@ -484,4 +486,15 @@ func (r *Row) Scan(dest ...any) error {
 		return err
 	}
 	return r.rows.Close()
+}
+
+// shutTo returns an error when node i is Down and the current picker routes
+// no call to it (node.refuseConnect).
+func (c *Cluster) shutTo(i int) error {
+	p := c.pick.Load()
+	if p == nil || i >= len(p.nodes) || p.nodes[i].state != StateDown ||
+		slices.Contains(p.writes, i) || slices.Contains(p.reads, i) {
+		return nil
+	}
+	return fmt.Errorf("%s is down: no new connection is opened to it", c.nodes[i].addr)
 }

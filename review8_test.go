@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -99,8 +100,9 @@ func TestStallStormBounded(t *testing.T) {
 	}
 	var events atomic.Int64
 	c, srv := newFakeClusterWithProbes(t, 3, review8Health(), func(ev Event) {
-		if ev.Node == "a:3306" {
+		if ev.Node == "a:3306" && ev.Kind == EventState {
 			events.Add(1)
+			t.Logf("event on a: %s → %s (%s)", ev.From, ev.To, ev.Cause)
 		}
 	})
 	// Count the connections opened through the probe connector: the
@@ -160,13 +162,16 @@ func TestStallStormBounded(t *testing.T) {
 	wg.Wait()
 	took := time.Since(start)
 	handshakes := hs.connects.Load() - hs0
-	t.Logf("1,000 calls in %v: %d stall handshakes, at most %d at once, %d events on a",
+	t.Logf("1,000 calls in %v: %d stall handshakes, at most %d at once, %d state changes of a",
 		took, handshakes, hs.max.Load(), events.Load())
 	if n := failed.Load(); n != 0 {
 		t.Fatalf("%d of 1,000 calls on a healthy slow writer failed; first: %v", n, firstErr.Load())
 	}
 	if n := wrote[1].Load() + wrote[2].Load(); n != 0 {
 		t.Errorf("%d writes went to b or c: the slow writer was demoted", n)
+	}
+	if n := events.Load(); n != 0 {
+		t.Errorf("%d state changes of a healthy slow writer", n)
 	}
 	if m := hs.max.Load(); m > 1 {
 		t.Errorf("%d stall handshakes at once on one node, want at most 1", m)
@@ -464,4 +469,49 @@ func TestStallSilentServerNoLeak(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Logf("accepted %d connections in all, at most %d open at once", accepted, srv.maxOpen.Load())
+}
+
+// TestStallQueuedCallsReleased parks 12 calls on a node that accepts TCP
+// connections and never answers, with max_open_conns 2: two calls wait
+// for their connection's handshake, ten wait in database/sql's queue for a
+// connection. Once the stall check takes the node Down (about 250 ms),
+// every call should be released soon after, not one wave of max_open_conns
+// per connect_timeout (the queue opening new connections to the Down
+// node, each waiting out connect_timeout).
+func TestStallQueuedCallsReleased(t *testing.T) {
+	srv := newSilentServer(t)
+	r, err := Open(&Config{
+		Defaults: Settings{User: "app", MaxOpenConns: 2, ConnectTimeout: time.Second,
+			Health: HealthConfig{Interval: 5 * time.Second, Timeout: 200 * time.Millisecond}},
+		Clusters: map[string]ClusterConfig{"c": {Nodes: []string{srv.ln.Addr().String()}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	c, _ := r.Cluster("c")
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	// The first round: a probe that times out leaves the node Suspect.
+	c.Stats()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var took []time.Duration
+	start := time.Now()
+	for range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.QueryContext(ctx, "SELECT 1")
+			mu.Lock()
+			took = append(took, time.Since(start).Round(time.Millisecond))
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	slices.Sort(took)
+	t.Logf("calls returned after %v; node %s", took, c.Stats().Nodes[0].State)
+	if last := took[len(took)-1]; last > 2*time.Second {
+		t.Errorf("the last queued call returned after %v (calls returned after %v)", last, took)
+	}
 }
