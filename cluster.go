@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,6 +66,7 @@ type Cluster struct {
 	sched       *probeScheduler // the router's, or the cluster's own (ownSched)
 	ownSched    bool
 	slots       probeSlots // the nodes' places in sched, once the probers started
+	dogs        []stallDog // one per node: the stall watch (health.go)
 	probersOnce sync.Once
 	closeMu     sync.Mutex // orders starting the probers before close waits for them
 	wg          sync.WaitGroup
@@ -78,11 +80,13 @@ func (c *Cluster) initHealth() {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.stop = make(chan struct{})
 	c.drained = make(chan struct{})
+	c.dogs = make([]stallDog, len(c.nodes))
 	c.ready = make(chan struct{})
 	addrs := make([]string, len(c.nodes))
 	for i, n := range c.nodes {
 		addrs[i] = n.addr
 		n.guard = func(ctx context.Context) (*pass, error) { return c.pinnedPass(ctx, i) }
+		n.shut = func() error { return c.shutTo(i) }
 	}
 	var p *picker
 	if obs := c.observer; obs != nil {
@@ -496,4 +500,15 @@ func (r *Row) Scan(dest ...any) error {
 		return err
 	}
 	return r.rows.Close()
+}
+
+// shutTo returns an error when node i is Down and the current picker routes
+// no call to it (node.refuseConnect).
+func (c *Cluster) shutTo(i int) error {
+	p := c.pick.Load()
+	if p == nil || i >= len(p.nodes) || p.nodes[i].state != StateDown ||
+		slices.Contains(p.writes, i) || slices.Contains(p.reads, i) {
+		return nil
+	}
+	return fmt.Errorf("%s is down: no new connection is opened to it", c.nodes[i].addr)
 }

@@ -38,6 +38,7 @@ type fakeServer struct {
 	execs    atomic.Int64 // statements that reached the "server"
 	roExecs  atomic.Int64 // of which in read-only sessions
 	commits  atomic.Int64
+	closes   atomic.Int64 // connections closed (a stall check's handshake closes its own at once)
 }
 
 func (s *fakeServer) set(f func(s *fakeServer)) {
@@ -151,7 +152,7 @@ func (c *fakeConn) QueryContext(ctx context.Context, query string, _ []driver.Na
 }
 
 func (c *fakeConn) Prepare(string) (driver.Stmt, error) { return nil, errors.New("fake: no prepare") }
-func (c *fakeConn) Close() error                        { return nil }
+func (c *fakeConn) Close() error                        { c.srv.closes.Add(1); return nil }
 func (c *fakeConn) Begin() (driver.Tx, error) {
 	return c.BeginTx(context.Background(), driver.TxOptions{})
 }

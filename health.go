@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -278,41 +279,95 @@ func (c *Cluster) stallAfter() time.Duration {
 	return max(c.settings.Health.Timeout/4, time.Millisecond)
 }
 
-// stallWatch fires checkStalled every stallAfter for as long as one attempt
-// of a call runs. A nil *stallWatch watches nothing.
-type stallWatch struct {
-	t       atomic.Pointer[time.Timer] // the timer armed last
-	stopped atomic.Bool
+// stallDog watches the attempts of calls running on one node, for every
+// call at once: an attempt only counts itself in and out (two atomic adds,
+// no timer and no allocation per call), and one timer per node ticks every
+// stallAfter/dogTicks while any attempt runs there (it stops at the first
+// tick that finds the node idle). A tick that finds an attempt begun
+// dogTicks ticks ago or earlier still running (it has waited at least
+// stallAfter, at most stallAfter + one tick) runs checkStalled, and so does
+// every tick after while one still runs (checkStalled spaces the checks).
+//
+// Attempts finish in any order, so the dog compares counts: fewer attempts
+// finished than had begun dogTicks ticks ago means one of those still
+// runs. A stuck attempt may go unseen while later ones on the same node
+// keep finishing, but then the node answers: it is not frozen.
+type stallDog struct {
+	started, finished atomic.Uint64
+	armed             atomic.Bool // the timer runs
+
+	mu    sync.Mutex       // the tick's own state
+	t     *time.Timer      // made at the first arming, reused
+	marks [dogTicks]uint64 // started at each of the last dogTicks ticks, a ring
+	pos   int              // the oldest mark
 }
 
-// watchStall starts watching an attempt on node i; the caller stops the
-// watch when the attempt returns.
-func (c *Cluster) watchStall(i int) *stallWatch {
-	if c.settings.Health.Disabled {
+// dogTicks is how many ticks of a stall watch make stallAfter.
+const dogTicks = 4
+
+// watchStall counts an attempt on node i in; the caller counts it out
+// (stop) when the attempt returns. A nil *stallDog watches nothing.
+func (c *Cluster) watchStall(i int) *stallDog {
+	if c.settings.Health.Disabled || c.dogs == nil {
 		return nil
 	}
-	w := &stallWatch{}
-	d := c.stallAfter()
-	var fire func()
-	fire = func() {
-		if w.stopped.Load() {
-			return
-		}
-		c.checkStalled(i)
-		if !w.stopped.Load() {
-			// Still waiting: check again (checkStalled spaces the
-			// checks). A timer armed after stop fires once, for nothing.
-			w.t.Store(time.AfterFunc(d, fire))
-		}
+	d := &c.dogs[i]
+	d.started.Add(1)
+	if !d.armed.Load() && d.armed.CompareAndSwap(false, true) {
+		c.armDog(i)
 	}
-	w.t.Store(time.AfterFunc(d, fire))
-	return w
+	return d
 }
 
-func (w *stallWatch) stop() {
-	if w != nil {
-		w.stopped.Store(true)
-		w.t.Load().Stop()
+func (d *stallDog) stop() {
+	if d != nil {
+		d.finished.Add(1)
+	}
+}
+
+func (c *Cluster) dogTick() time.Duration { return max(c.stallAfter()/dogTicks, time.Millisecond) }
+
+// armDog starts node i's dog ticking; the caller set armed.
+func (c *Cluster) armDog(i int) {
+	d := &c.dogs[i]
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	// No attempt is old yet: those begun before this arming are once
+	// dogTicks ticks have passed.
+	f, s := d.finished.Load(), d.started.Load()
+	for j := range dogTicks - 1 {
+		d.marks[(d.pos+j)%dogTicks] = f
+	}
+	d.marks[(d.pos+dogTicks-1)%dogTicks] = s
+	if d.t == nil {
+		d.t = time.AfterFunc(c.dogTick(), func() { c.tickDog(i) })
+	} else {
+		d.t.Reset(c.dogTick())
+	}
+}
+
+// tickDog is one tick of node i's dog.
+func (c *Cluster) tickDog(i int) {
+	d := &c.dogs[i]
+	d.mu.Lock()
+	f := d.finished.Load()
+	stalled := f < d.marks[d.pos]
+	s := d.started.Load()
+	d.marks[d.pos] = s
+	d.pos = (d.pos + 1) % dogTicks
+	if s == f || c.closed.Load() {
+		// Idle: stop, unless an attempt began meanwhile and found the
+		// dog still armed.
+		d.armed.Store(false)
+		if c.closed.Load() || d.started.Load() == s || !d.armed.CompareAndSwap(false, true) {
+			d.mu.Unlock()
+			return
+		}
+	}
+	d.t.Reset(c.dogTick())
+	d.mu.Unlock()
+	if stalled {
+		c.checkStalled(i)
 	}
 }
 

@@ -37,6 +37,9 @@ type node struct {
 	newPool func(kind poolKind) *sql.DB
 	// guard gives a pinned-pool statement its pass; set by the cluster.
 	guard func(ctx context.Context) (*pass, error)
+	// shut, set by the cluster, returns an error when no new pooled
+	// connection should be opened to the node (refuseConnect).
+	shut func() error
 	// connector makes the connections of a Router's connector
 	// (Router.OpenDB), outside the node's pools.
 	connector *boundedConnector
@@ -240,7 +243,7 @@ func (n *node) setPool(inner driver.Connector, cc Settings) {
 	n.connector = &boundedConnector{inner: inner, timeout: cc.ConnectTimeout}
 	n.readConnector = &boundedConnector{inner: inner, timeout: cc.ConnectTimeout, readOnly: true}
 	n.newPool = func(kind poolKind) *sql.DB {
-		bc := &boundedConnector{inner: inner, timeout: cc.ConnectTimeout}
+		bc := &boundedConnector{inner: inner, timeout: cc.ConnectTimeout, refuse: n.refuseConnect}
 		switch kind {
 		case poolRead:
 			bc.readOnly = true
@@ -268,6 +271,21 @@ type boundedConnector struct {
 	timeout  time.Duration
 	readOnly bool
 	guard    func(ctx context.Context) (*pass, error)
+	refuse   func() error // non-nil error: fail at once, nothing sent
+}
+
+// refuseConnect returns an error when the node is Down and no call is
+// routed to it: the calls database/sql still queues for a connection to
+// it then fail at once, not sent, and move to the next node, instead of
+// each waiting out connect_timeout on a node that answers nothing
+// (database/sql opens one new connection per waiting call, max_open_conns
+// at a time). A decided writer this router sees Down (a WriterSource) is
+// still routed to and still connected to.
+func (n *node) refuseConnect() error {
+	if n.shut == nil {
+		return nil
+	}
+	return n.shut()
 }
 
 // setSessionReadOnly makes every later transaction of a session read-only,
@@ -275,6 +293,11 @@ type boundedConnector struct {
 const setSessionReadOnly = "SET SESSION TRANSACTION READ ONLY"
 
 func (c *boundedConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	if c.refuse != nil {
+		if err := c.refuse(); err != nil {
+			return nil, &connectError{err: err}
+		}
+	}
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	conn, err := c.inner.Connect(cctx)

@@ -29,11 +29,19 @@ type probeScheduler struct {
 	workers int
 	started bool
 	closed  bool
+	waiting int // workers waiting for a slot
 	work    chan *probeSlot
 	wake    chan struct{} // 1-buffered: the queue's head changed
+	left    chan struct{} // 1-buffered: a worker ended (idle)
 	stop    chan struct{}
 	wg      sync.WaitGroup // the dispatcher and the workers
 }
+
+// spareProbeWorkers is how many workers may wait for work at once: a
+// worker that ends a probe while that many wait ends too, so that the
+// workers started while many nodes hung do not stay for the router's
+// lifetime once the nodes answer quickly again.
+const spareProbeWorkers = 8
 
 // probeSlot is one node's place in its scheduler.
 type probeSlot struct {
@@ -47,7 +55,8 @@ type probeSlot struct {
 }
 
 func newProbeScheduler() *probeScheduler {
-	return &probeScheduler{work: make(chan *probeSlot), wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	return &probeScheduler{work: make(chan *probeSlot), wake: make(chan struct{}, 1), left: make(chan struct{}, 1),
+		stop: make(chan struct{})}
 }
 
 // add queues the slots of a cluster whose probers start, due at once. The
@@ -176,41 +185,61 @@ func (s *probeScheduler) dispatch() {
 }
 
 // handOff gives a due slot to an idle worker, or to a new one while there
-// are fewer than maxProbeWorkers, or else waits for a worker to be free. It
-// returns false when the scheduler stops meanwhile.
+// are fewer than maxProbeWorkers, or else waits for a worker to be free (or
+// to end, making room for a new one). It returns false when the scheduler
+// stops meanwhile.
 func (s *probeScheduler) handOff(sl *probeSlot) bool {
-	select {
-	case s.work <- sl:
-		return true
-	default:
-	}
-	s.mu.Lock()
-	if s.workers < maxProbeWorkers {
-		s.workers++
-		s.wg.Add(1)
+	for {
+		select {
+		case s.work <- sl:
+			return true
+		default:
+		}
+		s.mu.Lock()
+		if s.workers < maxProbeWorkers {
+			s.workers++
+			s.wg.Add(1)
+			s.mu.Unlock()
+			go s.worker(sl)
+			return true
+		}
 		s.mu.Unlock()
-		go s.worker(sl)
-		return true
-	}
-	s.mu.Unlock()
-	select {
-	case s.work <- sl:
-		return true
-	case <-s.stop:
-		return false
+		select {
+		case s.work <- sl:
+			return true
+		case <-s.left:
+		case <-s.stop:
+			return false
+		}
 	}
 }
 
-// worker probes the slots it is handed until the scheduler stops.
+// worker probes the slots it is handed until the scheduler stops, or
+// until it ends a probe while spareProbeWorkers others wait for work.
 func (s *probeScheduler) worker(sl *probeSlot) {
 	defer s.wg.Done()
 	for {
 		s.run(sl)
+		s.mu.Lock()
+		if s.waiting >= spareProbeWorkers {
+			s.workers--
+			s.mu.Unlock()
+			select {
+			case s.left <- struct{}{}:
+			default:
+			}
+			return
+		}
+		s.waiting++
+		s.mu.Unlock()
 		select {
 		case sl = <-s.work:
 		case <-s.stop:
 			return
 		}
+		s.mu.Lock()
+		s.waiting--
+		s.mu.Unlock()
 	}
 }
 

@@ -245,7 +245,7 @@ func (s *clusterState) probeResult(i int, r probeResult, now time.Time) stateOut
 		h.consecOK = 0
 		h.lastErr = r.err
 		h.probeHung = span{}
-		if r.noAnswer {
+		if r.noAnswer && s.onTime(r.started, now) {
 			h.probeHung = span{r.started, now}
 		}
 		h.failHung = r.noAnswer && (h.consecFail == 1 || h.failHung)
@@ -326,7 +326,10 @@ func (s *clusterState) handshakeResult(i int, started time.Time, err error, noAn
 	var out stateOutput
 	h := &s.health[i]
 	switch {
-	case err == nil || !noAnswer:
+	case err == nil || !noAnswer || !s.onTime(started, now):
+		// Answered, refused, or a wait that ended long past its deadline:
+		// the client was not running (onTime), which says nothing of
+		// the server.
 		h.shakeHung = span{}
 		return s.decide(out, now)
 	}
@@ -343,6 +346,18 @@ func (s *clusterState) handshakeResult(i int, started time.Time, err error, noAn
 		out.probeNow = append(out.probeNow, i)
 	}
 	return s.decide(out, now)
+}
+
+// onTime reports whether a wait from from to to that ran out of the probe
+// timeout ended about when its deadline fell: within half the timeout
+// after it. One that ended much later was not timed by the server's
+// silence but by the client's own stall (the process starved of CPU,
+// throttled by its cgroup, a paused VM or SIGSTOP): the answer may have
+// been waiting in the socket when the deadline was found passed. Such a
+// wait is no evidence that the node answers nothing (unanswered).
+func (s *clusterState) onTime(from, to time.Time) bool {
+	t := s.settings.Health.Timeout
+	return to.Sub(from) <= t+t/2
 }
 
 // unanswered reports whether node i answers nothing at all: its last
