@@ -1,7 +1,10 @@
-package prometheus
+package integration
 
-// A real-ring failover scraped through promhttp: the counters must move as
-// the calls the test made say they should.
+// The observability adapters on real rings: a failover scraped through
+// the Prometheus Collector and promhttp, and the same seen by the
+// OpenTelemetry Observer's tracer. They live here, not in the adapters'
+// modules, so that those modules do not require ringtest and its Docker
+// client (docs/testing.md, "Module hygiene").
 
 import (
 	"context"
@@ -19,15 +22,19 @@ import (
 	"time"
 
 	"github.com/dbrouter/dbrouter"
+	dbotel "github.com/dbrouter/dbrouter/otel"
+	dbprom "github.com/dbrouter/dbrouter/prometheus"
 	"github.com/dbrouter/dbrouter/ringtest"
 	prom "github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 )
 
-const ringPassword = "app-secret-Pm4"
-
-// scrape returns the text of one scrape of url.
-func scrape(t *testing.T, url string) string {
+// promScrape returns the text of one scrape of url.
+func promScrape(t *testing.T, url string) string {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -41,9 +48,9 @@ func scrape(t *testing.T, url string) string {
 	return string(b)
 }
 
-// sum adds the values of the samples of metric name whose labels contain
+// promSum adds the values of the samples of metric name whose labels contain
 // every one of labels (each written as in the exposition: node="a:1").
-func sum(text, name string, labels ...string) float64 {
+func promSum(text, name string, labels ...string) float64 {
 	var total float64
 	for line := range strings.Lines(text) {
 		line = strings.TrimSpace(line)
@@ -65,8 +72,8 @@ func sum(text, name string, labels ...string) float64 {
 	return total
 }
 
-// excerpt returns the lines of text that are samples of the named metrics.
-func excerpt(text string, names ...string) string {
+// promExcerpt returns the lines of text that are samples of the named metrics.
+func promExcerpt(text string, names ...string) string {
 	var b strings.Builder
 	for line := range strings.Lines(text) {
 		for _, n := range names {
@@ -87,7 +94,7 @@ func TestRingFailoverMetrics(t *testing.T) {
 	h := ringtest.New(t, ringtest.Options{Nodes: 3, Password: ringPassword})
 	ring := h.Ring(0)
 	var writerEvents atomic.Int64
-	metrics := New()
+	metrics := dbprom.New()
 	cfg := &dbrouter.Config{
 		Defaults: dbrouter.Settings{User: "app", Password: ringPassword, Database: "ringtest"},
 		Clusters: map[string]dbrouter.ClusterConfig{"ring": {Nodes: ring.Addrs()}},
@@ -122,7 +129,7 @@ func TestRingFailoverMetrics(t *testing.T) {
 	if w := c.WriterAddr(); w != ring.Addr(0) {
 		t.Fatalf("writer %s, want %s", w, ring.Addr(0))
 	}
-	before := scrape(t, srv.URL)
+	before := promScrape(t, srv.URL)
 	writersBefore := writerEvents.Load()
 
 	const writers = 4
@@ -168,28 +175,28 @@ func TestRingFailoverMetrics(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, func() bool { return done.Load() >= 100 }, "100 writes before the kill")
+	require.Eventually(t, func() bool { return done.Load() >= 100 }, waitTimeout, tick, "100 writes before the kill")
 	if err := ring.Kill(0); err != nil {
 		t.Fatal(err)
 	}
 	killed.Store(true)
-	waitFor(t, func() bool { return c.WriterAddr() == ring.Addr(1) }, "the writer role on node 1")
-	afterKill := scrape(t, srv.URL)
-	t.Logf("/metrics right after the kill (writer moved to %s):\n%s", ring.Addr(1), excerpt(afterKill,
+	require.Eventually(t, func() bool { return c.WriterAddr() == ring.Addr(1) }, waitTimeout, tick, "the writer role on node 1")
+	afterKill := promScrape(t, srv.URL)
+	t.Logf("/metrics right after the kill (writer moved to %s):\n%s", ring.Addr(1), promExcerpt(afterKill,
 		"dbrouter_writer", "dbrouter_node_state", "dbrouter_writer_changes_total", "dbrouter_calls_total",
 		"dbrouter_retries_total", "dbrouter_failed_attempts_total", "dbrouter_probe_failures_total",
 		"dbrouter_node_state_changes_total", "dbrouter_replication_lag_seconds"))
-	waitFor(t, func() bool { return afterOK.Load() >= 100 }, "100 writes after the kill")
+	require.Eventually(t, func() bool { return afterOK.Load() >= 100 }, waitTimeout, tick, "100 writes after the kill")
 	close(stop)
 	wg.Wait()
 	// The last writes' metrics are recorded before their calls return.
-	after := scrape(t, srv.URL)
+	after := promScrape(t, srv.URL)
 
 	mu.Lock()
 	defer mu.Unlock()
 	t.Logf("client side: outcomes %v, transparent retries %d", outcomes, retries)
 	delta := func(name string, labels ...string) float64 {
-		return sum(after, name, labels...) - sum(before, name, labels...)
+		return promSum(after, name, labels...) - promSum(before, name, labels...)
 	}
 	if got, want := delta("dbrouter_writer_changes_total"), float64(writerEvents.Load()-writersBefore); got != want || got < 1 {
 		t.Errorf("writer changes counted %v, want %v (one per writer event, at least one)", got, want)
@@ -220,26 +227,94 @@ func TestRingFailoverMetrics(t *testing.T) {
 		{"dbrouter_writer", []string{`node="` + ring.Addr(0) + `"`}, 0},
 		{"dbrouter_node_up", []string{`node="` + ring.Addr(0) + `"`}, 0},
 	} {
-		if got := sum(after, check.name, check.labels...); got != check.want {
+		if got := promSum(after, check.name, check.labels...); got != check.want {
 			t.Errorf("%s%v = %v, want %v", check.name, check.labels, got, check.want)
 		}
 	}
-	if sum(after, "dbrouter_probe_failures_total", `node="`+ring.Addr(0)+`"`) < 1 {
+	if promSum(after, "dbrouter_probe_failures_total", `node="`+ring.Addr(0)+`"`) < 1 {
 		t.Errorf("no probe failure counted for the killed node")
 	}
-	if sum(after, "dbrouter_pool_open_connections", `node="`+ring.Addr(1)+`"`, `pool="write"`) < 1 {
+	if promSum(after, "dbrouter_pool_open_connections", `node="`+ring.Addr(1)+`"`, `pool="write"`) < 1 {
 		t.Errorf("no open connection in node 1's write pool")
 	}
 }
 
-// waitFor polls cond every 10 ms for at most 30 s.
-func waitFor(t *testing.T, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+// TestRingFailoverSpan kills the idle writer of a real ring and writes in
+// a parent span: the router finds the writer's pooled connection dead
+// before sending anything, fails to reconnect, and retries on the next
+// node. Probes are slow (every 5 s) so that the call, not a probe, finds
+// the kill.
+func TestRingFailoverSpan(t *testing.T) {
+	h := ringtest.New(t, ringtest.Options{Nodes: 3, Password: ringPassword})
+	ring := h.Ring(0)
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	defer tp.Shutdown(context.Background())
+	obs, err := dbotel.New(dbotel.Options{TracerProvider: tp, Namespace: "ringtest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := dbrouter.Open(&dbrouter.Config{
+		Defaults: dbrouter.Settings{User: "app", Password: ringPassword, Database: "ringtest",
+			Health: dbrouter.HealthConfig{Interval: 5 * time.Second}},
+		Clusters: map[string]dbrouter.ClusterConfig{"ring": {Nodes: ring.Addrs()}},
+		Logger:   slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Observer: obs,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	c, err := r.Cluster("ring")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if _, err := c.ExecContext(ctx, "CREATE TABLE t (id VARCHAR(64) NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ring.Kill(0); err != nil {
+		t.Fatal(err)
+	}
+	pctx, parent := tp.Tracer("test").Start(ctx, "handle request")
+	var tr dbrouter.Trace
+	_, err = c.ExecContext(dbrouter.WithTrace(pctx, &tr), "INSERT INTO t (id) VALUES ('after-kill')")
+	parent.End()
+	if err != nil {
+		t.Fatalf("write after the kill: %v", err)
+	}
+	if tr.Node != ring.Addr(1) || len(tr.Attempts) != 1 {
+		t.Fatalf("served by %s after %v; want %s after one failure on %s", tr.Node, tr.Attempts, ring.Addr(1), ring.Addr(0))
+	}
+	var span sdktrace.ReadOnlySpan
+	for _, s := range spans.Ended() {
+		if s.Name() == "exec ring" && s.Parent().SpanID() == parent.SpanContext().SpanID() {
+			span = s
 		}
-		time.Sleep(10 * time.Millisecond)
+	}
+	if span == nil {
+		t.Fatal("no span of the write under the parent span")
+	}
+	for _, ev := range span.Events() {
+		t.Logf("span %q event %s %v", span.Name(), ev.Name, ev.Attributes)
+	}
+	attrs := attribute.NewSet(span.Attributes()...)
+	t.Logf("span %q attributes %v", span.Name(), attrs.ToSlice())
+	if len(span.Events()) != 1 || span.Events()[0].Name != dbotel.EventAttemptFailed {
+		t.Fatalf("span events %v, want one %s", span.Events(), dbotel.EventAttemptFailed)
+	}
+	ev := attribute.NewSet(span.Events()[0].Attributes...)
+	if v, _ := ev.Value(dbotel.AttrNode); v.AsString() != ring.Addr(0) {
+		t.Errorf("failed attempt on %v, want %s", v, ring.Addr(0))
+	}
+	if v, _ := ev.Value(dbotel.AttrErrorClass); v.AsString() != dbrouter.ClassNotSent.String() {
+		t.Errorf("failed attempt class %v, want not sent", v)
+	}
+	if v, _ := attrs.Value(dbotel.AttrDBSystemName); v.AsString() != "mariadb" {
+		t.Errorf("db.system.name %v, want mariadb", v)
+	}
+	if v, _ := attrs.Value(dbotel.AttrOutcome); v.AsString() != "ok" {
+		t.Errorf("outcome %v, want ok", v)
 	}
 }
