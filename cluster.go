@@ -45,7 +45,13 @@ type Cluster struct {
 	// (state.go) and the publication of its pickers.
 	mu    sync.Mutex
 	state *clusterState
-	ready chan struct{} // closed when the first probe round has ended
+	// obsPending holds the Observer's events (and dropped-event reports)
+	// of published transitions, in order, until c.unlock delivers them
+	// outside mu; obsFlushing is set while a goroutine delivers them.
+	// Both are guarded by mu.
+	obsPending  []obsItem
+	obsFlushing bool
+	ready       chan struct{} // closed when the first probe round has ended
 	// source, when set, decides the writer (writer_source.go).
 	source     WriterSource
 	stopSource func()
@@ -101,7 +107,6 @@ func (c *Cluster) publish(out stateOutput) {
 	if out.ready {
 		close(c.ready)
 	}
-	c.observeEvents(out.events)
 	c.emit(out.events)
 }
 
@@ -138,7 +143,7 @@ func (c *Cluster) reportCall(i int, write bool, class ErrorClass, err error) {
 	c.mu.Lock()
 	out := c.state.callResult(i, write, class, err, now)
 	c.publish(out)
-	c.mu.Unlock()
+	c.unlock()
 	c.carryOut(out)
 }
 

@@ -182,7 +182,7 @@ func (c *Cluster) runProber(i int) {
 // its prober should probe again without waiting for the next tick.
 func (c *Cluster) confirming(i int) bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlock()
 	return c.state.confirming(i)
 }
 
@@ -205,7 +205,7 @@ func (c *Cluster) probe(i int) {
 	defer cancel()
 	c.mu.Lock()
 	h := c.state.health[i]
-	c.mu.Unlock()
+	c.unlock()
 
 	start := time.Now()
 	mysqlFlavor := h.mysql
@@ -257,15 +257,18 @@ func (c *Cluster) applyProbe(i int, r probeResult) {
 	c.mu.Lock()
 	out := c.state.probeResult(i, r, now)
 	c.publish(out)
-	c.mu.Unlock()
+	c.unlock()
 	c.carryOut(out)
 }
 
 // emit hands events to the router's dispatcher.
 func (c *Cluster) emit(evs []Event) {
-	if c.events != nil {
-		for _, ev := range evs {
-			c.events.send(ev)
+	for _, ev := range evs {
+		if c.observer != nil {
+			c.obsPending = append(c.obsPending, obsItem{ev: ev})
+		}
+		if c.events != nil && !c.events.send(ev) && c.observer != nil {
+			c.obsPending = append(c.obsPending, obsItem{ev: ev, dropped: true})
 		}
 	}
 }
@@ -276,7 +279,7 @@ func (c *Cluster) Stats() ClusterStats {
 	now := time.Now()
 	c.mu.Lock()
 	cs := c.state.stats(now)
-	c.mu.Unlock()
+	c.unlock()
 	c.addPoolStats(&cs)
 	return cs
 }

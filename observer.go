@@ -3,6 +3,7 @@ package dbrouter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -14,11 +15,20 @@ import (
 // statistics — is not reported here: read it from Router.Stats when
 // scraped.
 //
-// Set it as Config.Observer. Its methods are called synchronously on the
-// goroutine of the call, probe or reload they report, some under a
-// cluster's lock: they must be fast, must not block and must not call the
-// router. They are called concurrently. Embed NopObserver to implement
-// only some of them.
+// Set it as Config.Observer. Its methods are called synchronously, never
+// under a lock of the router, and concurrently: CallDone on the caller's
+// goroutine as the call returns, ProbeDone on the node's prober, TxRerun
+// in RunInTx, FenceWaited on the write that waited (the write is then past
+// the fence, so a slow FenceWaited holds up a failback as a slow write
+// does), ReloadDone in Reload, and Event and EventDropped on the goroutine
+// of the change once the cluster's lock is released, one goroutine at a
+// time per cluster, in the order of the changes. They may read the router
+// (Stats, WriterAddr) but should not make calls through it. They must be
+// fast and must not block: a blocked CallDone holds up its caller, a
+// blocked ProbeDone that node's probes, a blocked Event the events after
+// it. A panic in Event or EventDropped is recovered and logged; one in
+// another method reaches the goroutine that called it. Embed NopObserver
+// to implement only some of them.
 type Observer interface {
 	// CallDone reports a call of a Cluster (ExecContext, QueryContext,
 	// BeginTx, Conn, PingContext, and the connects and statements of
@@ -214,12 +224,53 @@ func outcomeUnknownNode(err error) string {
 	return ""
 }
 
-// observeEvents reports a transition's events; c.mu is held.
-func (c *Cluster) observeEvents(evs []Event) {
-	if c.observer != nil {
-		for _, ev := range evs {
-			c.observer.Event(ev)
+// obsItem is an event for Observer.Event, or, when dropped, for
+// Observer.EventDropped.
+type obsItem struct {
+	ev      Event
+	dropped bool
+}
+
+// unlock releases c.mu and then delivers to the Observer the events that
+// the transitions published under it, in the order of the transitions, so
+// that an Observer method never runs under c.mu: it may read the router
+// (Stats, WriterAddr) without deadlock, and one that panics leaves the
+// cluster usable. One goroutine at a time delivers; a goroutine that finds
+// another delivering leaves its events to it. c.mu must be held.
+func (c *Cluster) unlock() {
+	if c.obsFlushing || len(c.obsPending) == 0 {
+		c.mu.Unlock()
+		return
+	}
+	c.obsFlushing = true
+	for {
+		items := c.obsPending
+		c.obsPending = nil
+		c.mu.Unlock()
+		for _, it := range items {
+			c.observeEvent(it)
 		}
+		c.mu.Lock()
+		if len(c.obsPending) == 0 {
+			c.obsFlushing = false
+			c.mu.Unlock()
+			return
+		}
+	}
+}
+
+// observeEvent passes one item to the Observer; a panic in it is logged
+// and goes no further, so that the events after it are still delivered.
+func (c *Cluster) observeEvent(it obsItem) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error("dbrouter: Observer panicked", "method", map[bool]string{false: "Event", true: "EventDropped"}[it.dropped], "panic", fmt.Sprint(p))
+		}
+	}()
+	if it.dropped {
+		c.observer.EventDropped(it.ev)
+	} else {
+		c.observer.Event(it.ev)
 	}
 }
 

@@ -192,7 +192,7 @@ func (c *Cluster) inheritPlanned(old *Cluster) {
 		return
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlock()
 	p := c.state.inherit(drained, pinned, time.Now())
 	if p != nil {
 		c.pick.Store(p) // before first use: no call waits on the old picker

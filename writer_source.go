@@ -89,12 +89,12 @@ func (s sink) Decide(d WriterDecision) error {
 	now := time.Now()
 	c.mu.Lock()
 	if last := c.state.epoch; d.Epoch < last {
-		c.mu.Unlock()
+		c.unlock()
 		return fmt.Errorf("dbrouter: cluster %q: writer decision of epoch %d is older than the last one applied (epoch %d)", c.name, d.Epoch, last)
 	}
 	out := c.state.decideExternal(i, d.Refuse, d.Epoch, d.Cause, now)
 	c.publish(out)
-	c.mu.Unlock()
+	c.unlock()
 	c.carryOut(out)
 	return nil
 }
@@ -138,12 +138,12 @@ func (s sink) SetDrained(addr string, on bool) error {
 	now := time.Now()
 	c.mu.Lock()
 	if on && (c.state.writer == i || c.pick.Load().writer == i) {
-		c.mu.Unlock()
+		c.unlock()
 		return fmt.Errorf("dbrouter: cluster %q: cannot drain %s: it is the writer (move the role off it first)", c.name, addr)
 	}
 	out := c.state.setDrained(i, on, now)
 	c.publish(out)
-	c.mu.Unlock()
+	c.unlock()
 	c.carryOut(out)
 	return nil
 }
