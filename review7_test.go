@@ -8,11 +8,14 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 // funcObserver is an Observer whose Event runs a function.
@@ -167,4 +170,109 @@ func TestReview7ObserverSeesOnEventsOrder(t *testing.T) {
 		}
 	}
 	t.Logf("%d events, the same on both sides", len(onEvents))
+}
+
+// TestReview7WhichCallsAreReported pins down which calls reach
+// Observer.CallDone, as docs/observability.md lists them: the calls of a
+// Cluster are, one each; what runs on a connection the caller holds (a
+// Tx's statements and COMMIT, a Conn's statements, the *sql.DB of
+// Cluster.Writer) is not.
+func TestReview7WhichCallsAreReported(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cases := []struct {
+		name string
+		run  func(t *testing.T, c *Cluster) error
+		want []Op
+	}{
+		{"ExecContext", func(t *testing.T, c *Cluster) error { _, err := c.ExecContext(ctx, "INSERT x"); return err }, []Op{OpExec}},
+		{"QueryContext", func(t *testing.T, c *Cluster) error {
+			rows, err := c.QueryContext(ctx, "SELECT 1")
+			if err == nil {
+				rows.Close()
+			}
+			return err
+		}, []Op{OpQuery}},
+		{"QueryRowContext", func(t *testing.T, c *Cluster) error { var v any; return c.QueryRowContext(ctx, "SELECT 1").Scan(&v) }, []Op{OpQuery}},
+		{"PingContext", func(t *testing.T, c *Cluster) error { return c.PingContext(ctx) }, []Op{OpPing}},
+		{"BeginTx and its statements", func(t *testing.T, c *Cluster) error {
+			tx, err := c.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, "INSERT x"); err != nil {
+				return err
+			}
+			return tx.Commit()
+		}, []Op{OpBegin}},
+		{"RunInTx", func(t *testing.T, c *Cluster) error {
+			return c.RunInTx(ctx, nil, func(ctx context.Context, tx *Tx) error { _, err := tx.ExecContext(ctx, "INSERT x"); return err })
+		}, []Op{OpBegin}},
+		{"Conn and its statements", func(t *testing.T, c *Cluster) error {
+			conn, err := c.Conn(ctx)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			_, err = conn.ExecContext(ctx, "INSERT x")
+			return err
+		}, []Op{OpConn}},
+		{"Writer", func(t *testing.T, c *Cluster) error { _, err := c.Writer().ExecContext(ctx, "INSERT x"); return err }, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, _, rec := newObservedCluster(t, 2)
+			if err := tc.run(t, c); err != nil {
+				t.Fatal(err)
+			}
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			var got []Op
+			for _, ci := range rec.calls {
+				got = append(got, ci.Op)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("CallDone saw %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestReview7OutcomeOfNoNodeUnknown: OutcomeOf's label and errors.Is on
+// the same error, for each way a call can end. They agree, but for one
+// documented case: a read (or a write marked WithIdempotent) that lost its
+// connection on every node returns a *NoNodeError that matches
+// ErrOutcomeUnknown; its label is no_node, since OutcomeOf tests
+// *NoNodeError first. Such a call was declared safe to run again, so the
+// label "no node" is what an operator needs; the caller still sees
+// ErrOutcomeUnknown.
+func TestReview7OutcomeOfNoNodeUnknown(t *testing.T) {
+	t.Parallel()
+	c, srvs, rec := newObservedCluster(t, 2)
+	for _, s := range srvs {
+		s.set(func(s *fakeServer) { s.execErr = mysql.ErrInvalidConn })
+	}
+	var v any
+	err := c.QueryRowContext(context.Background(), "SELECT 1").Scan(&v)
+	ci := rec.lastCall(t)
+	var nn *NoNodeError
+	if !errors.As(err, &nn) || !errors.Is(err, ErrOutcomeUnknown) || errors.Is(err, ErrNotSent) {
+		t.Fatalf("err %v: want a *NoNodeError matching ErrOutcomeUnknown only", err)
+	}
+	if ci.Outcome != OutcomeNoNode || OutcomeOf(err) != OutcomeNoNode || len(ci.Attempts) != 2 {
+		t.Errorf("CallDone outcome %q attempts %d, want no_node after 2", ci.Outcome, len(ci.Attempts))
+	}
+	// Every other outcome agrees with errors.Is.
+	for _, e := range []error{
+		&OutcomeUnknownError{Cluster: "fake", Node: "a:3306", Op: OpExec, Err: mysql.ErrInvalidConn},
+		&notSentError{cluster: "fake", op: OpExec, err: context.Canceled},
+		&NoNodeError{Cluster: "fake", Op: OpExec, Attempts: []*NodeError{{Node: "a:3306", Class: ClassNotSent, Err: errDialRefused}}},
+	} {
+		o := OutcomeOf(e)
+		if o == OutcomeUnknown && !errors.Is(e, ErrOutcomeUnknown) || o == OutcomeNotSent && !errors.Is(e, ErrNotSent) ||
+			o == OutcomeNoNode && !errors.Is(e, ErrNoNode) {
+			t.Errorf("OutcomeOf(%v) = %q disagrees with errors.Is", e, o)
+		}
+	}
 }

@@ -30,7 +30,10 @@ type StatsSource interface {
 
 // Collector collects a router's metrics. Set it as Config.Observer before
 // dbrouter.Open, tell it the router with SetRouter, and register it with a
-// prometheus.Registerer. A Collector serves one router. It is safe for
+// prometheus.Registerer. A Collector serves one router; the Collectors of
+// two routers registered in one registry collide (AlreadyRegisteredError):
+// register each through prometheus.WrapRegistererWith with a label of its
+// own. It is safe for
 // concurrent use.
 type Collector struct {
 	dbrouter.NopObserver // for methods added to Observer later
