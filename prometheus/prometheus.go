@@ -33,8 +33,7 @@ type StatsSource interface {
 // prometheus.Registerer. A Collector serves one router; the Collectors of
 // two routers registered in one registry collide (AlreadyRegisteredError):
 // register each through prometheus.WrapRegistererWith with a label of its
-// own. It is safe for
-// concurrent use.
+// own. It is safe for concurrent use.
 type Collector struct {
 	dbrouter.NopObserver // for methods added to Observer later
 
