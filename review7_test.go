@@ -276,3 +276,55 @@ func TestReview7OutcomeOfNoNodeUnknown(t *testing.T) {
 		}
 	}
 }
+
+// TestReview7BlockedEventDoesNotWedge: an Observer whose Event blocks (a
+// metrics backend that is down) holds up the goroutine that delivers the
+// events, but not the cluster: other calls, and Stats, go on, and the
+// events that come meanwhile are delivered, in order, once Event returns.
+// Event used to run under the cluster's mutex: every call that reported
+// a failure, and Stats, waited for it.
+func TestReview7BlockedEventDoesNotWedge(t *testing.T) {
+	t.Parallel()
+	c, srvs := newFakeCluster(t, 3, Settings{})
+	release := make(chan struct{})
+	var blocked atomic.Bool
+	var mu sync.Mutex
+	var writers []string
+	c.observer = &funcObserver{event: func(ev Event) {
+		if ev.Kind != EventWriter {
+			return
+		}
+		if blocked.CompareAndSwap(false, true) {
+			<-release
+		}
+		mu.Lock()
+		writers = append(writers, ev.To)
+		mu.Unlock()
+	}}
+	srvs[0].set(func(s *fakeServer) { s.connectErr = errDialRefused })
+	first := make(chan error, 1)
+	go func() { _, err := c.ExecContext(context.Background(), "INSERT x"); first <- err }()
+	deadline := time.Now().Add(5 * time.Second)
+	for !blocked.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("Event was not called")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	srvs[1].set(func(s *fakeServer) { s.connectErr = errDialRefused })
+	within(t, 5*time.Second, "a call and Stats while Event blocks", func() {
+		if _, err := c.ExecContext(context.Background(), "INSERT y"); err != nil {
+			t.Errorf("second call: %v", err)
+		}
+		_ = c.Stats()
+	})
+	close(release)
+	if err := <-first; err != nil {
+		t.Errorf("first call: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(writers, []string{"b:3306", "c:3306"}) {
+		t.Errorf("writer events %v, want [b:3306 c:3306]", writers)
+	}
+}
