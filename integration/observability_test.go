@@ -318,3 +318,40 @@ func TestRingFailoverSpan(t *testing.T) {
 		t.Errorf("outcome %v, want ok", v)
 	}
 }
+
+// TestRingReloadWriterChanges reloads a real ring's router twice — once
+// with the same configuration, once with a setting of the cluster
+// changed (a new Cluster replaces the old one) — and reports what
+// dbrouter_writer_changes_total counted: the writer stays on node 0 all
+// along. docs/observability.md states the result.
+func TestRingReloadWriterChanges(t *testing.T) {
+	metrics := dbprom.New()
+	var cfg *dbrouter.Config
+	ring, r, c := startRing(t, 2, func(c *dbrouter.Config) { c.Observer = metrics; cfg = c })
+	metrics.SetRouter(r)
+	reg := prom.NewRegistry()
+	reg.MustRegister(metrics)
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	require.Equal(t, ring.Addr(0), c.WriterAddr())
+	count := func() (float64, string) {
+		text := promScrape(t, srv.URL)
+		return promSum(text, "dbrouter_writer_changes_total"), promExcerpt(text, "dbrouter_writer_changes_total")
+	}
+	before, _ := count()
+	require.NoError(t, r.Reload(cfg.Clone()))
+	same, _ := count()
+	require.Equal(t, before, same, "a Reload with the same configuration counted a writer change")
+
+	changed := cfg.Clone()
+	cc := changed.Clusters["ring"]
+	cc.MaxOpenConns = 7
+	changed.Clusters["ring"] = cc
+	require.NoError(t, r.Reload(changed))
+	c2, err := r.Cluster("ring")
+	require.NoError(t, err)
+	require.Equal(t, ring.Addr(0), c2.WriterAddr())
+	after, text := count()
+	t.Logf("writer changes: %v at start, %v after a Reload with the same configuration, %v after one with MaxOpenConns changed:\n%s", before, same, after, text)
+	require.Equal(t, before, after, "a Reload that replaced the Cluster counted a writer change though the writer stayed on node 0")
+}

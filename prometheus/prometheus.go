@@ -57,6 +57,13 @@ type Collector struct {
 	eventsDropped  prom.Counter
 	reloads        *prom.CounterVec
 
+	// writerOf is each cluster's writer as the last writer event said:
+	// a Reload that replaces a Cluster makes the new one choose its first
+	// writer again (an event from ""), which is no change when it picks
+	// the same node.
+	writerMu sync.Mutex
+	writerOf map[string]string
+
 	writer, nodeState, readOnly, lag, up *prom.Desc
 	poolGauges                           []poolDesc
 }
@@ -297,11 +304,30 @@ func (c *Collector) CallDone(_ context.Context, ci dbrouter.CallInfo) {
 }
 
 // Event counts writer changes and node state changes, for
-// dbrouter.Observer.
+// dbrouter.Observer. A writer change is counted once: when a Reload
+// replaces a Cluster, the new Cluster's first choice of the node that was
+// the writer already is not counted, and that of another node is counted
+// with cause "reload".
 func (c *Collector) Event(ev dbrouter.Event) {
 	switch ev.Kind {
 	case dbrouter.EventWriter:
-		c.writerChanges.WithLabelValues(ev.Cluster, CauseLabel(ev)).Inc()
+		c.writerMu.Lock()
+		prev, known := c.writerOf[ev.Cluster]
+		if c.writerOf == nil {
+			c.writerOf = make(map[string]string)
+		}
+		c.writerOf[ev.Cluster] = ev.To
+		c.writerMu.Unlock()
+		cause := CauseLabel(ev)
+		if known && ev.From == "" && prev != "" {
+			// The first choice of a Cluster that a Reload put in place of
+			// one that had a writer.
+			if ev.To == prev {
+				return // the same writer: no change
+			}
+			cause = "reload"
+		}
+		c.writerChanges.WithLabelValues(ev.Cluster, cause).Inc()
 	case dbrouter.EventState:
 		c.stateChanges.WithLabelValues(ev.Cluster, ev.Node, ev.To).Inc()
 	}
@@ -314,7 +340,7 @@ func (c *Collector) Event(ev dbrouter.Event) {
 // "writer_read_only" (the writer failed or became read-only),
 // "no_writer" (no node is up and writable), "failback",
 // "switchover", "writer_source" (a WriterSource decided or refuses),
-// "drain" or "other".
+// "drain" or "other". (Collector.Event counts one more cause, "reload".)
 func CauseLabel(ev dbrouter.Event) string {
 	c := ev.Cause
 	switch {
