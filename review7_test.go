@@ -328,3 +328,63 @@ func TestReview7BlockedEventDoesNotWedge(t *testing.T) {
 		t.Errorf("writer events %v, want [b:3306 c:3306]", writers)
 	}
 }
+
+// TestReview7WriterEventsChain: through a first choice, a switchover, a
+// drain of the writer, an undrain and a switchover back, the writer
+// events the Observer gets form a chain — each From is the previous To,
+// and no event has From == To — so a counter of them counts each change
+// once: none twice, none missed. With probes off, the first writer is
+// taken without an event (documented in docs/observability.md).
+func TestReview7WriterEventsChain(t *testing.T) {
+	t.Parallel()
+	c, _ := newFakeClusterWithProbes(t, 3, Settings{Health: HealthConfig{Interval: 10 * time.Millisecond}}, nil)
+	rec := &recorder{}
+	c.observer = rec
+	ctx := testCtx(t)
+	steps := []struct {
+		name string
+		run  func() error
+	}{
+		{"first call", func() error { _, err := c.ExecContext(ctx, "INSERT x"); return err }},
+		{"Switchover(b)", func() error { return c.Switchover(ctx, "b", nil) }},
+		{"Drain(b)", func() error { return c.Drain(ctx, "b:3306", nil) }},
+		{"Undrain(b)", func() error { return c.Undrain("b:3306") }},
+		{"Switchover(b) again", func() error { return c.Switchover(ctx, "b", nil) }},
+		{"Switchover('')", func() error { return c.Switchover(ctx, "", nil) }},
+	}
+	for _, s := range steps {
+		if err := s.run(); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	prev := ""
+	n := 0
+	for _, ev := range rec.events {
+		if ev.Kind != EventWriter {
+			continue
+		}
+		n++
+		t.Logf("writer %q -> %q (%s)", ev.From, ev.To, ev.Cause)
+		if ev.From != prev || ev.From == ev.To {
+			t.Errorf("writer event %q -> %q after the writer was %q", ev.From, ev.To, prev)
+		}
+		prev = ev.To
+	}
+	if n < 4 || prev != c.WriterAddr() {
+		t.Errorf("%d writer events ending at %q, writer %q", n, prev, c.WriterAddr())
+	}
+
+	off, _ := newFakeCluster(t, 2, Settings{})
+	recOff := &recorder{}
+	off.observer = recOff
+	if _, err := off.ExecContext(ctx, "INSERT x"); err != nil {
+		t.Fatal(err)
+	}
+	recOff.mu.Lock()
+	defer recOff.mu.Unlock()
+	if len(recOff.events) != 0 {
+		t.Errorf("with probes off, events %v; the docs say the first writer is taken without one", recOff.events)
+	}
+}
