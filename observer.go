@@ -152,8 +152,10 @@ type CallInfo struct {
 	Start    time.Time
 	Duration time.Duration
 	// Attempts lists the failed attempts on other nodes, in order, as
-	// Trace.Attempts does: when Node is not "", each was retried
-	// transparently on the next node.
+	// Trace.Attempts does. Each was retried transparently on the next
+	// node, but the last one when Outcome is OutcomeNoNode; a call whose
+	// context ended during a retry (OutcomeNotSent, Node "") lists the
+	// attempts before it, each retried.
 	Attempts []*NodeError
 	// Err is the error the call returned, nil on success.
 	Err error

@@ -388,3 +388,26 @@ func TestReview7WriterEventsChain(t *testing.T) {
 		t.Errorf("with probes off, events %v; the docs say the first writer is taken without one", recOff.events)
 	}
 }
+
+// TestReview7ContextEndsAfterRetry: a write refused by node a, retried on
+// node b, whose connect outlasts the caller's deadline, ends not_sent with
+// no answering node and one failed attempt — which was retried (on b).
+// CallInfo.Attempts lists it; an adapter counting retries must count it
+// (prometheus' Collector counted only attempts before the last when no
+// node answered; see TestRetriesOfContextEndedCall there).
+func TestReview7ContextEndsAfterRetry(t *testing.T) {
+	t.Parallel()
+	c, srvs, rec := newObservedCluster(t, 2)
+	srvs[0].set(func(s *fakeServer) { s.connectErr = errDialRefused })
+	srvs[1].set(func(s *fakeServer) {
+		s.connectFn = func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := c.ExecContext(ctx, "INSERT x")
+	ci := rec.lastCall(t)
+	if !errors.Is(err, ErrNotSent) || ci.Outcome != OutcomeNotSent || ci.Node != "" ||
+		len(ci.Attempts) != 1 || ci.Attempts[0].Node != "a:3306" {
+		t.Fatalf("err %v; CallInfo outcome %q node %q attempts %v; want not_sent, no node, the attempt on a", err, ci.Outcome, ci.Node, ci.Attempts)
+	}
+}

@@ -294,7 +294,9 @@ func (c *Collector) CallDone(_ context.Context, ci dbrouter.CallInfo) {
 	for i, a := range ci.Attempts {
 		class := classLabel(a.Class)
 		c.failedAttempts.WithLabelValues(ci.Cluster, a.Node, class).Inc()
-		if ci.Node != "" || i < len(ci.Attempts)-1 {
+		// Each failed attempt was retried on the next node, but the last
+		// one of a call no node could take.
+		if ci.Outcome != dbrouter.OutcomeNoNode || i < len(ci.Attempts)-1 {
 			c.retries.WithLabelValues(ci.Cluster, class).Inc()
 		}
 	}

@@ -167,3 +167,33 @@ func TestLabelsAreBounded(t *testing.T) {
 		t.Errorf("%d series for 20 calls that differ only by error text", series)
 	}
 }
+
+// TestRetriesOfContextEndedCall: the Collector's retries_total against the
+// root's CallInfo for each way a call with failed attempts ends. A call
+// that no node answered because the caller's context ended after a
+// retry lists the attempts that were each retried on the next node; only
+// a no_node call's last attempt was not retried.
+func TestRetriesOfContextEndedCall(t *testing.T) {
+	t.Parallel()
+	a := &dbrouter.NodeError{Node: "a:1", Class: dbrouter.ClassNotSent, Err: errors.New("refused")}
+	b := &dbrouter.NodeError{Node: "b:1", Class: dbrouter.ClassNotSent, Err: errors.New("refused")}
+	for _, tc := range []struct {
+		name string
+		ci   dbrouter.CallInfo
+		want float64
+	}{
+		{"answered by b after a", dbrouter.CallInfo{Outcome: dbrouter.OutcomeOK, Node: "b:1", Attempts: []*dbrouter.NodeError{a}}, 1},
+		{"no node: a then b", dbrouter.CallInfo{Outcome: dbrouter.OutcomeNoNode, Attempts: []*dbrouter.NodeError{a, b}}, 1},
+		{"context ended on b after a", dbrouter.CallInfo{Outcome: dbrouter.OutcomeNotSent, Err: context.DeadlineExceeded,
+			Attempts: []*dbrouter.NodeError{a}}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := New()
+			tc.ci.Cluster, tc.ci.Op = "ring", dbrouter.OpExec
+			c.CallDone(context.Background(), tc.ci)
+			if got := testutil.ToFloat64(c.retries.WithLabelValues("ring", "not_sent")); got != tc.want {
+				t.Errorf("retries_total = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
