@@ -87,7 +87,10 @@ func (c *Cluster) initHealth() {
 	}
 	var p *picker
 	if obs := c.observer; obs != nil {
-		c.fence.waited = func(d time.Duration) { obs.FenceWaited(c.name, d) }
+		c.fence.waited = func(d time.Duration) {
+			defer c.recoverObserver("FenceWaited")
+			obs.FenceWaited(c.name, d)
+		}
 	}
 	c.state, p = newClusterState(c.name, addrs, c.settings, c.source != nil, time.Now())
 	c.pick.Store(p)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -26,9 +27,10 @@ import (
 // (Stats, WriterAddr) but should not make calls through it. They must be
 // fast and must not block: a blocked CallDone holds up its caller, a
 // blocked ProbeDone that node's probes, a blocked Event the events after
-// it. A panic in Event or EventDropped is recovered and logged; one in
-// another method reaches the goroutine that called it. Embed NopObserver
-// to implement only some of them.
+// it. A panic in a method is recovered and logged ("dbrouter: Observer
+// panicked", with the method's name) and goes no further: the call,
+// probe or reload goes on as if the method had returned. Embed
+// NopObserver to implement only some of them.
 type Observer interface {
 	// CallDone reports a call of a Cluster (ExecContext, QueryContext,
 	// BeginTx, Conn, PingContext, and the connects and statements of
@@ -208,6 +210,7 @@ func (c *Cluster) observeDone(ctx context.Context, op Op, t *Trace, start time.T
 	if c.observer == nil || t == nil {
 		return
 	}
+	defer c.recoverObserver("CallDone")
 	node := t.Node
 	if node == "" && err != nil {
 		node = outcomeUnknownNode(err)
@@ -261,19 +264,31 @@ func (c *Cluster) unlock() {
 	}
 }
 
-// observeEvent passes one item to the Observer; a panic in it is logged
-// and goes no further, so that the events after it are still delivered.
+// observeEvent passes one item to the Observer.
 func (c *Cluster) observeEvent(it obsItem) {
-	defer func() {
-		if p := recover(); p != nil {
-			c.log.Error("dbrouter: Observer panicked", "method", map[bool]string{false: "Event", true: "EventDropped"}[it.dropped], "panic", fmt.Sprint(p))
-		}
-	}()
 	if it.dropped {
+		defer c.recoverObserver("EventDropped")
 		c.observer.EventDropped(it.ev)
 	} else {
+		defer c.recoverObserver("Event")
 		c.observer.Event(it.ev)
 	}
+}
+
+// recoverObserver, deferred around a call of an Observer method, logs a
+// panic of the method and stops it there: the router calls its Observer
+// where a panic would leave a write counted in flight, a transaction or a
+// pinned connection the caller never got, or events undelivered, or would
+// end the program from a prober.
+func (c *Cluster) recoverObserver(method string) {
+	if p := recover(); p != nil {
+		logObserverPanic(c.log, method, p)
+	}
+}
+
+// logObserverPanic logs a recovered panic of an Observer method.
+func logObserverPanic(log *slog.Logger, method string, p any) {
+	log.Error("dbrouter: Observer panicked", "method", method, "panic", fmt.Sprint(p))
 }
 
 // observeProbe reports a probe of node i.
@@ -281,6 +296,7 @@ func (c *Cluster) observeProbe(i int, d time.Duration, mysqlFlavor, flavorKnown 
 	if c.observer == nil {
 		return
 	}
+	defer c.recoverObserver("ProbeDone")
 	server := ""
 	if flavorKnown || err == nil {
 		server = "mariadb"
@@ -309,6 +325,7 @@ func (c *Cluster) txRerun(attempt int, err error) {
 			reason = TxRerunCommitNotSent
 		}
 	}
+	defer c.recoverObserver("TxRerun")
 	c.observer.TxRerun(c.name, reason)
 }
 

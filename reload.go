@@ -40,7 +40,14 @@ import (
 func (r *Router) Reload(cfg *Config) error {
 	err := r.reload(cfg, os.ReadFile)
 	if r.obs != nil {
-		r.obs.ReloadDone(err)
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					logObserverPanic(r.log, "ReloadDone", p)
+				}
+			}()
+			r.obs.ReloadDone(err)
+		}()
 	}
 	return err
 }

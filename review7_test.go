@@ -411,3 +411,102 @@ func TestReview7ContextEndsAfterRetry(t *testing.T) {
 		t.Fatalf("err %v; CallInfo outcome %q node %q attempts %v; want not_sent, no node, the attempt on a", err, ci.Outcome, ci.Node, ci.Attempts)
 	}
 }
+
+// panickyObserver panics in every method while armed.
+type panickyObserver struct{ armed atomic.Bool }
+
+func (o *panickyObserver) boom(method string) {
+	if o.armed.Load() {
+		panic(method + " bug")
+	}
+}
+func (o *panickyObserver) CallDone(context.Context, CallInfo) { o.boom("CallDone") }
+func (o *panickyObserver) Event(Event)                        { o.boom("Event") }
+func (o *panickyObserver) ProbeDone(ProbeInfo)                { o.boom("ProbeDone") }
+func (o *panickyObserver) TxRerun(string, string)             { o.boom("TxRerun") }
+func (o *panickyObserver) FenceWaited(string, time.Duration)  { o.boom("FenceWaited") }
+func (o *panickyObserver) EventDropped(Event)                 { o.boom("EventDropped") }
+func (o *panickyObserver) ReloadDone(error)                   { o.boom("ReloadDone") }
+
+// TestReview7ObserverPanicsEverywhere: an Observer whose every method
+// panics. CallDone's panic used to reach the caller after the write had
+// its place among the writes in flight handed to a transaction or a
+// pinned connection the caller then never got: RunInTx and Conn leaked
+// it, and the next Switchover waited for writes in flight until its
+// context ended ("writes in flight on a:3306 did not end in time"); a
+// ProbeDone panic on a prober would end the program. Now each panic is
+// logged and stops there: the calls succeed, probes go on, Switchover
+// completes and nothing stays in flight.
+func TestReview7ObserverPanicsEverywhere(t *testing.T) {
+	t.Parallel()
+	c, _ := newFakeClusterWithProbes(t, 2, Settings{Health: HealthConfig{Interval: 10 * time.Millisecond}}, nil)
+	var logged strings.Builder
+	var logMu sync.Mutex
+	c.log = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return logged.Write(p)
+	}), nil))
+	obs := &panickyObserver{}
+	c.observer = obs
+	c.fence.waited = func(d time.Duration) {
+		defer c.recoverObserver("FenceWaited")
+		obs.FenceWaited(c.name, d)
+	}
+	ctx := testCtx(t)
+	if _, err := c.ExecContext(ctx, "INSERT x"); err != nil {
+		t.Fatal(err)
+	}
+	obs.armed.Store(true)
+	for _, call := range []struct {
+		name string
+		run  func() error
+	}{
+		{"ExecContext", func() error { _, err := c.ExecContext(ctx, "INSERT x"); return err }},
+		{"RunInTx", func() error {
+			return c.RunInTx(ctx, nil, func(ctx context.Context, tx *Tx) error { _, err := tx.ExecContext(ctx, "INSERT x"); return err })
+		}},
+		{"Conn", func() error {
+			conn, err := c.Conn(ctx)
+			if err == nil {
+				conn.Close()
+			}
+			return err
+		}},
+		{"PingContext", func() error { return c.PingContext(ctx) }},
+	} {
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					t.Errorf("%s: the Observer's panic reached the caller: %v", call.name, p)
+				}
+			}()
+			if err := call.run(); err != nil {
+				t.Errorf("%s: %v", call.name, err)
+			}
+		}()
+	}
+	within(t, 5*time.Second, "Switchover after the Observer panicked", func() {
+		if err := c.Switchover(ctx, "b", nil); err != nil {
+			t.Errorf("Switchover: %v", err)
+		}
+	})
+	if n := c.inflight.Load(); n != 0 {
+		t.Errorf("%d calls still in flight", n)
+	}
+	has := func(m string) bool {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return strings.Contains(logged.String(), "method="+m)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !has("ProbeDone") && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond) // the next probe, every 10 ms
+	}
+	obs.armed.Store(false)
+	for _, m := range []string{"CallDone", "Event", "ProbeDone"} {
+		if !has(m) {
+			t.Errorf("no panic of %s logged", m)
+		}
+	}
+}
