@@ -191,6 +191,9 @@ func TestRingFailoverMetrics(t *testing.T) {
 	wg.Wait()
 	// The last writes' metrics are recorded before their calls return.
 	after := promScrape(t, srv.URL)
+	if strings.Contains(after, ringPassword) || strings.Contains(after, "INSERT") {
+		t.Errorf("/metrics carries the password or SQL text")
+	}
 
 	mu.Lock()
 	defer mu.Unlock()
@@ -316,6 +319,13 @@ func TestRingFailoverSpan(t *testing.T) {
 	}
 	if v, _ := attrs.Value(dbotel.AttrOutcome); v.AsString() != "ok" {
 		t.Errorf("outcome %v, want ok", v)
+	}
+	// No span carries the password, nor a statement's literal values.
+	for _, s := range spans.Ended() {
+		text := fmt.Sprint(s.Name(), s.Attributes(), s.Events(), s.Status())
+		if strings.Contains(text, ringPassword) || strings.Contains(text, "after-kill") {
+			t.Errorf("span %q carries the password or the statement's values: %s", s.Name(), text)
+		}
 	}
 }
 
