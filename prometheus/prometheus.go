@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dbrouter/dbrouter"
 	prom "github.com/prometheus/client_golang/prometheus"
@@ -198,7 +199,9 @@ func (c *Collector) Collect(ch chan<- prom.Metric) {
 		return 0
 	}
 	for _, cs := range (*src).Stats() {
+		cs.Name, cs.Writer = labelValue(cs.Name), labelValue(cs.Writer)
 		for _, n := range cs.Nodes {
+			n.Addr = labelValue(n.Addr)
 			ch <- prom.MustNewConstMetric(c.writer, prom.GaugeValue, b2f(n.Addr == cs.Writer && cs.Writer != ""), cs.Name, n.Addr)
 			for _, s := range states {
 				ch <- prom.MustNewConstMetric(c.nodeState, prom.GaugeValue, b2f(n.State == s), cs.Name, n.Addr, s.String())
@@ -215,6 +218,17 @@ func (c *Collector) Collect(ch chan<- prom.Metric) {
 			}
 		}
 	}
+}
+
+// labelValue returns s as a label value: Prometheus refuses label values
+// that are not valid UTF-8 (a cluster name set in a Go Config can be
+// any string), and one such value made every scrape fail; invalid bytes
+// become U+FFFD.
+func labelValue(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
 // classLabel is an error class as a label value.
@@ -271,8 +285,8 @@ func (c *Collector) series(ci dbrouter.CallInfo) callSeries {
 		return s
 	}
 	op := OpLabel(ci.Op)
-	s = callSeries{calls: c.calls.WithLabelValues(ci.Cluster, op, string(ci.Outcome)),
-		duration: c.callDuration.WithLabelValues(ci.Cluster, op)}
+	s = callSeries{calls: c.calls.WithLabelValues(labelValue(ci.Cluster), op, string(ci.Outcome)),
+		duration: c.callDuration.WithLabelValues(labelValue(ci.Cluster), op)}
 	c.seriesMu.Lock()
 	if c.byCall == nil {
 		c.byCall = make(map[callKey]callSeries)
@@ -293,15 +307,15 @@ func (c *Collector) CallDone(_ context.Context, ci dbrouter.CallInfo) {
 	}
 	for i, a := range ci.Attempts {
 		class := classLabel(a.Class)
-		c.failedAttempts.WithLabelValues(ci.Cluster, a.Node, class).Inc()
+		c.failedAttempts.WithLabelValues(labelValue(ci.Cluster), labelValue(a.Node), class).Inc()
 		// Each failed attempt was retried on the next node, but the last
 		// one of a call no node could take.
 		if ci.Outcome != dbrouter.OutcomeNoNode || i < len(ci.Attempts)-1 {
-			c.retries.WithLabelValues(ci.Cluster, class).Inc()
+			c.retries.WithLabelValues(labelValue(ci.Cluster), class).Inc()
 		}
 	}
 	if ci.Outcome == dbrouter.OutcomeUnknown && ci.Node != "" {
-		c.failedAttempts.WithLabelValues(ci.Cluster, ci.Node, "outcome_unknown").Inc()
+		c.failedAttempts.WithLabelValues(labelValue(ci.Cluster), labelValue(ci.Node), "outcome_unknown").Inc()
 	}
 }
 
@@ -329,9 +343,9 @@ func (c *Collector) Event(ev dbrouter.Event) {
 			}
 			cause = "reload"
 		}
-		c.writerChanges.WithLabelValues(ev.Cluster, cause).Inc()
+		c.writerChanges.WithLabelValues(labelValue(ev.Cluster), cause).Inc()
 	case dbrouter.EventState:
-		c.stateChanges.WithLabelValues(ev.Cluster, ev.Node, ev.To).Inc()
+		c.stateChanges.WithLabelValues(labelValue(ev.Cluster), labelValue(ev.Node), ev.To).Inc()
 	}
 }
 
@@ -374,20 +388,20 @@ func CauseLabel(ev dbrouter.Event) string {
 // ProbeDone observes the probe's duration and counts its failure, for
 // dbrouter.Observer.
 func (c *Collector) ProbeDone(p dbrouter.ProbeInfo) {
-	c.probeDuration.WithLabelValues(p.Cluster, p.Node).Observe(p.Duration.Seconds())
+	c.probeDuration.WithLabelValues(labelValue(p.Cluster), labelValue(p.Node)).Observe(p.Duration.Seconds())
 	if p.Err != nil {
-		c.probeFailures.WithLabelValues(p.Cluster, p.Node).Inc()
+		c.probeFailures.WithLabelValues(labelValue(p.Cluster), labelValue(p.Node)).Inc()
 	}
 }
 
 // TxRerun counts the re-run, for dbrouter.Observer.
 func (c *Collector) TxRerun(cluster, reason string) {
-	c.txReruns.WithLabelValues(cluster, reason).Inc()
+	c.txReruns.WithLabelValues(labelValue(cluster), reason).Inc()
 }
 
 // FenceWaited observes the wait, for dbrouter.Observer.
 func (c *Collector) FenceWaited(cluster string, d time.Duration) {
-	c.fenceWait.WithLabelValues(cluster).Observe(d.Seconds())
+	c.fenceWait.WithLabelValues(labelValue(cluster)).Observe(d.Seconds())
 }
 
 // EventDropped counts the dropped event, for dbrouter.Observer.

@@ -197,3 +197,25 @@ func TestRetriesOfContextEndedCall(t *testing.T) {
 		})
 	}
 }
+
+// TestInvalidUTF8ClusterName: a cluster name that is not valid UTF-8 (a Go
+// Config takes any string; YAML cannot carry one) made every scrape fail
+// ("label value "bad\xff" is not valid UTF-8", the Collector's panic
+// recovered by the registry), hiding every other cluster's metrics. Its
+// invalid bytes are now replaced.
+func TestInvalidUTF8ClusterName(t *testing.T) {
+	t.Parallel()
+	c := New()
+	r, _ := openRouter(t, c, "bad\xff", "good")
+	c.SetRouter(r)
+	c.CallDone(context.Background(), dbrouter.CallInfo{Cluster: "bad\xff", Op: dbrouter.OpExec, Outcome: dbrouter.OutcomeOK, Node: "127.0.0.1:1"})
+	c.Event(dbrouter.Event{Kind: dbrouter.EventWriter, Cluster: "bad\xff", To: "127.0.0.1:1", Cause: "first up and writable node in order"})
+	reg := prom.NewPedanticRegistry()
+	reg.MustRegister(c)
+	if _, err := reg.Gather(); err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	if n, err := testutil.GatherAndCount(reg, "dbrouter_writer"); err != nil || n != 2 {
+		t.Errorf("dbrouter_writer series %d, %v; want one per cluster", n, err)
+	}
+}
