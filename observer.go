@@ -331,7 +331,8 @@ func (c *Cluster) txRerun(attempt int, err error) {
 
 // JoinObservers returns an Observer that passes every measurement to each
 // of obs in turn (the nil ones left out), so that the Prometheus and
-// OpenTelemetry adapters can be used together; nil when none is left.
+// OpenTelemetry adapters can be used together; nil when none is left. One
+// that panics does not keep the measurement from the others.
 func JoinObservers(obs ...Observer) Observer {
 	var list multiObserver
 	for _, o := range obs {
@@ -351,44 +352,42 @@ func JoinObservers(obs ...Observer) Observer {
 // multiObserver is JoinObservers' Observer.
 type multiObserver []Observer
 
+// each calls f with every Observer in turn; when some panic, the others
+// are still called, and the first panic is raised again at the end (the
+// router recovers and logs it).
+func (m multiObserver) each(f func(o Observer)) {
+	var first any
+	for _, o := range m {
+		func() {
+			defer func() {
+				if p := recover(); p != nil && first == nil {
+					first = p
+				}
+			}()
+			f(o)
+		}()
+	}
+	if first != nil {
+		panic(first)
+	}
+}
+
 func (m multiObserver) CallDone(ctx context.Context, c CallInfo) {
-	for _, o := range m {
-		o.CallDone(ctx, c)
-	}
+	m.each(func(o Observer) { o.CallDone(ctx, c) })
 }
 
-func (m multiObserver) Event(ev Event) {
-	for _, o := range m {
-		o.Event(ev)
-	}
-}
+func (m multiObserver) Event(ev Event) { m.each(func(o Observer) { o.Event(ev) }) }
 
-func (m multiObserver) ProbeDone(p ProbeInfo) {
-	for _, o := range m {
-		o.ProbeDone(p)
-	}
-}
+func (m multiObserver) ProbeDone(p ProbeInfo) { m.each(func(o Observer) { o.ProbeDone(p) }) }
 
 func (m multiObserver) TxRerun(cluster, reason string) {
-	for _, o := range m {
-		o.TxRerun(cluster, reason)
-	}
+	m.each(func(o Observer) { o.TxRerun(cluster, reason) })
 }
 
 func (m multiObserver) FenceWaited(cluster string, d time.Duration) {
-	for _, o := range m {
-		o.FenceWaited(cluster, d)
-	}
+	m.each(func(o Observer) { o.FenceWaited(cluster, d) })
 }
 
-func (m multiObserver) EventDropped(ev Event) {
-	for _, o := range m {
-		o.EventDropped(ev)
-	}
-}
+func (m multiObserver) EventDropped(ev Event) { m.each(func(o Observer) { o.EventDropped(ev) }) }
 
-func (m multiObserver) ReloadDone(err error) {
-	for _, o := range m {
-		o.ReloadDone(err)
-	}
-}
+func (m multiObserver) ReloadDone(err error) { m.each(func(o Observer) { o.ReloadDone(err) }) }
