@@ -51,7 +51,13 @@ type Cluster struct {
 	// Drain or Undrain here is refused, as it would not reach the cluster
 	// in use (reload.go). Guarded by mu.
 	replaced bool
-	ready    chan struct{} // closed when the first probe round has ended
+	// obsPending holds the Observer's events (and dropped-event reports)
+	// of published transitions, in order, until c.unlock delivers them
+	// outside mu; obsFlushing is set while a goroutine delivers them.
+	// Both are guarded by mu.
+	obsPending  []obsItem
+	obsFlushing bool
+	ready       chan struct{} // closed when the first probe round has ended
 	// source, when set, decides the writer (writer_source.go).
 	source     WriterSource
 	stopSource func()
@@ -90,7 +96,10 @@ func (c *Cluster) initHealth() {
 	}
 	var p *picker
 	if obs := c.observer; obs != nil {
-		c.fence.waited = func(d time.Duration) { obs.FenceWaited(c.name, d) }
+		c.fence.waited = func(d time.Duration) {
+			defer c.recoverObserver("FenceWaited")
+			obs.FenceWaited(c.name, d)
+		}
 	}
 	c.state, p = newClusterState(c.name, addrs, c.settings, c.source != nil, time.Now())
 	c.pick.Store(p)
@@ -110,7 +119,6 @@ func (c *Cluster) publish(out stateOutput) {
 	if out.ready {
 		close(c.ready)
 	}
-	c.observeEvents(out.events)
 	c.emit(out.events)
 }
 
@@ -147,7 +155,7 @@ func (c *Cluster) reportCall(i int, write bool, class ErrorClass, err error) {
 	c.mu.Lock()
 	out := c.state.callResult(i, write, class, err, now)
 	c.publish(out)
-	c.mu.Unlock()
+	c.unlock()
 	c.carryOut(out)
 }
 

@@ -19,7 +19,6 @@ type dispatcher struct {
 	ch      chan Event
 	done    chan struct{}
 	dropped atomic.Int64
-	obs     Observer // nil: none
 }
 
 const eventBuffer = 1024
@@ -30,19 +29,21 @@ func newDispatcher(log *slog.Logger, onEvent func(Event)) *dispatcher {
 	return d
 }
 
-func (d *dispatcher) send(ev Event) {
+// send queues ev for the callback; it returns false when the queue had no
+// room and ev was dropped (counted). A cluster reports a dropped event to
+// its Observer itself, outside its lock (Cluster.unlock).
+func (d *dispatcher) send(ev Event) bool {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if d.closed {
-		return
+		return true
 	}
 	select {
 	case d.ch <- ev:
+		return true
 	default:
 		d.dropped.Add(1)
-		if d.obs != nil {
-			d.obs.EventDropped(ev)
-		}
+		return false
 	}
 }
 

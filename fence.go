@@ -131,7 +131,7 @@ func (c *Cluster) switchWriter(sw fencedSwitch) {
 	c.mu.Lock()
 	out := c.state.switched(sw, held, caughtUp, pos, now)
 	c.publish(out)
-	c.mu.Unlock()
+	c.unlock()
 	if held {
 		c.fence.unhold()
 	}
@@ -154,7 +154,7 @@ func (c *Cluster) catchUpWithin(ctx context.Context, from, to int, d time.Durati
 	defer cancel()
 	c.mu.Lock()
 	mysqlFlavor := c.state.health[to].mysql
-	c.mu.Unlock()
+	c.unlock()
 	q := "SELECT @@global.gtid_current_pos"
 	wait := "SELECT MASTER_GTID_WAIT(?, ?)"
 	if mysqlFlavor {

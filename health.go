@@ -173,7 +173,7 @@ func (c *Cluster) stopProbers() {
 // it should be probed again without waiting for its next turn.
 func (c *Cluster) confirming(i int) bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlock()
 	return c.state.confirming(i)
 }
 
@@ -192,7 +192,7 @@ func (c *Cluster) probe(i int) {
 	defer cancel()
 	c.mu.Lock()
 	h := c.state.health[i]
-	c.mu.Unlock()
+	c.unlock()
 
 	start := time.Now()
 	mysqlFlavor := h.mysql
@@ -246,15 +246,18 @@ func (c *Cluster) applyProbe(i int, r probeResult) {
 	c.mu.Lock()
 	out := c.state.probeResult(i, r, now)
 	c.publish(out)
-	c.mu.Unlock()
+	c.unlock()
 	c.carryOut(out)
 }
 
 // emit hands events to the router's dispatcher.
 func (c *Cluster) emit(evs []Event) {
-	if c.events != nil {
-		for _, ev := range evs {
-			c.events.send(ev)
+	for _, ev := range evs {
+		if c.observer != nil {
+			c.obsPending = append(c.obsPending, obsItem{ev: ev})
+		}
+		if c.events != nil && !c.events.send(ev) && c.observer != nil {
+			c.obsPending = append(c.obsPending, obsItem{ev: ev, dropped: true})
 		}
 	}
 }
@@ -265,7 +268,7 @@ func (c *Cluster) Stats() ClusterStats {
 	now := time.Now()
 	c.mu.Lock()
 	cs := c.state.stats(now)
-	c.mu.Unlock()
+	c.unlock()
 	c.addPoolStats(&cs)
 	return cs
 }
@@ -426,6 +429,6 @@ func (c *Cluster) handshake(i int) {
 	c.mu.Lock()
 	out := c.state.handshakeResult(i, start, err, noAnswer, now)
 	c.publish(out)
-	c.mu.Unlock()
+	c.unlock()
 	c.carryOut(out)
 }

@@ -3,6 +3,8 @@ package dbrouter
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -14,11 +16,21 @@ import (
 // statistics — is not reported here: read it from Router.Stats when
 // scraped.
 //
-// Set it as Config.Observer. Its methods are called synchronously on the
-// goroutine of the call, probe or reload they report, some under a
-// cluster's lock: they must be fast, must not block and must not call the
-// router. They are called concurrently. Embed NopObserver to implement
-// only some of them.
+// Set it as Config.Observer. Its methods are called synchronously, never
+// under a lock of the router, and concurrently: CallDone on the caller's
+// goroutine as the call returns, ProbeDone on the node's prober, TxRerun
+// in RunInTx, FenceWaited on the write that waited (the write is then past
+// the fence, so a slow FenceWaited holds up a failback as a slow write
+// does), ReloadDone in Reload, and Event and EventDropped on the goroutine
+// of the change once the cluster's lock is released, one goroutine at a
+// time per cluster, in the order of the changes. They may read the router
+// (Stats, WriterAddr) but should not make calls through it. They must be
+// fast and must not block: a blocked CallDone holds up its caller, a
+// blocked ProbeDone that node's probes, a blocked Event the events after
+// it. A panic in a method is recovered and logged ("dbrouter: Observer
+// panicked", with the method's name) and goes no further: the call,
+// probe or reload goes on as if the method had returned. Embed
+// NopObserver to implement only some of them.
 type Observer interface {
 	// CallDone reports a call of a Cluster (ExecContext, QueryContext,
 	// BeginTx, Conn, PingContext, and the connects and statements of
@@ -142,8 +154,10 @@ type CallInfo struct {
 	Start    time.Time
 	Duration time.Duration
 	// Attempts lists the failed attempts on other nodes, in order, as
-	// Trace.Attempts does: when Node is not "", each was retried
-	// transparently on the next node.
+	// Trace.Attempts does. Each was retried transparently on the next
+	// node, but the last one when Outcome is OutcomeNoNode; a call whose
+	// context ended during a retry (OutcomeNotSent, Node "") lists the
+	// attempts before it, each retried.
 	Attempts []*NodeError
 	// Err is the error the call returned, nil on success.
 	Err error
@@ -196,6 +210,7 @@ func (c *Cluster) observeDone(ctx context.Context, op Op, t *Trace, start time.T
 	if c.observer == nil || t == nil {
 		return
 	}
+	defer c.recoverObserver("CallDone")
 	node := t.Node
 	if node == "" && err != nil {
 		node = outcomeUnknownNode(err)
@@ -214,13 +229,66 @@ func outcomeUnknownNode(err error) string {
 	return ""
 }
 
-// observeEvents reports a transition's events; c.mu is held.
-func (c *Cluster) observeEvents(evs []Event) {
-	if c.observer != nil {
-		for _, ev := range evs {
-			c.observer.Event(ev)
+// obsItem is an event for Observer.Event, or, when dropped, for
+// Observer.EventDropped.
+type obsItem struct {
+	ev      Event
+	dropped bool
+}
+
+// unlock releases c.mu and then delivers to the Observer the events that
+// the transitions published under it, in the order of the transitions, so
+// that an Observer method never runs under c.mu: it may read the router
+// (Stats, WriterAddr) without deadlock, and one that panics leaves the
+// cluster usable. One goroutine at a time delivers; a goroutine that finds
+// another delivering leaves its events to it. c.mu must be held.
+func (c *Cluster) unlock() {
+	if c.obsFlushing || len(c.obsPending) == 0 {
+		c.mu.Unlock()
+		return
+	}
+	c.obsFlushing = true
+	for {
+		items := c.obsPending
+		c.obsPending = nil
+		c.mu.Unlock()
+		for _, it := range items {
+			c.observeEvent(it)
+		}
+		c.mu.Lock()
+		if len(c.obsPending) == 0 {
+			c.obsFlushing = false
+			c.mu.Unlock()
+			return
 		}
 	}
+}
+
+// observeEvent passes one item to the Observer.
+func (c *Cluster) observeEvent(it obsItem) {
+	if it.dropped {
+		defer c.recoverObserver("EventDropped")
+		c.observer.EventDropped(it.ev)
+	} else {
+		defer c.recoverObserver("Event")
+		c.observer.Event(it.ev)
+	}
+}
+
+// recoverObserver, deferred around a call of an Observer method, logs a
+// panic of the method and stops it there: the router calls its Observer
+// where a panic would leave a write counted in flight, a transaction or a
+// pinned connection the caller never got, or events undelivered, or would
+// end the program from a prober.
+func (c *Cluster) recoverObserver(method string) {
+	if p := recover(); p != nil {
+		logObserverPanic(c.log, method, p)
+	}
+}
+
+// logObserverPanic logs a recovered panic of an Observer method.
+func logObserverPanic(log *slog.Logger, method string, p any) {
+	log.Error("dbrouter: Observer panicked", "method", method, "panic", fmt.Sprint(p))
 }
 
 // observeProbe reports a probe of node i.
@@ -228,6 +296,7 @@ func (c *Cluster) observeProbe(i int, d time.Duration, mysqlFlavor, flavorKnown 
 	if c.observer == nil {
 		return
 	}
+	defer c.recoverObserver("ProbeDone")
 	server := ""
 	if flavorKnown || err == nil {
 		server = "mariadb"
@@ -256,12 +325,14 @@ func (c *Cluster) txRerun(attempt int, err error) {
 			reason = TxRerunCommitNotSent
 		}
 	}
+	defer c.recoverObserver("TxRerun")
 	c.observer.TxRerun(c.name, reason)
 }
 
 // JoinObservers returns an Observer that passes every measurement to each
 // of obs in turn (the nil ones left out), so that the Prometheus and
-// OpenTelemetry adapters can be used together; nil when none is left.
+// OpenTelemetry adapters can be used together; nil when none is left. One
+// that panics does not keep the measurement from the others.
 func JoinObservers(obs ...Observer) Observer {
 	var list multiObserver
 	for _, o := range obs {
@@ -281,44 +352,42 @@ func JoinObservers(obs ...Observer) Observer {
 // multiObserver is JoinObservers' Observer.
 type multiObserver []Observer
 
+// each calls f with every Observer in turn; when some panic, the others
+// are still called, and the first panic is raised again at the end (the
+// router recovers and logs it).
+func (m multiObserver) each(f func(o Observer)) {
+	var first any
+	for _, o := range m {
+		func() {
+			defer func() {
+				if p := recover(); p != nil && first == nil {
+					first = p
+				}
+			}()
+			f(o)
+		}()
+	}
+	if first != nil {
+		panic(first)
+	}
+}
+
 func (m multiObserver) CallDone(ctx context.Context, c CallInfo) {
-	for _, o := range m {
-		o.CallDone(ctx, c)
-	}
+	m.each(func(o Observer) { o.CallDone(ctx, c) })
 }
 
-func (m multiObserver) Event(ev Event) {
-	for _, o := range m {
-		o.Event(ev)
-	}
-}
+func (m multiObserver) Event(ev Event) { m.each(func(o Observer) { o.Event(ev) }) }
 
-func (m multiObserver) ProbeDone(p ProbeInfo) {
-	for _, o := range m {
-		o.ProbeDone(p)
-	}
-}
+func (m multiObserver) ProbeDone(p ProbeInfo) { m.each(func(o Observer) { o.ProbeDone(p) }) }
 
 func (m multiObserver) TxRerun(cluster, reason string) {
-	for _, o := range m {
-		o.TxRerun(cluster, reason)
-	}
+	m.each(func(o Observer) { o.TxRerun(cluster, reason) })
 }
 
 func (m multiObserver) FenceWaited(cluster string, d time.Duration) {
-	for _, o := range m {
-		o.FenceWaited(cluster, d)
-	}
+	m.each(func(o Observer) { o.FenceWaited(cluster, d) })
 }
 
-func (m multiObserver) EventDropped(ev Event) {
-	for _, o := range m {
-		o.EventDropped(ev)
-	}
-}
+func (m multiObserver) EventDropped(ev Event) { m.each(func(o Observer) { o.EventDropped(ev) }) }
 
-func (m multiObserver) ReloadDone(err error) {
-	for _, o := range m {
-		o.ReloadDone(err)
-	}
-}
+func (m multiObserver) ReloadDone(err error) { m.each(func(o Observer) { o.ReloadDone(err) }) }

@@ -204,15 +204,17 @@ func TestObserverDroppedAndReload(t *testing.T) {
 	t.Parallel()
 	rec := &recorder{}
 	block := make(chan struct{})
-	d := newDispatcher(slog.New(slog.DiscardHandler), func(Event) { <-block })
-	d.obs = rec
+	c := &Cluster{name: "fake", log: slog.New(slog.DiscardHandler), observer: rec,
+		events: newDispatcher(slog.New(slog.DiscardHandler), func(Event) { <-block })}
 	for range eventBuffer + 10 {
-		d.send(Event{Kind: EventState})
+		c.mu.Lock()
+		c.emit([]Event{{Kind: EventState}})
+		c.unlock()
 	}
 	close(block)
-	d.close()
-	if rec.dropped < 9 {
-		t.Errorf("dropped %d, want at least 9", rec.dropped)
+	c.events.close()
+	if rec.dropped < 9 || len(rec.events) != eventBuffer+10 {
+		t.Errorf("dropped %d, events %d; want at least 9 dropped, every event reported", rec.dropped, len(rec.events))
 	}
 
 	cfg := &Config{Defaults: Settings{User: "u"}, Clusters: map[string]ClusterConfig{"c": {Nodes: []string{"127.0.0.1:1"}}}, Observer: rec}

@@ -39,7 +39,14 @@ import (
 func (r *Router) Reload(cfg *Config) error {
 	err := r.reload(cfg, os.ReadFile)
 	if r.obs != nil {
-		r.obs.ReloadDone(err)
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					logObserverPanic(r.log, "ReloadDone", p)
+				}
+			}()
+			r.obs.ReloadDone(err)
+		}()
 	}
 	return err
 }
@@ -194,7 +201,7 @@ func (c *Cluster) inheritPlanned(old *Cluster) {
 		return
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlock()
 	p := c.state.inherit(drained, pinned, time.Now())
 	if p != nil {
 		c.pick.Store(p) // before first use: no call waits on the old picker

@@ -63,7 +63,6 @@ func open(cfg *Config, readFile func(name string) ([]byte, error)) (*Router, err
 	}
 	r := &Router{log: log, events: newDispatcher(log, p.cfg.OnEvent), source: p.cfg.WriterSource, obs: p.cfg.Observer, done: make(chan struct{}),
 		probes: newProbeScheduler()}
-	r.events.obs = r.obs
 	t, _, err := r.buildTable(p, nil)
 	if err != nil {
 		r.events.close()

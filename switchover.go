@@ -116,12 +116,12 @@ func (c *Cluster) switchover(ctx context.Context, to string, from int, opts *Swi
 	now := time.Now()
 	c.mu.Lock()
 	if from >= 0 && c.state.ready && c.state.writer != from {
-		c.mu.Unlock()
+		c.unlock()
 		return errNotFrom
 	}
 	if ti < 0 {
 		if ti = c.state.nextWriter(); ti < 0 {
-			c.mu.Unlock()
+			c.unlock()
 			return c.refused("", errors.New("no other node is up, writable and not drained"))
 		}
 	}
@@ -129,7 +129,7 @@ func (c *Cluster) switchover(ctx context.Context, to string, from int, opts *Swi
 	if err == nil && out.picker != nil {
 		c.publish(out)
 	}
-	c.mu.Unlock()
+	c.unlock()
 	if err != nil {
 		return c.refused(c.nodes[ti].addr, err)
 	}
@@ -178,7 +178,7 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, drain bool
 			c.mu.Lock()
 			out := c.state.switched(sw, held, false, "", time.Now())
 			c.publish(out)
-			c.mu.Unlock()
+			c.unlock()
 			defer c.carryOut(out)
 		}
 		if held {
@@ -271,7 +271,7 @@ func (c *Cluster) plannedSwitch(ctx context.Context, sw fencedSwitch, drain bool
 	c.publish(out)
 	moved := out.picker.writer == sw.to
 	replaced := c.replaced // a Reload took the planned moves over before this one
-	c.mu.Unlock()
+	c.unlock()
 	ended = true
 	if flipped && !moved && (out.picker.writer == sw.from || out.picker.writer < 0) {
 		// Refused after the old writer was made read-only (the target
@@ -342,7 +342,7 @@ func (c *Cluster) closeIn(ctx context.Context, from, to int, deadline time.Time,
 // writerNow returns the state machine's writer (-1: none).
 func (c *Cluster) writerNow() int {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlock()
 	return c.state.writer
 }
 
@@ -445,12 +445,12 @@ func (c *Cluster) drain(ctx context.Context, addr string, opts *SwitchoverOption
 		if c.pick.Load().writer != i {
 			out := c.state.setDrained(i, true, drainLocal, now)
 			c.publish(out)
-			c.mu.Unlock()
+			c.unlock()
 			c.carryOut(out)
 			return nil
 		}
 		next := c.state.nextWriter()
-		c.mu.Unlock()
+		c.unlock()
 		if next < 0 {
 			return c.refused("", fmt.Errorf("cannot drain the writer %s: no other node is up, writable and not drained", c.nodes[i].addr))
 		}
@@ -482,7 +482,7 @@ func (c *Cluster) Undrain(addr string) error {
 	}
 	out := c.state.setDrained(i, false, drainLocal, now)
 	c.publish(out)
-	c.mu.Unlock()
+	c.unlock()
 	c.carryOut(out)
 	return nil
 }

@@ -93,13 +93,13 @@ func (s sink) Decide(d WriterDecision) error {
 	now := time.Now()
 	c.mu.Lock()
 	if last := c.state.epoch; d.Epoch < last {
-		c.mu.Unlock()
+		c.unlock()
 		return fmt.Errorf("dbrouter: cluster %q: writer decision of epoch %d is older than the last one applied (epoch %d)", c.name, d.Epoch, last)
 	}
 	drained := i >= 0 && c.state.isDrained(i)
 	out := c.state.decideExternal(i, d.Refuse, d.Epoch, d.Cause, now)
 	c.publish(out)
-	c.mu.Unlock()
+	c.unlock()
 	c.carryOut(out)
 	if drained {
 		c.log.Warn("dbrouter: the writer source decided a drained node: it takes the writes all the same (the source decides)",
@@ -155,12 +155,12 @@ func (s sink) SetDrained(addr string, on bool) error {
 		return c.replacedErr()
 	}
 	if on && (c.state.writer == i || c.pick.Load().writer == i) {
-		c.mu.Unlock()
+		c.unlock()
 		return fmt.Errorf("dbrouter: cluster %q: cannot drain %s: it is the writer (move the role off it first)", c.name, addr)
 	}
 	out := c.state.setDrained(i, on, drainSource, now)
 	c.publish(out)
-	c.mu.Unlock()
+	c.unlock()
 	c.carryOut(out)
 	return nil
 }

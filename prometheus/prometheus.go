@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dbrouter/dbrouter"
 	prom "github.com/prometheus/client_golang/prometheus"
@@ -30,8 +31,10 @@ type StatsSource interface {
 
 // Collector collects a router's metrics. Set it as Config.Observer before
 // dbrouter.Open, tell it the router with SetRouter, and register it with a
-// prometheus.Registerer. A Collector serves one router. It is safe for
-// concurrent use.
+// prometheus.Registerer. A Collector serves one router; the Collectors of
+// two routers registered in one registry collide (AlreadyRegisteredError):
+// register each through prometheus.WrapRegistererWith with a label of its
+// own. It is safe for concurrent use.
 type Collector struct {
 	dbrouter.NopObserver // for methods added to Observer later
 
@@ -54,6 +57,13 @@ type Collector struct {
 	fenceWait      *prom.HistogramVec
 	eventsDropped  prom.Counter
 	reloads        *prom.CounterVec
+
+	// writerOf is each cluster's writer as the last writer event said:
+	// a Reload that replaces a Cluster makes the new one choose its first
+	// writer again (an event from ""), which is no change when it picks
+	// the same node.
+	writerMu sync.Mutex
+	writerOf map[string]string
 
 	writer, nodeState, readOnly, lag, up *prom.Desc
 	poolGauges                           []poolDesc
@@ -189,7 +199,9 @@ func (c *Collector) Collect(ch chan<- prom.Metric) {
 		return 0
 	}
 	for _, cs := range (*src).Stats() {
+		cs.Name, cs.Writer = labelValue(cs.Name), labelValue(cs.Writer)
 		for _, n := range cs.Nodes {
+			n.Addr = labelValue(n.Addr)
 			ch <- prom.MustNewConstMetric(c.writer, prom.GaugeValue, b2f(n.Addr == cs.Writer && cs.Writer != ""), cs.Name, n.Addr)
 			for _, s := range states {
 				ch <- prom.MustNewConstMetric(c.nodeState, prom.GaugeValue, b2f(n.State == s), cs.Name, n.Addr, s.String())
@@ -206,6 +218,17 @@ func (c *Collector) Collect(ch chan<- prom.Metric) {
 			}
 		}
 	}
+}
+
+// labelValue returns s as a label value: Prometheus refuses label values
+// that are not valid UTF-8 (a cluster name set in a Go Config can be
+// any string), and one such value made every scrape fail; invalid bytes
+// become U+FFFD.
+func labelValue(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
 // classLabel is an error class as a label value.
@@ -262,8 +285,8 @@ func (c *Collector) series(ci dbrouter.CallInfo) callSeries {
 		return s
 	}
 	op := OpLabel(ci.Op)
-	s = callSeries{calls: c.calls.WithLabelValues(ci.Cluster, op, string(ci.Outcome)),
-		duration: c.callDuration.WithLabelValues(ci.Cluster, op)}
+	s = callSeries{calls: c.calls.WithLabelValues(labelValue(ci.Cluster), op, string(ci.Outcome)),
+		duration: c.callDuration.WithLabelValues(labelValue(ci.Cluster), op)}
 	c.seriesMu.Lock()
 	if c.byCall == nil {
 		c.byCall = make(map[callKey]callSeries)
@@ -284,24 +307,45 @@ func (c *Collector) CallDone(_ context.Context, ci dbrouter.CallInfo) {
 	}
 	for i, a := range ci.Attempts {
 		class := classLabel(a.Class)
-		c.failedAttempts.WithLabelValues(ci.Cluster, a.Node, class).Inc()
-		if ci.Node != "" || i < len(ci.Attempts)-1 {
-			c.retries.WithLabelValues(ci.Cluster, class).Inc()
+		c.failedAttempts.WithLabelValues(labelValue(ci.Cluster), labelValue(a.Node), class).Inc()
+		// Each failed attempt was retried on the next node, but the last
+		// one of a call no node could take.
+		if ci.Outcome != dbrouter.OutcomeNoNode || i < len(ci.Attempts)-1 {
+			c.retries.WithLabelValues(labelValue(ci.Cluster), class).Inc()
 		}
 	}
 	if ci.Outcome == dbrouter.OutcomeUnknown && ci.Node != "" {
-		c.failedAttempts.WithLabelValues(ci.Cluster, ci.Node, "outcome_unknown").Inc()
+		c.failedAttempts.WithLabelValues(labelValue(ci.Cluster), labelValue(ci.Node), "outcome_unknown").Inc()
 	}
 }
 
 // Event counts writer changes and node state changes, for
-// dbrouter.Observer.
+// dbrouter.Observer. A writer change is counted once: when a Reload
+// replaces a Cluster, the new Cluster's first choice of the node that was
+// the writer already is not counted, and that of another node is counted
+// with cause "reload".
 func (c *Collector) Event(ev dbrouter.Event) {
 	switch ev.Kind {
 	case dbrouter.EventWriter:
-		c.writerChanges.WithLabelValues(ev.Cluster, CauseLabel(ev)).Inc()
+		c.writerMu.Lock()
+		prev, known := c.writerOf[ev.Cluster]
+		if c.writerOf == nil {
+			c.writerOf = make(map[string]string)
+		}
+		c.writerOf[ev.Cluster] = ev.To
+		c.writerMu.Unlock()
+		cause := CauseLabel(ev)
+		if known && ev.From == "" && prev != "" {
+			// The first choice of a Cluster that a Reload put in place of
+			// one that had a writer.
+			if ev.To == prev {
+				return // the same writer: no change
+			}
+			cause = "reload"
+		}
+		c.writerChanges.WithLabelValues(labelValue(ev.Cluster), cause).Inc()
 	case dbrouter.EventState:
-		c.stateChanges.WithLabelValues(ev.Cluster, ev.Node, ev.To).Inc()
+		c.stateChanges.WithLabelValues(labelValue(ev.Cluster), labelValue(ev.Node), ev.To).Inc()
 	}
 }
 
@@ -312,7 +356,7 @@ func (c *Collector) Event(ev dbrouter.Event) {
 // "writer_read_only" (the writer failed or became read-only),
 // "no_writer" (no node is up and writable), "failback",
 // "switchover", "writer_source" (a WriterSource decided or refuses),
-// "drain" or "other".
+// "drain" or "other". (Collector.Event counts one more cause, "reload".)
 func CauseLabel(ev dbrouter.Event) string {
 	c := ev.Cause
 	switch {
@@ -344,20 +388,20 @@ func CauseLabel(ev dbrouter.Event) string {
 // ProbeDone observes the probe's duration and counts its failure, for
 // dbrouter.Observer.
 func (c *Collector) ProbeDone(p dbrouter.ProbeInfo) {
-	c.probeDuration.WithLabelValues(p.Cluster, p.Node).Observe(p.Duration.Seconds())
+	c.probeDuration.WithLabelValues(labelValue(p.Cluster), labelValue(p.Node)).Observe(p.Duration.Seconds())
 	if p.Err != nil {
-		c.probeFailures.WithLabelValues(p.Cluster, p.Node).Inc()
+		c.probeFailures.WithLabelValues(labelValue(p.Cluster), labelValue(p.Node)).Inc()
 	}
 }
 
 // TxRerun counts the re-run, for dbrouter.Observer.
 func (c *Collector) TxRerun(cluster, reason string) {
-	c.txReruns.WithLabelValues(cluster, reason).Inc()
+	c.txReruns.WithLabelValues(labelValue(cluster), reason).Inc()
 }
 
 // FenceWaited observes the wait, for dbrouter.Observer.
 func (c *Collector) FenceWaited(cluster string, d time.Duration) {
-	c.fenceWait.WithLabelValues(cluster).Observe(d.Seconds())
+	c.fenceWait.WithLabelValues(labelValue(cluster)).Observe(d.Seconds())
 }
 
 // EventDropped counts the dropped event, for dbrouter.Observer.

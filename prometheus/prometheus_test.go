@@ -136,3 +136,25 @@ func TestCauseLabel(t *testing.T) {
 		}
 	}
 }
+
+// TestWriterChangeAfterReload: a Reload that replaces a Cluster makes the
+// new one report its first writer choice (from ""); the Collector counts
+// it only when the writer moved, with cause reload. A writer chosen after
+// a time with none is still a change.
+func TestWriterChangeAfterReload(t *testing.T) {
+	t.Parallel()
+	c := New()
+	ev := func(from, to, cause string) {
+		c.Event(dbrouter.Event{Kind: dbrouter.EventWriter, Cluster: "ring", From: from, To: to, Cause: cause})
+	}
+	ev("", "a:1", "first up and writable node in order") // Open
+	ev("", "a:1", "first up and writable node in order") // Reload replaced the Cluster: same writer
+	ev("", "b:1", "first up and writable node in order") // Reload: another writer
+	ev("b:1", "", "no node is up and writable")
+	ev("", "a:1", "first up and writable node in order") // back from no writer
+	for cause, want := range map[string]float64{"first_choice": 2, "reload": 1, "no_writer": 1} {
+		if got := testutil.ToFloat64(c.writerChanges.WithLabelValues("ring", cause)); got != want {
+			t.Errorf("writer_changes_total{cause=%q} = %v, want %v", cause, got, want)
+		}
+	}
+}

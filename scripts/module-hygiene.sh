@@ -88,3 +88,41 @@ $(echo "$got" | sed 's/^/  /')"
 done
 echo
 echo "$tidy"
+
+# The adapters: a user module that imports only one of them must not list
+# the test harness's modules either (their real-ring tests and benchmark
+# live in integration/). Each is built and listed with its own module
+# cache; the script fails when a heavy module other than the adapter's own
+# library (opentelemetry for otel) is listed.
+echo
+printf '| adapter | modules listed by go list -m all | heavy modules listed |\n|---|---:|---|\n'
+for adapter in prometheus otel; do
+	dir="$work/user-$adapter"
+	mkdir "$dir"
+	export GOMODCACHE="$work/gmc-$adapter"
+	cat >"$dir/go.mod" <<EOM
+module example.com/dbrouter${adapter}user
+
+go 1.26.0
+
+require (
+	github.com/dbrouter/dbrouter v0.0.0
+	github.com/dbrouter/dbrouter/$adapter v0.0.0
+)
+
+replace (
+	github.com/dbrouter/dbrouter => $repo
+	github.com/dbrouter/dbrouter/$adapter => $repo/$adapter
+)
+EOM
+	case $adapter in
+	prometheus) body='_ = dbprom.New()' imp='dbprom "github.com/dbrouter/dbrouter/prometheus"' ;;
+	otel) body='_, _ = dbotel.New(dbotel.Options{})' imp='dbotel "github.com/dbrouter/dbrouter/otel"' ;;
+	esac
+	printf 'package main\n\nimport %s\n\nfunc main() { %s }\n' "$imp" "$body" >"$dir/main.go"
+	out=$(cd "$dir" && go mod tidy 2>&1 && go build -o /dev/null . 2>&1) || { echo "$adapter user module failed:" >&2; echo "$out" >&2; exit 1; }
+	all=$(cd "$dir" && go list -m all)
+	bad=$(echo "$all" | grep -E "$heavy" | grep -vE "$([ "$adapter" = otel ] && echo opentelemetry || echo '^$')" || true)
+	printf '| `%s` | %d | %s |\n' "$adapter" "$(echo "$all" | wc -l)" "${bad:-none}"
+	[ -z "$bad" ] || { echo "the $adapter adapter pulls the test harness into its users' module graph" >&2; exit 1; }
+done

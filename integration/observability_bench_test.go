@@ -1,16 +1,16 @@
-package prometheus
+package integration
 
 // The cost of the Prometheus Collector on real calls: a point SELECT and
 // INSERT through a Cluster whose router has the Collector as Observer
 // (prometheus), through a Cluster of a router without Observer (routed),
-// and on a bare *sql.DB (bare), on a one-node ring, as integration's
-// BenchmarkPointQuery does. The target (docs/observability.md) is
-// prometheus/bare ≥ 0.97 with 8 callers. Runs only with -bench.
+// and on a bare *sql.DB (bare), on a one-node ring, as BenchmarkPointQuery
+// does. The target (docs/observability.md) is prometheus/bare ≥ 0.97 with
+// 8 callers. Runs only with -bench; -pointquery.rounds (router_bench_test.go)
+// alternates the three.
 
 import (
 	"context"
 	"database/sql"
-	"flag"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -18,12 +18,11 @@ import (
 	"testing"
 
 	"github.com/dbrouter/dbrouter"
+	dbprom "github.com/dbrouter/dbrouter/prometheus"
 	"github.com/dbrouter/dbrouter/ringtest"
 	"github.com/go-sql-driver/mysql"
 	prom "github.com/prometheus/client_golang/prometheus"
 )
-
-var benchRounds = flag.Int("pointquery.rounds", 1, "BenchmarkPointQueryPrometheus: alternate bare and routed this many times")
 
 // BenchmarkPointQueryPrometheus is named op/callers=N/{bare,routed,prometheus}, with
 // #NN suffixes for later rounds; the ring starts once.
@@ -32,7 +31,7 @@ func BenchmarkPointQueryPrometheus(b *testing.B) {
 	ring := h.Ring(0)
 	ctx := context.Background()
 	const user, password, database = ringtest.DefaultUser, ringtest.DefaultPassword, ringtest.DefaultDatabase
-	metrics := New()
+	metrics := dbprom.New()
 	r, err := dbrouter.Open(&dbrouter.Config{
 		Defaults: dbrouter.Settings{User: user, Password: password, Database: database},
 		Clusters: map[string]dbrouter.ClusterConfig{"bench": {Nodes: ring.Addrs()}},
@@ -117,7 +116,7 @@ func BenchmarkPointQueryPrometheus(b *testing.B) {
 		b.Run(op.name, func(b *testing.B) {
 			for _, callers := range []int{1, 8} {
 				b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
-					for range *benchRounds {
+					for range *pointRounds {
 						for _, t := range targets {
 							b.Run(t.name, func(b *testing.B) {
 								b.ReportAllocs()
