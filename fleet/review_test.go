@@ -1,0 +1,71 @@
+package fleet
+
+import (
+	"strings"
+	"testing"
+)
+
+// Adversarial review of the fleet mode (issue 14): each test names the
+// defect it caught. Rule tests run without etcd; the others use the
+// embedded etcd of coordinator_helpers_test.go.
+
+// Defect: a decider whose own configuration of a cluster lacks the fleet's
+// writer (its Reload has not happened yet, or was rejected on its host:
+// a ${VAR} unset there) moved a writer that every router sees Up and
+// writable, on its own evidence ("no longer a node of the cluster").
+// Expected: the writer is gone from the cluster only when a majority of
+// the views that count no longer name it; the decider's own node list is
+// one router's opinion.
+func TestReviewStaleDeciderConfigKeepsHealthyWriter(t *testing.T) {
+	a, b, c := "a:3306", "b:3306", "c:3306"
+	healthy := func(r string) View {
+		return view(r, c, nv(a, "up", "0-1-10"), nv(b, "up", "0-1-10"), nv(c, "up", "0-1-10"))
+	}
+	cur := &Decision{Writer: c, Epoch: 3, GTID: "0-1-5"}
+	// The decider still has the old node list [a b]; every router has [a b c].
+	if v := decideWriter([]string{a, b}, cur, []View{healthy("r1"), healthy("r2"), healthy("r3")}, nil); v.change {
+		t.Fatalf("a decider without %s in its configuration moved the healthy writer to %s (%s)", c, v.next.Writer, v.next.Cause)
+	}
+	// Once a majority of the routers dropped c from their configuration,
+	// it is gone for the fleet.
+	dropped := func(r string) View { return view(r, a, nv(a, "up", "0-1-10"), nv(b, "up", "0-1-10")) }
+	v := decideWriter([]string{a, b}, cur, []View{dropped("r1"), dropped("r2"), healthy("r3")}, nil)
+	if !v.change || v.next.Writer != a || !strings.Contains(v.next.Cause, "no longer a node of the cluster") {
+		t.Fatalf("writer dropped by two routers of three: change %v writer %q cause %q stuck %q, want a", v.change, v.next.Writer, v.next.Cause, v.stuck)
+	}
+	// The decider's configuration has c, but a majority of the routers
+	// dropped it (the decider is the one behind): c is gone for the fleet.
+	v = decideWriter([]string{a, b, c}, cur, []View{dropped("r1"), dropped("r2"), healthy("r3")}, nil)
+	if !v.change || v.next.Writer != a {
+		t.Fatalf("writer dropped by two routers of three, still in the decider's list: change %v writer %q stuck %q, want a", v.change, v.next.Writer, v.stuck)
+	}
+}
+
+// Defect: a candidate that a fresh probe found read-only (in one view)
+// could be chosen as the new writer because it was still writable in the
+// older views of a majority; the next round then saw the new writer
+// read-only and moved (and demoted) it again: two epochs, and writes
+// refused by a read-only writer in between. A writer read-only in one
+// view is replaced; a candidate read-only in one view must not be chosen.
+func TestReviewReadOnlyCandidateNotChosen(t *testing.T) {
+	a, b, c := "a:3306", "b:3306", "c:3306"
+	cur := &Decision{Writer: a, Epoch: 4, GTID: "0-1-10"}
+	views := []View{
+		view("r1", a, nv(a, "down", ""), nv(b, "ro", "0-1-10"), nv(c, "up", "0-1-10")),
+		view("r2", a, nv(a, "down", ""), nv(b, "up", "0-1-10"), nv(c, "up", "0-1-10")),
+		view("r3", a, nv(a, "down", ""), nv(b, "up", "0-1-10"), nv(c, "up", "0-1-10")),
+	}
+	v := decideWriter([]string{a, b, c}, cur, views, nil)
+	if !v.change || v.next.Writer != c {
+		t.Fatalf("change %v writer %q (%s), want c: b is read-only for r1", v.change, v.next.Writer, v.next.Cause)
+	}
+	// The same for a first decision.
+	first := []View{
+		view("r1", b, nv(a, "ro", ""), nv(b, "up", ""), nv(c, "up", "")),
+		view("r2", a, nv(a, "up", ""), nv(b, "up", ""), nv(c, "up", "")),
+		view("r3", a, nv(a, "up", ""), nv(b, "up", ""), nv(c, "up", "")),
+	}
+	if v := decideWriter([]string{a, b, c}, nil, first, nil); !v.change || v.next.Writer != b {
+		t.Fatalf("first decision: change %v writer %q (%s), want b: a is read-only for r1", v.change, v.next.Writer, v.next.Cause)
+	}
+}
