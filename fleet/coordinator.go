@@ -92,8 +92,9 @@ func (p EtcdLostPolicy) String() string {
 // Options configure a Coordinator. Zero values mean the documented
 // default.
 type Options struct {
-	// Prefix is where the fleet's keys live (see DefaultPrefix); a "/" is
-	// added when it does not end with one. Every router of a fleet must
+	// Prefix is where the fleet's keys live (see DefaultPrefix); it is
+	// cleaned as path.Clean does ("//" and "/./" go) and a "/" is added
+	// when it does not end with one. Every router of a fleet must
 	// use the same prefix.
 	Prefix string
 
@@ -182,9 +183,7 @@ func New(client *clientv3.Client, opts Options) (*Coordinator, error) {
 	if opts.Prefix == "" {
 		opts.Prefix = DefaultPrefix
 	}
-	if !strings.HasSuffix(opts.Prefix, "/") {
-		opts.Prefix += "/"
-	}
+	opts.Prefix = cleanPrefix(opts.Prefix)
 	if opts.RouterID == "" {
 		host, err := os.Hostname()
 		if err != nil || host == "" {

@@ -65,9 +65,7 @@ var ErrDrainRefused = errors.New("fleet drain refused")
 // Up, writable and not drained in a majority of the views that count. by
 // names who asks.
 func Drain(ctx context.Context, cli *clientv3.Client, prefix, cluster, node, by string) error {
-	if !strings.HasSuffix(prefix, "/") {
-		prefix += "/"
-	}
+	prefix = cleanPrefix(prefix)
 	refuse := func(format string, args ...any) error {
 		return fmt.Errorf("%w: cluster %q: %s", ErrDrainRefused, cluster, fmt.Sprintf(format, args...))
 	}
@@ -139,9 +137,7 @@ func (s DrainState) Done(node string) bool { return s.Writer != node && len(s.Pe
 // ctx ends; it returns the last state seen, and ctx's error if it ended
 // first.
 func WaitDrained(ctx context.Context, cli *clientv3.Client, prefix, cluster, node string) (DrainState, error) {
-	if !strings.HasSuffix(prefix, "/") {
-		prefix += "/"
-	}
+	prefix = cleanPrefix(prefix)
 	for {
 		var st DrainState
 		resp, err := cli.Txn(ctx).Then(

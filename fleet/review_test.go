@@ -69,3 +69,20 @@ func TestReviewReadOnlyCandidateNotChosen(t *testing.T) {
 		t.Fatalf("first decision: change %v writer %q (%s), want b: a is read-only for r1", v.change, v.next.Writer, v.next.Cause)
 	}
 }
+
+// Defect: a prefix that path.Join cleans ("//", "/./") named the views,
+// presence and writer keys one way (keys.go, through path.Join) and the
+// decider's reads and watch another (the prefix as given): the decider
+// never saw a view and no cluster was ever decided. Expected: New cleans
+// the prefix, and the fleet decides.
+func TestReviewUncleanPrefixStillDecides(t *testing.T) {
+	t.Parallel()
+	te := startEtcd(t)
+	cl := newClient(t, te.endpoints[0])
+	const pfx = "/review//unclean/./"
+	r := newFakeRouter(t, cl, pfx, "r1", Options{}, healthy("0-1-1", "0-1-1", "0-1-1")...)
+	if got := r.coord.opts.Prefix; got != "/review/unclean/" {
+		t.Errorf("prefix %q, want /review/unclean/", got)
+	}
+	eventually(t, "a first decision with the prefix /review//unclean/./", func() bool { return r.sink.has(n0, 1) })
+}

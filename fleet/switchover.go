@@ -32,9 +32,7 @@ var ErrSwitchoverRefused = errors.New("fleet switchover refused")
 // of live routers that have probed every node. by names who asks, for the
 // decision's cause and Decider fields.
 func Switchover(ctx context.Context, cli *clientv3.Client, prefix, cluster, to, by string) (Decision, error) {
-	if !strings.HasSuffix(prefix, "/") {
-		prefix += "/"
-	}
+	prefix = cleanPrefix(prefix)
 	refuse := func(format string, args ...any) (Decision, error) {
 		return Decision{}, fmt.Errorf("%w: cluster %q: %s", ErrSwitchoverRefused, cluster, fmt.Sprintf(format, args...))
 	}
