@@ -426,7 +426,8 @@ func sessionContext(ctx context.Context, sess *concurrency.Session) (context.Con
 // Watch starts following the fleet's writer decisions for a cluster, whose
 // nodes are given in configured order, and publishing this router's view
 // of them (from sink.Stats). It does not block; stop ends both and removes
-// the view. A later Watch of the same cluster name (a Reload that rebuilt
+// the view in the background, without waiting for etcd (with etcd
+// unreachable the view goes with the lease). A later Watch of the same cluster name (a Reload that rebuilt
 // the cluster) takes over publishing the view; the earlier one still
 // follows decisions until stopped. After Close, Watch does nothing.
 func (c *Coordinator) Watch(cluster string, nodes []string, sink dbrouter.WriterSink) (stop func()) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dbrouter/dbrouter"
@@ -29,6 +30,8 @@ type watch struct {
 	epoch uint64     // of the last decision applied
 
 	drains map[string]bool // nodes followDrains drained (drain.go); its goroutine only
+
+	viewRev atomic.Int64 // mod revision of the view this watch last published; 0: none
 }
 
 // run follows the coordinator's sessions: with each, it publishes the view
@@ -173,11 +176,12 @@ func (w *watch) publishViews(ctx context.Context, sess *concurrency.Session) {
 		if (last == nil || !sameView(v, *last) || time.Since(lastPut) >= refresh) && w.isCurrent() {
 			b, _ := json.Marshal(v)
 			put, cancel := context.WithTimeout(ctx, opTimeout)
-			_, err := w.c.client.Put(put, key, string(b), clientv3.WithLease(sess.Lease()))
+			resp, err := w.c.client.Put(put, key, string(b), clientv3.WithLease(sess.Lease()))
 			cancel()
 			switch {
 			case err == nil:
 				last, lastPut = &v, time.Now()
+				w.viewRev.Store(resp.Header.Revision)
 			case ctx.Err() == nil:
 				w.c.log.Debug("fleet: publishing the view", "cluster", w.cluster, "err", err)
 			}
@@ -199,26 +203,38 @@ func (w *watch) isCurrent() bool {
 }
 
 // stop ends the watch and, if it was the cluster's current one, removes
-// the router's view of the cluster.
+// the router's view of the cluster, in the background: stop does not wait
+// for etcd, which may not answer (Router.Close would wait opTimeout per
+// cluster). The removal is conditional on the view being the one this
+// watch published, so that it cannot remove the view of a later Watch of
+// the same cluster; Close abandons it (revoking the lease removes the
+// view anyway).
 func (w *watch) stop() {
 	w.cancel()
 	<-w.done
 	c := w.c
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	current := c.watches[w.cluster] == w
 	if current {
 		delete(c.watches, w.cluster)
 	}
-	sess, closed := c.sess, c.closed
-	c.mu.Unlock()
-	if !current || sess == nil || closed {
+	rev := w.viewRev.Load()
+	if !current || c.sess == nil || c.closed || rev == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	if _, err := c.client.Delete(ctx, ViewKey(c.opts.Prefix, w.cluster, c.opts.RouterID)); err != nil {
-		c.log.Debug("fleet: removing the view", "cluster", w.cluster, "err", err)
-	}
+	key := ViewKey(c.opts.Prefix, w.cluster, c.opts.RouterID)
+	c.wg.Add(1) // under c.mu, before Close's Wait: Close sets closed under c.mu first
+	go func() {
+		defer c.wg.Done()
+		ctx, cancel := context.WithTimeout(c.ctx, opTimeout)
+		defer cancel()
+		_, err := c.client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
+			Then(clientv3.OpDelete(key)).Commit()
+		if err != nil && c.ctx.Err() == nil {
+			c.log.Debug("fleet: removing the view", "cluster", w.cluster, "err", err)
+		}
+	}()
 }
 
 // sleepCtx waits for d or until ctx ends; it reports whether ctx lasts.

@@ -3,6 +3,7 @@ package fleet
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // Adversarial review of the fleet mode (issue 14): each test names the
@@ -85,4 +86,52 @@ func TestReviewUncleanPrefixStillDecides(t *testing.T) {
 		t.Errorf("prefix %q, want /review/unclean/", got)
 	}
 	eventually(t, "a first decision with the prefix /review//unclean/./", func() bool { return r.sink.has(n0, 1) })
+}
+
+// Defect: stopping a watch (Router.Close, or a Reload retiring a cluster)
+// deleted the router's view with a synchronous etcd request bounded by
+// opTimeout (2 s): with etcd hung (a partition), a router with N clusters
+// took N × 2 s to close. Expected: stop returns at once; the view is
+// removed in the background (or by the lease's end), and Close does not
+// wait for it either.
+func TestReviewStopDoesNotWaitForEtcd(t *testing.T) {
+	t.Parallel()
+	te := startEtcd(t)
+	cl := newClient(t, te.endpoints[0])
+	const pfx = "/review-stop/"
+	proxy := newBlackhole(t, te.endpoints[0])
+	// A lease longer than the 4 stops' opTimeouts: the session must not
+	// end (and make the deletions moot) before they are timed.
+	r := newFakeRouter(t, newClient(t, proxy.addr()), pfx, "r1", Options{LeaseTTL: 10 * time.Second}, healthy("0-1-1", "0-1-1", "0-1-1")...)
+	names := []string{"c2", "c3", "c4"}
+	var stops []func()
+	for _, name := range names {
+		stops = append(stops, r.coord.Watch(name, testNodes, r.sink))
+	}
+	eventually(t, "the views of every cluster", func() bool {
+		var v View
+		for _, name := range append(names, "c") {
+			if !getJSON(t, cl, ViewKey(pfx, name, "r1"), &v) {
+				return false
+			}
+		}
+		return true
+	})
+	proxy.setCut(true)
+	start := time.Now()
+	for _, stop := range stops {
+		stop()
+	}
+	r.stop()
+	stopped := time.Since(start)
+	err := r.coord.Close()
+	closed := time.Since(start)
+	t.Logf("4 watches stopped in %v, Close returned after %v (err %v)", stopped.Round(time.Millisecond), closed.Round(time.Millisecond), err)
+	if stopped > 1500*time.Millisecond {
+		t.Errorf("stopping 4 watches with etcd hung took %v, want well under one opTimeout (%v) each", stopped.Round(time.Millisecond), opTimeout)
+	}
+	if closed > stopped+opTimeout+time.Second {
+		t.Errorf("Close returned %v after the watches stopped, want at most about one opTimeout (%v)", (closed - stopped).Round(time.Millisecond), opTimeout)
+	}
+	proxy.setCut(false)
 }
