@@ -78,7 +78,7 @@ func Drain(ctx context.Context, cli *clientv3.Client, prefix, cluster, node, by 
 	if err != nil {
 		return fmt.Errorf("fleet: drain of %s in cluster %q: reading etcd: %w", node, cluster, err)
 	}
-	views := liveViews(resp.Responses[1].GetResponseRange().Kvs, resp.Responses[2].GetResponseRange().Kvs)
+	views := liveViews(ViewsPrefix(prefix, cluster), resp.Responses[1].GetResponseRange().Kvs, resp.Responses[2].GetResponseRange().Kvs)
 	if !slices.ContainsFunc(views, func(v View) bool {
 		return slices.ContainsFunc(v.Nodes, func(n NodeView) bool { return n.Addr == node })
 	}) {
@@ -152,7 +152,7 @@ func WaitDrained(ctx context.Context, cli *clientv3.Client, prefix, cluster, nod
 					st.Writer = d.Writer
 				}
 			}
-			for _, v := range liveViews(resp.Responses[1].GetResponseRange().Kvs, resp.Responses[2].GetResponseRange().Kvs) {
+			for _, v := range liveViews(ViewsPrefix(prefix, cluster), resp.Responses[1].GetResponseRange().Kvs, resp.Responses[2].GetResponseRange().Kvs) {
 				if i := slices.IndexFunc(v.Nodes, func(n NodeView) bool { return n.Addr == node }); i >= 0 && !v.Nodes[i].Drained {
 					st.Pending = append(st.Pending, v.Router)
 				}
@@ -167,8 +167,11 @@ func WaitDrained(ctx context.Context, cli *clientv3.Client, prefix, cluster, nod
 	}
 }
 
-// liveViews decodes the views whose router has a presence key.
-func liveViews(routers, views []*mvccKV) []View {
+// liveViews decodes the views whose router has a presence key, read
+// under viewsPrefix (ViewsPrefix of one cluster): keys with a "/" after
+// it are the views of another cluster, whose name extends this one's
+// ("c1/x" beside "c1"), and are skipped.
+func liveViews(viewsPrefix string, routers, views []*mvccKV) []View {
 	live := map[string]bool{}
 	for _, kv := range routers {
 		k := string(kv.Key)
@@ -176,10 +179,15 @@ func liveViews(routers, views []*mvccKV) []View {
 	}
 	var out []View
 	for _, kv := range views {
-		var v View
-		if json.Unmarshal(kv.Value, &v) != nil || !live[v.Router] {
+		router, ok := strings.CutPrefix(string(kv.Key), viewsPrefix)
+		if !ok || strings.Contains(router, "/") {
 			continue
 		}
+		var v View
+		if json.Unmarshal(kv.Value, &v) != nil || !live[router] {
+			continue
+		}
+		v.Router = router
 		out = append(out, v)
 	}
 	return out

@@ -1,6 +1,8 @@
 package fleet
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -134,4 +136,75 @@ func TestReviewStopDoesNotWaitForEtcd(t *testing.T) {
 		t.Errorf("Close returned %v after the watches stopped, want at most about one opTimeout (%v)", (closed - stopped).Round(time.Millisecond), opTimeout)
 	}
 	proxy.setCut(false)
+}
+
+// Defects of Switchover, on static keys (no coordinator):
+//   - it published epoch = the stored decision's + 1, ignoring the epochs
+//     the live routers applied (View.Epoch): after the key was rewritten
+//     with a lower epoch, every router refused the switchover's decision
+//     as older, yet Switchover reported success, and a router restarted
+//     later would follow it: two writers;
+//   - it accepted a target read-only in one live router's view (a fresh
+//     probe): the decider then moved the writer off it at once, demoting
+//     it;
+//   - it counted, as views of cluster "c1", the views of a cluster named
+//     "c1/x" (ViewsPrefix("c1") is a prefix of their keys): a switchover
+//     that a majority of c1's views allowed was refused.
+func TestReviewSwitchover(t *testing.T) {
+	t.Parallel()
+	te := startEtcd(t)
+	cli := newClient(t, te.endpoints[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	put := func(key string, v any) {
+		t.Helper()
+		if _, err := cli.Put(ctx, key, mustJSON(t, v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nodes := func(bState string, bRO bool) []NodeView {
+		return []NodeView{
+			{Addr: "a:3306", State: "up", Probed: true},
+			{Addr: "b:3306", State: bState, ReadOnly: bRO, Probed: true},
+			{Addr: "c:3306", State: "up", Probed: true},
+		}
+	}
+	setup := func(pfx string) {
+		for _, r := range []string{"web1", "web2", "web3"} {
+			put(RouterKey(pfx, r), RouterInfo{ID: r})
+			put(ViewKey(pfx, "c1", r), View{Router: r, Writer: "a:3306", Epoch: 7, Nodes: nodes("up", false)})
+		}
+		put(WriterKey(pfx, "c1"), Decision{Writer: "a:3306", Epoch: 4, Decider: "hand"})
+	}
+
+	t.Run("epoch above the routers'", func(t *testing.T) {
+		const pfx = "/review-so-epoch/"
+		setup(pfx)
+		d, err := Switchover(ctx, cli, pfx, "c1", "b:3306", "ops")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Epoch != 8 {
+			t.Errorf("switchover published epoch %d; the live routers applied epoch 7 and refuse anything lower: want 8", d.Epoch)
+		}
+	})
+	t.Run("target read-only for one router", func(t *testing.T) {
+		const pfx = "/review-so-ro/"
+		setup(pfx)
+		put(ViewKey(pfx, "c1", "web1"), View{Router: "web1", Writer: "a:3306", Epoch: 7, Nodes: nodes("up", true)})
+		_, err := Switchover(ctx, cli, pfx, "c1", "b:3306", "ops")
+		if !errors.Is(err, ErrSwitchoverRefused) || !strings.Contains(err.Error(), "read-only") {
+			t.Errorf("switchover to a node read-only for web1: err = %v, want refused saying read-only", err)
+		}
+	})
+	t.Run("views of a cluster whose name extends this one's", func(t *testing.T) {
+		const pfx = "/review-so-prefix/"
+		setup(pfx)
+		for _, r := range []string{"web1", "web2", "web3"} {
+			put(ViewKey(pfx, "c1/x", r), View{Router: r, Writer: "x:3306", Nodes: []NodeView{{Addr: "x:3306", State: "up", Probed: true}}})
+		}
+		if _, err := Switchover(ctx, cli, pfx, "c1", "b:3306", "ops"); err != nil {
+			t.Errorf("switchover of c1 with a cluster c1/x beside it: %v", err)
+		}
+	})
 }
