@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -299,6 +300,26 @@ func (d *decider) decide(ctx context.Context, cluster string, nodes []string) {
 		d.notes[cluster] = v.stuck
 		return
 	}
+	// One more than the current decision's epoch and than any live
+	// router's: after the writer key was deleted (or overwritten with a
+	// lower epoch) the routers that applied a higher one would refuse the
+	// decision as older. At the top of the range there is no next epoch:
+	// a wrapped one (0) would be refused by every router.
+	var top uint64
+	if cur != nil {
+		top = cur.Epoch
+	}
+	for _, v := range views {
+		top = max(top, v.Epoch)
+	}
+	if top == math.MaxUint64 {
+		stuck := fmt.Sprintf("epoch %d cannot be raised: write a decision with a lower epoch and restart the routers", top)
+		if d.notes[cluster] != stuck {
+			c.log.Error("fleet: writer decision stuck", "cluster", cluster, "why", stuck, "wanted", v.next.Writer)
+		}
+		d.notes[cluster] = stuck
+		return
+	}
 	d.notes[cluster] = ""
 	next := v.next
 	if v.demote != "" && c.opts.Demote != nil {
@@ -317,17 +338,6 @@ func (d *decider) decide(ctx context.Context, cluster string, nodes []string) {
 		} else {
 			next.Cause += fmt.Sprintf("; %s made read-only", v.demote)
 		}
-	}
-	// One more than the current decision's epoch and than any live
-	// router's: after the writer key was deleted (or overwritten with a
-	// lower epoch) the routers that applied a higher one would refuse the
-	// decision as older.
-	var top uint64
-	if cur != nil {
-		top = cur.Epoch
-	}
-	for _, v := range views {
-		top = max(top, v.Epoch)
 	}
 	next.Epoch = top + 1
 	next.Decider = c.opts.RouterID

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dbrouter/dbrouter"
 )
 
 // Adversarial review of the fleet mode (issue 14): each test names the
@@ -207,4 +209,44 @@ func TestReviewSwitchover(t *testing.T) {
 			t.Errorf("switchover of c1 with a cluster c1/x beside it: %v", err)
 		}
 	})
+}
+
+// Defect: the decider published epoch = top + 1 without checking for
+// overflow: after a decision of epoch 2^64-1 (written by hand, or by a
+// buggy tool), the next one was epoch 0, which every router refuses as
+// older: the fleet's decision and the routers' writers diverged for good
+// (a router restarted later follows epoch 0). Expected: the decider
+// refuses to publish (stuck, logged) rather than wrap around.
+func TestReviewEpochOverflow(t *testing.T) {
+	t.Parallel()
+	te := startEtcd(t)
+	cl := newClient(t, te.endpoints[0])
+	const pfx = "/review-overflow/"
+	rec := &verdicts{}
+	r1 := newFakeRouter(t, cl, pfx, "r1", Options{onVerdict: rec.record}, healthy("0-1-1", "0-1-1", "0-1-1")...)
+	r2 := newFakeRouter(t, newClient(t, te.endpoints[0]), pfx, "r2", Options{onVerdict: rec.record}, healthy("0-1-1", "0-1-1", "0-1-1")...)
+	eventually(t, "a first decision", func() bool { return r1.sink.has(n0, 1) && r2.sink.has(n0, 1) })
+	const top = ^uint64(0)
+	if _, err := cl.Put(context.Background(), WriterKey(pfx, "c"), mustJSON(t, Decision{Writer: n0, Epoch: top, Decider: "hand", Cause: "test"})); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the top epoch applied", func() bool { return r1.sink.has(n0, top) && r2.sink.has(n0, top) })
+	aDown := []dbrouter.NodeStats{down(n0), up(n1, "0-1-1"), up(n2, "0-1-1")}
+	r1.sink.set(n0, aDown...)
+	r2.sink.set(n0, aDown...)
+	eventually(t, "a verdict with n0 down for both routers", func() bool {
+		_, ok := rec.find(func(views []View) bool {
+			return len(views) == 2 && views[0].Nodes[0].State == "down" && views[1].Nodes[0].State == "down"
+		})
+		return ok
+	})
+	// Not a wait for a state: a bounded look for a publication that must
+	// not happen.
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		if d, _ := decision(t, cl, pfx); d.Epoch != top {
+			t.Fatalf("the decider published %+v after epoch 2^64-1: every router refuses it as older", d)
+		}
+		time.Sleep(tick)
+	}
 }
