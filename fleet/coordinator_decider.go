@@ -33,25 +33,34 @@ type leaderTerm struct {
 }
 
 // campaign runs for the decider election with sess and, once elected,
-// decides until sess ends or Close.
+// decides until its term ends — sess ends, Close, or its election key is
+// gone while sess lives (deleted by hand, or expired by etcd before the
+// client learnt it) — and then stands again while sess lives.
 func (c *Coordinator) campaign(sess *concurrency.Session) {
 	ctx, cancel := sessionContext(c.ctx, sess)
 	defer cancel()
-	e := concurrency.NewElection(sess, ElectionKey(c.opts.Prefix))
-	for {
-		err := e.Campaign(ctx, c.opts.RouterID)
-		if err == nil {
-			break
+	for ctx.Err() == nil {
+		e := concurrency.NewElection(sess, ElectionKey(c.opts.Prefix))
+		for {
+			err := e.Campaign(ctx, c.opts.RouterID)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			c.log.Debug("fleet: campaigning", "err", err)
+			if !sleepCtx(ctx, retryInterval) {
+				return
+			}
 		}
-		if ctx.Err() != nil {
-			return
-		}
-		c.log.Debug("fleet: campaigning", "err", err)
-		if !sleepCtx(ctx, retryInterval) {
-			return
-		}
+		c.serve(ctx, leaderTerm{key: e.Key(), rev: e.Rev()})
 	}
-	term := leaderTerm{key: e.Key(), rev: e.Rev()}
+}
+
+// serve is one term as the decider: it decides until ctx ends or the term
+// is found deposed.
+func (c *Coordinator) serve(ctx context.Context, term leaderTerm) {
 	c.log.Info("fleet: elected decider", "key", term.key, "rev", term.rev)
 	c.mu.Lock()
 	c.term = &term
@@ -62,7 +71,9 @@ func (c *Coordinator) campaign(sess *concurrency.Session) {
 		c.mu.Unlock()
 		c.log.Info("fleet: no longer the decider")
 	}()
-	d := &decider{c: c, term: term, notes: map[string]string{}}
+	ctx, end := context.WithCancel(ctx)
+	defer end()
+	d := &decider{c: c, term: term, notes: map[string]string{}, end: end}
 	d.run(ctx)
 }
 
@@ -76,6 +87,7 @@ type decider struct {
 	writers map[string]writerKV        // cluster → decision
 	drained map[string]map[string]bool // cluster → nodes drained (DrainKey)
 	notes   map[string]string          // cluster → the last "stuck" logged
+	end     context.CancelFunc         // ends the term: the election key is gone
 }
 
 // writerKV is a decision and the mod revision of its key.
@@ -142,10 +154,16 @@ func (d *decider) load(ctx context.Context) (int64, error) {
 		clientv3.OpGet(pfx+"routers/", clientv3.WithPrefix()),
 		clientv3.OpGet(pfx+"writers/", clientv3.WithPrefix()),
 		clientv3.OpGet(pfx+"drained/", clientv3.WithPrefix()),
+		clientv3.OpGet(d.term.key),
 	).Commit()
 	if err != nil {
 		return 0, err
 	}
+	if kvs := resp.Responses[4].GetResponseRange().Kvs; len(kvs) == 0 || kvs[0].CreateRevision != d.term.rev {
+		d.deposed(fmt.Errorf("%w: election key %s (revision %d) is gone", errDeposed, d.term.key, d.term.rev))
+		return 0, errDeposed
+	}
+	resp.Responses = resp.Responses[:4]
 	d.views, d.routers, d.writers = map[string]map[string]View{}, map[string]bool{}, map[string]writerKV{}
 	d.drained = map[string]map[string]bool{}
 	for _, r := range resp.Responses {
@@ -160,10 +178,21 @@ func (d *decider) load(ctx context.Context) (int64, error) {
 // cluster it concerns, or whether it changed the live routers.
 func (d *decider) applyEvent(ev *clientv3.Event) (cluster string, routers bool) {
 	key := string(ev.Kv.Key)
+	if key == d.term.key && (ev.Type == clientv3.EventTypeDelete || ev.Kv.CreateRevision != d.term.rev) {
+		d.deposed(fmt.Errorf("%w: election key %s (revision %d) is gone", errDeposed, d.term.key, d.term.rev))
+		return "", false
+	}
 	if ev.Type == clientv3.EventTypeDelete {
 		return d.remove(key)
 	}
 	return d.put(key, ev.Kv.Value, ev.Kv.ModRevision)
+}
+
+// deposed ends the term: this coordinator is no longer the decider,
+// whatever its session says; campaign stands again.
+func (d *decider) deposed(err error) {
+	d.c.log.Warn("fleet: deposed as decider", "err", err)
+	d.end()
 }
 
 // splitKey tells a key of the mirror: its kind ("views", "routers",
@@ -324,6 +353,10 @@ func (d *decider) decide(ctx context.Context, cluster string, nodes []string) {
 	next := v.next
 	if v.demote != "" && c.opts.Demote != nil {
 		if err := c.stillDeciding(ctx, d.term, cluster, wkv.modRev); err != nil {
+			if errors.Is(err, errDeposed) {
+				d.deposed(err)
+				return
+			}
 			if ctx.Err() == nil {
 				c.log.Warn("fleet: writer decision abandoned before demoting the old writer", "cluster", cluster, "node", v.demote, "err", err)
 			}
@@ -349,6 +382,8 @@ func (d *decider) decide(ctx context.Context, cluster string, nodes []string) {
 		// event in between must not decide (and demote) again.
 		d.writers[cluster] = writerKV{next, rev}
 		c.log.Info("fleet: writer decided", "cluster", cluster, "writer", next.Writer, "epoch", next.Epoch, "cause", next.Cause)
+	case errors.Is(err, errDeposed):
+		d.deposed(err)
 	case ctx.Err() == nil:
 		c.log.Warn("fleet: writer decision not published", "cluster", cluster, "writer", next.Writer, "epoch", next.Epoch, "err", err)
 	}

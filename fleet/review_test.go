@@ -250,3 +250,35 @@ func TestReviewEpochOverflow(t *testing.T) {
 		time.Sleep(tick)
 	}
 }
+
+// Defect: a decider whose election key was deleted while its session
+// lived (an operator's `etcdctl del`, or a lease that etcd expired before
+// the client learnt it) stayed the decider in its own eyes for as long as
+// its session lasted: IsDecider true beside the new decider, every
+// publication refused (errDeposed), and it no longer stood in the
+// election, so when the new decider went, the fleet had none. Expected:
+// it ends its term on losing its key, and stands again.
+func TestReviewDeciderKeyDeletedStandsAgain(t *testing.T) {
+	t.Parallel()
+	te := startEtcd(t)
+	cl := newClient(t, te.endpoints[0])
+	const pfx = "/review-key-deleted/"
+	a := newFakeRouter(t, newClient(t, te.endpoints[0]), pfx, "a", Options{}, healthy("0-1-1", "0-1-1", "0-1-1")...)
+	eventually(t, "a elected", a.coord.IsDecider)
+	b := newFakeRouter(t, newClient(t, te.endpoints[0]), pfx, "b", Options{}, healthy("0-1-1", "0-1-1", "0-1-1")...)
+	eventually(t, "n0 decided for both", func() bool { return a.sink.has(n0, 1) && b.sink.has(n0, 1) })
+	a.coord.mu.Lock()
+	term := *a.coord.term
+	a.coord.mu.Unlock()
+	if _, err := cl.Delete(context.Background(), term.key); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b elected and a no longer the decider", func() bool { return b.coord.IsDecider() && !a.coord.IsDecider() })
+	b.stop()
+	if err := b.coord.Close(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a elected again", a.coord.IsDecider)
+	a.sink.set(n0, down(n0), up(n1, "0-1-1"), up(n2, "0-1-1"))
+	eventually(t, "a decides again: n1 at epoch 2", func() bool { return a.sink.has(n1, 2) })
+}
