@@ -3,6 +3,9 @@ package fleet
 import (
 	"context"
 	"errors"
+	"fmt"
+	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -281,4 +284,57 @@ func TestReviewDeciderKeyDeletedStandsAgain(t *testing.T) {
 	eventually(t, "a elected again", a.coord.IsDecider)
 	a.sink.set(n0, down(n0), up(n1, "0-1-1"), up(n2, "0-1-1"))
 	eventually(t, "a decides again: n1 at epoch 2", func() bool { return a.sink.has(n1, 2) })
+}
+
+// TestReviewNoGoroutineLeak: after Close (with etcd up, and with etcd
+// hung behind a cut), no goroutine of the coordinator is left (the etcd
+// client's own, such as its lease keepalive loops, stay until the client
+// is closed).
+func TestReviewNoGoroutineLeak(t *testing.T) {
+	// Not parallel: no other test's coordinator runs meanwhile.
+	ours := regexp.MustCompile(`dbrouter/fleet\.(\(\*(Coordinator|watch|decider)\)|sessionContext|New\.)`)
+	for _, cut := range []bool{false, true} {
+		t.Run(fmt.Sprintf("cut=%v", cut), func(t *testing.T) {
+			te := startEtcd(t)
+			proxy := newBlackhole(t, te.endpoints[0])
+			cl := newClient(t, proxy.addr())
+			c, err := New(cl, Options{Prefix: "/review-leak/", RouterID: "r1", LeaseTTL: testTTL, Logger: testLogger(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s1, s2 := &fakeSink{}, &fakeSink{}
+			s1.set("", healthy("0-1-1", "0-1-1", "0-1-1")...)
+			s2.set("", healthy("0-1-1", "0-1-1", "0-1-1")...)
+			stop1 := c.Watch("c", testNodes, s1)
+			stop2 := c.Watch("d", testNodes, s2)
+			eventually(t, "both clusters decided", func() bool { return s1.has(n0, 1) && s2.has(n0, 1) })
+			left := func() []string {
+				buf := make([]byte, 4<<20)
+				var out []string
+				for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+					if ours.MatchString(g) {
+						out = append(out, g)
+					}
+				}
+				return out
+			}
+			if n := len(left()); n < 5 {
+				t.Fatalf("%d goroutines of the coordinator found while it runs: the test cannot see them", n)
+			}
+			if cut {
+				proxy.setCut(true)
+				defer proxy.setCut(false)
+			}
+			stop1()
+			c.Close()
+			stop2() // after Close
+			deadline := time.Now().Add(5 * time.Second)
+			for len(left()) > 0 && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if l := left(); len(l) > 0 {
+				t.Fatalf("%d goroutines of the coordinator after Close:\n%s", len(l), strings.Join(l, "\n\n"))
+			}
+		})
+	}
 }
