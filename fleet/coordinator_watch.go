@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -124,7 +126,18 @@ func (w *watch) apply(gen uint64, value []byte) {
 		return
 	}
 	cause := fmt.Sprintf("fleet decision of %s: %s", d.Decider, d.Cause)
-	if err := w.sink.Decide(dbrouter.WriterDecision{Writer: d.Writer, Epoch: d.Epoch, Cause: cause}); err != nil {
+	wd := dbrouter.WriterDecision{Writer: d.Writer, Epoch: d.Epoch, Cause: cause}
+	if d.Writer != "" && !slices.Contains(w.nodes, d.Writer) {
+		// This router's configuration of the cluster lacks the fleet's
+		// writer (a configuration not rolled out everywhere yet): writing
+		// to any node it has would make a second writer. Refuse writes
+		// until the fleet decides a node it has.
+		w.c.log.Error("fleet: the fleet's writer is not a node of this router's cluster: writes refused", "cluster", w.cluster, "writer", d.Writer, "epoch", d.Epoch, "nodes", w.nodes)
+		wd = dbrouter.WriterDecision{Epoch: d.Epoch, Refuse: true, Cause: fmt.Sprintf(
+			"fleet decision of %s names %s, not a node of the cluster in this router's configuration (%s): writes refused until the configurations agree",
+			d.Decider, d.Writer, strings.Join(w.nodes, ", "))}
+	}
+	if err := w.sink.Decide(wd); err != nil {
 		w.c.log.Error("fleet: writer decision not applied", "cluster", w.cluster, "writer", d.Writer, "epoch", d.Epoch, "err", err)
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -337,4 +338,60 @@ func TestReviewNoGoroutineLeak(t *testing.T) {
 			}
 		})
 	}
+}
+
+// strictSink is a fakeSink that refuses a decision naming a node it does
+// not have, as a router's cluster does (dbrouter's sink.Decide).
+type strictSink struct {
+	fakeSink
+	nodes []string
+}
+
+func (s *strictSink) Decide(d dbrouter.WriterDecision) error {
+	if d.Writer != "" && !slices.Contains(s.nodes, d.Writer) {
+		return fmt.Errorf("writer decision names %q, not a node of the cluster", d.Writer)
+	}
+	return s.fakeSink.Decide(d)
+}
+
+// Defect: a router whose configuration of a cluster lacks the node the
+// fleet decided (a configuration rolled out to some routers only: a node
+// added, or renamed) had the decision refused by its cluster and kept
+// writing to the previous writer, while the rest of the fleet wrote to
+// the new one: two writers, e.g. after a switchover or a drain, where the
+// old writer is healthy. Expected: the router refuses writes (not sent)
+// until the fleet decides a node it has, and says why.
+func TestReviewDecisionForUnknownNodeRefusesWrites(t *testing.T) {
+	t.Parallel()
+	te := startEtcd(t)
+	cl := newClient(t, te.endpoints[0])
+	const pfx = "/review-unknown-node/"
+	c, err := New(cl, Options{Prefix: pfx, RouterID: "old-config", LeaseTTL: testTTL, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := &strictSink{nodes: []string{n0, n1}}
+	s.set("", unprobed(n0), unprobed(n1)) // no say: the test writes the decisions
+	stop := c.Watch("c", s.nodes, s)
+	defer stop()
+	put := func(d Decision) {
+		t.Helper()
+		d.Decider, d.Cause = "operator", "test"
+		if _, err := cl.Put(context.Background(), WriterKey(pfx, "c"), mustJSON(t, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(Decision{Writer: n0, Epoch: 1})
+	eventually(t, "n0 at epoch 1", func() bool { return s.has(n0, 1) })
+	put(Decision{Writer: n2, Epoch: 2}) // n2: not in this router's configuration
+	eventually(t, "writes refused at epoch 2", func() bool {
+		d, ok := s.last()
+		return ok && d.Refuse && d.Writer == "" && d.Epoch == 2
+	})
+	if d, _ := s.last(); !strings.Contains(d.Cause, n2) || !strings.Contains(d.Cause, "not a node") {
+		t.Errorf("cause %q: want it to name %s and say it is not a node of the cluster here", d.Cause, n2)
+	}
+	put(Decision{Writer: n1, Epoch: 3})
+	eventually(t, "n1 at epoch 3", func() bool { return s.has(n1, 3) })
 }
