@@ -122,7 +122,9 @@ type Options struct {
 	// the new decision (cut from etcd, under KeepLastDecision) but still
 	// reach the old writer. An old writer that is down cannot be reached:
 	// Demote's error is logged, put in the decision's cause, and the
-	// decision is published anyway. It is bounded by DemoteTimeout.
+	// decision is published anyway. It is bounded by DemoteTimeout: the
+	// decider waits no longer, even for a hook that ignores its context
+	// (the hook is then left to end by itself).
 	Demote func(ctx context.Context, cluster, addr string) error
 
 	// DemoteTimeout bounds one call of Demote; DefaultDemoteTimeout when

@@ -362,9 +362,7 @@ func (d *decider) decide(ctx context.Context, cluster string, nodes []string) {
 			}
 			return
 		}
-		dctx, cancel := context.WithTimeout(ctx, c.opts.DemoteTimeout)
-		err := c.opts.Demote(dctx, cluster, v.demote)
-		cancel()
+		err := c.demote(ctx, cluster, v.demote)
 		if err != nil {
 			c.log.Warn("fleet: could not make the old writer read-only", "cluster", cluster, "node", v.demote, "err", err)
 			next.Cause += fmt.Sprintf("; %s not made read-only: %v", v.demote, err)
@@ -386,6 +384,24 @@ func (d *decider) decide(ctx context.Context, cluster string, nodes []string) {
 		d.deposed(err)
 	case ctx.Err() == nil:
 		c.log.Warn("fleet: writer decision not published", "cluster", cluster, "writer", next.Writer, "epoch", next.Epoch, "err", err)
+	}
+}
+
+// demote calls Options.Demote for addr and waits for it at most
+// DemoteTimeout, even if the hook does not honour its context (a driver
+// call without one, a connect to a blackholed host): the decider and
+// Close must not wait for it. A hook still running then is left to end
+// by itself.
+func (c *Coordinator) demote(ctx context.Context, cluster, addr string) error {
+	dctx, cancel := context.WithTimeout(ctx, c.opts.DemoteTimeout)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- c.opts.Demote(dctx, cluster, addr) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-dctx.Done():
+		return fmt.Errorf("no answer within %v: %w", c.opts.DemoteTimeout, dctx.Err())
 	}
 }
 

@@ -429,3 +429,47 @@ func TestReviewNoLocalWritesBeforeFirstRead(t *testing.T) {
 		t.Fatalf("right after Watch: decision %+v (applied %v): the cluster is on its local rule", d, ok)
 	}
 }
+
+// Defect: Options.Demote was "bounded by DemoteTimeout" only if the hook
+// honoured its context: a hook stuck on a dead old writer without a
+// context (a driver call without one, a TCP connect to a blackholed host)
+// stopped the decider — no decision for any cluster — and Close waited for
+// it. Expected: after DemoteTimeout the decider publishes anyway (the
+// cause says the demotion timed out), and Close does not wait for the
+// hook.
+func TestReviewDemoteHookIgnoringContext(t *testing.T) {
+	t.Parallel()
+	te := startEtcd(t)
+	const pfx = "/review-demote-stuck/"
+	release := make(chan struct{})
+	defer close(release)
+	demote := func(ctx context.Context, cluster, addr string) error {
+		<-release // ignores ctx
+		return nil
+	}
+	var rs []*fakeRouter
+	for _, id := range []string{"r1", "r2", "r3"} {
+		rs = append(rs, newFakeRouter(t, newClient(t, te.endpoints[0]), pfx, id,
+			Options{Demote: demote, DemoteTimeout: 200 * time.Millisecond}, healthy("0-1-5", "0-1-5", "0-1-5")...))
+	}
+	eventually(t, "n0 decided", func() bool { return rs[0].sink.has(n0, 1) && rs[1].sink.has(n0, 1) && rs[2].sink.has(n0, 1) })
+	aDown := []dbrouter.NodeStats{down(n0), up(n1, "0-1-5"), up(n2, "0-1-5")}
+	rs[0].sink.set(n0, aDown...)
+	rs[1].sink.set(n0, aDown...)
+	eventually(t, "every router on n1 although Demote never returns", func() bool {
+		return rs[0].sink.has(n1, 2) && rs[1].sink.has(n1, 2) && rs[2].sink.has(n1, 2)
+	})
+	if d, _ := decision(t, newClient(t, te.endpoints[0]), pfx); !strings.Contains(d.Cause, "not made read-only") {
+		t.Errorf("cause %q: want it to say n0 was not made read-only", d.Cause)
+	}
+	for _, r := range rs {
+		r.stop()
+		done := make(chan struct{})
+		go func() { r.coord.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Close of %s waits for a Demote hook that never returns", r.id)
+		}
+	}
+}
