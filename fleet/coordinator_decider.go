@@ -318,6 +318,9 @@ func (d *decider) decide(ctx context.Context, cluster string, nodes []string) {
 	if have {
 		cur = &wkv.d
 	}
+	if cur != nil && d.restore(ctx, cluster, nodes, cur, wkv.modRev, views) {
+		return
+	}
 	v := decideWriter(nodes, cur, views, d.drained[cluster])
 	if c.opts.onVerdict != nil {
 		c.opts.onVerdict(cluster, views, v)
@@ -403,6 +406,58 @@ func (c *Coordinator) demote(ctx context.Context, cluster, addr string) error {
 	case <-dctx.Done():
 		return fmt.Errorf("no answer within %v: %w", c.opts.DemoteTimeout, dctx.Err())
 	}
+}
+
+// restore handles a stored decision older than the epoch some live
+// router applied (etcd restored from a backup, or the key rewritten by
+// hand): the routers that applied the newer one refuse it and keep their
+// writer, while routers started later would follow it — two writers. It
+// re-publishes, above every live router's epoch, the writer that most of
+// the routers at the highest epoch use, and reports whether it acted (the
+// normal rule applies from the next round on).
+func (d *decider) restore(ctx context.Context, cluster string, nodes []string, cur *Decision, modRev int64, views []View) bool {
+	var top uint64
+	for _, v := range views {
+		top = max(top, v.Epoch)
+	}
+	if top <= cur.Epoch {
+		return false
+	}
+	c := d.c
+	users := map[string]int{}
+	best := ""
+	for _, v := range views {
+		if v.Epoch != top || v.Writer == "" {
+			continue
+		}
+		users[v.Writer]++
+		if best == "" || users[v.Writer] > users[best] {
+			best = v.Writer
+		}
+	}
+	if best == "" || top == math.MaxUint64 {
+		stuck := fmt.Sprintf("the stored decision (epoch %d) is older than epoch %d, which live routers applied, and none of them names its writer", cur.Epoch, top)
+		if d.notes[cluster] != stuck {
+			c.log.Error("fleet: writer decision stuck", "cluster", cluster, "why", stuck)
+		}
+		d.notes[cluster] = stuck
+		return true
+	}
+	next := Decision{Writer: best, Epoch: top + 1, Decider: c.opts.RouterID, At: time.Now().UTC(), Cause: fmt.Sprintf(
+		"the stored decision (%s, epoch %d) is older than epoch %d, which %d live routers applied and use %s with (etcd restored from a backup, or the key rewritten?): %s re-published above it",
+		cur.Writer, cur.Epoch, top, users[best], best, best)}
+	rev, err := c.publishDecision(ctx, d.term, cluster, modRev, next)
+	switch {
+	case err == nil:
+		d.writers[cluster] = writerKV{next, rev}
+		d.notes[cluster] = ""
+		c.log.Warn("fleet: writer decision restored", "cluster", cluster, "writer", next.Writer, "epoch", next.Epoch, "cause", next.Cause)
+	case errors.Is(err, errDeposed):
+		d.deposed(err)
+	case ctx.Err() == nil:
+		c.log.Warn("fleet: writer decision not published", "cluster", cluster, "writer", next.Writer, "epoch", next.Epoch, "err", err)
+	}
+	return true
 }
 
 // publishDecision publishes a cluster's decision with a compare-and-swap:

@@ -473,3 +473,46 @@ func TestReviewDemoteHookIgnoringContext(t *testing.T) {
 		}
 	}
 }
+
+// Defect: a stored decision older than the epochs the live routers
+// applied — etcd restored from a backup, or the key rewritten by hand —
+// stayed as it was while its writer was healthy: every running router
+// refused it (older epoch) and kept its writer, while every router
+// started later followed the stored one: two writers, for good.
+// Expected: the decider re-publishes, above every live router's epoch,
+// the writer the routers at the highest epoch use.
+func TestReviewStoredDecisionOlderThanRouters(t *testing.T) {
+	t.Parallel()
+	te := startEtcd(t)
+	cl := newClient(t, te.endpoints[0])
+	const pfx = "/review-restored/"
+	view := healthy("0-1-1", "0-1-1", "0-1-1")
+	r1 := newFakeRouter(t, cl, pfx, "r1", Options{}, view...)
+	r2 := newFakeRouter(t, newClient(t, te.endpoints[0]), pfx, "r2", Options{}, view...)
+	eventually(t, "n0 at epoch 1", func() bool { return r1.sink.has(n0, 1) && r2.sink.has(n0, 1) })
+	put := func(d Decision) {
+		t.Helper()
+		d.Decider, d.Cause = "operator", "test"
+		if _, err := cl.Put(context.Background(), WriterKey(pfx, "c"), mustJSON(t, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(Decision{Writer: n1, Epoch: 5})
+	eventually(t, "n1 at epoch 5", func() bool { return r1.sink.has(n1, 5) && r2.sink.has(n1, 5) })
+	r1.sink.set(n1, view...) // the writer each router uses now, in its view
+	r2.sink.set(n1, view...)
+	eventually(t, "views at epoch 5 on n1", func() bool {
+		var v1, v2 View
+		return getJSON(t, cl, ViewKey(pfx, "c", "r1"), &v1) && v1.Epoch == 5 && v1.Writer == n1 &&
+			getJSON(t, cl, ViewKey(pfx, "c", "r2"), &v2) && v2.Epoch == 5 && v2.Writer == n1
+	})
+	put(Decision{Writer: n0, Epoch: 1}) // the backup's decision
+	r3 := newFakeRouter(t, newClient(t, te.endpoints[0]), pfx, "r3", Options{}, view...)
+	eventually(t, "the routers' writer re-published above their epoch", func() bool {
+		d, _ := decision(t, cl, pfx)
+		return d.Writer == n1 && d.Epoch == 6
+	})
+	eventually(t, "every router on n1 at epoch 6", func() bool {
+		return r1.sink.has(n1, 6) && r2.sink.has(n1, 6) && r3.sink.has(n1, 6)
+	})
+}
