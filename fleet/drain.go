@@ -94,7 +94,8 @@ func Drain(ctx context.Context, cli *clientv3.Client, prefix, cluster, node, by 
 	var others []string
 	for _, v := range views {
 		for _, n := range v.Nodes {
-			if !drained[n.Addr] && t.upRW[n.Addr] >= maj && !slices.Contains(others, n.Addr) {
+			// As the decider's rule: read-only in no view.
+			if !drained[n.Addr] && t.upRW[n.Addr] >= maj && t.readOnly[n.Addr] == "" && !slices.Contains(others, n.Addr) {
 				others = append(others, n.Addr)
 			}
 		}

@@ -516,3 +516,35 @@ func TestReviewStoredDecisionOlderThanRouters(t *testing.T) {
 		return r1.sink.has(n1, 6) && r2.sink.has(n1, 6) && r3.sink.has(n1, 6)
 	})
 }
+
+// Defect: Drain accepted draining the writer when the only other node Up
+// and writable for a majority was read-only in one view; the decider
+// (which does not choose a node read-only in any view) then had nowhere
+// to move the writer, and the drained node stayed the writer. Expected:
+// Drain refuses, as the decider's rule would.
+func TestReviewDrainWithReadOnlyCandidate(t *testing.T) {
+	t.Parallel()
+	te := startEtcd(t)
+	cli := newClient(t, te.endpoints[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const pfx = "/review-drain-ro/"
+	put := func(key string, v any) {
+		t.Helper()
+		if _, err := cli.Put(ctx, key, mustJSON(t, v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, r := range []string{"web1", "web2", "web3"} {
+		put(RouterKey(pfx, r), RouterInfo{ID: r})
+		put(ViewKey(pfx, "c1", r), View{Router: r, Writer: "a:3306", Epoch: 1, Nodes: []NodeView{
+			{Addr: "a:3306", State: "up", Probed: true},
+			{Addr: "b:3306", State: "up", ReadOnly: i == 0, Probed: true},
+			{Addr: "c:3306", State: "down", Probed: true},
+		}})
+	}
+	put(WriterKey(pfx, "c1"), Decision{Writer: "a:3306", Epoch: 1})
+	if err := Drain(ctx, cli, pfx, "c1", "a:3306", "ops"); !errors.Is(err, ErrDrainRefused) {
+		t.Fatalf("drain of the writer whose only candidate is read-only for web1: err = %v, want ErrDrainRefused", err)
+	}
+}
