@@ -548,3 +548,32 @@ func TestReviewDrainWithReadOnlyCandidate(t *testing.T) {
 		t.Fatalf("drain of the writer whose only candidate is read-only for web1: err = %v, want ErrDrainRefused", err)
 	}
 }
+
+// TestReviewTwoCoordinatorsOneClient: two coordinators of one process on
+// one etcd client (two routers in one process) are two routers of the
+// fleet: one decider between them, and closing one (the decider) leaves
+// the other live, elected, and following decisions.
+func TestReviewTwoCoordinatorsOneClient(t *testing.T) {
+	t.Parallel()
+	te := startEtcd(t)
+	cl := newClient(t, te.endpoints[0])
+	const pfx = "/review-shared-client/"
+	a := newFakeRouter(t, cl, pfx, "a", Options{}, healthy("0-1-1", "0-1-1", "0-1-1")...)
+	eventually(t, "a elected", a.coord.IsDecider)
+	b := newFakeRouter(t, cl, pfx, "b", Options{}, healthy("0-1-1", "0-1-1", "0-1-1")...)
+	eventually(t, "n0 decided for both", func() bool { return a.sink.has(n0, 1) && b.sink.has(n0, 1) })
+	if b.coord.IsDecider() {
+		t.Fatal("two deciders on one client")
+	}
+	a.stop()
+	if err := a.coord.Close(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b elected once a closed", b.coord.IsDecider)
+	var info RouterInfo
+	if !getJSON(t, cl, RouterKey(pfx, "b"), &info) {
+		t.Fatal("b's presence went with a's lease")
+	}
+	b.sink.set("", down(n0), up(n1, "0-1-1"), up(n2, "0-1-1"))
+	eventually(t, "b decides alone: n1 at epoch 2", func() bool { return b.sink.has(n1, 2) })
+}
