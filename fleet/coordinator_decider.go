@@ -318,7 +318,7 @@ func (d *decider) decide(ctx context.Context, cluster string, nodes []string) {
 	if have {
 		cur = &wkv.d
 	}
-	if cur != nil && d.restore(ctx, cluster, nodes, cur, wkv.modRev, views) {
+	if cur != nil && d.restore(ctx, cluster, cur, wkv.modRev, views) {
 		return
 	}
 	v := decideWriter(nodes, cur, views, d.drained[cluster])
@@ -415,7 +415,7 @@ func (c *Coordinator) demote(ctx context.Context, cluster, addr string) error {
 // re-publishes, above every live router's epoch, the writer that most of
 // the routers at the highest epoch use, and reports whether it acted (the
 // normal rule applies from the next round on).
-func (d *decider) restore(ctx context.Context, cluster string, nodes []string, cur *Decision, modRev int64, views []View) bool {
+func (d *decider) restore(ctx context.Context, cluster string, cur *Decision, modRev int64, views []View) bool {
 	var top uint64
 	for _, v := range views {
 		top = max(top, v.Epoch)
