@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -576,4 +577,47 @@ func TestReviewTwoCoordinatorsOneClient(t *testing.T) {
 	}
 	b.sink.set("", down(n0), up(n1, "0-1-1"), up(n2, "0-1-1"))
 	eventually(t, "b decides alone: n1 at epoch 2", func() bool { return b.sink.has(n1, 2) })
+}
+
+// TestReviewPutConfigRace: PutConfig calls racing on one expected
+// revision: exactly one stores its configuration, every other gets a
+// *ConflictError naming the revision found.
+func TestReviewPutConfigRace(t *testing.T) {
+	t.Parallel()
+	te := startEtcd(t)
+	cli := newClient(t, te.endpoints[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const pfx = "/review-put-race/"
+	yaml := func(i int) []byte {
+		return []byte(fmt.Sprintf("clusters:\n  c%d:\n    nodes: [\"127.0.0.1:%d\"]\n    user: app\n", i, 3306+i))
+	}
+	rev0, err := PutConfig(ctx, cli, pfx, yaml(0), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	errs := make([]error, n)
+	revs := make([]int64, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { revs[i], errs[i] = PutConfig(ctx, cli, pfx, yaml(i+1), rev0) })
+	}
+	wg.Wait()
+	won := -1
+	for i, err := range errs {
+		var ce *ConflictError
+		switch {
+		case err == nil && won >= 0:
+			t.Fatalf("PutConfig %d and %d both stored on revision %d", won, i, rev0)
+		case err == nil:
+			won = i
+		case !errors.As(err, &ce) || ce.ExpectedRev != rev0 || ce.CurrentRev <= rev0:
+			t.Fatalf("PutConfig %d: %v, want a conflict naming a revision after %d", i, err, rev0)
+		}
+	}
+	got, rev, err := GetConfig(ctx, cli, pfx)
+	if err != nil || won < 0 || string(got) != string(yaml(won+1)) || rev != revs[won] {
+		t.Fatalf("stored %q at %d (err %v); winner %d", got, rev, err, won)
+	}
 }
