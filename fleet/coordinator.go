@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -431,8 +432,21 @@ func sessionContext(ctx context.Context, sess *concurrency.Session) (context.Con
 // the view in the background, without waiting for etcd (with etcd
 // unreachable the view goes with the lease). A later Watch of the same cluster name (a Reload that rebuilt
 // the cluster) takes over publishing the view; the earlier one still
-// follows decisions until stopped. After Close, Watch does nothing.
+// follows decisions until stopped. After Close, Watch does nothing. A
+// cluster name that cannot name etcd keys unchanged (with an empty, "." or
+// ".." path segment, or a leading or trailing "/") is not watched: its
+// cluster refuses writes, with a cause that says so.
 func (c *Coordinator) Watch(cluster string, nodes []string, sink dbrouter.WriterSink) (stop func()) {
+	if !keySafe(cluster) {
+		// path.Join would clean the name into another key: the writer key of
+		// ".." is the prefix itself, "c/" shares every key with "c".
+		cause := fmt.Sprintf("fleet: cluster name %q cannot name etcd keys (an empty, \".\" or \"..\" path segment, or a leading or trailing \"/\"): writes refused; rename the cluster", cluster)
+		c.log.Error("fleet: cluster not watched", "cluster", cluster, "why", cause)
+		if err := sink.Decide(dbrouter.WriterDecision{Refuse: true, Cause: cause}); err != nil {
+			c.log.Error("fleet: refusal not applied", "cluster", cluster, "err", err)
+		}
+		return func() {}
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -455,6 +469,12 @@ func (c *Coordinator) Watch(cluster string, nodes []string, sink dbrouter.Writer
 	}()
 	var once sync.Once
 	return func() { once.Do(w.stop) }
+}
+
+// keySafe reports whether a cluster name survives path.Join unchanged
+// as a key segment (a "/" inside is fine: "eu/customers").
+func keySafe(cluster string) bool {
+	return cluster != "" && path.Join("x", cluster) == "x/"+cluster
 }
 
 // clusterNodes returns the nodes of the clusters this router watches.

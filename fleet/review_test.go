@@ -621,3 +621,39 @@ func TestReviewPutConfigRace(t *testing.T) {
 		t.Fatalf("stored %q at %d (err %v); winner %d", got, rev, err, won)
 	}
 }
+
+// Defect: cluster names are joined into keys with path.Join, which cleans
+// them: a cluster named ".." had its writer key at the prefix itself and
+// its views outside views/ (the decider never saw them: the cluster
+// silently stayed on the local rule, out of the fleet), "../config" read
+// the fleet's configuration as its writer decision, and "c/" or "/c"
+// shared every key with a cluster "c". Expected: such a name is not
+// watched through etcd; its cluster refuses writes (not sent) with a cause
+// that names the problem, rather than leaving the fleet silently.
+func TestReviewClusterNameThatKeysCannotCarry(t *testing.T) {
+	t.Parallel()
+	te := startEtcd(t)
+	cl := newClient(t, te.endpoints[0])
+	const pfx = "/review-names/"
+	c, err := New(cl, Options{Prefix: pfx, RouterID: "r1", LeaseTTL: testTTL, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, name := range []string{"..", "../config", "c/", "/c", "a//b", "a/./b", "."} {
+		s := &fakeSink{}
+		s.set("", healthy("0-1-1", "0-1-1", "0-1-1")...)
+		stop := c.Watch(name, testNodes, s)
+		d, ok := s.last()
+		stop()
+		if !ok || !d.Refuse || !strings.Contains(d.Cause, "cluster name") {
+			t.Errorf("Watch(%q): decision %+v (applied %v), want writes refused with a cause naming the cluster name", name, d, ok)
+		}
+	}
+	// A "/" inside a name is fine.
+	s := &fakeSink{}
+	s.set("", healthy("0-1-1", "0-1-1", "0-1-1")...)
+	stop := c.Watch("eu/customers", testNodes, s)
+	defer stop()
+	eventually(t, "eu/customers decided", func() bool { return s.has(n0, 1) })
+}
