@@ -101,6 +101,9 @@ type Options struct {
 
 	// RouterID names this router in the fleet; it must be unique among
 	// live routers and must not contain "/". Default: "<hostname>-<pid>".
+	// Two live routers with one RouterID share their keys and count as
+	// one; a router that finds its presence key held by another live lease
+	// logs a warning (a restarted router may find its previous run's).
 	RouterID string
 
 	// LeaseTTL is the lease of this router's presence, views and
@@ -170,6 +173,8 @@ type Coordinator struct {
 	watches map[string]*watch    // the current watch of each cluster
 	closed  bool
 	term    *leaderTerm // while this coordinator is the decider
+
+	lastLease int64 // the lease of the last session, 0 before the first
 }
 
 var _ dbrouter.WriterSource = (*Coordinator)(nil)
@@ -340,12 +345,31 @@ func (c *Coordinator) newSession() (*concurrency.Session, error) {
 	}
 	host, _ := os.Hostname()
 	info, _ := json.Marshal(RouterInfo{ID: c.opts.RouterID, Host: host, PID: os.Getpid(), Started: time.Now().UTC()})
-	if _, err := c.client.Put(ctx, RouterKey(c.opts.Prefix, c.opts.RouterID), string(info), clientv3.WithLease(lease.ID)); err != nil {
+	key := RouterKey(c.opts.Prefix, c.opts.RouterID)
+	// The previous value tells whether another live lease holds the key:
+	// another router with this RouterID (the fleet would count the two as
+	// one), or this router's previous run, whose lease has not expired yet.
+	resp, err := c.client.Put(ctx, key, string(info), clientv3.WithLease(lease.ID), clientv3.WithPrevKV())
+	if err == nil && resp.PrevKv != nil && resp.PrevKv.Lease != 0 && resp.PrevKv.Lease != int64(lease.ID) && !c.ownLease(resp.PrevKv.Lease) {
+		var prev RouterInfo
+		_ = json.Unmarshal(resp.PrevKv.Value, &prev)
+		c.log.Warn("fleet: RouterID in use by another live router (or by this router's previous run, until its lease expires): router IDs must be unique, or the fleet counts the routers as one",
+			"other_host", prev.Host, "other_pid", prev.PID, "other_started", prev.Started)
+	}
+	if err != nil {
 		sess.Orphan()
 		c.revoke(lease.ID)
 		return nil, fmt.Errorf("fleet: publishing the router's presence: %w", err)
 	}
 	return sess, nil
+}
+
+// ownLease reports whether id is the lease of this coordinator's session
+// (the one that ended: its keys may outlive it briefly).
+func (c *Coordinator) ownLease(id int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastLease == id
 }
 
 // revoke revokes a lease, best effort.
@@ -362,6 +386,7 @@ func (c *Coordinator) setSession(sess *concurrency.Session) {
 	defer c.mu.Unlock()
 	c.sess = sess
 	if sess != nil {
+		c.lastLease = int64(sess.Lease())
 		c.gen++
 		if c.lost {
 			c.log.Info("fleet: etcd reachable again: following the fleet's decisions")

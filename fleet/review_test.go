@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"runtime"
 	"slices"
@@ -656,4 +657,44 @@ func TestReviewClusterNameThatKeysCannotCarry(t *testing.T) {
 	stop := c.Watch("eu/customers", testNodes, s)
 	defer stop()
 	eventually(t, "eu/customers decided", func() bool { return s.has(n0, 1) })
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Defect: two live routers with one RouterID (a configuration copied
+// from one app server to the next) share their presence and view keys:
+// the fleet counts them as one router whose view flips between theirs,
+// and when one goes, its lease takes the shared presence key with it, so
+// the other's views stop counting. Nothing said so. Expected: a router
+// that finds its presence key held by another live lease logs it (it
+// cannot refuse: a restarted router finds its previous run's key until
+// that lease expires).
+func TestReviewDuplicateRouterIDLogged(t *testing.T) {
+	t.Parallel()
+	te := startEtcd(t)
+	const pfx = "/review-dup-id/"
+	a := newFakeRouter(t, newClient(t, te.endpoints[0]), pfx, "web-1", Options{}, healthy("0-1-1", "0-1-1", "0-1-1")...)
+	eventually(t, "web-1 elected", a.coord.IsDecider)
+	var buf syncBuffer
+	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	newFakeRouter(t, newClient(t, te.endpoints[0]), pfx, "web-1", Options{Logger: logger}, healthy("0-1-1", "0-1-1", "0-1-1")...)
+	eventually(t, "a warning about the RouterID in use", func() bool {
+		return strings.Contains(buf.String(), "RouterID in use by another live router")
+	})
 }
