@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -92,13 +93,17 @@ func (p EtcdLostPolicy) String() string {
 // Options configure a Coordinator. Zero values mean the documented
 // default.
 type Options struct {
-	// Prefix is where the fleet's keys live (see DefaultPrefix); a "/" is
-	// added when it does not end with one. Every router of a fleet must
+	// Prefix is where the fleet's keys live (see DefaultPrefix); it is
+	// cleaned as path.Clean does ("//" and "/./" go) and a "/" is added
+	// when it does not end with one. Every router of a fleet must
 	// use the same prefix.
 	Prefix string
 
 	// RouterID names this router in the fleet; it must be unique among
 	// live routers and must not contain "/". Default: "<hostname>-<pid>".
+	// Two live routers with one RouterID share their keys and count as
+	// one; a router that finds its presence key held by another live lease
+	// logs a warning (a restarted router may find its previous run's).
 	RouterID string
 
 	// LeaseTTL is the lease of this router's presence, views and
@@ -121,7 +126,9 @@ type Options struct {
 	// the new decision (cut from etcd, under KeepLastDecision) but still
 	// reach the old writer. An old writer that is down cannot be reached:
 	// Demote's error is logged, put in the decision's cause, and the
-	// decision is published anyway. It is bounded by DemoteTimeout.
+	// decision is published anyway. It is bounded by DemoteTimeout: the
+	// decider waits no longer, even for a hook that ignores its context
+	// (the hook is then left to end by itself).
 	Demote func(ctx context.Context, cluster, addr string) error
 
 	// DemoteTimeout bounds one call of Demote; DefaultDemoteTimeout when
@@ -166,6 +173,8 @@ type Coordinator struct {
 	watches map[string]*watch    // the current watch of each cluster
 	closed  bool
 	term    *leaderTerm // while this coordinator is the decider
+
+	lastLease int64 // the lease of the last session, 0 before the first
 }
 
 var _ dbrouter.WriterSource = (*Coordinator)(nil)
@@ -182,9 +191,7 @@ func New(client *clientv3.Client, opts Options) (*Coordinator, error) {
 	if opts.Prefix == "" {
 		opts.Prefix = DefaultPrefix
 	}
-	if !strings.HasSuffix(opts.Prefix, "/") {
-		opts.Prefix += "/"
-	}
+	opts.Prefix = cleanPrefix(opts.Prefix)
 	if opts.RouterID == "" {
 		host, err := os.Hostname()
 		if err != nil || host == "" {
@@ -338,12 +345,31 @@ func (c *Coordinator) newSession() (*concurrency.Session, error) {
 	}
 	host, _ := os.Hostname()
 	info, _ := json.Marshal(RouterInfo{ID: c.opts.RouterID, Host: host, PID: os.Getpid(), Started: time.Now().UTC()})
-	if _, err := c.client.Put(ctx, RouterKey(c.opts.Prefix, c.opts.RouterID), string(info), clientv3.WithLease(lease.ID)); err != nil {
+	key := RouterKey(c.opts.Prefix, c.opts.RouterID)
+	// The previous value tells whether another live lease holds the key:
+	// another router with this RouterID (the fleet would count the two as
+	// one), or this router's previous run, whose lease has not expired yet.
+	resp, err := c.client.Put(ctx, key, string(info), clientv3.WithLease(lease.ID), clientv3.WithPrevKV())
+	if err == nil && resp.PrevKv != nil && resp.PrevKv.Lease != 0 && resp.PrevKv.Lease != int64(lease.ID) && !c.ownLease(resp.PrevKv.Lease) {
+		var prev RouterInfo
+		_ = json.Unmarshal(resp.PrevKv.Value, &prev)
+		c.log.Warn("fleet: RouterID in use by another live router (or by this router's previous run, until its lease expires): router IDs must be unique, or the fleet counts the routers as one",
+			"other_host", prev.Host, "other_pid", prev.PID, "other_started", prev.Started)
+	}
+	if err != nil {
 		sess.Orphan()
 		c.revoke(lease.ID)
 		return nil, fmt.Errorf("fleet: publishing the router's presence: %w", err)
 	}
 	return sess, nil
+}
+
+// ownLease reports whether id is the lease of this coordinator's session
+// (the one that ended: its keys may outlive it briefly).
+func (c *Coordinator) ownLease(id int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastLease == id
 }
 
 // revoke revokes a lease, best effort.
@@ -360,6 +386,7 @@ func (c *Coordinator) setSession(sess *concurrency.Session) {
 	defer c.mu.Unlock()
 	c.sess = sess
 	if sess != nil {
+		c.lastLease = int64(sess.Lease())
 		c.gen++
 		if c.lost {
 			c.log.Info("fleet: etcd reachable again: following the fleet's decisions")
@@ -427,10 +454,24 @@ func sessionContext(ctx context.Context, sess *concurrency.Session) (context.Con
 // Watch starts following the fleet's writer decisions for a cluster, whose
 // nodes are given in configured order, and publishing this router's view
 // of them (from sink.Stats). It does not block; stop ends both and removes
-// the view. A later Watch of the same cluster name (a Reload that rebuilt
+// the view in the background, without waiting for etcd (with etcd
+// unreachable the view goes with the lease). A later Watch of the same cluster name (a Reload that rebuilt
 // the cluster) takes over publishing the view; the earlier one still
-// follows decisions until stopped. After Close, Watch does nothing.
+// follows decisions until stopped. After Close, Watch does nothing. A
+// cluster name that cannot name etcd keys unchanged (with an empty, "." or
+// ".." path segment, or a leading or trailing "/") is not watched: its
+// cluster refuses writes, with a cause that says so.
 func (c *Coordinator) Watch(cluster string, nodes []string, sink dbrouter.WriterSink) (stop func()) {
+	if !keySafe(cluster) {
+		// path.Join would clean the name into another key: the writer key of
+		// ".." is the prefix itself, "c/" shares every key with "c".
+		cause := fmt.Sprintf("fleet: cluster name %q cannot name etcd keys (an empty, \".\" or \"..\" path segment, or a leading or trailing \"/\"): writes refused; rename the cluster", cluster)
+		c.log.Error("fleet: cluster not watched", "cluster", cluster, "why", cause)
+		if err := sink.Decide(dbrouter.WriterDecision{Refuse: true, Cause: cause}); err != nil {
+			c.log.Error("fleet: refusal not applied", "cluster", cluster, "err", err)
+		}
+		return func() {}
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -453,6 +494,12 @@ func (c *Coordinator) Watch(cluster string, nodes []string, sink dbrouter.Writer
 	}()
 	var once sync.Once
 	return func() { once.Do(w.stop) }
+}
+
+// keySafe reports whether a cluster name survives path.Join unchanged
+// as a key segment (a "/" inside is fine: "eu/customers").
+func keySafe(cluster string) bool {
+	return cluster != "" && path.Join("x", cluster) == "x/"+cluster
 }
 
 // clusterNodes returns the nodes of the clusters this router watches.

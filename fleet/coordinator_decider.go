@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -32,25 +33,34 @@ type leaderTerm struct {
 }
 
 // campaign runs for the decider election with sess and, once elected,
-// decides until sess ends or Close.
+// decides until its term ends — sess ends, Close, or its election key is
+// gone while sess lives (deleted by hand, or expired by etcd before the
+// client learnt it) — and then stands again while sess lives.
 func (c *Coordinator) campaign(sess *concurrency.Session) {
 	ctx, cancel := sessionContext(c.ctx, sess)
 	defer cancel()
-	e := concurrency.NewElection(sess, ElectionKey(c.opts.Prefix))
-	for {
-		err := e.Campaign(ctx, c.opts.RouterID)
-		if err == nil {
-			break
+	for ctx.Err() == nil {
+		e := concurrency.NewElection(sess, ElectionKey(c.opts.Prefix))
+		for {
+			err := e.Campaign(ctx, c.opts.RouterID)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			c.log.Debug("fleet: campaigning", "err", err)
+			if !sleepCtx(ctx, retryInterval) {
+				return
+			}
 		}
-		if ctx.Err() != nil {
-			return
-		}
-		c.log.Debug("fleet: campaigning", "err", err)
-		if !sleepCtx(ctx, retryInterval) {
-			return
-		}
+		c.serve(ctx, leaderTerm{key: e.Key(), rev: e.Rev()})
 	}
-	term := leaderTerm{key: e.Key(), rev: e.Rev()}
+}
+
+// serve is one term as the decider: it decides until ctx ends or the term
+// is found deposed.
+func (c *Coordinator) serve(ctx context.Context, term leaderTerm) {
 	c.log.Info("fleet: elected decider", "key", term.key, "rev", term.rev)
 	c.mu.Lock()
 	c.term = &term
@@ -61,7 +71,9 @@ func (c *Coordinator) campaign(sess *concurrency.Session) {
 		c.mu.Unlock()
 		c.log.Info("fleet: no longer the decider")
 	}()
-	d := &decider{c: c, term: term, notes: map[string]string{}}
+	ctx, end := context.WithCancel(ctx)
+	defer end()
+	d := &decider{c: c, term: term, notes: map[string]string{}, end: end}
 	d.run(ctx)
 }
 
@@ -75,6 +87,7 @@ type decider struct {
 	writers map[string]writerKV        // cluster → decision
 	drained map[string]map[string]bool // cluster → nodes drained (DrainKey)
 	notes   map[string]string          // cluster → the last "stuck" logged
+	end     context.CancelFunc         // ends the term: the election key is gone
 }
 
 // writerKV is a decision and the mod revision of its key.
@@ -141,10 +154,16 @@ func (d *decider) load(ctx context.Context) (int64, error) {
 		clientv3.OpGet(pfx+"routers/", clientv3.WithPrefix()),
 		clientv3.OpGet(pfx+"writers/", clientv3.WithPrefix()),
 		clientv3.OpGet(pfx+"drained/", clientv3.WithPrefix()),
+		clientv3.OpGet(d.term.key),
 	).Commit()
 	if err != nil {
 		return 0, err
 	}
+	if kvs := resp.Responses[4].GetResponseRange().Kvs; len(kvs) == 0 || kvs[0].CreateRevision != d.term.rev {
+		d.deposed(fmt.Errorf("%w: election key %s (revision %d) is gone", errDeposed, d.term.key, d.term.rev))
+		return 0, errDeposed
+	}
+	resp.Responses = resp.Responses[:4]
 	d.views, d.routers, d.writers = map[string]map[string]View{}, map[string]bool{}, map[string]writerKV{}
 	d.drained = map[string]map[string]bool{}
 	for _, r := range resp.Responses {
@@ -159,10 +178,21 @@ func (d *decider) load(ctx context.Context) (int64, error) {
 // cluster it concerns, or whether it changed the live routers.
 func (d *decider) applyEvent(ev *clientv3.Event) (cluster string, routers bool) {
 	key := string(ev.Kv.Key)
+	if key == d.term.key && (ev.Type == clientv3.EventTypeDelete || ev.Kv.CreateRevision != d.term.rev) {
+		d.deposed(fmt.Errorf("%w: election key %s (revision %d) is gone", errDeposed, d.term.key, d.term.rev))
+		return "", false
+	}
 	if ev.Type == clientv3.EventTypeDelete {
 		return d.remove(key)
 	}
 	return d.put(key, ev.Kv.Value, ev.Kv.ModRevision)
+}
+
+// deposed ends the term: this coordinator is no longer the decider,
+// whatever its session says; campaign stands again.
+func (d *decider) deposed(err error) {
+	d.c.log.Warn("fleet: deposed as decider", "err", err)
+	d.end()
 }
 
 // splitKey tells a key of the mirror: its kind ("views", "routers",
@@ -288,6 +318,9 @@ func (d *decider) decide(ctx context.Context, cluster string, nodes []string) {
 	if have {
 		cur = &wkv.d
 	}
+	if cur != nil && d.restore(ctx, cluster, cur, wkv.modRev, views) {
+		return
+	}
 	v := decideWriter(nodes, cur, views, d.drained[cluster])
 	if c.opts.onVerdict != nil {
 		c.opts.onVerdict(cluster, views, v)
@@ -299,35 +332,46 @@ func (d *decider) decide(ctx context.Context, cluster string, nodes []string) {
 		d.notes[cluster] = v.stuck
 		return
 	}
-	d.notes[cluster] = ""
-	next := v.next
-	if v.demote != "" && c.opts.Demote != nil {
-		if err := c.stillDeciding(ctx, d.term, cluster, wkv.modRev); err != nil {
-			if ctx.Err() == nil {
-				c.log.Warn("fleet: writer decision abandoned before demoting the old writer", "cluster", cluster, "node", v.demote, "err", err)
-			}
-			return
-		}
-		dctx, cancel := context.WithTimeout(ctx, c.opts.DemoteTimeout)
-		err := c.opts.Demote(dctx, cluster, v.demote)
-		cancel()
-		if err != nil {
-			c.log.Warn("fleet: could not make the old writer read-only", "cluster", cluster, "node", v.demote, "err", err)
-			next.Cause += fmt.Sprintf("; %s not made read-only: %v", v.demote, err)
-		} else {
-			next.Cause += fmt.Sprintf("; %s made read-only", v.demote)
-		}
-	}
 	// One more than the current decision's epoch and than any live
 	// router's: after the writer key was deleted (or overwritten with a
 	// lower epoch) the routers that applied a higher one would refuse the
-	// decision as older.
+	// decision as older. At the top of the range there is no next epoch:
+	// a wrapped one (0) would be refused by every router.
 	var top uint64
 	if cur != nil {
 		top = cur.Epoch
 	}
 	for _, v := range views {
 		top = max(top, v.Epoch)
+	}
+	if top == math.MaxUint64 {
+		stuck := fmt.Sprintf("epoch %d cannot be raised: write a decision with a lower epoch and restart the routers", top)
+		if d.notes[cluster] != stuck {
+			c.log.Error("fleet: writer decision stuck", "cluster", cluster, "why", stuck, "wanted", v.next.Writer)
+		}
+		d.notes[cluster] = stuck
+		return
+	}
+	d.notes[cluster] = ""
+	next := v.next
+	if v.demote != "" && c.opts.Demote != nil {
+		if err := c.stillDeciding(ctx, d.term, cluster, wkv.modRev); err != nil {
+			if errors.Is(err, errDeposed) {
+				d.deposed(err)
+				return
+			}
+			if ctx.Err() == nil {
+				c.log.Warn("fleet: writer decision abandoned before demoting the old writer", "cluster", cluster, "node", v.demote, "err", err)
+			}
+			return
+		}
+		err := c.demote(ctx, cluster, v.demote)
+		if err != nil {
+			c.log.Warn("fleet: could not make the old writer read-only", "cluster", cluster, "node", v.demote, "err", err)
+			next.Cause += fmt.Sprintf("; %s not made read-only: %v", v.demote, err)
+		} else {
+			next.Cause += fmt.Sprintf("; %s made read-only", v.demote)
+		}
 	}
 	next.Epoch = top + 1
 	next.Decider = c.opts.RouterID
@@ -339,9 +383,81 @@ func (d *decider) decide(ctx context.Context, cluster string, nodes []string) {
 		// event in between must not decide (and demote) again.
 		d.writers[cluster] = writerKV{next, rev}
 		c.log.Info("fleet: writer decided", "cluster", cluster, "writer", next.Writer, "epoch", next.Epoch, "cause", next.Cause)
+	case errors.Is(err, errDeposed):
+		d.deposed(err)
 	case ctx.Err() == nil:
 		c.log.Warn("fleet: writer decision not published", "cluster", cluster, "writer", next.Writer, "epoch", next.Epoch, "err", err)
 	}
+}
+
+// demote calls Options.Demote for addr and waits for it at most
+// DemoteTimeout, even if the hook does not honour its context (a driver
+// call without one, a connect to a blackholed host): the decider and
+// Close must not wait for it. A hook still running then is left to end
+// by itself.
+func (c *Coordinator) demote(ctx context.Context, cluster, addr string) error {
+	dctx, cancel := context.WithTimeout(ctx, c.opts.DemoteTimeout)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- c.opts.Demote(dctx, cluster, addr) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-dctx.Done():
+		return fmt.Errorf("no answer within %v: %w", c.opts.DemoteTimeout, dctx.Err())
+	}
+}
+
+// restore handles a stored decision older than the epoch some live
+// router applied (etcd restored from a backup, or the key rewritten by
+// hand): the routers that applied the newer one refuse it and keep their
+// writer, while routers started later would follow it — two writers. It
+// re-publishes, above every live router's epoch, the writer that most of
+// the routers at the highest epoch use, and reports whether it acted (the
+// normal rule applies from the next round on).
+func (d *decider) restore(ctx context.Context, cluster string, cur *Decision, modRev int64, views []View) bool {
+	var top uint64
+	for _, v := range views {
+		top = max(top, v.Epoch)
+	}
+	if top <= cur.Epoch {
+		return false
+	}
+	c := d.c
+	users := map[string]int{}
+	best := ""
+	for _, v := range views {
+		if v.Epoch != top || v.Writer == "" {
+			continue
+		}
+		users[v.Writer]++
+		if best == "" || users[v.Writer] > users[best] {
+			best = v.Writer
+		}
+	}
+	if best == "" || top == math.MaxUint64 {
+		stuck := fmt.Sprintf("the stored decision (epoch %d) is older than epoch %d, which live routers applied, and none of them names its writer", cur.Epoch, top)
+		if d.notes[cluster] != stuck {
+			c.log.Error("fleet: writer decision stuck", "cluster", cluster, "why", stuck)
+		}
+		d.notes[cluster] = stuck
+		return true
+	}
+	next := Decision{Writer: best, Epoch: top + 1, Decider: c.opts.RouterID, At: time.Now().UTC(), Cause: fmt.Sprintf(
+		"the stored decision (%s, epoch %d) is older than epoch %d, which %d live routers applied and use %s with (etcd restored from a backup, or the key rewritten?): %s re-published above it",
+		cur.Writer, cur.Epoch, top, users[best], best, best)}
+	rev, err := c.publishDecision(ctx, d.term, cluster, modRev, next)
+	switch {
+	case err == nil:
+		d.writers[cluster] = writerKV{next, rev}
+		d.notes[cluster] = ""
+		c.log.Warn("fleet: writer decision restored", "cluster", cluster, "writer", next.Writer, "epoch", next.Epoch, "cause", next.Cause)
+	case errors.Is(err, errDeposed):
+		d.deposed(err)
+	case ctx.Err() == nil:
+		c.log.Warn("fleet: writer decision not published", "cluster", cluster, "writer", next.Writer, "epoch", next.Epoch, "err", err)
+	}
+	return true
 }
 
 // publishDecision publishes a cluster's decision with a compare-and-swap:

@@ -20,6 +20,7 @@ type verdict struct {
 // tally is what the live routers' views say of a cluster's nodes.
 type tally struct {
 	voters    int            // views in which the router has probed every node
+	named     map[string]int // node → views that list it (their router's configuration has it)
 	upRW      map[string]int // node → views in which it is Up and writable
 	down      map[string]int // node → views in which it is Down
 	readOnly  map[string]string
@@ -31,7 +32,7 @@ type tally struct {
 // its router has probed every node (its first probe round has ended):
 // before that, a node it has not probed yet shows as Up.
 func countViews(views []View) tally {
-	t := tally{upRW: map[string]int{}, down: map[string]int{}, readOnly: map[string]string{},
+	t := tally{named: map[string]int{}, upRW: map[string]int{}, down: map[string]int{}, readOnly: map[string]string{},
 		writerOf: map[string]int{}, positions: map[string]position{}}
 	for _, v := range views {
 		if len(v.Nodes) == 0 || slices.ContainsFunc(v.Nodes, func(n NodeView) bool { return !n.Probed }) {
@@ -42,6 +43,7 @@ func countViews(views []View) tally {
 			t.writerOf[v.Writer]++
 		}
 		for _, n := range v.Nodes {
+			t.named[n.Addr]++
 			switch {
 			case n.State == "up" && n.ReadOnly:
 				if _, seen := t.readOnly[n.Addr]; !seen {
@@ -74,10 +76,12 @@ func countViews(views []View) tally {
 //     else the first such node in order.
 //   - With a decision, the writer changes only when it is read-only in
 //     some view (where it is Up: a fresh probe said so), or Down in a
-//     majority of views, or no longer one of the nodes. Suspect never
-//     counts: it is one failed probe or call.
+//     majority of views, or no longer a node of the cluster for a majority
+//     of views (their routers' configurations dropped it: the decider's
+//     own node list alone is one router's opinion, perhaps not reloaded
+//     yet). Suspect never counts: it is one failed probe or call.
 //   - The new writer is the first node in order that is Up and writable in
-//     a majority of views and whose position (the most advanced any view
+//     a majority of views, read-only in none, and whose position (the most advanced any view
 //     saw) contains the old writer's last known position (likewise, and
 //     the decision's); if none does, the first Up and writable one in a
 //     majority. With none, the decision stays (stuck says why).
@@ -97,7 +101,10 @@ func decideWriter(nodes []string, cur *Decision, views []View, drained map[strin
 		return verdict{}
 	}
 	maj := t.voters/2 + 1
-	eligible := func(a string) bool { return t.upRW[a] >= maj && !drained[a] }
+	// A node read-only in one view (a fresh probe) is not writable, even
+	// if older views of a majority still say it is: as the writer it
+	// would be moved off again at once.
+	eligible := func(a string) bool { return t.upRW[a] >= maj && t.readOnly[a] == "" && !drained[a] }
 	if cur == nil || cur.Writer == "" {
 		best := ""
 		for _, a := range nodes {
@@ -116,8 +123,8 @@ func decideWriter(nodes []string, cur *Decision, views []View, drained map[strin
 	w := cur.Writer
 	var gone string
 	switch {
-	case !slices.Contains(nodes, w):
-		gone = fmt.Sprintf("%s is no longer a node of the cluster", w)
+	case t.named[w] < maj:
+		gone = fmt.Sprintf("%s is no longer a node of the cluster (named by %d of %d routers)", w, t.named[w], t.voters)
 	case t.readOnly[w] != "":
 		gone = fmt.Sprintf("%s is read-only (router %s)", w, t.readOnly[w])
 	case t.down[w] >= maj:

@@ -102,7 +102,7 @@ func TestDecideWriter(t *testing.T) {
 		{name: "candidates must be up and writable for a majority", cur: decidedA,
 			views: []View{
 				view("r1", a, nv(a, "down", ""), nv(b, "down", ""), nv(c, "up", "0-1-1")),
-				view("r2", a, nv(a, "down", ""), nv(b, "up", "0-1-10"), nv(c, "ro", "0-1-10")),
+				view("r2", a, nv(a, "down", ""), nv(b, "up", "0-1-10"), nv(c, "suspect", "0-1-10")),
 				view("r3", a, nv(a, "down", ""), nv(b, "down", ""), nv(c, "up", "0-1-1")),
 			},
 			writer: c, demote: a},

@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dbrouter/dbrouter"
@@ -30,6 +33,8 @@ type watch struct {
 
 	drains    map[string]bool // nodes followDrains drained (drain.go); its goroutine only
 	reconcile bool            // followDrains has yet to undrain the nodes no key names; likewise
+
+	viewRev atomic.Int64 // mod revision of the view this watch last published; 0: none
 }
 
 // run follows the coordinator's sessions: with each, it publishes the view
@@ -122,7 +127,18 @@ func (w *watch) apply(gen uint64, value []byte) {
 		return
 	}
 	cause := fmt.Sprintf("fleet decision of %s: %s", d.Decider, d.Cause)
-	if err := w.sink.Decide(dbrouter.WriterDecision{Writer: d.Writer, Epoch: d.Epoch, Cause: cause}); err != nil {
+	wd := dbrouter.WriterDecision{Writer: d.Writer, Epoch: d.Epoch, Cause: cause}
+	if d.Writer != "" && !slices.Contains(w.nodes, d.Writer) {
+		// This router's configuration of the cluster lacks the fleet's
+		// writer (a configuration not rolled out everywhere yet): writing
+		// to any node it has would make a second writer. Refuse writes
+		// until the fleet decides a node it has.
+		w.c.log.Error("fleet: the fleet's writer is not a node of this router's cluster: writes refused", "cluster", w.cluster, "writer", d.Writer, "epoch", d.Epoch, "nodes", w.nodes)
+		wd = dbrouter.WriterDecision{Epoch: d.Epoch, Refuse: true, Cause: fmt.Sprintf(
+			"fleet decision of %s names %s, not a node of the cluster in this router's configuration (%s): writes refused until the configurations agree",
+			d.Decider, d.Writer, strings.Join(w.nodes, ", "))}
+	}
+	if err := w.sink.Decide(wd); err != nil {
 		w.c.log.Error("fleet: writer decision not applied", "cluster", w.cluster, "writer", d.Writer, "epoch", d.Epoch, "err", err)
 		return
 	}
@@ -174,11 +190,12 @@ func (w *watch) publishViews(ctx context.Context, sess *concurrency.Session) {
 		if (last == nil || !sameView(v, *last) || time.Since(lastPut) >= refresh) && w.isCurrent() {
 			b, _ := json.Marshal(v)
 			put, cancel := context.WithTimeout(ctx, opTimeout)
-			_, err := w.c.client.Put(put, key, string(b), clientv3.WithLease(sess.Lease()))
+			resp, err := w.c.client.Put(put, key, string(b), clientv3.WithLease(sess.Lease()))
 			cancel()
 			switch {
 			case err == nil:
 				last, lastPut = &v, time.Now()
+				w.viewRev.Store(resp.Header.Revision)
 			case ctx.Err() == nil:
 				w.c.log.Debug("fleet: publishing the view", "cluster", w.cluster, "err", err)
 			}
@@ -200,26 +217,38 @@ func (w *watch) isCurrent() bool {
 }
 
 // stop ends the watch and, if it was the cluster's current one, removes
-// the router's view of the cluster.
+// the router's view of the cluster, in the background: stop does not wait
+// for etcd, which may not answer (Router.Close would wait opTimeout per
+// cluster). The removal is conditional on the view being the one this
+// watch published, so that it cannot remove the view of a later Watch of
+// the same cluster; Close abandons it (revoking the lease removes the
+// view anyway).
 func (w *watch) stop() {
 	w.cancel()
 	<-w.done
 	c := w.c
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	current := c.watches[w.cluster] == w
 	if current {
 		delete(c.watches, w.cluster)
 	}
-	sess, closed := c.sess, c.closed
-	c.mu.Unlock()
-	if !current || sess == nil || closed {
+	rev := w.viewRev.Load()
+	if !current || c.sess == nil || c.closed || rev == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	if _, err := c.client.Delete(ctx, ViewKey(c.opts.Prefix, w.cluster, c.opts.RouterID)); err != nil {
-		c.log.Debug("fleet: removing the view", "cluster", w.cluster, "err", err)
-	}
+	key := ViewKey(c.opts.Prefix, w.cluster, c.opts.RouterID)
+	c.wg.Add(1) // under c.mu, before Close's Wait: Close sets closed under c.mu first
+	go func() {
+		defer c.wg.Done()
+		ctx, cancel := context.WithTimeout(c.ctx, opTimeout)
+		defer cancel()
+		_, err := c.client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
+			Then(clientv3.OpDelete(key)).Commit()
+		if err != nil && c.ctx.Err() == nil {
+			c.log.Debug("fleet: removing the view", "cluster", w.cluster, "err", err)
+		}
+	}()
 }
 
 // sleepCtx waits for d or until ctx ends; it reports whether ctx lasts.

@@ -86,9 +86,7 @@ func Drain(ctx context.Context, cli *clientv3.Client, prefix, cluster, node, by 
 	if err := checkNames(cluster, node); err != nil {
 		return err
 	}
-	if !strings.HasSuffix(prefix, "/") {
-		prefix += "/"
-	}
+	prefix = cleanPrefix(prefix)
 	refuse := func(format string, args ...any) error {
 		return fmt.Errorf("%w: cluster %q: %s", ErrDrainRefused, cluster, fmt.Sprintf(format, args...))
 	}
@@ -101,7 +99,7 @@ func Drain(ctx context.Context, cli *clientv3.Client, prefix, cluster, node, by 
 	if err != nil {
 		return fmt.Errorf("fleet: drain of %s in cluster %q: reading etcd: %w", node, cluster, err)
 	}
-	views := liveViews(resp.Responses[1].GetResponseRange().Kvs, resp.Responses[2].GetResponseRange().Kvs)
+	views := liveViews(ViewsPrefix(prefix, cluster), resp.Responses[1].GetResponseRange().Kvs, resp.Responses[2].GetResponseRange().Kvs)
 	if !slices.ContainsFunc(views, func(v View) bool {
 		return slices.ContainsFunc(v.Nodes, func(n NodeView) bool { return n.Addr == node })
 	}) {
@@ -117,7 +115,8 @@ func Drain(ctx context.Context, cli *clientv3.Client, prefix, cluster, node, by 
 	var others []string
 	for _, v := range views {
 		for _, n := range v.Nodes {
-			if !drained[n.Addr] && t.upRW[n.Addr] >= maj && !slices.Contains(others, n.Addr) {
+			// As the decider's rule: read-only in no view.
+			if !drained[n.Addr] && t.upRW[n.Addr] >= maj && t.readOnly[n.Addr] == "" && !slices.Contains(others, n.Addr) {
 				others = append(others, n.Addr)
 			}
 		}
@@ -168,9 +167,7 @@ func WaitDrained(ctx context.Context, cli *clientv3.Client, prefix, cluster, nod
 	if err := checkNames(cluster, node); err != nil {
 		return DrainState{}, err
 	}
-	if !strings.HasSuffix(prefix, "/") {
-		prefix += "/"
-	}
+	prefix = cleanPrefix(prefix)
 	for {
 		var st DrainState
 		resp, err := cli.Txn(ctx).Then(
@@ -185,7 +182,7 @@ func WaitDrained(ctx context.Context, cli *clientv3.Client, prefix, cluster, nod
 					st.Writer = d.Writer
 				}
 			}
-			for _, v := range liveViews(resp.Responses[1].GetResponseRange().Kvs, resp.Responses[2].GetResponseRange().Kvs) {
+			for _, v := range liveViews(ViewsPrefix(prefix, cluster), resp.Responses[1].GetResponseRange().Kvs, resp.Responses[2].GetResponseRange().Kvs) {
 				if i := slices.IndexFunc(v.Nodes, func(n NodeView) bool { return n.Addr == node }); i >= 0 && !v.Nodes[i].Drained {
 					st.Pending = append(st.Pending, v.Router)
 				}
@@ -200,8 +197,11 @@ func WaitDrained(ctx context.Context, cli *clientv3.Client, prefix, cluster, nod
 	}
 }
 
-// liveViews decodes the views whose router has a presence key.
-func liveViews(routers, views []*mvccKV) []View {
+// liveViews decodes the views whose router has a presence key, read
+// under viewsPrefix (ViewsPrefix of one cluster): keys with a "/" after
+// it are the views of another cluster, whose name extends this one's
+// ("c1/x" beside "c1"), and are skipped.
+func liveViews(viewsPrefix string, routers, views []*mvccKV) []View {
 	live := map[string]bool{}
 	for _, kv := range routers {
 		k := string(kv.Key)
@@ -209,10 +209,15 @@ func liveViews(routers, views []*mvccKV) []View {
 	}
 	var out []View
 	for _, kv := range views {
-		var v View
-		if json.Unmarshal(kv.Value, &v) != nil || !live[v.Router] {
+		router, ok := strings.CutPrefix(string(kv.Key), viewsPrefix)
+		if !ok || strings.Contains(router, "/") {
 			continue
 		}
+		var v View
+		if json.Unmarshal(kv.Value, &v) != nil || !live[router] {
+			continue
+		}
+		v.Router = router
 		out = append(out, v)
 	}
 	return out

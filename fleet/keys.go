@@ -15,8 +15,23 @@ import (
 //	<prefix>drained/<cluster>/<node>  the node is out of service for the fleet: DrainRecord
 //
 // Values other than config are JSON. A prefix without a trailing "/" names
-// the same keys as with one.
+// the same keys as with one, and so does one with "//" or "/./" in it
+// (the key functions clean it with path.Join).
 const DefaultPrefix = "/dbrouter/"
+
+// cleanPrefix returns prefix as the key functions below spell it (they
+// clean it with path.Join: "//" and "/./" go), ending with one "/", so
+// that prefix+"views/" names the keys ViewKey makes. Empty stays empty.
+func cleanPrefix(prefix string) string {
+	if prefix == "" {
+		return ""
+	}
+	p := path.Clean(prefix)
+	if p == "/" {
+		return p
+	}
+	return p + "/"
+}
 
 // ConfigKey returns the key of the fleet's configuration.
 func ConfigKey(prefix string) string { return path.Join(prefix, "config") }

@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
+	"math"
+	"slices"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -18,7 +19,8 @@ import (
 var ErrSwitchoverRefused = errors.New("fleet switchover refused")
 
 // Switchover moves a cluster's writer to node to for the whole fleet, on
-// purpose: it publishes a decision naming to, with the next epoch, by a
+// purpose: it publishes a decision naming to, with the next epoch (one
+// more than the stored decision's and than every live router's), by a
 // compare-and-swap on the cluster's writer key, so that it cannot
 // overwrite a decision published meanwhile. Every router follows it through
 // its fence (dbrouter.WriterDecision): new writes wait, writes in flight
@@ -28,16 +30,15 @@ var ErrSwitchoverRefused = errors.New("fleet switchover refused")
 //
 // It refuses (an error matching ErrSwitchoverRefused, nothing published)
 // when the fleet has no decision for the cluster yet, when to is already
-// the writer or is drained (DrainKey), or when to is not Up and writable in a majority of the views
-// of live routers that have probed every node. by names who asks, for the
+// the writer or is drained (DrainKey), or when to is not Up and writable
+// in a majority of the views of live routers that have probed every node,
+// or is read-only in any of them. by names who asks, for the
 // decision's cause and Decider fields.
 func Switchover(ctx context.Context, cli *clientv3.Client, prefix, cluster, to, by string) (Decision, error) {
 	if err := checkNames(cluster, to); err != nil {
 		return Decision{}, err
 	}
-	if !strings.HasSuffix(prefix, "/") {
-		prefix += "/"
-	}
+	prefix = cleanPrefix(prefix)
 	refuse := func(format string, args ...any) (Decision, error) {
 		return Decision{}, fmt.Errorf("%w: cluster %q: %s", ErrSwitchoverRefused, cluster, fmt.Sprintf(format, args...))
 	}
@@ -65,23 +66,10 @@ func Switchover(ctx context.Context, cli *clientv3.Client, prefix, cluster, to, 
 	if len(resp.Responses[3].GetResponseRange().Kvs) > 0 {
 		return refuse("%s is drained (dbrouter undrain first)", to)
 	}
-	live := map[string]bool{}
-	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
-		k := string(kv.Key)
-		live[k[strings.LastIndexByte(k, '/')+1:]] = true
-	}
-	var views []View
-	known := false
-	for _, kv := range resp.Responses[2].GetResponseRange().Kvs {
-		var v View
-		if json.Unmarshal(kv.Value, &v) != nil || !live[v.Router] {
-			continue
-		}
-		views = append(views, v)
-		for _, n := range v.Nodes {
-			known = known || n.Addr == to
-		}
-	}
+	views := liveViews(ViewsPrefix(prefix, cluster), resp.Responses[1].GetResponseRange().Kvs, resp.Responses[2].GetResponseRange().Kvs)
+	known := slices.ContainsFunc(views, func(v View) bool {
+		return slices.ContainsFunc(v.Nodes, func(n NodeView) bool { return n.Addr == to })
+	})
 	if !known {
 		return refuse("no live router's view names a node %q", to)
 	}
@@ -89,9 +77,22 @@ func Switchover(ctx context.Context, cli *clientv3.Client, prefix, cluster, to, 
 	if t.voters == 0 || 2*t.upRW[to] <= t.voters {
 		return refuse("%s is up and writable in %d of %d views that count (a majority is needed)", to, t.upRW[to], t.voters)
 	}
+	if r := t.readOnly[to]; r != "" {
+		// The decider would move the writer off it at once (and demote it).
+		return refuse("%s is read-only for router %s", to, r)
+	}
+	// Above the epochs the live routers applied too, as the decider does:
+	// they refuse a lower one (the key may have been rewritten by hand).
+	epoch := cur.Epoch
+	for _, v := range views {
+		epoch = max(epoch, v.Epoch)
+	}
+	if epoch == math.MaxUint64 {
+		return refuse("epoch %d cannot be raised", epoch)
+	}
 	d := Decision{
 		Writer:  to,
-		Epoch:   cur.Epoch + 1,
+		Epoch:   epoch + 1,
 		Cause:   fmt.Sprintf("switchover from %s requested by %s", cur.Writer, by),
 		Decider: by,
 		At:      time.Now().UTC(),
