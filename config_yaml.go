@@ -48,7 +48,7 @@ func ParseConfig(data []byte) (*Config, error) {
 	}
 	c := &checker{budget: checkBudget, expanded: expanded, origins: make(map[string]string),
 		seen: make(map[aliasUse]bool), hasExp: make(map[*yaml.Node]bool)}
-	if err := c.check(root.Content[0], reflect.TypeFor[Config](), ""); err != nil {
+	if err := c.check(root.Content[0], reflect.TypeFor[Config]()); err != nil {
 		return nil, err
 	}
 	if err := decodeConfig(&root, cfg); err != nil {
@@ -169,6 +169,54 @@ type checker struct {
 	origins  map[string]string     // YAML path → original text of an expanded scalar decoded there
 	seen     map[aliasUse]bool     // anchored nodes already checked as a type
 	hasExp   map[*yaml.Node]bool   // whether a node's subtree holds an expanded scalar
+	// path is the YAML path of the node being checked, as segments: it
+	// is written out (pathString) only for an error or an origin, so
+	// that the walk allocates nothing per value.
+	path []pathSeg
+	// fields caches yamlFields by struct type.
+	fields map[reflect.Type]map[string]reflect.Type
+}
+
+// pathSeg is one step of a YAML path: a key, or an index in a list.
+type pathSeg struct {
+	key   string
+	index int // -1: a key
+}
+
+func (c *checker) pushKey(key string) { c.path = append(c.path, pathSeg{key: key, index: -1}) }
+func (c *checker) pushIndex(i int)    { c.path = append(c.path, pathSeg{index: i}) }
+func (c *checker) pop()               { c.path = c.path[:len(c.path)-1] }
+
+// pathString writes out the path of the node being checked, as joinPath
+// and "%s[%d]" would have built it.
+func (c *checker) pathString() string {
+	var b strings.Builder
+	for _, s := range c.path {
+		if s.index >= 0 {
+			b.WriteByte('[')
+			b.WriteString(strconv.Itoa(s.index))
+			b.WriteByte(']')
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(s.key)
+	}
+	return b.String()
+}
+
+// structFields is yamlFields(t), computed once per type.
+func (c *checker) structFields(t reflect.Type) map[string]reflect.Type {
+	if f, ok := c.fields[t]; ok {
+		return f
+	}
+	if c.fields == nil {
+		c.fields = make(map[reflect.Type]map[string]reflect.Type)
+	}
+	f := yamlFields(t)
+	c.fields[t] = f
+	return f
 }
 
 // aliasUse is an anchored node checked against a type. An anchor used many
@@ -208,12 +256,12 @@ var (
 	unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 )
 
-// check checks n, at YAML path path, against t: a struct wants a mapping of
-// its fields, a map a mapping, a slice a sequence, and a scalar type a
-// scalar that decodes into it. Null is the zero value of any type.
-func (c *checker) check(n *yaml.Node, t reflect.Type, path string) error {
+// check checks n, at the YAML path c.path, against t: a struct wants a
+// mapping of its fields, a map a mapping, a slice a sequence, and a scalar
+// type a scalar that decodes into it. Null is the zero value of any type.
+func (c *checker) check(n *yaml.Node, t reflect.Type) error {
 	if c.budget--; c.budget < 0 {
-		return &ConfigError{Field: path, Msg: "the configuration is too large to check (more than 10,000,000 values)"}
+		return &ConfigError{Field: c.pathString(), Msg: "the configuration is too large to check (more than 10,000,000 values)"}
 	}
 	if n.Kind == yaml.AliasNode {
 		if n.Alias == nil {
@@ -224,14 +272,14 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string) error {
 			return nil
 		}
 		c.seen[use] = true
-		return c.check(n.Alias, t, path)
+		return c.check(n.Alias, t)
 	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	if n.Kind == yaml.ScalarNode {
 		if orig, ok := c.expanded[n]; ok {
-			c.origins[path] = orig
+			c.origins[c.pathString()] = orig
 		}
 		if n.ShortTag() == "!!null" {
 			return nil
@@ -243,10 +291,10 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string) error {
 	switch t.Kind() {
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			return c.mismatch(n, t, path)
+			return c.mismatch(n, t)
 		}
-		fields := yamlFields(t)
-		return c.entries(n, t, path, func(key, val *yaml.Node) error {
+		fields := c.structFields(t)
+		return c.entries(n, t, func(key, val *yaml.Node) error {
 			ft, ok := fields[key.Value]
 			if !ok {
 				known := make([]string, 0, len(fields))
@@ -254,27 +302,34 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string) error {
 					known = append(known, k)
 				}
 				slices.Sort(known)
-				return &ConfigError{Field: joinPath(path, key.Value),
+				return &ConfigError{Field: joinPath(c.pathString(), key.Value),
 					Msg: fmt.Sprintf("unknown field (line %d); known fields here: %s", key.Line, strings.Join(known, ", "))}
 			}
-			return c.check(val, ft, joinPath(path, key.Value))
+			c.pushKey(key.Value)
+			defer c.pop()
+			return c.check(val, ft)
 		})
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			return c.mismatch(n, t, path)
+			return c.mismatch(n, t)
 		}
-		return c.entries(n, t, path, func(key, val *yaml.Node) error {
+		return c.entries(n, t, func(key, val *yaml.Node) error {
 			if k := resolveAlias(key); k.Kind != yaml.ScalarNode {
-				return &ConfigError{Field: path, Msg: fmt.Sprintf("a key must be a name, not a list or map (line %d)", key.Line)}
+				return &ConfigError{Field: c.pathString(), Msg: fmt.Sprintf("a key must be a name, not a list or map (line %d)", key.Line)}
 			}
-			return c.check(val, t.Elem(), joinPath(path, resolveAlias(key).Value))
+			c.pushKey(resolveAlias(key).Value)
+			defer c.pop()
+			return c.check(val, t.Elem())
 		})
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			return c.mismatch(n, t, path)
+			return c.mismatch(n, t)
 		}
 		for i, e := range n.Content {
-			if err := c.check(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+			c.pushIndex(i)
+			err := c.check(e, t.Elem())
+			c.pop()
+			if err != nil {
 				return err
 			}
 		}
@@ -282,24 +337,24 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string) error {
 		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		if n.Kind != yaml.ScalarNode || !decodesInto(n, t) {
-			return c.mismatch(n, t, path)
+			return c.mismatch(n, t)
 		}
 	}
 	return nil
 }
 
-// entries calls fn for each key and value of the mapping n, at path, of
+// entries calls fn for each key and value of the mapping n, at c.path, of
 // type t, once it has checked that the key is not a duplicate; the value of
 // a merge key is checked against t instead.
-func (c *checker) entries(n *yaml.Node, t reflect.Type, path string, fn func(key, val *yaml.Node) error) error {
+func (c *checker) entries(n *yaml.Node, t reflect.Type, fn func(key, val *yaml.Node) error) error {
 	keys := make(map[string]int, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key, val := n.Content[i], n.Content[i+1]
-		if err := dupKey(keys, key, path); err != nil {
+		if err := dupKey(keys, key, c.pathString); err != nil {
 			return err
 		}
 		if isMergeKey(key) {
-			if err := c.checkMerge(val, t, path); err != nil {
+			if err := c.checkMerge(val, t); err != nil {
 				return err
 			}
 			continue
@@ -313,26 +368,27 @@ func (c *checker) entries(n *yaml.Node, t reflect.Type, path string, fn func(key
 
 // checkMerge checks the value of a merge key ("<<: *defaults") against t,
 // the type of the mapping it merges into: a mapping or a list of them.
-func (c *checker) checkMerge(n *yaml.Node, t reflect.Type, path string) error {
+func (c *checker) checkMerge(n *yaml.Node, t reflect.Type) error {
 	maps := []*yaml.Node{n} // an alias stays one, so that check sees it once
 	if r := resolveAlias(n); r.Kind == yaml.SequenceNode {
 		maps = r.Content
 	}
 	for _, m := range maps {
 		if resolveAlias(m).Kind != yaml.MappingNode {
-			return &ConfigError{Field: path, Msg: fmt.Sprintf("a merge (<<) wants a map or a list of maps (line %d)", m.Line)}
+			return &ConfigError{Field: c.pathString(), Msg: fmt.Sprintf("a merge (<<) wants a map or a list of maps (line %d)", m.Line)}
 		}
-		if err := c.check(m, t, path); err != nil {
+		if err := c.check(m, t); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// mismatch is the error for n, at path, that does not decode into t. It
+// mismatch is the error for n, at c.path, that does not decode into t. It
 // shows a scalar as written (a ${VAR} reference, not its value) unless it
 // is a password.
-func (c *checker) mismatch(n *yaml.Node, t reflect.Type, path string) error {
+func (c *checker) mismatch(n *yaml.Node, t reflect.Type) error {
+	path := c.pathString()
 	ce := &ConfigError{Field: path}
 	msg := want(t)
 	switch n.Kind {
@@ -391,6 +447,9 @@ func want(t reflect.Type) string {
 
 // decodesInto reports whether scalar n decodes into a value of type t.
 func decodesInto(n *yaml.Node, t reflect.Type) bool {
+	if t.Kind() == reflect.String && n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" {
+		return true // any string does: spare a decoder per value
+	}
 	return n.Decode(reflect.New(t).Interface()) == nil
 }
 
@@ -543,14 +602,14 @@ func yamlErrorLines(err error) string {
 
 // dupKey reports a key that the mapping holding it already has (keys maps
 // each key seen to its line), as yaml's decoder would, but in linear time
-// and naming the field.
-func dupKey(keys map[string]int, key *yaml.Node, path string) error {
+// and naming the field; path gives the mapping's path.
+func dupKey(keys map[string]int, key *yaml.Node, path func() string) error {
 	k := resolveAlias(key)
 	if k.Kind != yaml.ScalarNode || isMergeKey(key) {
 		return nil
 	}
 	if line, dup := keys[k.Value]; dup {
-		return &ConfigError{Field: joinPath(path, k.Value), Msg: fmt.Sprintf("defined twice (lines %d and %d)", line, key.Line)}
+		return &ConfigError{Field: joinPath(path(), k.Value), Msg: fmt.Sprintf("defined twice (lines %d and %d)", line, key.Line)}
 	}
 	keys[k.Value] = key.Line
 	return nil
