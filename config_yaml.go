@@ -646,7 +646,7 @@ func decodeConfigLinear(root *yaml.Node, cfg *Config) error {
 	if err := rest.Decode(cfg); err != nil {
 		return err
 	}
-	if err := decodeMapLinear(big[0], &cfg.Clusters, func(n *yaml.Node, v *ClusterConfig) error { return n.Decode(v) }); err != nil {
+	if err := decodeMapLinear(big[0], &cfg.Clusters, decodeClusterConfig); err != nil {
 		return err
 	}
 	return decodeMapLinear(big[1], &cfg.ShardMaps, decodeShardMapConfig)
@@ -662,11 +662,52 @@ func decodeShardMapConfig(n *yaml.Node, m *ShardMapConfig) error {
 	if err := rest.Decode(m); err != nil {
 		return err
 	}
-	str := func(n *yaml.Node, v *string) error { return n.Decode(v) }
-	if err := decodeMapLinear(big[0], &m.Ranges, str); err != nil {
+	if err := decodeMapLinear(big[0], &m.Ranges, decodeString); err != nil {
 		return err
 	}
-	return decodeMapLinear(big[1], &m.Entries, str)
+	return decodeMapLinear(big[1], &m.Entries, decodeString)
+}
+
+// plainString returns the text of n if it is a scalar that yaml.v3 decodes
+// into a string as it is (a string, not an alias, a null or a number).
+func plainString(n *yaml.Node) (string, bool) {
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
+		return "", false
+	}
+	return n.Value, true
+}
+
+// decodeString decodes n into *v: a plain string directly, anything else
+// with yaml.v3, which a decoder per value makes slow (see decodeConfig).
+func decodeString(n *yaml.Node, v *string) error {
+	if s, ok := plainString(n); ok {
+		*v = s
+		return nil
+	}
+	return n.Decode(v)
+}
+
+// decodeClusterConfig decodes one cluster. The usual shape at scale,
+// "{nodes: [a, b, c]}" with plain strings, is decoded directly; any other
+// goes to yaml.v3.
+func decodeClusterConfig(n *yaml.Node, v *ClusterConfig) error {
+	if n.Kind == yaml.MappingNode && len(n.Content) == 2 && n.Content[1].Kind == yaml.SequenceNode {
+		if k, ok := plainString(n.Content[0]); ok && k == "nodes" {
+			seq := n.Content[1].Content
+			nodes := make([]string, len(seq))
+			direct := true
+			for i, e := range seq {
+				if nodes[i], direct = plainString(e); !direct {
+					break
+				}
+			}
+			if direct {
+				*v = ClusterConfig{Nodes: nodes}
+				return nil
+			}
+		}
+	}
+	return n.Decode(v)
 }
 
 // splitMapping splits mapping n into the values of the given keys (nil
@@ -705,7 +746,7 @@ func decodeMapLinear[V any](n *yaml.Node, out *map[string]V, decode func(*yaml.N
 	m := make(map[string]V, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		var key string
-		if err := resolveAlias(n.Content[i]).Decode(&key); err != nil {
+		if err := decodeString(resolveAlias(n.Content[i]), &key); err != nil {
 			return err
 		}
 		var v V

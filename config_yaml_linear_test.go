@@ -46,6 +46,19 @@ shard_maps:
   m2: {strategy: directory, entries: }
   m3:
 `,
+		"direct shapes": `
+clusters:
+  c1: {nodes: []}
+  c2: {nodes: [db1, "db2", !!str 3306, 'db4']}
+  c3: {nodes: [db1, 3306]}
+  c4: {nodes: [db1, ~]}
+  c5: {nodes: [&a db1, *a]}
+  "c6": {"nodes": [db6]}
+  7: {nodes: [db7]}
+  c8: {nodes: [db8], user: u}
+shard_maps:
+  m: {strategy: directory, entries: {a: c1, b: "c2", c: 7, d: ~, e: !!str c8, 8: c8}}
+`,
 		"clusters alias": `
 x: &cl {c1: {nodes: [db1]}}
 clusters: *cl
