@@ -206,14 +206,14 @@ func (c *trackedConn) SyscallConn() (syscall.RawConn, error) {
 }
 
 // newNode builds the node's pools from its plan. It does no network I/O.
-func newNode(np nodePlan, cc Settings, log *slog.Logger) (*node, error) {
-	n := &node{addr: np.addr}
-	mc := np.driver.Clone()
+func newNode(cp *clusterPlan, i int, cc Settings, log *slog.Logger) (*node, error) {
+	n := &node{addr: cp.nodes[i].addr}
+	mc := cp.nodeDriver(i)
 	mc.DialFunc = n.dial
-	mc.Logger = driverLogger{log: log.With("node", np.addr)}
+	mc.Logger = driverLogger{log: log.With("node", n.addr)}
 	inner, err := mysql.NewConnector(mc)
 	if err != nil {
-		return nil, fmt.Errorf("dbrouter: node %s: %w", np.addr, err)
+		return nil, fmt.Errorf("dbrouter: node %s: %w", n.addr, err)
 	}
 	n.setPool(inner, cc)
 	return n, nil

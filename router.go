@@ -115,8 +115,8 @@ func (r *Router) buildTable(p *plan, old *routeTable) (*routeTable, []*Cluster, 
 // newCluster builds a cluster from its plan. It does no network I/O.
 func newCluster(cp *clusterPlan, log *slog.Logger, events *dispatcher, source WriterSource, obs Observer, probes *probeScheduler) (*Cluster, error) {
 	c := &Cluster{name: cp.name, settings: cp.settings, log: log.With("cluster", cp.name), events: events, source: source, observer: obs, sched: probes}
-	for _, np := range cp.nodes {
-		n, err := newNode(np, cp.settings, c.log)
+	for i := range cp.nodes {
+		n, err := newNode(cp, i, cp.settings, c.log)
 		if err != nil {
 			return nil, fmt.Errorf("dbrouter: cluster %q: %w", cp.name, err)
 		}
