@@ -45,7 +45,7 @@ func BenchmarkConfigPhases(b *testing.B) {
 	}
 	expand := func(root *yaml.Node) map[*yaml.Node]string {
 		expanded := make(map[*yaml.Node]string)
-		if err := expandNode(root, "", os.LookupEnv, expanded); err != nil {
+		if err := expandNode(root, new(yamlPath), os.LookupEnv, expanded); err != nil {
 			b.Fatal(err)
 		}
 		return expanded

@@ -39,7 +39,7 @@ func ParseConfig(data []byte) (*Config, error) {
 		return nil, fmt.Errorf("dbrouter: config: invalid YAML: %w", err)
 	}
 	expanded := make(map[*yaml.Node]string)
-	if err := expandNode(&root, "", os.LookupEnv, expanded); err != nil {
+	if err := expandNode(&root, new(yamlPath), os.LookupEnv, expanded); err != nil {
 		return nil, err
 	}
 	cfg := new(Config)
@@ -63,26 +63,34 @@ func ParseConfig(data []byte) (*Config, error) {
 }
 
 // expandNode replaces ${VAR} references in every scalar of the tree; path
-// is the YAML path of n, named by errors. expanded receives the original
-// text of every scalar it changes, so that errors can show a value as
-// written rather than its expansion, which may be a secret.
-func expandNode(n *yaml.Node, path string, lookup func(string) (string, bool), expanded map[*yaml.Node]string) error {
+// is the YAML path of n, written out only for an error. expanded receives
+// the original text of every scalar it changes, so that errors can show a
+// value as written rather than its expansion, which may be a secret.
+func expandNode(n *yaml.Node, path *yamlPath, lookup func(string) (string, bool), expanded map[*yaml.Node]string) error {
 	switch n.Kind {
 	case yaml.ScalarNode:
 		return expandScalar(n, path, lookup, expanded)
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key, val := n.Content[i], n.Content[i+1]
-			if err := expandScalar(key, joinPath(path, key.Value), lookup, expanded); err != nil {
-				return err
+			path.pushKey(key.Value)
+			err := expandScalar(key, path, lookup, expanded)
+			path.pop()
+			if err == nil {
+				path.pushKey(key.Value) // as expanded
+				err = expandNode(val, path, lookup, expanded)
+				path.pop()
 			}
-			if err := expandNode(val, joinPath(path, key.Value), lookup, expanded); err != nil {
+			if err != nil {
 				return err
 			}
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
-			if err := expandNode(c, fmt.Sprintf("%s[%d]", path, i), lookup, expanded); err != nil {
+			path.pushIndex(i)
+			err := expandNode(c, path, lookup, expanded)
+			path.pop()
+			if err != nil {
 				return err
 			}
 		}
@@ -98,12 +106,13 @@ func expandNode(n *yaml.Node, path string, lookup func(string) (string, bool), e
 
 // expandScalar expands one scalar; see expandNode. The error of a field
 // named password does not quote its text.
-func expandScalar(n *yaml.Node, path string, lookup func(string) (string, bool), expanded map[*yaml.Node]string) error {
+func expandScalar(n *yaml.Node, at *yamlPath, lookup func(string) (string, bool), expanded map[*yaml.Node]string) error {
 	if n.Kind != yaml.ScalarNode || !strings.Contains(n.Value, "$") {
 		return nil
 	}
 	v, err := expandEnv(n.Value, lookup)
 	if err != nil {
+		path := at.String()
 		if path == "" {
 			path = "(document)"
 		}
@@ -169,13 +178,15 @@ type checker struct {
 	origins  map[string]string     // YAML path → original text of an expanded scalar decoded there
 	seen     map[aliasUse]bool     // anchored nodes already checked as a type
 	hasExp   map[*yaml.Node]bool   // whether a node's subtree holds an expanded scalar
-	// path is the YAML path of the node being checked, as segments: it
-	// is written out (pathString) only for an error or an origin, so
-	// that the walk allocates nothing per value.
-	path []pathSeg
+	// path is the YAML path of the node being checked.
+	path yamlPath
 	// fields caches yamlFields by struct type.
 	fields map[reflect.Type]map[string]reflect.Type
 }
+
+// yamlPath is a YAML path as steps, written out (String) only for an error
+// or an origin, so that walking a tree allocates nothing per value.
+type yamlPath []pathSeg
 
 // pathSeg is one step of a YAML path: a key, or an index in a list.
 type pathSeg struct {
@@ -183,15 +194,14 @@ type pathSeg struct {
 	index int // -1: a key
 }
 
-func (c *checker) pushKey(key string) { c.path = append(c.path, pathSeg{key: key, index: -1}) }
-func (c *checker) pushIndex(i int)    { c.path = append(c.path, pathSeg{index: i}) }
-func (c *checker) pop()               { c.path = c.path[:len(c.path)-1] }
+func (p *yamlPath) pushKey(key string) { *p = append(*p, pathSeg{key: key, index: -1}) }
+func (p *yamlPath) pushIndex(i int)    { *p = append(*p, pathSeg{index: i}) }
+func (p *yamlPath) pop()               { *p = (*p)[:len(*p)-1] }
 
-// pathString writes out the path of the node being checked, as joinPath
-// and "%s[%d]" would have built it.
-func (c *checker) pathString() string {
+// String writes out the path as joinPath and "%s[%d]" would have built it.
+func (p *yamlPath) String() string {
 	var b strings.Builder
-	for _, s := range c.path {
+	for _, s := range *p {
 		if s.index >= 0 {
 			b.WriteByte('[')
 			b.WriteString(strconv.Itoa(s.index))
@@ -205,6 +215,11 @@ func (c *checker) pathString() string {
 	}
 	return b.String()
 }
+
+func (c *checker) pushKey(key string) { c.path.pushKey(key) }
+func (c *checker) pushIndex(i int)    { c.path.pushIndex(i) }
+func (c *checker) pop()               { c.path.pop() }
+func (c *checker) pathString() string { return c.path.String() }
 
 // structFields is yamlFields(t), computed once per type.
 func (c *checker) structFields(t reflect.Type) map[string]reflect.Type {

@@ -117,3 +117,22 @@ func BenchmarkParseConfig(b *testing.B) {
 		})
 	}
 }
+
+// TestEnvErrorPaths checks the YAML path that an unset variable's error
+// names, in keys (as expanded), lists and lists of lists: the walks build
+// paths only for errors.
+func TestEnvErrorPaths(t *testing.T) {
+	t.Setenv("DBR_TEST_K", "kk")
+	for doc, want := range map[string]string{
+		"clusters:\n  c1:\n    nodes:\n      - db1\n      - ${DBR_TEST_UNSET}\n":            "clusters.c1.nodes[1]: environment variable DBR_TEST_UNSET is not set (line 5)",
+		"clusters:\n  ${DBR_TEST_K}:\n    nodes:\n      - db1\n      - ${DBR_TEST_UNSET}\n": "clusters.kk.nodes[1]: environment variable",
+		"clusters:\n  ${DBR_TEST_UNSET}: {nodes: [db1]}\n":                                  "clusters.${DBR_TEST_UNSET}: environment variable",
+		"- ${DBR_TEST_UNSET}\n":                               "config: [0]: environment variable",
+		"${DBR_TEST_UNSET}\n":                                 "config: (document): environment variable",
+		"a:\n  - - x\n    - - y\n      - ${DBR_TEST_UNSET}\n": "a[0][1][1]: environment variable DBR_TEST_UNSET is not set (line 4)",
+	} {
+		if _, err := ParseConfig([]byte(doc)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err %v, want %q", doc, err, want)
+		}
+	}
+}
