@@ -33,10 +33,14 @@ import (
 type node struct {
 	addr  string
 	pools [numPools]lazyPool
-	// newPool opens (without connecting) the pool of a kind.
-	newPool func(kind poolKind) *sql.DB
-	// guard gives a pinned-pool statement its pass; set by the cluster.
-	guard func(ctx context.Context) (*pass, error)
+	// inner and poolCfg are what newPool opens the pools with (setPool).
+	inner   driver.Connector
+	poolCfg poolSettings
+	// cluster and index place the node in its cluster, whose pinnedPass
+	// gives a pinned-pool statement its pass; set by the cluster
+	// (initHealth), nil for a node alone (tests).
+	cluster *Cluster
+	index   int
 	// connector makes the connections of a Router's connector
 	// (Router.OpenDB), outside the node's pools.
 	connector *boundedConnector
@@ -282,21 +286,36 @@ func (n *node) setPool(inner driver.Connector, cc Settings) {
 		{inner: inner, timeout: cc.ConnectTimeout, readOnly: true},
 	}
 	n.probe.connector, n.connector, n.readConnector = &bc[0], &bc[1], &bc[2]
-	n.newPool = func(kind poolKind) *sql.DB {
-		bc := &boundedConnector{inner: inner, timeout: cc.ConnectTimeout}
-		switch kind {
-		case poolRead:
-			bc.readOnly = true
-		case poolPinned:
-			bc.guard = n.guard
+	n.inner = inner
+	n.poolCfg = poolSettings{connectTimeout: cc.ConnectTimeout, maxOpen: cc.MaxOpenConns, maxIdle: cc.MaxIdleConns,
+		maxLifetime: cc.ConnMaxLifetime, maxIdleTime: cc.ConnMaxIdleTime}
+}
+
+// poolSettings are the settings a node's pools are opened with.
+type poolSettings struct {
+	connectTimeout           time.Duration
+	maxOpen, maxIdle         int
+	maxLifetime, maxIdleTime time.Duration
+}
+
+// newPool opens (without connecting) the node's pool of a kind.
+func (n *node) newPool(kind poolKind) *sql.DB {
+	cc := n.poolCfg
+	bc := &boundedConnector{inner: n.inner, timeout: cc.connectTimeout}
+	switch kind {
+	case poolRead:
+		bc.readOnly = true
+	case poolPinned:
+		if c, i := n.cluster, n.index; c != nil {
+			bc.guard = func(ctx context.Context) (*pass, error) { return c.pinnedPass(ctx, i) }
 		}
-		db := sql.OpenDB(bc)
-		db.SetMaxOpenConns(cc.MaxOpenConns)
-		db.SetMaxIdleConns(cc.MaxIdleConns)
-		db.SetConnMaxLifetime(cc.ConnMaxLifetime)
-		db.SetConnMaxIdleTime(cc.ConnMaxIdleTime)
-		return db
 	}
+	db := sql.OpenDB(bc)
+	db.SetMaxOpenConns(cc.maxOpen)
+	db.SetMaxIdleConns(cc.maxIdle)
+	db.SetConnMaxLifetime(cc.maxLifetime)
+	db.SetConnMaxIdleTime(cc.maxIdleTime)
+	return db
 }
 
 // boundedConnector bounds the whole connection setup (dial, TLS, MySQL
