@@ -12,30 +12,37 @@ import (
 )
 
 // scaleYAML is a configuration of n clusters of three nodes each, written
-// as bench/scale writes it, plus one directory map with an entry per
-// cluster.
-func scaleYAML(n int) []byte {
+// as bench/scale writes it, plus, with withMap, one directory map with an
+// entry per cluster.
+func scaleYAML(n int, withMap bool) []byte {
 	var sb strings.Builder
 	sb.WriteString("defaults: {user: app, password: secret, database: shop}\nclusters:\n")
 	for i := range n {
 		fmt.Fprintf(&sb, "  c%d: {nodes: [10.0.%d.%d:3306, 10.1.%d.%d:3306, 10.2.%d.%d:3306]}\n",
 			i, i/250%250, i%250+1, i/250%250, i%250+1, i/250%250, i%250+1)
 	}
-	sb.WriteString("shard_maps:\n  m:\n    strategy: directory\n    entries:\n")
-	for i := range n {
-		fmt.Fprintf(&sb, "      k%d: c%d\n", i, i)
+	if withMap {
+		sb.WriteString("shard_maps:\n  m:\n    strategy: directory\n    entries:\n")
+		for i := range n {
+			fmt.Fprintf(&sb, "      k%d: c%d\n", i, i)
+		}
 	}
 	return []byte(sb.String())
 }
 
 // BenchmarkConfigPhases measures each step of ParseConfig and Open on a
-// configuration of 10,000 clusters (scaleYAML): the YAML parse, ${VAR}
+// configuration of 10,000 clusters (scaleYAML, as bench/scale writes it
+// and with a shard map): the YAML parse, ${VAR}
 // expansion, the type check, the decode, the compile (validation and
 // plan) and Open of the parsed Config, which compiles a copy again and
 // builds the clusters, then closes the router.
 func BenchmarkConfigPhases(b *testing.B) {
-	const n = 10000
-	data := scaleYAML(n)
+	for _, withMap := range []bool{false, true} {
+		b.Run(fmt.Sprintf("map=%v", withMap), func(b *testing.B) { benchConfigPhases(b, scaleYAML(10000, withMap)) })
+	}
+}
+
+func benchConfigPhases(b *testing.B, data []byte) {
 	parse := func() *yaml.Node {
 		var root yaml.Node
 		if err := yaml.Unmarshal(data, &root); err != nil {
