@@ -321,7 +321,7 @@ func normalizeAddr(s string) (string, error) {
 		return "", &addrError{msg: "node address has no host"}
 	}
 	for _, r := range host {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-_:%", r)) {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_' || r == ':' || r == '%') {
 			return "", &addrError{msg: "the host has a character that no host name or IP address has", detail: fmt.Sprintf(": %q", r)}
 		}
 	}
