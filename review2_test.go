@@ -116,11 +116,17 @@ func TestReview2ParseConfigQuadraticInMapSize(t *testing.T) {
 		}
 		b.WriteString("clusters:\n  main:\n    nodes: [db1]\ndefaults:\n  user: app\n")
 		data := []byte(b.String())
-		start := time.Now()
-		if _, err := ParseConfig(data); err != nil {
-			t.Fatal(err)
+		// The best of 3: one garbage collection or preemption on a busy
+		// machine can double a single run, not a quadratic cost.
+		best := time.Duration(1<<63 - 1)
+		for range 3 {
+			start := time.Now()
+			if _, err := ParseConfig(data); err != nil {
+				t.Fatal(err)
+			}
+			best = min(best, time.Since(start))
 		}
-		return time.Since(start)
+		return best
 	}
 	parse(1000) // warm up
 	small, large := parse(4000), parse(16000)
