@@ -91,8 +91,7 @@ func (c *Cluster) initHealth() {
 	addrs := make([]string, len(c.nodes))
 	for i, n := range c.nodes {
 		addrs[i] = n.addr
-		n.guard = func(ctx context.Context) (*pass, error) { return c.pinnedPass(ctx, i) }
-		n.shut = func() error { return c.shutTo(i) }
+		n.cluster, n.index = c, i
 	}
 	var p *picker
 	if obs := c.observer; obs != nil {

@@ -2,6 +2,7 @@ package dbrouter
 
 import (
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,7 +66,7 @@ func FuzzExpandEnv(f *testing.F) {
 // more than one colon is accepted only in brackets.
 func FuzzNormalizeAddr(f *testing.F) {
 	for _, s := range []string{"a", "a:1", "[::1]:3306", "::1", ":3306", "a:0", "a:99999", "a b", "u@tcp(a)/d",
-		"::1:3306", "fe80::1", "[fe80::1%eth0]:3306", "[::1", "::ffff:10.0.0.1:3306", "a:b:c"} {
+		"::1:3306", "fe80::1", "[fe80::1%eth0]:3306", "[::1", "::ffff:10.0.0.1:3306", "a:b:c", "a:03306", "a:+3306", "db1:3306", "10.0.0.1:1"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -86,6 +87,11 @@ func FuzzNormalizeAddr(f *testing.F) {
 		}
 		if hostOf(addr) == "" {
 			t.Fatalf("normalizeAddr(%q) = %q has no host", s, addr)
+		}
+		// What the fast path returns as it is must be what JoinHostPort
+		// would write.
+		if h, p, err := net.SplitHostPort(addr); err != nil || net.JoinHostPort(h, p) != addr {
+			t.Fatalf("normalizeAddr(%q) = %q, not as JoinHostPort writes it (%v)", s, addr, err)
 		}
 	})
 }

@@ -29,6 +29,10 @@ type clusterPlan struct {
 	name     string
 	settings Settings // effective: the cluster's over the defaults, package defaults applied
 	nodes    []nodePlan
+	// base is the driver configuration the nodes share, without address
+	// or TLS (see Settings.driverConfig). Clusters with the same settings
+	// may share it: it is not changed, nodeDriver clones it.
+	base *mysql.Config
 	// driverSpec is the canonical text of the driver settings that the
 	// nodes share, without address or TLS: go-sql-driver's FormatDSN, which
 	// writes parameters in one order and leaves defaults out. It holds the
@@ -40,34 +44,41 @@ type clusterPlan struct {
 // nodePlan is one node compiled.
 type nodePlan struct {
 	addr string // normalised host:port
-	// driver is the configuration of the node's connections, without
-	// dialer or logger, which newNode adds to a clone.
-	driver *mysql.Config
 }
 
 // newClusterPlan compiles cluster name from its effective settings, its
 // normalised node addresses, the driver configuration the nodes share
-// (without TLS; see Settings.driverConfig) and its loaded TLS, if any.
-func newClusterPlan(name string, eff Settings, addrs []string, base *mysql.Config, tp *tlsPlan) *clusterPlan {
-	cp := &clusterPlan{name: name, settings: eff, driverSpec: driverSpec(base), tls: tp}
-	for _, addr := range addrs {
-		mc := base.Clone()
-		mc.Addr = addr
-		// The router handles read-only servers itself (read-only refusals
-		// move the writer, reads run in read-only sessions). The driver's
-		// rejectReadOnly would turn those refusals into driver.ErrBadConn:
-		// a read that writes would look unsent on every node and demote
-		// them all.
-		mc.RejectReadOnly = false
-		if tp != nil {
-			mc.TLS = tp.config.Clone()
-			if mc.TLS.ServerName == "" && !mc.TLS.InsecureSkipVerify {
-				mc.TLS.ServerName = hostOf(addr) // each node verifies its own host
-			}
-		}
-		cp.nodes = append(cp.nodes, nodePlan{addr: addr, driver: mc})
+// (without TLS; see Settings.driverConfig), its canonical text (see
+// driverSpec) and its loaded TLS, if any. A node's own driver
+// configuration is built only when the node is (nodeDriver).
+func newClusterPlan(name string, eff Settings, addrs []string, base *mysql.Config, spec string, tp *tlsPlan) *clusterPlan {
+	cp := &clusterPlan{name: name, settings: eff, base: base, driverSpec: spec, tls: tp,
+		nodes: make([]nodePlan, len(addrs))}
+	for i, addr := range addrs {
+		cp.nodes[i] = nodePlan{addr: addr}
 	}
 	return cp
+}
+
+// nodeDriver returns the configuration of the connections of node i,
+// without dialer or logger, which newNode adds; the caller may change it.
+func (cp *clusterPlan) nodeDriver(i int) *mysql.Config {
+	addr := cp.nodes[i].addr
+	mc := cp.base.Clone()
+	mc.Addr = addr
+	// The router handles read-only servers itself (read-only refusals
+	// move the writer, reads run in read-only sessions). The driver's
+	// rejectReadOnly would turn those refusals into driver.ErrBadConn:
+	// a read that writes would look unsent on every node and demote
+	// them all.
+	mc.RejectReadOnly = false
+	if tp := cp.tls; tp != nil {
+		mc.TLS = tp.config.Clone()
+		if mc.TLS.ServerName == "" && !mc.TLS.InsecureSkipVerify {
+			mc.TLS.ServerName = hostOf(addr) // each node verifies its own host
+		}
+	}
+	return mc
 }
 
 // driverSpec returns the canonical text of mc (see clusterPlan.driverSpec),

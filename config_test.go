@@ -46,7 +46,7 @@ func TestLoadConfigValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mc := p.clusters["cust-2"].nodes[0].driver
+	mc := p.clusters["cust-2"].nodeDriver(0)
 	if mc.ParseTime || !mc.InterpolateParams || mc.TLS == nil || mc.Timeout != DefaultConnectTimeout && mc.Timeout != 500*time.Millisecond {
 		t.Errorf("driver config = parseTime %v interpolate %v tls %v timeout %v", mc.ParseTime, mc.InterpolateParams, mc.TLS, mc.Timeout)
 	}
@@ -294,6 +294,8 @@ func TestNormalizeAddr(t *testing.T) {
 	for _, tc := range []struct{ in, want, err string }{
 		{in: "db1", want: "db1:3306"},
 		{in: "db1:3307", want: "db1:3307"},
+		{in: "db1:03307", want: "db1:3307"},
+		{in: "db1:+3307", want: "db1:3307"},
 		{in: "10.0.0.1", want: "10.0.0.1:3306"},
 		{in: "[::1]", want: "[::1]:3306"},
 		{in: "[::1]:3307", want: "[::1]:3307"},

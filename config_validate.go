@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -71,20 +73,29 @@ func (c *Config) compileClusters(origins map[string]string, tlsl *tlsLoader) (*p
 		}
 	}
 	p := &plan{cfg: c, clusters: make(map[string]*clusterPlan, len(c.Clusters))}
-	for _, name := range c.clusterNames() {
-		cp, err := c.compileCluster(name, origins, tlsl)
+	p.names = c.clusterNames()
+	var shared sharedDriver
+	for _, name := range p.names {
+		cp, err := c.compileCluster(name, origins, tlsl, &shared)
 		if err != nil {
 			return nil, err
 		}
 		p.clusters[name] = cp
-		p.names = append(p.names, name)
 	}
 	return p, nil
 }
 
+// sharedDriver is the driver configuration, and its canonical text, of the
+// clusters that have no settings of their own: their effective settings
+// are the defaults', so it is built once for all of them.
+type sharedDriver struct {
+	base *mysql.Config // nil: not built yet
+	spec string
+}
+
 // compileCluster checks cluster name and compiles it; see compile for
 // origins.
-func (c *Config) compileCluster(name string, origins map[string]string, tlsl *tlsLoader) (*clusterPlan, error) {
+func (c *Config) compileCluster(name string, origins map[string]string, tlsl *tlsLoader, shared *sharedDriver) (*clusterPlan, error) {
 	cc := c.Clusters[name]
 	path := "clusters." + name
 	if strings.TrimSpace(name) == "" {
@@ -94,11 +105,10 @@ func (c *Config) compileCluster(name string, origins map[string]string, tlsl *tl
 		return nil, &ConfigError{Field: path + ".nodes", Msg: "at least one node is required"}
 	}
 	addrs := make([]string, len(cc.Nodes))
-	seen := make(map[string]int, len(cc.Nodes))
 	for i, n := range cc.Nodes {
-		field := fmt.Sprintf("%s.nodes[%d]", path, i)
 		addr, err := normalizeAddr(n)
 		if err != nil {
+			field := fmt.Sprintf("%s.nodes[%d]", path, i)
 			msg := err.Error()
 			var ae *addrError
 			if _, fromEnv := origins[field]; fromEnv && errors.As(err, &ae) {
@@ -106,14 +116,17 @@ func (c *Config) compileCluster(name string, origins map[string]string, tlsl *tl
 			}
 			return nil, &ConfigError{Field: field, Value: redactUserinfo(n), Msg: msg}
 		}
-		if j, dup := seen[addr]; dup {
-			return nil, &ConfigError{Field: field, Value: n, Msg: fmt.Sprintf("same node as %s.nodes[%d]", path, j)}
+		// A cluster has a few nodes: a scan costs less than a map.
+		if j := slices.Index(addrs[:i], addr); j >= 0 {
+			return nil, &ConfigError{Field: fmt.Sprintf("%s.nodes[%d]", path, i), Value: n, Msg: fmt.Sprintf("same node as %s.nodes[%d]", path, j)}
 		}
-		seen[addr] = i
 		addrs[i] = addr
 	}
-	if err := cc.Settings.validate(path); err != nil {
-		return nil, err
+	own := !reflect.ValueOf(cc.Settings).IsZero()
+	if own {
+		if err := cc.Settings.validate(path); err != nil {
+			return nil, err
+		}
 	}
 	eff := c.effective(name)
 	if eff.User == "" {
@@ -131,6 +144,9 @@ func (c *Config) compileCluster(name string, origins map[string]string, tlsl *tl
 			return nil, err
 		}
 	}
+	if !own && shared.base != nil {
+		return newClusterPlan(name, eff, addrs, shared.base, shared.spec, tp), nil
+	}
 	base, err := eff.driverConfig()
 	if err != nil {
 		var ce *ConfigError
@@ -139,7 +155,11 @@ func (c *Config) compileCluster(name string, origins map[string]string, tlsl *tl
 		}
 		return nil, err
 	}
-	return newClusterPlan(name, eff, addrs, base, tp), nil
+	spec := driverSpec(base)
+	if !own {
+		shared.base, shared.spec = base, spec
+	}
+	return newClusterPlan(name, eff, addrs, base, spec, tp), nil
 }
 
 // buildShardMaps builds every shard map and checks that each cluster it
@@ -301,13 +321,16 @@ func normalizeAddr(s string) (string, error) {
 		return "", &addrError{msg: "node address has no host"}
 	}
 	for _, r := range host {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-_:%", r)) {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_' || r == ':' || r == '%') {
 			return "", &addrError{msg: "the host has a character that no host name or IP address has", detail: fmt.Sprintf(": %q", r)}
 		}
 	}
 	p, err := strconv.Atoi(port)
 	if err != nil || p < 1 || p > 65535 {
 		return "", &addrError{msg: "port must be a number from 1 to 65535"}
+	}
+	if port[0] >= '1' && port[0] <= '9' && !strings.Contains(host, ":") && len(s) == len(host)+1+len(port) {
+		return s, nil // already host:port as JoinHostPort writes it
 	}
 	return net.JoinHostPort(host, strconv.Itoa(p)), nil
 }

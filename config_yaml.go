@@ -39,7 +39,7 @@ func ParseConfig(data []byte) (*Config, error) {
 		return nil, fmt.Errorf("dbrouter: config: invalid YAML: %w", err)
 	}
 	expanded := make(map[*yaml.Node]string)
-	if err := expandNode(&root, "", os.LookupEnv, expanded); err != nil {
+	if err := expandNode(&root, new(yamlPath), os.LookupEnv, expanded); err != nil {
 		return nil, err
 	}
 	cfg := new(Config)
@@ -48,7 +48,7 @@ func ParseConfig(data []byte) (*Config, error) {
 	}
 	c := &checker{budget: checkBudget, expanded: expanded, origins: make(map[string]string),
 		seen: make(map[aliasUse]bool), hasExp: make(map[*yaml.Node]bool)}
-	if err := c.check(root.Content[0], reflect.TypeFor[Config](), ""); err != nil {
+	if err := c.check(root.Content[0], reflect.TypeFor[Config]()); err != nil {
 		return nil, err
 	}
 	if err := decodeConfig(&root, cfg); err != nil {
@@ -63,26 +63,34 @@ func ParseConfig(data []byte) (*Config, error) {
 }
 
 // expandNode replaces ${VAR} references in every scalar of the tree; path
-// is the YAML path of n, named by errors. expanded receives the original
-// text of every scalar it changes, so that errors can show a value as
-// written rather than its expansion, which may be a secret.
-func expandNode(n *yaml.Node, path string, lookup func(string) (string, bool), expanded map[*yaml.Node]string) error {
+// is the YAML path of n, written out only for an error. expanded receives
+// the original text of every scalar it changes, so that errors can show a
+// value as written rather than its expansion, which may be a secret.
+func expandNode(n *yaml.Node, path *yamlPath, lookup func(string) (string, bool), expanded map[*yaml.Node]string) error {
 	switch n.Kind {
 	case yaml.ScalarNode:
 		return expandScalar(n, path, lookup, expanded)
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key, val := n.Content[i], n.Content[i+1]
-			if err := expandScalar(key, joinPath(path, key.Value), lookup, expanded); err != nil {
-				return err
+			path.pushKey(key.Value)
+			err := expandScalar(key, path, lookup, expanded)
+			path.pop()
+			if err == nil {
+				path.pushKey(key.Value) // as expanded
+				err = expandNode(val, path, lookup, expanded)
+				path.pop()
 			}
-			if err := expandNode(val, joinPath(path, key.Value), lookup, expanded); err != nil {
+			if err != nil {
 				return err
 			}
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
-			if err := expandNode(c, fmt.Sprintf("%s[%d]", path, i), lookup, expanded); err != nil {
+			path.pushIndex(i)
+			err := expandNode(c, path, lookup, expanded)
+			path.pop()
+			if err != nil {
 				return err
 			}
 		}
@@ -98,12 +106,13 @@ func expandNode(n *yaml.Node, path string, lookup func(string) (string, bool), e
 
 // expandScalar expands one scalar; see expandNode. The error of a field
 // named password does not quote its text.
-func expandScalar(n *yaml.Node, path string, lookup func(string) (string, bool), expanded map[*yaml.Node]string) error {
+func expandScalar(n *yaml.Node, at *yamlPath, lookup func(string) (string, bool), expanded map[*yaml.Node]string) error {
 	if n.Kind != yaml.ScalarNode || !strings.Contains(n.Value, "$") {
 		return nil
 	}
 	v, err := expandEnv(n.Value, lookup)
 	if err != nil {
+		path := at.String()
 		if path == "" {
 			path = "(document)"
 		}
@@ -169,6 +178,60 @@ type checker struct {
 	origins  map[string]string     // YAML path → original text of an expanded scalar decoded there
 	seen     map[aliasUse]bool     // anchored nodes already checked as a type
 	hasExp   map[*yaml.Node]bool   // whether a node's subtree holds an expanded scalar
+	// path is the YAML path of the node being checked.
+	path yamlPath
+	// fields caches yamlFields by struct type.
+	fields map[reflect.Type]map[string]reflect.Type
+}
+
+// yamlPath is a YAML path as steps, written out (String) only for an error
+// or an origin, so that walking a tree allocates nothing per value.
+type yamlPath []pathSeg
+
+// pathSeg is one step of a YAML path: a key, or an index in a list.
+type pathSeg struct {
+	key   string
+	index int // -1: a key
+}
+
+func (p *yamlPath) pushKey(key string) { *p = append(*p, pathSeg{key: key, index: -1}) }
+func (p *yamlPath) pushIndex(i int)    { *p = append(*p, pathSeg{index: i}) }
+func (p *yamlPath) pop()               { *p = (*p)[:len(*p)-1] }
+
+// String writes out the path as joinPath and "%s[%d]" would have built it.
+func (p *yamlPath) String() string {
+	var b strings.Builder
+	for _, s := range *p {
+		if s.index >= 0 {
+			b.WriteByte('[')
+			b.WriteString(strconv.Itoa(s.index))
+			b.WriteByte(']')
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(s.key)
+	}
+	return b.String()
+}
+
+func (c *checker) pushKey(key string) { c.path.pushKey(key) }
+func (c *checker) pushIndex(i int)    { c.path.pushIndex(i) }
+func (c *checker) pop()               { c.path.pop() }
+func (c *checker) pathString() string { return c.path.String() }
+
+// structFields is yamlFields(t), computed once per type.
+func (c *checker) structFields(t reflect.Type) map[string]reflect.Type {
+	if f, ok := c.fields[t]; ok {
+		return f
+	}
+	if c.fields == nil {
+		c.fields = make(map[reflect.Type]map[string]reflect.Type)
+	}
+	f := yamlFields(t)
+	c.fields[t] = f
+	return f
 }
 
 // aliasUse is an anchored node checked against a type. An anchor used many
@@ -208,12 +271,12 @@ var (
 	unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 )
 
-// check checks n, at YAML path path, against t: a struct wants a mapping of
-// its fields, a map a mapping, a slice a sequence, and a scalar type a
-// scalar that decodes into it. Null is the zero value of any type.
-func (c *checker) check(n *yaml.Node, t reflect.Type, path string) error {
+// check checks n, at the YAML path c.path, against t: a struct wants a
+// mapping of its fields, a map a mapping, a slice a sequence, and a scalar
+// type a scalar that decodes into it. Null is the zero value of any type.
+func (c *checker) check(n *yaml.Node, t reflect.Type) error {
 	if c.budget--; c.budget < 0 {
-		return &ConfigError{Field: path, Msg: "the configuration is too large to check (more than 10,000,000 values)"}
+		return &ConfigError{Field: c.pathString(), Msg: "the configuration is too large to check (more than 10,000,000 values)"}
 	}
 	if n.Kind == yaml.AliasNode {
 		if n.Alias == nil {
@@ -224,14 +287,14 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string) error {
 			return nil
 		}
 		c.seen[use] = true
-		return c.check(n.Alias, t, path)
+		return c.check(n.Alias, t)
 	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	if n.Kind == yaml.ScalarNode {
 		if orig, ok := c.expanded[n]; ok {
-			c.origins[path] = orig
+			c.origins[c.pathString()] = orig
 		}
 		if n.ShortTag() == "!!null" {
 			return nil
@@ -243,10 +306,10 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string) error {
 	switch t.Kind() {
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			return c.mismatch(n, t, path)
+			return c.mismatch(n, t)
 		}
-		fields := yamlFields(t)
-		return c.entries(n, t, path, func(key, val *yaml.Node) error {
+		fields := c.structFields(t)
+		return c.entries(n, t, func(key, val *yaml.Node) error {
 			ft, ok := fields[key.Value]
 			if !ok {
 				known := make([]string, 0, len(fields))
@@ -254,27 +317,34 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string) error {
 					known = append(known, k)
 				}
 				slices.Sort(known)
-				return &ConfigError{Field: joinPath(path, key.Value),
+				return &ConfigError{Field: joinPath(c.pathString(), key.Value),
 					Msg: fmt.Sprintf("unknown field (line %d); known fields here: %s", key.Line, strings.Join(known, ", "))}
 			}
-			return c.check(val, ft, joinPath(path, key.Value))
+			c.pushKey(key.Value)
+			defer c.pop()
+			return c.check(val, ft)
 		})
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			return c.mismatch(n, t, path)
+			return c.mismatch(n, t)
 		}
-		return c.entries(n, t, path, func(key, val *yaml.Node) error {
+		return c.entries(n, t, func(key, val *yaml.Node) error {
 			if k := resolveAlias(key); k.Kind != yaml.ScalarNode {
-				return &ConfigError{Field: path, Msg: fmt.Sprintf("a key must be a name, not a list or map (line %d)", key.Line)}
+				return &ConfigError{Field: c.pathString(), Msg: fmt.Sprintf("a key must be a name, not a list or map (line %d)", key.Line)}
 			}
-			return c.check(val, t.Elem(), joinPath(path, resolveAlias(key).Value))
+			c.pushKey(resolveAlias(key).Value)
+			defer c.pop()
+			return c.check(val, t.Elem())
 		})
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			return c.mismatch(n, t, path)
+			return c.mismatch(n, t)
 		}
 		for i, e := range n.Content {
-			if err := c.check(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+			c.pushIndex(i)
+			err := c.check(e, t.Elem())
+			c.pop()
+			if err != nil {
 				return err
 			}
 		}
@@ -282,24 +352,24 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string) error {
 		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		if n.Kind != yaml.ScalarNode || !decodesInto(n, t) {
-			return c.mismatch(n, t, path)
+			return c.mismatch(n, t)
 		}
 	}
 	return nil
 }
 
-// entries calls fn for each key and value of the mapping n, at path, of
+// entries calls fn for each key and value of the mapping n, at c.path, of
 // type t, once it has checked that the key is not a duplicate; the value of
 // a merge key is checked against t instead.
-func (c *checker) entries(n *yaml.Node, t reflect.Type, path string, fn func(key, val *yaml.Node) error) error {
+func (c *checker) entries(n *yaml.Node, t reflect.Type, fn func(key, val *yaml.Node) error) error {
 	keys := make(map[string]int, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key, val := n.Content[i], n.Content[i+1]
-		if err := dupKey(keys, key, path); err != nil {
+		if err := dupKey(keys, key, c.pathString); err != nil {
 			return err
 		}
 		if isMergeKey(key) {
-			if err := c.checkMerge(val, t, path); err != nil {
+			if err := c.checkMerge(val, t); err != nil {
 				return err
 			}
 			continue
@@ -313,26 +383,27 @@ func (c *checker) entries(n *yaml.Node, t reflect.Type, path string, fn func(key
 
 // checkMerge checks the value of a merge key ("<<: *defaults") against t,
 // the type of the mapping it merges into: a mapping or a list of them.
-func (c *checker) checkMerge(n *yaml.Node, t reflect.Type, path string) error {
+func (c *checker) checkMerge(n *yaml.Node, t reflect.Type) error {
 	maps := []*yaml.Node{n} // an alias stays one, so that check sees it once
 	if r := resolveAlias(n); r.Kind == yaml.SequenceNode {
 		maps = r.Content
 	}
 	for _, m := range maps {
 		if resolveAlias(m).Kind != yaml.MappingNode {
-			return &ConfigError{Field: path, Msg: fmt.Sprintf("a merge (<<) wants a map or a list of maps (line %d)", m.Line)}
+			return &ConfigError{Field: c.pathString(), Msg: fmt.Sprintf("a merge (<<) wants a map or a list of maps (line %d)", m.Line)}
 		}
-		if err := c.check(m, t, path); err != nil {
+		if err := c.check(m, t); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// mismatch is the error for n, at path, that does not decode into t. It
+// mismatch is the error for n, at c.path, that does not decode into t. It
 // shows a scalar as written (a ${VAR} reference, not its value) unless it
 // is a password.
-func (c *checker) mismatch(n *yaml.Node, t reflect.Type, path string) error {
+func (c *checker) mismatch(n *yaml.Node, t reflect.Type) error {
+	path := c.pathString()
 	ce := &ConfigError{Field: path}
 	msg := want(t)
 	switch n.Kind {
@@ -391,6 +462,9 @@ func want(t reflect.Type) string {
 
 // decodesInto reports whether scalar n decodes into a value of type t.
 func decodesInto(n *yaml.Node, t reflect.Type) bool {
+	if t.Kind() == reflect.String && n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" {
+		return true // any string does: spare a decoder per value
+	}
 	return n.Decode(reflect.New(t).Interface()) == nil
 }
 
@@ -543,14 +617,14 @@ func yamlErrorLines(err error) string {
 
 // dupKey reports a key that the mapping holding it already has (keys maps
 // each key seen to its line), as yaml's decoder would, but in linear time
-// and naming the field.
-func dupKey(keys map[string]int, key *yaml.Node, path string) error {
+// and naming the field; path gives the mapping's path.
+func dupKey(keys map[string]int, key *yaml.Node, path func() string) error {
 	k := resolveAlias(key)
 	if k.Kind != yaml.ScalarNode || isMergeKey(key) {
 		return nil
 	}
 	if line, dup := keys[k.Value]; dup {
-		return &ConfigError{Field: joinPath(path, k.Value), Msg: fmt.Sprintf("defined twice (lines %d and %d)", line, key.Line)}
+		return &ConfigError{Field: joinPath(path(), k.Value), Msg: fmt.Sprintf("defined twice (lines %d and %d)", line, key.Line)}
 	}
 	keys[k.Value] = key.Line
 	return nil
@@ -587,7 +661,7 @@ func decodeConfigLinear(root *yaml.Node, cfg *Config) error {
 	if err := rest.Decode(cfg); err != nil {
 		return err
 	}
-	if err := decodeMapLinear(big[0], &cfg.Clusters, func(n *yaml.Node, v *ClusterConfig) error { return n.Decode(v) }); err != nil {
+	if err := decodeMapLinear(big[0], &cfg.Clusters, decodeClusterConfig); err != nil {
 		return err
 	}
 	return decodeMapLinear(big[1], &cfg.ShardMaps, decodeShardMapConfig)
@@ -603,11 +677,52 @@ func decodeShardMapConfig(n *yaml.Node, m *ShardMapConfig) error {
 	if err := rest.Decode(m); err != nil {
 		return err
 	}
-	str := func(n *yaml.Node, v *string) error { return n.Decode(v) }
-	if err := decodeMapLinear(big[0], &m.Ranges, str); err != nil {
+	if err := decodeMapLinear(big[0], &m.Ranges, decodeString); err != nil {
 		return err
 	}
-	return decodeMapLinear(big[1], &m.Entries, str)
+	return decodeMapLinear(big[1], &m.Entries, decodeString)
+}
+
+// plainString returns the text of n if it is a scalar that yaml.v3 decodes
+// into a string as it is (a string, not an alias, a null or a number).
+func plainString(n *yaml.Node) (string, bool) {
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
+		return "", false
+	}
+	return n.Value, true
+}
+
+// decodeString decodes n into *v: a plain string directly, anything else
+// with yaml.v3, which a decoder per value makes slow (see decodeConfig).
+func decodeString(n *yaml.Node, v *string) error {
+	if s, ok := plainString(n); ok {
+		*v = s
+		return nil
+	}
+	return n.Decode(v)
+}
+
+// decodeClusterConfig decodes one cluster. The usual shape at scale,
+// "{nodes: [a, b, c]}" with plain strings, is decoded directly; any other
+// goes to yaml.v3.
+func decodeClusterConfig(n *yaml.Node, v *ClusterConfig) error {
+	if n.Kind == yaml.MappingNode && len(n.Content) == 2 && n.Content[1].Kind == yaml.SequenceNode {
+		if k, ok := plainString(n.Content[0]); ok && k == "nodes" {
+			seq := n.Content[1].Content
+			nodes := make([]string, len(seq))
+			direct := true
+			for i, e := range seq {
+				if nodes[i], direct = plainString(e); !direct {
+					break
+				}
+			}
+			if direct {
+				*v = ClusterConfig{Nodes: nodes}
+				return nil
+			}
+		}
+	}
+	return n.Decode(v)
 }
 
 // splitMapping splits mapping n into the values of the given keys (nil
@@ -646,7 +761,7 @@ func decodeMapLinear[V any](n *yaml.Node, out *map[string]V, decode func(*yaml.N
 	m := make(map[string]V, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		var key string
-		if err := resolveAlias(n.Content[i]).Decode(&key); err != nil {
+		if err := decodeString(resolveAlias(n.Content[i]), &key); err != nil {
 			return err
 		}
 		var v V

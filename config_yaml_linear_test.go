@@ -46,6 +46,19 @@ shard_maps:
   m2: {strategy: directory, entries: }
   m3:
 `,
+		"direct shapes": `
+clusters:
+  c1: {nodes: []}
+  c2: {nodes: [db1, "db2", !!str 3306, 'db4']}
+  c3: {nodes: [db1, 3306]}
+  c4: {nodes: [db1, ~]}
+  c5: {nodes: [&a db1, *a]}
+  "c6": {"nodes": [db6]}
+  7: {nodes: [db7]}
+  c8: {nodes: [db8], user: u}
+shard_maps:
+  m: {strategy: directory, entries: {a: c1, b: "c2", c: 7, d: ~, e: !!str c8, 8: c8}}
+`,
 		"clusters alias": `
 x: &cl {c1: {nodes: [db1]}}
 clusters: *cl
@@ -102,5 +115,24 @@ func BenchmarkParseConfig(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestEnvErrorPaths checks the YAML path that an unset variable's error
+// names, in keys (as expanded), lists and lists of lists: the walks build
+// paths only for errors.
+func TestEnvErrorPaths(t *testing.T) {
+	t.Setenv("DBR_TEST_K", "kk")
+	for doc, want := range map[string]string{
+		"clusters:\n  c1:\n    nodes:\n      - db1\n      - ${DBR_TEST_UNSET}\n":            "clusters.c1.nodes[1]: environment variable DBR_TEST_UNSET is not set (line 5)",
+		"clusters:\n  ${DBR_TEST_K}:\n    nodes:\n      - db1\n      - ${DBR_TEST_UNSET}\n": "clusters.kk.nodes[1]: environment variable",
+		"clusters:\n  ${DBR_TEST_UNSET}: {nodes: [db1]}\n":                                  "clusters.${DBR_TEST_UNSET}: environment variable",
+		"- ${DBR_TEST_UNSET}\n":                               "config: [0]: environment variable",
+		"${DBR_TEST_UNSET}\n":                                 "config: (document): environment variable",
+		"a:\n  - - x\n    - - y\n      - ${DBR_TEST_UNSET}\n": "a[0][1][1]: environment variable DBR_TEST_UNSET is not set (line 4)",
+	} {
+		if _, err := ParseConfig([]byte(doc)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err %v, want %q", doc, err, want)
+		}
 	}
 }

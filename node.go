@@ -33,13 +33,14 @@ import (
 type node struct {
 	addr  string
 	pools [numPools]lazyPool
-	// newPool opens (without connecting) the pool of a kind.
-	newPool func(kind poolKind) *sql.DB
-	// guard gives a pinned-pool statement its pass; set by the cluster.
-	guard func(ctx context.Context) (*pass, error)
-	// shut, set by the cluster, returns an error when no new pooled
-	// connection should be opened to the node (refuseConnect).
-	shut func() error
+	// inner and poolCfg are what newPool opens the pools with (setPool).
+	inner   driver.Connector
+	poolCfg poolSettings
+	// cluster and index place the node in its cluster, whose pinnedPass
+	// gives a pinned-pool statement its pass; set by the cluster
+	// (initHealth), nil for a node alone (tests).
+	cluster *Cluster
+	index   int
 	// connector makes the connections of a Router's connector
 	// (Router.OpenDB), outside the node's pools.
 	connector *boundedConnector
@@ -47,6 +48,7 @@ type node struct {
 	// Router.OpenReadDB.
 	readConnector *boundedConnector
 	probe         probeConn
+	lazy          lazyConnector // the go-sql-driver connector (newNode); unused with newNodeWithConnector
 
 	// The stall check (health.go, checkStalled): one at a time per node,
 	// started at most once per stallAfter.
@@ -215,19 +217,65 @@ func (c *trackedConn) SyscallConn() (syscall.RawConn, error) {
 	return sc.SyscallConn()
 }
 
-// newNode builds the node's pools from its plan. It does no network I/O.
-func newNode(np nodePlan, cc Settings, log *slog.Logger) (*node, error) {
-	n := &node{addr: np.addr}
-	mc := np.driver.Clone()
-	mc.DialFunc = n.dial
-	mc.Logger = driverLogger{log: log.With("node", np.addr)}
-	inner, err := mysql.NewConnector(mc)
-	if err != nil {
-		return nil, fmt.Errorf("dbrouter: node %s: %w", np.addr, err)
-	}
-	n.setPool(inner, cc)
-	return n, nil
+// newNode builds node i of cluster plan cp. It does no network I/O, and
+// builds the node's go-sql-driver connector only when the node first
+// connects (lazyConnector): a router of many clusters opens fast, and a
+// node never used costs little. checkDriver, at Open, has made sure that
+// the driver accepts the cluster's configuration.
+func newNode(cp *clusterPlan, i int, cc Settings, log *slog.Logger) *node {
+	n := &node{addr: cp.nodes[i].addr}
+	n.lazy = lazyConnector{plan: cp, index: i, node: n, log: log}
+	n.setPool(&n.lazy, cc)
+	return n
 }
+
+// checkDriver returns the error, if any, of go-sql-driver's connector for
+// the first node of cp, as newNode would have met it: the driver
+// configuration is the cluster's, and the only part of it that is a
+// node's own, its address, is valid.
+func checkDriver(cp *clusterPlan) error {
+	if _, err := mysql.NewConnector(cp.nodeDriver(0)); err != nil {
+		return fmt.Errorf("dbrouter: node %s: %w", cp.nodes[0].addr, err)
+	}
+	return nil
+}
+
+// lazyConnector is a node's go-sql-driver connector, built on its first
+// connection from the node's plan.
+type lazyConnector struct {
+	plan  *clusterPlan
+	index int
+	node  *node
+	log   *slog.Logger
+
+	once  sync.Once
+	inner driver.Connector
+	err   error
+}
+
+func (l *lazyConnector) connector() (driver.Connector, error) {
+	l.once.Do(func() {
+		mc := l.plan.nodeDriver(l.index)
+		mc.DialFunc = l.node.dial
+		mc.Logger = driverLogger{log: l.log, node: l.node.addr}
+		if l.inner, l.err = mysql.NewConnector(mc); l.err != nil {
+			l.err = fmt.Errorf("dbrouter: node %s: %w", l.node.addr, l.err)
+		}
+	})
+	return l.inner, l.err
+}
+
+// Connect connects with the node's connector, built on first use.
+func (l *lazyConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	c, err := l.connector()
+	if err != nil {
+		return nil, err
+	}
+	return c.Connect(ctx)
+}
+
+// Driver returns go-sql-driver's driver, as its connector does.
+func (l *lazyConnector) Driver() driver.Driver { return &mysql.MySQLDriver{} }
 
 // newNodeWithConnector builds a node on any driver.Connector; tests use it
 // with a fake driver.
@@ -239,24 +287,42 @@ func newNodeWithConnector(addr string, inner driver.Connector, cc Settings) *nod
 
 func (n *node) setPool(inner driver.Connector, cc Settings) {
 	n.maxIdle = cc.MaxIdleConns
-	n.probe.connector = &boundedConnector{inner: inner, timeout: cc.ConnectTimeout}
-	n.connector = &boundedConnector{inner: inner, timeout: cc.ConnectTimeout}
-	n.readConnector = &boundedConnector{inner: inner, timeout: cc.ConnectTimeout, readOnly: true}
-	n.newPool = func(kind poolKind) *sql.DB {
-		bc := &boundedConnector{inner: inner, timeout: cc.ConnectTimeout, refuse: n.refuseConnect}
-		switch kind {
-		case poolRead:
-			bc.readOnly = true
-		case poolPinned:
-			bc.guard = n.guard
-		}
-		db := sql.OpenDB(bc)
-		db.SetMaxOpenConns(cc.MaxOpenConns)
-		db.SetMaxIdleConns(cc.MaxIdleConns)
-		db.SetConnMaxLifetime(cc.ConnMaxLifetime)
-		db.SetConnMaxIdleTime(cc.ConnMaxIdleTime)
-		return db
+	bc := &[3]boundedConnector{
+		{inner: inner, timeout: cc.ConnectTimeout},
+		{inner: inner, timeout: cc.ConnectTimeout},
+		{inner: inner, timeout: cc.ConnectTimeout, readOnly: true},
 	}
+	n.probe.connector, n.connector, n.readConnector = &bc[0], &bc[1], &bc[2]
+	n.inner = inner
+	n.poolCfg = poolSettings{connectTimeout: cc.ConnectTimeout, maxOpen: cc.MaxOpenConns, maxIdle: cc.MaxIdleConns,
+		maxLifetime: cc.ConnMaxLifetime, maxIdleTime: cc.ConnMaxIdleTime}
+}
+
+// poolSettings are the settings a node's pools are opened with.
+type poolSettings struct {
+	connectTimeout           time.Duration
+	maxOpen, maxIdle         int
+	maxLifetime, maxIdleTime time.Duration
+}
+
+// newPool opens (without connecting) the node's pool of a kind.
+func (n *node) newPool(kind poolKind) *sql.DB {
+	cc := n.poolCfg
+	bc := &boundedConnector{inner: n.inner, timeout: cc.connectTimeout, refuse: n.refuseConnect}
+	switch kind {
+	case poolRead:
+		bc.readOnly = true
+	case poolPinned:
+		if c, i := n.cluster, n.index; c != nil {
+			bc.guard = func(ctx context.Context) (*pass, error) { return c.pinnedPass(ctx, i) }
+		}
+	}
+	db := sql.OpenDB(bc)
+	db.SetMaxOpenConns(cc.maxOpen)
+	db.SetMaxIdleConns(cc.maxIdle)
+	db.SetConnMaxLifetime(cc.maxLifetime)
+	db.SetConnMaxIdleTime(cc.maxIdleTime)
+	return db
 }
 
 // boundedConnector bounds the whole connection setup (dial, TLS, MySQL
@@ -282,10 +348,10 @@ type boundedConnector struct {
 // at a time). A decided writer this router sees Down (a WriterSource) is
 // still routed to and still connected to.
 func (n *node) refuseConnect() error {
-	if n.shut == nil {
+	if n.cluster == nil {
 		return nil
 	}
-	return n.shut()
+	return n.cluster.shutTo(n.index)
 }
 
 // setSessionReadOnly makes every later transaction of a session read-only,
@@ -328,11 +394,15 @@ type connectError struct{ err error }
 func (e *connectError) Error() string { return "connect: " + e.err.Error() }
 func (e *connectError) Unwrap() error { return e.err }
 
-// driverLogger sends go-sql-driver's log lines to slog at debug level.
-type driverLogger struct{ log *slog.Logger }
+// driverLogger sends go-sql-driver's log lines to slog at debug level,
+// with the node's address as attribute "node".
+type driverLogger struct {
+	log  *slog.Logger
+	node string
+}
 
 func (l driverLogger) Print(v ...any) {
-	l.log.Debug("mysql driver: " + fmt.Sprint(v...))
+	l.log.With("node", l.node).Debug("mysql driver: " + fmt.Sprint(v...))
 }
 
 func hostOf(addr string) string {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 // Router routes calls to named clusters, directly by name or through named
@@ -79,6 +81,7 @@ func (r *Router) buildTable(p *plan, old *routeTable) (*routeTable, []*Cluster, 
 	t := &routeTable{plan: p, clusters: make(map[string]*Cluster, len(p.names)),
 		names: p.names, maps: p.maps, mapNames: p.mapNames}
 	var created []*Cluster
+	drivers := make(map[driverKey]error)
 	for _, name := range p.names {
 		cp := p.clusters[name]
 		if old != nil {
@@ -87,13 +90,22 @@ func (r *Router) buildTable(p *plan, old *routeTable) (*routeTable, []*Cluster, 
 				continue
 			}
 		}
-		c, err := newCluster(cp, r.log, r.events, r.source, r.obs, r.probes)
+		// What go-sql-driver would refuse of a node's configuration, it
+		// refuses of the cluster's: check it once per configuration, as
+		// nodes build their connectors only when they first connect.
+		key := driverKey{cp.base, cp.tls}
+		err, checked := drivers[key]
+		if !checked {
+			err = checkDriver(cp)
+			drivers[key] = err
+		}
 		if err != nil {
 			for _, c := range created {
 				c.close()
 			}
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("dbrouter: cluster %q: %w", cp.name, err)
 		}
+		c := newCluster(cp, r.log, r.events, r.source, r.obs, r.probes)
 		created = append(created, c)
 		t.clusters[name] = c
 	}
@@ -117,18 +129,22 @@ func (r *Router) buildTable(p *plan, old *routeTable) (*routeTable, []*Cluster, 
 	return t, retired, nil
 }
 
+// driverKey is what a cluster's driver configuration is made of, bar node
+// addresses (see checkDriver).
+type driverKey struct {
+	base *mysql.Config
+	tls  *tlsPlan
+}
+
 // newCluster builds a cluster from its plan. It does no network I/O.
-func newCluster(cp *clusterPlan, log *slog.Logger, events *dispatcher, source WriterSource, obs Observer, probes *probeScheduler) (*Cluster, error) {
+func newCluster(cp *clusterPlan, log *slog.Logger, events *dispatcher, source WriterSource, obs Observer, probes *probeScheduler) *Cluster {
 	c := &Cluster{name: cp.name, settings: cp.settings, log: log.With("cluster", cp.name), events: events, source: source, observer: obs, sched: probes}
-	for _, np := range cp.nodes {
-		n, err := newNode(np, cp.settings, c.log)
-		if err != nil {
-			return nil, fmt.Errorf("dbrouter: cluster %q: %w", cp.name, err)
-		}
-		c.nodes = append(c.nodes, n)
+	c.nodes = make([]*node, len(cp.nodes))
+	for i := range cp.nodes {
+		c.nodes[i] = newNode(cp, i, cp.settings, c.log)
 	}
 	c.initHealth()
-	return c, nil
+	return c
 }
 
 // Cluster returns the named cluster, or an error matching ErrUnknownCluster

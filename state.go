@@ -779,15 +779,20 @@ func (s *clusterState) buildPicker(now time.Time) *picker {
 			w = -1
 		}
 	}
+	n := len(s.health)
 	p := &picker{writer: w, ready: s.ready, rotate: s.settings.ReadPolicy == ReadRoundRobin,
-		nodes: make([]nodeView, len(s.health)), changed: make(chan struct{})}
+		nodes: make([]nodeView, n), changed: make(chan struct{})}
 	for i, h := range s.health {
 		p.nodes[i] = nodeView{h.state, h.readOnly}
 	}
+	// The failover, write and read orders each hold a node at most once:
+	// one array holds all three.
+	orders := make([]int, 3*n)
+	p.writes, p.reads = orders[n:n:2*n], orders[2*n:2*n:3*n]
 	// Per-call failover: the other writable nodes, Up ones first; without
 	// probes a read_only flag is only what a refused write said once: such
 	// nodes are tried last, and a write that succeeds on one clears it.
-	var failover []int
+	failover := orders[0:0:n]
 	for _, st := range []NodeState{StateUp, StateSuspect} {
 		for i, h := range s.health {
 			if h.state == st && !h.readOnly && i != w && !s.isDrained(i) {

@@ -77,7 +77,7 @@ func TestTLSConfig(t *testing.T) {
 		"named":    {serverName: "db.example", certs: 0, rootCAs: true},
 		"insecure": {serverName: "", certs: 0, rootCAs: false, skip: true},
 	} {
-		got := p.clusters[name].nodes[0].driver.TLS
+		got := p.clusters[name].nodeDriver(0).TLS
 		if got == nil || got.ServerName != want.serverName || len(got.Certificates) != want.certs ||
 			(got.RootCAs != nil) != want.rootCAs || got.InsecureSkipVerify != want.skip || got.MinVersion != tls.VersionTLS12 {
 			t.Errorf("%s: tls.Config = %+v", name, got)
