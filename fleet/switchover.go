@@ -96,7 +96,11 @@ type SwitchoverOptions struct {
 // This is the single router's fence (dbrouter.Cluster.Switchover) applied
 // to the whole fleet: once the old writer is read-only, no router can get a
 // write applied on it while the routers move one by one, and no router
-// moves to a target that lacks a write the old writer acknowledged.
+// moves to a target that lacks a write the old writer acknowledged. While
+// the hooks run it holds the cluster's SwitchoverKey under a lease, so
+// that the decider, seeing the writer read-only, leaves it to the
+// switchover (the lease ends a few seconds after DemoteTimeout plus
+// CatchUpTimeout if the caller never finishes).
 //
 // When Demote or CatchUp fails, or the decision cannot be published while
 // the stored decision still names the old writer, opts.Promote undoes the
@@ -194,6 +198,15 @@ func SwitchoverWith(ctx context.Context, cli *clientv3.Client, prefix, cluster, 
 		}
 		return fmt.Sprintf("; %s is writable again", cur.Writer)
 	}
+	if opts.Demote != nil || opts.CatchUp != nil {
+		// The decider would move a read-only writer on its own: it is
+		// told, under a lease that ends it if this call never does.
+		release, err := holdSwitchover(ctx, cli, prefix, cluster, SwitchoverRecord{From: cur.Writer, To: to, By: by, At: time.Now().UTC()}, opts)
+		if err != nil {
+			return Decision{}, fmt.Errorf("fleet: switchover of cluster %q: storing %s: %w", cluster, SwitchoverKey(prefix, cluster), err)
+		}
+		defer release()
+	}
 	if opts.Demote != nil {
 		dctx, cancel := context.WithTimeout(ctx, demoteBound(opts))
 		err := opts.Demote(dctx, cluster, cur.Writer)
@@ -228,6 +241,32 @@ func SwitchoverWith(ctx context.Context, cli *clientv3.Client, prefix, cluster, 
 		return afterFailedPut(ctx, cli, wkey, cluster, cur, to, "another decision was published meanwhile", undo)
 	}
 	return d, nil
+}
+
+// holdSwitchover stores rec at the cluster's SwitchoverKey under a new
+// lease that outlives the demotion and the catch-up by a few seconds; the
+// function it returns revokes it (the key goes with it).
+func holdSwitchover(ctx context.Context, cli *clientv3.Client, prefix, cluster string, rec SwitchoverRecord, opts *SwitchoverOptions) (func(), error) {
+	bound := opts.CatchUpTimeout
+	if bound <= 0 {
+		bound = DefaultSwitchoverCatchUpTimeout
+	}
+	ttl := int64((demoteBound(opts)+bound)/time.Second) + 5
+	lease, err := cli.Grant(ctx, ttl)
+	if err != nil {
+		return nil, err
+	}
+	release := func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		cli.Revoke(rctx, lease.ID) // failing that, the lease ends on its own
+	}
+	val, _ := json.Marshal(rec)
+	if _, err := cli.Put(ctx, SwitchoverKey(prefix, cluster), string(val), clientv3.WithLease(lease.ID)); err != nil {
+		release()
+		return nil, err
+	}
+	return release, nil
 }
 
 // demoteBound is opts.DemoteTimeout or its default.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dbrouter/dbrouter"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -126,6 +127,9 @@ func TestSwitchoverWithHooks(t *testing.T) {
 						t.Errorf("Demote: cluster %q", cluster)
 					}
 					record(h, "demote "+addr)
+					if r, err := cli.Get(ctx, SwitchoverKey(pfx, "c1")); err != nil || len(r.Kvs) == 0 || r.Kvs[0].Lease == 0 {
+						t.Errorf("Demote called without the switchover key held under a lease (%v)", err)
+					}
 					return tc.demote
 				},
 				CatchUp: func(ctx context.Context, cluster, from, to string) error {
@@ -162,6 +166,9 @@ func TestSwitchoverWithHooks(t *testing.T) {
 			}
 			if !slices.Equal(h.calls, tc.wantCalls) {
 				t.Errorf("calls %q, want %q", h.calls, tc.wantCalls)
+			}
+			if r, err := cli.Get(ctx, SwitchoverKey(pfx, "c1")); err != nil || len(r.Kvs) != 0 {
+				t.Errorf("the switchover key outlived the call (%v)", err)
 			}
 			now, rev := stored()
 			if now.Writer != tc.wantNow.Writer || now.Epoch != tc.wantNow.Epoch {
@@ -214,4 +221,63 @@ func TestSwitchoverWithPromoteGetsItsOwnBound(t *testing.T) {
 	default:
 		t.Error("Promote was not called")
 	}
+}
+
+// TestDeciderLeavesSwitchoverWriter: while a SwitchoverWith holds the
+// cluster's SwitchoverKey, the decider does not move the writer it made
+// read-only (SwitchoverWith publishes itself); once the key is gone, a
+// read-only writer is moved as always. A writer Down for a majority is
+// moved even while the key is held.
+func TestDeciderLeavesSwitchoverWriter(t *testing.T) {
+	t.Parallel()
+	te := startEtcd(t)
+	cl := newClient(t, te.endpoints[0])
+	const pfx = "/sw-hold/"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var rs []*fakeRouter
+	for _, id := range []string{"r1", "r2", "r3"} {
+		rs = append(rs, newFakeRouter(t, newClient(t, te.endpoints[0]), pfx, id, Options{},
+			healthy("0-1-5", "0-1-5", "0-1-5")...))
+	}
+	eventually(t, "n0 decided", func() bool { return rs[2].sink.has(n0, 1) })
+	rec := mustJSON(t, SwitchoverRecord{From: n0, To: n1, By: "ops"})
+	if _, err := cl.Put(ctx, SwitchoverKey(pfx, "c"), rec); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the decider's watch sees it
+	for _, r := range rs {
+		r.sink.set(n0, readOnly(n0, "0-1-5"), up(n1, "0-1-5"), up(n2, "0-1-5"))
+	}
+	time.Sleep(time.Second) // views published (every 20 ms), decider run
+	if d, _ := decision(t, cl, pfx); d.Writer != n0 || d.Epoch != 1 {
+		t.Fatalf("the decider moved the writer during a switchover: %+v", d)
+	}
+	if _, err := cl.Delete(ctx, SwitchoverKey(pfx, "c")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "read-only n0 moved off once the switchover key is gone", func() bool {
+		d, _ := decision(t, cl, pfx)
+		return d.Writer != n0 && d.Epoch == 2
+	})
+
+	// Down for a majority: moved even while a switchover holds the key.
+	d, _ := decision(t, cl, pfx)
+	if _, err := cl.Put(ctx, SwitchoverKey(pfx, "c"), mustJSON(t, SwitchoverRecord{From: d.Writer, To: n0, By: "ops"})); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	for _, r := range rs {
+		nodes := []dbrouter.NodeStats{readOnly(n0, "0-1-5"), up(n1, "0-1-5"), up(n2, "0-1-5")}
+		for i, n := range nodes {
+			if n.Addr == d.Writer {
+				nodes[i] = down(n.Addr)
+			}
+		}
+		r.sink.set(d.Writer, nodes...)
+	}
+	eventually(t, "a writer Down for a majority moved during a switchover", func() bool {
+		now, _ := decision(t, cl, pfx)
+		return now.Writer != d.Writer && now.Epoch == 3
+	})
 }

@@ -208,6 +208,9 @@ func TestRingFleetSwitchoverFenced(t *testing.T) {
 	for _, err := range failed {
 		t.Errorf("a write failed during the switchover (outcome unknown: %v): %v", errors.Is(err, dbrouter.ErrOutcomeUnknown), err)
 	}
+	if d.Decider != "test" {
+		t.Errorf("decision by %s (%s), want the switchover's: the decider moved the read-only writer itself", d.Decider, d.Cause)
+	}
 	if len(calls) != 2 || calls[0] != "demote "+f.addrs[0] || calls[1] != "catch-up "+f.addrs[0]+" → "+f.addrs[1] {
 		t.Errorf("hooks called %q", calls)
 	}
