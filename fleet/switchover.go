@@ -105,7 +105,9 @@ type SwitchoverOptions struct {
 // When Demote or CatchUp fails, or the decision cannot be published while
 // the stored decision still names the old writer, opts.Promote undoes the
 // demotion and SwitchoverWith refuses (ErrSwitchoverRefused, saying why):
-// the writer stays. When the decision was replaced meanwhile by one naming
+// the writer stays. Before it returns, it waits (up to 5 s) until no live
+// router's view shows the old writer read-only any more: the decider,
+// free again, would otherwise move the writer off it on those views. When the decision was replaced meanwhile by one naming
 // to (the decider saw the old writer read-only and chose to itself), that
 // decision is returned with a nil error; when it names another node, the
 // old writer is left read-only (the fleet moved off it) and the switchover
@@ -196,6 +198,12 @@ func SwitchoverWith(ctx context.Context, cli *clientv3.Client, prefix, cluster, 
 		if err := opts.Promote(uctx, cluster, cur.Writer); err != nil {
 			return fmt.Sprintf("; making %s writable again failed, it may still be read-only: %v", cur.Writer, err)
 		}
+		// Routers that probed it meanwhile publish it read-only: the
+		// switchover key is held until they see it writable again, or
+		// the decider, once it is gone, would move the writer off it.
+		if n := awaitWritableInViews(context.WithoutCancel(ctx), cli, prefix, cluster, cur.Writer, undoSettle); n > 0 {
+			return fmt.Sprintf("; %s is writable again, but %d routers still saw it read-only after %v: the decider may move the writer", cur.Writer, n, undoSettle)
+		}
 		return fmt.Sprintf("; %s is writable again", cur.Writer)
 	}
 	if opts.Demote != nil || opts.CatchUp != nil {
@@ -267,6 +275,42 @@ func holdSwitchover(ctx context.Context, cli *clientv3.Client, prefix, cluster s
 		return nil, err
 	}
 	return release, nil
+}
+
+// undoSettle bounds how long a refused SwitchoverWith, after Promote,
+// waits for the live routers' views to show the old writer writable again.
+const undoSettle = 5 * time.Second
+
+// awaitWritableInViews waits, for at most bound, until no live router's
+// view of cluster shows node addr read-only; it returns how many still
+// do (0: none).
+func awaitWritableInViews(ctx context.Context, cli *clientv3.Client, prefix, cluster, addr string, bound time.Duration) int {
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	prefix = cleanPrefix(prefix)
+	n := -1
+	for {
+		resp, err := cli.Txn(ctx).Then(
+			clientv3.OpGet(prefix+"routers/", clientv3.WithPrefix()),
+			clientv3.OpGet(ViewsPrefix(prefix, cluster), clientv3.WithPrefix()),
+		).Commit()
+		if err == nil {
+			n = 0
+			for _, v := range liveViews(ViewsPrefix(prefix, cluster), resp.Responses[0].GetResponseRange().Kvs, resp.Responses[1].GetResponseRange().Kvs) {
+				if slices.ContainsFunc(v.Nodes, func(nv NodeView) bool { return nv.Addr == addr && nv.ReadOnly }) {
+					n++
+				}
+			}
+			if n == 0 {
+				return 0
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return max(n, 1)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // demoteBound is opts.DemoteTimeout or its default.

@@ -256,3 +256,73 @@ func lateRows(t *testing.T, db *sql.DB, old, new int, routers ...string) int {
 	}
 	return n
 }
+
+// TestRingFleetSwitchoverFencedRefused: when the target cannot catch up
+// (its replication is stopped), SwitchoverWith with SQLHooks refuses after
+// CatchUpTimeout, makes the old writer writable again, and leaves the
+// decision as it was; the fleet routers keep writing to the old writer.
+func TestRingFleetSwitchoverFencedRefused(t *testing.T) {
+	f := startFleetRing(t, ringOptions{failoverWait: 5 * time.Second})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	for _, q := range []string{
+		fmt.Sprintf("CREATE USER IF NOT EXISTS 'swadmin'@'%%' IDENTIFIED BY '%s'", ringPassword),
+		"GRANT ALL PRIVILEGES ON *.* TO 'swadmin'@'%'",
+	} {
+		if _, err := f.ring.AdminDB(0).ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := f.ring.WaitConverged(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Node 1 replicates from node 0: stopped, it cannot reach node 0's
+	// position once node 0 has written more.
+	if _, err := f.ring.AdminDB(1).ExecContext(ctx, "STOP SLAVE"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.ring.AdminDB(1).ExecContext(context.Background(), "START SLAVE") })
+	if _, err := f.routers[0].cluster.ExecContext(ctx, "INSERT INTO t (router, server) VALUES ('r1', @@server_id)"); err != nil {
+		t.Fatal(err)
+	}
+	hooks, err := SQLHooks(&dbrouter.Config{
+		Defaults: dbrouter.Settings{User: "swadmin", Password: ringPassword},
+		Clusters: map[string]dbrouter.ClusterConfig{"ring": {Nodes: f.addrs}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooks.CatchUpTimeout = 500 * time.Millisecond
+	var before Decision
+	getJSON(t, f.cl, WriterKey(f.prefix, "ring"), &before)
+	start := time.Now()
+	_, err = SwitchoverWith(ctx, f.cl, f.prefix, "ring", f.addrs[1], "test", hooks)
+	t.Logf("refused after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	if !errors.Is(err, ErrSwitchoverRefused) || !strings.Contains(err.Error(), "did not catch up") || !strings.Contains(err.Error(), "is writable again") {
+		t.Fatalf("err = %v, want refused: did not catch up, writable again", err)
+	}
+	var ro int
+	if err := f.ring.AdminDB(0).QueryRowContext(ctx, "SELECT @@global.read_only").Scan(&ro); err != nil || ro != 0 {
+		t.Errorf("node 0 read_only = %d (%v) after the refusal, want 0", ro, err)
+	}
+	if resp, err := f.cl.Get(ctx, SwitchoverKey(f.prefix, "ring")); err != nil || len(resp.Kvs) != 0 {
+		t.Errorf("the switchover key outlived the refusal (%v)", err)
+	}
+	// The routers saw nothing read-only (no write came through them): the
+	// decision stays, and writes still go to node 0.
+	time.Sleep(500 * time.Millisecond)
+	var after Decision
+	getJSON(t, f.cl, WriterKey(f.prefix, "ring"), &after)
+	if after.Writer != before.Writer || after.Epoch != before.Epoch {
+		t.Errorf("decision %+v after a refused switchover, want %+v", after, before)
+	}
+	want := f.serverID(t, 0)
+	for _, r := range f.routers {
+		var server int
+		if _, err := r.cluster.ExecContext(ctx, "INSERT INTO t (router, server) VALUES (?, @@server_id)", r.user); err != nil {
+			t.Errorf("%s: write after the refusal: %v", r.user, err)
+		} else if err := r.cluster.QueryRowContext(ctx, "SELECT server FROM t WHERE router = ? ORDER BY pk DESC LIMIT 1", r.user).Scan(&server); err != nil || server != want {
+			t.Errorf("%s: last write on server %d (%v), want node 0's %d", r.user, server, err, want)
+		}
+	}
+}
