@@ -281,3 +281,33 @@ func TestDeciderLeavesSwitchoverWriter(t *testing.T) {
 		return now.Writer != d.Writer && now.Epoch == 3
 	})
 }
+
+// TestSQLHooksBadInput: SQLHooks refuses a nil configuration, and its hooks
+// refuse a cluster or node the configuration does not name, saying which,
+// without connecting anywhere.
+func TestSQLHooksBadInput(t *testing.T) {
+	if _, err := SQLHooks(nil); err == nil {
+		t.Error("SQLHooks(nil): no error")
+	}
+	h, err := SQLHooks(&dbrouter.Config{
+		Defaults: dbrouter.Settings{User: "admin", Password: "hooks-secret"},
+		Clusters: map[string]dbrouter.ClusterConfig{"c1": {Nodes: []string{"127.0.0.1:1", "127.0.0.1:2"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"demote, unknown cluster", h.Demote(ctx, "c9", "127.0.0.1:1"), `cluster "c9" is not in the configuration`},
+		{"promote, unknown node", h.Promote(ctx, "c1", "127.0.0.1:3"), `node "127.0.0.1:3" is not a node of cluster "c1"`},
+		{"catch-up, unknown target", h.CatchUp(ctx, "c1", "127.0.0.1:1", "10.0.0.1:3306"), ""}, // the old writer is reached first: refused
+	} {
+		if tc.err == nil || !strings.Contains(tc.err.Error(), tc.want) || strings.Contains(tc.err.Error(), "hooks-secret") {
+			t.Errorf("%s: err = %v, want one saying %q, without the password", tc.name, tc.err, tc.want)
+		}
+	}
+}
