@@ -99,8 +99,9 @@ type SwitchoverOptions struct {
 // moves to a target that lacks a write the old writer acknowledged. While
 // the hooks run it holds the cluster's SwitchoverKey under a lease, so
 // that the decider, seeing the writer read-only, leaves it to the
-// switchover (the lease ends a few seconds after DemoteTimeout plus
-// CatchUpTimeout if the caller never finishes).
+// switchover (if the caller never finishes, the lease ends a few seconds
+// after the longest the steps may take: twice DemoteTimeout, plus
+// CatchUpTimeout, plus 5 s).
 //
 // When Demote or CatchUp fails, or the decision cannot be published while
 // the stored decision still names the old writer, opts.Promote undoes the
@@ -252,14 +253,16 @@ func SwitchoverWith(ctx context.Context, cli *clientv3.Client, prefix, cluster, 
 }
 
 // holdSwitchover stores rec at the cluster's SwitchoverKey under a new
-// lease that outlives the demotion and the catch-up by a few seconds; the
+// lease that outlives every step of the switchover by a few seconds; the
 // function it returns revokes it (the key goes with it).
 func holdSwitchover(ctx context.Context, cli *clientv3.Client, prefix, cluster string, rec SwitchoverRecord, opts *SwitchoverOptions) (func(), error) {
 	bound := opts.CatchUpTimeout
 	if bound <= 0 {
 		bound = DefaultSwitchoverCatchUpTimeout
 	}
-	ttl := int64((demoteBound(opts)+bound)/time.Second) + 5
+	// Demote, CatchUp, and on a refusal Promote and the wait for the
+	// views, with a few seconds to spare.
+	ttl := int64((2*demoteBound(opts)+bound+undoSettle)/time.Second) + 5
 	lease, err := cli.Grant(ctx, ttl)
 	if err != nil {
 		return nil, err
