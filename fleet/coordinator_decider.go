@@ -86,8 +86,10 @@ type decider struct {
 	routers map[string]bool            // live routers
 	writers map[string]writerKV        // cluster → decision
 	drained map[string]map[string]bool // cluster → nodes drained (DrainKey)
-	notes   map[string]string          // cluster → the last "stuck" logged
-	end     context.CancelFunc         // ends the term: the election key is gone
+	// switching: cluster → the SwitchoverWith under way (SwitchoverKey).
+	switching map[string]SwitchoverRecord
+	notes     map[string]string  // cluster → the last "stuck" logged
+	end       context.CancelFunc // ends the term: the election key is gone
 }
 
 // writerKV is a decision and the mod revision of its key.
@@ -154,18 +156,20 @@ func (d *decider) load(ctx context.Context) (int64, error) {
 		clientv3.OpGet(pfx+"routers/", clientv3.WithPrefix()),
 		clientv3.OpGet(pfx+"writers/", clientv3.WithPrefix()),
 		clientv3.OpGet(pfx+"drained/", clientv3.WithPrefix()),
+		clientv3.OpGet(pfx+"switchovers/", clientv3.WithPrefix()),
 		clientv3.OpGet(d.term.key),
 	).Commit()
 	if err != nil {
 		return 0, err
 	}
-	if kvs := resp.Responses[4].GetResponseRange().Kvs; len(kvs) == 0 || kvs[0].CreateRevision != d.term.rev {
+	if kvs := resp.Responses[5].GetResponseRange().Kvs; len(kvs) == 0 || kvs[0].CreateRevision != d.term.rev {
 		d.deposed(fmt.Errorf("%w: election key %s (revision %d) is gone", errDeposed, d.term.key, d.term.rev))
 		return 0, errDeposed
 	}
-	resp.Responses = resp.Responses[:4]
+	resp.Responses = resp.Responses[:5]
 	d.views, d.routers, d.writers = map[string]map[string]View{}, map[string]bool{}, map[string]writerKV{}
 	d.drained = map[string]map[string]bool{}
+	d.switching = map[string]SwitchoverRecord{}
 	for _, r := range resp.Responses {
 		for _, kv := range r.GetResponseRange().Kvs {
 			d.put(string(kv.Key), kv.Value, kv.ModRevision)
@@ -212,7 +216,7 @@ func (d *decider) splitKey(key string) (kind, cluster, router string) {
 		return kind, rest[:i], rest[i+1:]
 	case "routers":
 		return kind, "", rest
-	case "writers":
+	case "writers", "switchovers":
 		return kind, rest, ""
 	}
 	return "", "", ""
@@ -249,6 +253,14 @@ func (d *decider) put(key string, value []byte, modRev int64) (string, bool) {
 		}
 		d.drained[cluster][router] = true
 		return cluster, false
+	case "switchovers":
+		var r SwitchoverRecord
+		if err := json.Unmarshal(value, &r); err != nil {
+			d.c.log.Warn("fleet: unreadable switchover record", "key", key, "err", err)
+			return "", false
+		}
+		d.switching[cluster] = r
+		return cluster, false
 	}
 	return "", false
 }
@@ -267,6 +279,9 @@ func (d *decider) remove(key string) (string, bool) {
 		return cluster, false
 	case "drained":
 		delete(d.drained[cluster], router)
+		return cluster, false
+	case "switchovers":
+		delete(d.switching, cluster)
 		return cluster, false
 	}
 	return "", false
@@ -324,6 +339,14 @@ func (d *decider) decide(ctx context.Context, cluster string, nodes []string) {
 	v := decideWriter(nodes, cur, views, d.drained[cluster])
 	if c.opts.onVerdict != nil {
 		c.opts.onVerdict(cluster, views, v)
+	}
+	if r, ok := d.switching[cluster]; ok && v.change && cur != nil && r.From == cur.Writer {
+		// SwitchoverWith made the writer read-only on purpose and will
+		// publish: left to it unless the writer is Down for a majority
+		// (the record's lease bounds the wait if it never does).
+		if t := countViews(views); t.down[cur.Writer] <= t.voters/2 {
+			v = verdict{stuck: fmt.Sprintf("switchover from %s to %s by %s under way: the writer is left to it", r.From, r.To, r.By)}
+		}
 	}
 	if !v.change {
 		if v.stuck != "" && d.notes[cluster] != v.stuck {

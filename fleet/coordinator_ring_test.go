@@ -48,8 +48,9 @@ type fleetRing struct {
 
 // ringOptions are startFleetRing's settings.
 type ringOptions struct {
-	etcdMembers int              // default 1
-	policies    []EtcdLostPolicy // r1, r2, r3's EtcdLost; default the default
+	etcdMembers  int              // default 1
+	policies     []EtcdLostPolicy // r1, r2, r3's EtcdLost; default the default
+	failoverWait time.Duration    // r1, r2, r3's Settings.FailoverWait; default none
 }
 
 // ringRouter is one router of the test.
@@ -121,10 +122,10 @@ func startFleetRing(t *testing.T, opts ringOptions) *fleetRing {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
-		f.routers = append(f.routers, f.open(t, u, c))
+		f.routers = append(f.routers, f.open(t, u, c, opts.failoverWait))
 	}
-	f.local = f.open(t, "app", nil)
-	f.local2 = f.open(t, "app2", nil)
+	f.local = f.open(t, "app", nil, 0)
+	f.local2 = f.open(t, "app2", nil, 0)
 	for _, r := range append(slices.Clone(f.routers), f.local, f.local2) {
 		r.cluster.WriterAddr() // starts the probers
 	}
@@ -166,11 +167,11 @@ func startFleetRing(t *testing.T, opts ringOptions) *fleetRing {
 }
 
 // open opens a router logging in as user, with a WriterSource when c is
-// set.
-func (f *fleetRing) open(t *testing.T, user string, c *Coordinator) *ringRouter {
+// set, and the FailoverWait given.
+func (f *fleetRing) open(t *testing.T, user string, c *Coordinator, failoverWait time.Duration) *ringRouter {
 	t.Helper()
 	cfg := &dbrouter.Config{
-		Defaults: dbrouter.Settings{User: user, Password: ringPassword, Database: "ringtest"},
+		Defaults: dbrouter.Settings{User: user, Password: ringPassword, Database: "ringtest", FailoverWait: failoverWait},
 		Clusters: map[string]dbrouter.ClusterConfig{"ring": {Nodes: f.addrs}},
 		Logger:   testLogger(t).With("user", user),
 	}

@@ -13,6 +13,7 @@ import (
 //	<prefix>election                  the decider election (go.etcd.io/etcd/client/v3/concurrency)
 //	<prefix>writers/<cluster>         the cluster's writer decision: Decision
 //	<prefix>drained/<cluster>/<node>  the node is out of service for the fleet: DrainRecord
+//	<prefix>switchovers/<cluster>     a SwitchoverWith under way, under its lease: SwitchoverRecord
 //
 // Values other than config are JSON. A prefix without a trailing "/" names
 // the same keys as with one, and so does one with "//" or "/./" in it
@@ -52,6 +53,21 @@ func ElectionKey(prefix string) string { return path.Join(prefix, "election") }
 
 // WriterKey returns the key of a cluster's writer decision.
 func WriterKey(prefix, cluster string) string { return path.Join(prefix, "writers", cluster) }
+
+// SwitchoverKey is the key SwitchoverWith holds, under a lease, while it
+// makes a cluster's writer read-only and waits for the target to catch
+// up: the decider then leaves the read-only writer to it instead of moving
+// the writer on its own (it still moves a writer Down in a majority of
+// views).
+func SwitchoverKey(prefix, cluster string) string { return path.Join(prefix, "switchovers", cluster) }
+
+// SwitchoverRecord is the value of a SwitchoverKey.
+type SwitchoverRecord struct {
+	From string    `json:"from"` // the writer being made read-only
+	To   string    `json:"to"`   // the target
+	By   string    `json:"by"`   // who asked
+	At   time.Time `json:"at"`
+}
 
 // RouterInfo is what a live router publishes about itself.
 type RouterInfo struct {

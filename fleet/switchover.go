@@ -34,7 +34,89 @@ var ErrSwitchoverRefused = errors.New("fleet switchover refused")
 // in a majority of the views of live routers that have probed every node,
 // or is read-only in any of them. by names who asks, for the
 // decision's cause and Decider fields.
+//
+// Switchover itself does not touch the nodes: nothing makes the old writer
+// read-only, and a router whose new writer cannot reach the old writer's
+// position within its fence's second switches anyway. SwitchoverWith adds
+// those steps.
 func Switchover(ctx context.Context, cli *clientv3.Client, prefix, cluster, to, by string) (Decision, error) {
+	return SwitchoverWith(ctx, cli, prefix, cluster, to, by, nil)
+}
+
+// DefaultSwitchoverCatchUpTimeout bounds, by default, SwitchoverOptions.CatchUp,
+// as dbrouter.DefaultCatchUpTimeout bounds a single router's switchover.
+const DefaultSwitchoverCatchUpTimeout = 5 * time.Second
+
+// DefaultSwitchoverDemoteTimeout bounds, by default, SwitchoverOptions.Demote
+// (SET GLOBAL read_only waits for the transactions open on the node).
+const DefaultSwitchoverDemoteTimeout = 5 * time.Second
+
+// SwitchoverOptions adds to a fleet switchover (SwitchoverWith) the steps
+// that touch the nodes. Every hook is optional; SQLHooks returns the three
+// for MariaDB and MySQL, from a dbrouter configuration. The zero value (or
+// nil) is Switchover's behaviour.
+type SwitchoverOptions struct {
+	// Demote, when set, is called before the decision is published to make
+	// the old writer (addr) refuse writes: SET GLOBAL read_only = ON. The
+	// writes routers still send there until they apply the decision are
+	// then refused as read-only, with nothing applied (a router with
+	// dbrouter's FailoverWait retries them on the new writer once it has
+	// switched), instead of landing on a node that is about to stop being
+	// the writer. It is bounded by DemoteTimeout and ctx. An error refuses
+	// the switchover, after Promote (it does not say whether read_only
+	// was set).
+	Demote func(ctx context.Context, cluster, addr string) error
+
+	// Promote, when set, undoes Demote (SET GLOBAL read_only = OFF) when
+	// the switchover is refused after Demote was called: Demote or CatchUp
+	// failed, or the decision could not be published while the old writer
+	// still holds the role. Its error is added to the refusal.
+	Promote func(ctx context.Context, cluster, addr string) error
+
+	// CatchUp, when set, is called after Demote and before the decision is
+	// published: it returns nil once node to holds every transaction of
+	// node from (MASTER_GTID_WAIT on MariaDB), within its ctx, which ends
+	// after CatchUpTimeout. An error refuses the switchover: the writer
+	// stays, and Promote undoes Demote.
+	CatchUp func(ctx context.Context, cluster, from, to string) error
+
+	// CatchUpTimeout bounds CatchUp; zero means
+	// DefaultSwitchoverCatchUpTimeout.
+	CatchUpTimeout time.Duration
+
+	// DemoteTimeout bounds Demote and Promote; zero means
+	// DefaultSwitchoverDemoteTimeout.
+	DemoteTimeout time.Duration
+}
+
+// SwitchoverWith is Switchover with the steps of opts: after the checks
+// (the same refusals as Switchover), opts.Demote makes the old writer
+// read-only, opts.CatchUp waits until the target holds the old writer's
+// position, and only then is the decision published by its compare-and-swap.
+// This is the single router's fence (dbrouter.Cluster.Switchover) applied
+// to the whole fleet: once the old writer is read-only, no router can get a
+// write applied on it while the routers move one by one, and no router
+// moves to a target that lacks a write the old writer acknowledged. While
+// the hooks run it holds the cluster's SwitchoverKey under a lease, so
+// that the decider, seeing the writer read-only, leaves it to the
+// switchover (if the caller never finishes, the lease ends a few seconds
+// after the longest the steps may take: twice DemoteTimeout, plus
+// CatchUpTimeout, plus 5 s).
+//
+// When Demote or CatchUp fails, or the decision cannot be published while
+// the stored decision still names the old writer, opts.Promote undoes the
+// demotion and SwitchoverWith refuses (ErrSwitchoverRefused, saying why):
+// the writer stays. Before it returns, it waits (up to 5 s) until no live
+// router's view shows the old writer read-only any more: the decider,
+// free again, would otherwise move the writer off it on those views. When the decision was replaced meanwhile by one naming
+// to (the decider saw the old writer read-only and chose to itself), that
+// decision is returned with a nil error; when it names another node, the
+// old writer is left read-only (the fleet moved off it) and the switchover
+// is refused. A nil opts is Switchover.
+func SwitchoverWith(ctx context.Context, cli *clientv3.Client, prefix, cluster, to, by string, opts *SwitchoverOptions) (Decision, error) {
+	if opts == nil {
+		opts = &SwitchoverOptions{}
+	}
 	if err := checkNames(cluster, to); err != nil {
 		return Decision{}, err
 	}
@@ -101,15 +183,172 @@ func Switchover(ctx context.Context, cli *clientv3.Client, prefix, cluster, to, 
 	if err != nil {
 		return Decision{}, err
 	}
+	demoted := false
+	// undo promotes the old writer back, when it was demoted, and says
+	// how that went, for the refusal.
+	undo := func() string {
+		if !demoted || opts.Promote == nil {
+			if demoted {
+				return fmt.Sprintf("; %s may still be read-only (no Promote hook)", cur.Writer)
+			}
+			return ""
+		}
+		// The caller's ctx may be what ended: the undo gets its own bound.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), demoteBound(opts))
+		defer cancel()
+		if err := opts.Promote(uctx, cluster, cur.Writer); err != nil {
+			return fmt.Sprintf("; making %s writable again failed, it may still be read-only: %v", cur.Writer, err)
+		}
+		// Routers that probed it meanwhile publish it read-only: the
+		// switchover key is held until they see it writable again, or
+		// the decider, once it is gone, would move the writer off it.
+		if n := awaitWritableInViews(context.WithoutCancel(ctx), cli, prefix, cluster, cur.Writer, undoSettle); n > 0 {
+			return fmt.Sprintf("; %s is writable again, but %d routers still saw it read-only after %v: the decider may move the writer", cur.Writer, n, undoSettle)
+		}
+		return fmt.Sprintf("; %s is writable again", cur.Writer)
+	}
+	if opts.Demote != nil || opts.CatchUp != nil {
+		// The decider would move a read-only writer on its own: it is
+		// told, under a lease that ends it if this call never does.
+		release, err := holdSwitchover(ctx, cli, prefix, cluster, SwitchoverRecord{From: cur.Writer, To: to, By: by, At: time.Now().UTC()}, opts)
+		if err != nil {
+			return Decision{}, fmt.Errorf("fleet: switchover of cluster %q: storing %s: %w", cluster, SwitchoverKey(prefix, cluster), err)
+		}
+		defer release()
+	}
+	if opts.Demote != nil {
+		dctx, cancel := context.WithTimeout(ctx, demoteBound(opts))
+		err := opts.Demote(dctx, cluster, cur.Writer)
+		cancel()
+		demoted = true // an error does not say whether read_only was set
+		if err != nil {
+			return refuse("making the writer %s read-only: %v%s", cur.Writer, err, undo())
+		}
+	}
+	if opts.CatchUp != nil {
+		bound := opts.CatchUpTimeout
+		if bound <= 0 {
+			bound = DefaultSwitchoverCatchUpTimeout
+		}
+		cctx, cancel := context.WithTimeout(ctx, bound)
+		err := opts.CatchUp(cctx, cluster, cur.Writer, to)
+		cancel()
+		if err != nil {
+			return refuse("%s did not catch up with %s within %v: %v%s", to, cur.Writer, bound, err, undo())
+		}
+	}
 	put, err := cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(wkey), "=", wr[0].ModRevision)).
 		Then(clientv3.OpPut(wkey, string(val))).
 		Commit()
 	if err != nil {
-		return Decision{}, fmt.Errorf("fleet: switchover of cluster %q: writing the decision: %w", cluster, err)
+		// Perhaps written: only a stored decision still naming the old
+		// writer may have the demotion undone.
+		return afterFailedPut(ctx, cli, wkey, cluster, cur, to, fmt.Sprintf("writing the decision: %v", err), undo)
 	}
 	if !put.Succeeded {
-		return refuse("another decision was published meanwhile; look at it (dbrouter status) and try again")
+		return afterFailedPut(ctx, cli, wkey, cluster, cur, to, "another decision was published meanwhile", undo)
 	}
 	return d, nil
+}
+
+// holdSwitchover stores rec at the cluster's SwitchoverKey under a new
+// lease that outlives every step of the switchover by a few seconds; the
+// function it returns revokes it (the key goes with it).
+func holdSwitchover(ctx context.Context, cli *clientv3.Client, prefix, cluster string, rec SwitchoverRecord, opts *SwitchoverOptions) (func(), error) {
+	bound := opts.CatchUpTimeout
+	if bound <= 0 {
+		bound = DefaultSwitchoverCatchUpTimeout
+	}
+	// Demote, CatchUp, and on a refusal Promote and the wait for the
+	// views, with a few seconds to spare.
+	ttl := int64((2*demoteBound(opts)+bound+undoSettle)/time.Second) + 5
+	lease, err := cli.Grant(ctx, ttl)
+	if err != nil {
+		return nil, err
+	}
+	release := func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		cli.Revoke(rctx, lease.ID) // failing that, the lease ends on its own
+	}
+	val, _ := json.Marshal(rec)
+	if _, err := cli.Put(ctx, SwitchoverKey(prefix, cluster), string(val), clientv3.WithLease(lease.ID)); err != nil {
+		release()
+		return nil, err
+	}
+	return release, nil
+}
+
+// undoSettle bounds how long a refused SwitchoverWith, after Promote,
+// waits for the live routers' views to show the old writer writable again.
+const undoSettle = 5 * time.Second
+
+// awaitWritableInViews waits, for at most bound, until no live router's
+// view of cluster shows node addr read-only; it returns how many still
+// do (0: none).
+func awaitWritableInViews(ctx context.Context, cli *clientv3.Client, prefix, cluster, addr string, bound time.Duration) int {
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	prefix = cleanPrefix(prefix)
+	n := -1
+	for {
+		resp, err := cli.Txn(ctx).Then(
+			clientv3.OpGet(prefix+"routers/", clientv3.WithPrefix()),
+			clientv3.OpGet(ViewsPrefix(prefix, cluster), clientv3.WithPrefix()),
+		).Commit()
+		if err == nil {
+			n = 0
+			for _, v := range liveViews(ViewsPrefix(prefix, cluster), resp.Responses[0].GetResponseRange().Kvs, resp.Responses[1].GetResponseRange().Kvs) {
+				if slices.ContainsFunc(v.Nodes, func(nv NodeView) bool { return nv.Addr == addr && nv.ReadOnly }) {
+					n++
+				}
+			}
+			if n == 0 {
+				return 0
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return max(n, 1)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// demoteBound is opts.DemoteTimeout or its default.
+func demoteBound(opts *SwitchoverOptions) time.Duration {
+	if opts.DemoteTimeout > 0 {
+		return opts.DemoteTimeout
+	}
+	return DefaultSwitchoverDemoteTimeout
+}
+
+// afterFailedPut ends a switchover whose compare-and-swap did not succeed
+// (or whose outcome is unknown): it reads the stored decision and returns it
+// when it names to (ours written after all, or the decider's, made after the
+// old writer became read-only); refuses, undoing the demotion, when it still
+// names the old writer; and refuses, leaving the old writer read-only,
+// when it names another node or cannot be read.
+func afterFailedPut(ctx context.Context, cli *clientv3.Client, wkey, cluster string, cur Decision, to, why string, undo func() string) (Decision, error) {
+	refuse := func(format string, args ...any) (Decision, error) {
+		return Decision{}, fmt.Errorf("%w: cluster %q: %s", ErrSwitchoverRefused, cluster, fmt.Sprintf(format, args...))
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	resp, err := cli.Get(rctx, wkey)
+	if err != nil || len(resp.Kvs) == 0 {
+		return refuse("%s, and the stored decision cannot be read (%v): %s may be read-only; look at dbrouter status", why, err, cur.Writer)
+	}
+	var now Decision
+	if err := json.Unmarshal(resp.Kvs[0].Value, &now); err != nil {
+		return refuse("%s, and the stored decision is not valid JSON: %s may be read-only", why, cur.Writer)
+	}
+	switch now.Writer {
+	case to:
+		return now, nil
+	case cur.Writer:
+		return refuse("%s (epoch %d, writer %s); try again%s", why, now.Epoch, now.Writer, undo())
+	}
+	return refuse("%s: the writer is now %s (epoch %d, %s); %s stays read-only", why, now.Writer, now.Epoch, now.Cause, cur.Writer)
 }

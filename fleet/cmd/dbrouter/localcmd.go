@@ -39,22 +39,14 @@ func openLocal(file string) (*localRouter, error) {
 	if err != nil {
 		return nil, err
 	}
-	lr := &localRouter{}
-	add := func(p string) {
-		if p != "" && !slices.Contains(lr.secrets, p) {
-			lr.secrets = append(lr.secrets, p)
-		}
-	}
-	add(cfg.Defaults.Password)
+	lr := &localRouter{secrets: configSecrets(cfg)}
 	// Probing is the point: probes turned off in the file (nodes judged by
 	// calls alone) are turned on here.
 	cfg.Defaults.Health.Disabled = false
 	for name, c := range cfg.Clusters {
-		add(c.Password)
 		c.Health.Disabled = false
 		cfg.Clusters[name] = c
 	}
-	slices.SortFunc(lr.secrets, func(a, b string) int { return len(b) - len(a) })
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	r, err := dbrouter.Open(cfg)
 	if err != nil {
@@ -64,13 +56,33 @@ func openLocal(file string) (*localRouter, error) {
 	return lr, nil
 }
 
-// scrub hides the configuration's passwords in s.
-func (lr *localRouter) scrub(s string) string {
-	for _, p := range lr.secrets {
+// configSecrets returns the passwords of cfg (after ${VAR} expansion),
+// longest first, for scrubbing.
+func configSecrets(cfg *dbrouter.Config) []string {
+	var secrets []string
+	add := func(p string) {
+		if p != "" && !slices.Contains(secrets, p) {
+			secrets = append(secrets, p)
+		}
+	}
+	add(cfg.Defaults.Password)
+	for _, c := range cfg.Clusters {
+		add(c.Password)
+	}
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	return secrets
+}
+
+// scrubSecrets hides secrets in s.
+func scrubSecrets(s string, secrets []string) string {
+	for _, p := range secrets {
 		s = strings.ReplaceAll(s, p, redacted)
 	}
 	return s
 }
+
+// scrub hides the configuration's passwords in s.
+func (lr *localRouter) scrub(s string) string { return scrubSecrets(s, lr.secrets) }
 
 // scrubErr is scrub for an error (nil stays nil).
 func (lr *localRouter) scrubErr(err error) error {

@@ -10,6 +10,7 @@
 //	dbrouter diff FILE                     compare etcd's configuration with FILE
 //	dbrouter status [--cluster NAME]       writer, epoch and every router's view of every node
 //	dbrouter switchover CLUSTER NODE       move CLUSTER's writer to NODE for the whole fleet
+//	         [-config FILE]                with FILE's credentials: old writer read-only, NODE caught up first
 //	dbrouter drain CLUSTER NODE            take NODE out of service for the whole fleet
 //	dbrouter undrain CLUSTER NODE          put NODE back in service for the whole fleet
 //	dbrouter status -config FILE           without etcd: probe every node of FILE once, print a table
@@ -19,6 +20,15 @@
 // the YAML file, as an application would, and print what it sees after
 // one probe round (bounded by --timeout); they exit 1 when a node does not
 // answer or a cluster has no writer, the table printed all the same.
+//
+// switchover without -config only publishes the decision (each router then
+// switches through its own fence, giving the new writer 1s to catch up, and
+// nothing makes the old writer read-only); with -config FILE it first runs
+// SET GLOBAL read_only = ON on the old writer and waits (MASTER_GTID_WAIT)
+// until NODE holds the old writer's position, with FILE's credentials, and
+// makes the old writer writable again if it then refuses (fleet.SQLHooks).
+// --timeout bounds all of it: raise it when open transactions may make
+// SET GLOBAL read_only wait.
 //
 // The commands that talk to etcd take --endpoints (comma-separated; default
 // $DBROUTER_ETCD_ENDPOINTS, else 127.0.0.1:2379), --prefix (default
@@ -107,8 +117,12 @@ var commands = []command{
 			fs.DurationVar(&e.timeout, "timeout", 5*time.Second, "bound on the probe round that finds the writer")
 		},
 		summary: "the cluster shard map MAP puts KEY in, and that cluster's writer now (no etcd)"},
-	{name: "switchover", args: "CLUSTER NODE", nargs: 2, etcd: true, run: cmdSwitchover,
-		summary: "move CLUSTER's writer to NODE for the whole fleet (a compare-and-swap on its decision)"},
+	{name: "switchover", args: "CLUSTER NODE [-config FILE]", nargs: 2, etcd: true, run: cmdSwitchover,
+		flags: func(fs *flag.FlagSet, e *env) {
+			fs.StringVar(&e.config, "config", "",
+				"the YAML `FILE` with the nodes' credentials: make the old writer read-only and wait until NODE holds its position before publishing (without it, neither is done: routers switch with a 1s catch-up each, and the old writer stays writable)")
+		},
+		summary: "move CLUSTER's writer to NODE for the whole fleet (a compare-and-swap on its decision; -config FILE: old writer made read-only and NODE caught up first)"},
 }
 
 // env is what a subcommand runs with: its output, its flags, and the etcd
