@@ -467,9 +467,16 @@ func (c *Cluster) drain(ctx context.Context, addr string, opts *SwitchoverOption
 // WriterSource drained too (NodeDrainer: a fleet's drain key) stays
 // drained until the source undrains it.
 func (c *Cluster) Undrain(addr string) error {
+	return c.setDrained(addr, false, drainLocal, "undrain")
+}
+
+// setDrained drains (on) or undrains node addr for one origin: Undrain,
+// and a WriterSource's NodeDrainer. A drain of the writer is refused: the
+// role must move off it first (Drain does that through a switchover).
+func (c *Cluster) setDrained(addr string, on bool, by drainOrigin, verb string) error {
 	i := c.nodeIndexByName(addr)
 	if i < 0 {
-		return fmt.Errorf("dbrouter: cluster %q: undrain: %q is not a node of the cluster (nodes: %v)", c.name, addr, c.Nodes())
+		return fmt.Errorf("dbrouter: cluster %q: %s: %q is not a node of the cluster (nodes: %v)", c.name, verb, addr, c.Nodes())
 	}
 	if err := c.stillOpen(); err != nil {
 		return err
@@ -480,7 +487,11 @@ func (c *Cluster) Undrain(addr string) error {
 		c.mu.Unlock()
 		return c.replacedErr()
 	}
-	out := c.state.setDrained(i, false, drainLocal, now)
+	if on && (c.state.writer == i || c.pick.Load().writer == i) {
+		c.unlock()
+		return fmt.Errorf("dbrouter: cluster %q: cannot drain %s: it is the writer (move the role off it first)", c.name, addr)
+	}
+	out := c.state.setDrained(i, on, by, now)
 	c.publish(out)
 	c.unlock()
 	c.carryOut(out)

@@ -140,27 +140,9 @@ type NodeDrainer interface {
 
 // SetDrained drains or undrains a node for a WriterSource (NodeDrainer).
 func (s sink) SetDrained(addr string, on bool) error {
-	c := s.c
-	i := c.nodeIndexByName(addr)
-	if i < 0 {
-		return fmt.Errorf("dbrouter: cluster %q: drain: %q is not a node of the cluster (nodes: %v)", c.name, addr, c.Nodes())
+	verb := "undrain"
+	if on {
+		verb = "drain"
 	}
-	if err := c.stillOpen(); err != nil {
-		return err
-	}
-	now := time.Now()
-	c.mu.Lock()
-	if c.replaced {
-		c.mu.Unlock()
-		return c.replacedErr()
-	}
-	if on && (c.state.writer == i || c.pick.Load().writer == i) {
-		c.unlock()
-		return fmt.Errorf("dbrouter: cluster %q: cannot drain %s: it is the writer (move the role off it first)", c.name, addr)
-	}
-	out := c.state.setDrained(i, on, drainSource, now)
-	c.publish(out)
-	c.unlock()
-	c.carryOut(out)
-	return nil
+	return s.c.setDrained(addr, on, drainSource, verb)
 }
