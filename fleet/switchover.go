@@ -101,7 +101,9 @@ type SwitchoverOptions struct {
 // that the decider, seeing the writer read-only, leaves it to the
 // switchover (if the caller never finishes, the lease ends a few seconds
 // after the longest the steps may take: twice DemoteTimeout, plus
-// CatchUpTimeout, plus 5 s).
+// CatchUpTimeout, plus 5 s). The key is created only if absent: while
+// another SwitchoverWith of the cluster holds it, this one is refused
+// before any hook runs.
 //
 // When Demote or CatchUp fails, or the decision cannot be published while
 // the stored decision still names the old writer, opts.Promote undoes the
@@ -211,6 +213,9 @@ func SwitchoverWith(ctx context.Context, cli *clientv3.Client, prefix, cluster, 
 		// The decider would move a read-only writer on its own: it is
 		// told, under a lease that ends it if this call never does.
 		release, err := holdSwitchover(ctx, cli, prefix, cluster, SwitchoverRecord{From: cur.Writer, To: to, By: by, At: time.Now().UTC()}, opts)
+		if errors.Is(err, errSwitchoverBusy) {
+			return refuse("%v", err)
+		}
 		if err != nil {
 			return Decision{}, fmt.Errorf("fleet: switchover of cluster %q: storing %s: %w", cluster, SwitchoverKey(prefix, cluster), err)
 		}
@@ -273,12 +278,33 @@ func holdSwitchover(ctx context.Context, cli *clientv3.Client, prefix, cluster s
 		cli.Revoke(rctx, lease.ID) // failing that, the lease ends on its own
 	}
 	val, _ := json.Marshal(rec)
-	if _, err := cli.Put(ctx, SwitchoverKey(prefix, cluster), string(val), clientv3.WithLease(lease.ID)); err != nil {
+	// Create-only: a second switchover of the cluster while one holds the
+	// key would demote the writer again, and the first one's undo could
+	// make it writable while the second publishes.
+	key := SwitchoverKey(prefix, cluster)
+	resp, err := cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(val), clientv3.WithLease(lease.ID))).
+		Else(clientv3.OpGet(key)).
+		Commit()
+	if err != nil {
 		release()
 		return nil, err
 	}
+	if !resp.Succeeded {
+		release()
+		var other SwitchoverRecord
+		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+			json.Unmarshal(kvs[0].Value, &other)
+		}
+		return nil, fmt.Errorf("%w: another switchover is under way (%s to %s, by %s at %s)", errSwitchoverBusy,
+			other.From, other.To, other.By, other.At.Format(time.RFC3339))
+	}
 	return release, nil
 }
+
+// errSwitchoverBusy is holdSwitchover's error when the key is held.
+var errSwitchoverBusy = errors.New("switchover key held")
 
 // undoSettle bounds how long a refused SwitchoverWith, after Promote,
 // waits for the live routers' views to show the old writer writable again.

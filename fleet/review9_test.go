@@ -1,0 +1,83 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestReview9ConcurrentSwitchoversExclusive: while one SwitchoverWith of a
+// cluster holds its switchover key (its hooks running), a second one of the
+// same cluster is refused before any hook: before, both demoted the writer,
+// and the first one's refusal (Promote) made the old writer writable again
+// while the second published its decision — a switchover without its fence.
+func TestReview9ConcurrentSwitchoversExclusive(t *testing.T) {
+	te := startEtcd(t)
+	cli := newClient(t, te.endpoints[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const pfx = DefaultPrefix
+	put := func(key string, v any) {
+		t.Helper()
+		b, _ := json.Marshal(v)
+		if _, err := cli.Put(ctx, key, string(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range []string{"web1", "web2", "web3"} {
+		put(RouterKey(pfx, r), RouterInfo{ID: r})
+		put(ViewKey(pfx, "c1", r), View{Router: r, At: time.Now(), Writer: "a:3306", Epoch: 4, Nodes: []NodeView{
+			{Addr: "a:3306", State: "up", Probed: true},
+			{Addr: "b:3306", State: "up", Probed: true},
+			{Addr: "c:3306", State: "up", Probed: true},
+		}})
+	}
+	put(WriterKey(pfx, "c1"), Decision{Writer: "a:3306", Epoch: 4})
+
+	var mu sync.Mutex
+	var calls []string
+	rec := func(s string) { mu.Lock(); calls = append(calls, s); mu.Unlock() }
+	inCatchUp, release := make(chan struct{}), make(chan struct{})
+	first := &SwitchoverOptions{
+		Demote:  func(_ context.Context, _, addr string) error { rec("1 demote " + addr); return nil },
+		Promote: func(_ context.Context, _, addr string) error { rec("1 promote " + addr); return nil },
+		CatchUp: func(ctx context.Context, _, _, _ string) error {
+			close(inCatchUp)
+			<-release
+			return errors.New("boom") // the first one is refused: it promotes a:3306 back
+		},
+	}
+	second := &SwitchoverOptions{
+		Demote:  func(_ context.Context, _, addr string) error { rec("2 demote " + addr); return nil },
+		Promote: func(_ context.Context, _, addr string) error { rec("2 promote " + addr); return nil },
+		CatchUp: func(context.Context, string, string, string) error { rec("2 catchup"); return nil },
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := SwitchoverWith(ctx, cli, pfx, "c1", "b:3306", "op1", first)
+		done <- err
+	}()
+	<-inCatchUp
+	d, err2 := SwitchoverWith(ctx, cli, pfx, "c1", "c:3306", "op2", second)
+	close(release)
+	err1 := <-done
+	if err1 == nil {
+		t.Fatalf("the first switchover succeeded")
+	}
+	mu.Lock()
+	got := strings.Join(calls, ", ")
+	mu.Unlock()
+	if !errors.Is(err2, ErrSwitchoverRefused) || !strings.Contains(err2.Error(), "switchover") || strings.Contains(got, "2 ") {
+		t.Fatalf("second switchover while the first held the key: decision %+v, err %v; hooks called: %s", d, err2, got)
+	}
+	t.Logf("second refused: %v", err2)
+	// The key is gone once the first returns: a third may run.
+	resp, err := cli.Get(ctx, SwitchoverKey(pfx, "c1"))
+	if err != nil || len(resp.Kvs) != 0 {
+		t.Fatalf("switchover key after both returned: %v %v", resp, err)
+	}
+}
