@@ -81,3 +81,66 @@ func TestReview9ConcurrentSwitchoversExclusive(t *testing.T) {
 		t.Fatalf("switchover key after both returned: %v %v", resp, err)
 	}
 }
+
+// TestReview9PanicInHookUndoesDemote: a hook that panics after Demote
+// (here CatchUp) still has the demotion undone (Promote) before the panic
+// goes on to the caller: before, the old writer stayed read-only with no
+// decision moving the writer off it.
+func TestReview9PanicInHookUndoesDemote(t *testing.T) {
+	te := startEtcd(t)
+	cli := newClient(t, te.endpoints[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const pfx = DefaultPrefix
+	put := func(key string, v any) {
+		t.Helper()
+		b, _ := json.Marshal(v)
+		if _, err := cli.Put(ctx, key, string(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range []string{"web1", "web2", "web3"} {
+		put(RouterKey(pfx, r), RouterInfo{ID: r})
+		put(ViewKey(pfx, "c1", r), View{Router: r, At: time.Now(), Writer: "a:3306", Epoch: 4, Nodes: []NodeView{
+			{Addr: "a:3306", State: "up", Probed: true},
+			{Addr: "b:3306", State: "up", Probed: true},
+		}})
+	}
+	put(WriterKey(pfx, "c1"), Decision{Writer: "a:3306", Epoch: 4})
+	for _, where := range []string{"demote", "catchup"} {
+		t.Run(where, func(t *testing.T) {
+			var mu sync.Mutex
+			var calls []string
+			rec := func(s string) { mu.Lock(); calls = append(calls, s); mu.Unlock() }
+			opts := &SwitchoverOptions{
+				Demote: func(_ context.Context, _, addr string) error {
+					rec("demote " + addr)
+					if where == "demote" {
+						panic("hook bug")
+					}
+					return nil
+				},
+				Promote: func(_ context.Context, _, addr string) error { rec("promote " + addr); return nil },
+				CatchUp: func(context.Context, string, string, string) error {
+					rec("catchup")
+					panic("hook bug")
+				},
+			}
+			var p any
+			func() {
+				defer func() { p = recover() }()
+				SwitchoverWith(ctx, cli, pfx, "c1", "b:3306", "op", opts)
+			}()
+			mu.Lock()
+			got := strings.Join(calls, ", ")
+			mu.Unlock()
+			if p == nil || !strings.Contains(got, "promote a:3306") {
+				t.Fatalf("panic %v; calls: %s (want the demotion undone)", p, got)
+			}
+			resp, err := cli.Get(ctx, SwitchoverKey(pfx, "c1"))
+			if err != nil || len(resp.Kvs) != 0 {
+				t.Fatalf("switchover key after the panic: %v %v", resp, err)
+			}
+		})
+	}
+}

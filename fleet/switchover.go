@@ -105,7 +105,8 @@ type SwitchoverOptions struct {
 // another SwitchoverWith of the cluster holds it, this one is refused
 // before any hook runs.
 //
-// When Demote or CatchUp fails, or the decision cannot be published while
+// When Demote or CatchUp fails (or panics: the panic goes on after the
+// undo), or the decision cannot be published while
 // the stored decision still names the old writer, opts.Promote undoes the
 // demotion and SwitchoverWith refuses (ErrSwitchoverRefused, saying why):
 // the writer stays. Before it returns, it waits (up to 5 s) until no live
@@ -220,12 +221,20 @@ func SwitchoverWith(ctx context.Context, cli *clientv3.Client, prefix, cluster, 
 			return Decision{}, fmt.Errorf("fleet: switchover of cluster %q: storing %s: %w", cluster, SwitchoverKey(prefix, cluster), err)
 		}
 		defer release()
+		// A hook that panics still has the demotion undone (while the key
+		// is held) before the panic goes on.
+		defer func() {
+			if p := recover(); p != nil {
+				undo()
+				panic(p)
+			}
+		}()
 	}
 	if opts.Demote != nil {
 		dctx, cancel := context.WithTimeout(ctx, demoteBound(opts))
+		demoted = true // neither an error nor a panic says whether read_only was set
 		err := opts.Demote(dctx, cluster, cur.Writer)
 		cancel()
-		demoted = true // an error does not say whether read_only was set
 		if err != nil {
 			return refuse("making the writer %s read-only: %v%s", cur.Writer, err, undo())
 		}
