@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/dbrouter/dbrouter"
 	"strings"
 	"sync"
 	"testing"
@@ -142,5 +143,35 @@ func TestReview9PanicInHookUndoesDemote(t *testing.T) {
 				t.Fatalf("switchover key after the panic: %v %v", resp, err)
 			}
 		})
+	}
+}
+
+// TestReview9SQLHooksNormalisedAddress: the routers (and so the fleet's
+// decisions and the hooks' addr) name a node by its normalised address,
+// "db1" being "db1:3306"; SQLHooks must find the node of a configuration
+// that spells it without the port. Before, every hook refused it as "not a
+// node of cluster", so `dbrouter switchover -config` could never demote a
+// node configured as "db1". The host does not resolve (.invalid): the
+// hook fails at the dial, after the node was found.
+func TestReview9SQLHooksNormalisedAddress(t *testing.T) {
+	cfg := &dbrouter.Config{Clusters: map[string]dbrouter.ClusterConfig{
+		"c1": {Settings: dbrouter.Settings{User: "u", Password: "s3cret-pw", ConnectTimeout: time.Second}, Nodes: []string{"db1.invalid", "[::1]:1", "db3.invalid:03306"}},
+	}}
+	h, err := SQLHooks(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range []string{"db1.invalid:3306", "db3.invalid:3306"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := h.Demote(ctx, "c1", addr)
+		cancel()
+		if err == nil || strings.Contains(err.Error(), "not a node") || strings.Contains(err.Error(), "s3cret") {
+			t.Fatalf("Demote(%s) with the node configured without its port: %v", addr, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := h.Demote(ctx, "c1", "db2.invalid:3306"); err == nil || !strings.Contains(err.Error(), "not a node") {
+		t.Fatalf("Demote of a node not in the cluster: %v", err)
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,7 +30,9 @@ import (
 //     it holds it, within its ctx.
 //
 // Each call opens a connection to the one node it needs and closes it. A
-// node must be named as in the cluster's Nodes. SQLHooks copies cfg; it
+// node must be one of the cluster's Nodes, by its spelling there or its
+// normalised address (a node configured as "db1" is "db1:3306", as the
+// routers and the fleet's decisions name it). SQLHooks copies cfg; it
 // returns an error when cfg is nil. The hooks are safe for concurrent use.
 func SQLHooks(cfg *dbrouter.Config) (*SwitchoverOptions, error) {
 	if cfg == nil {
@@ -57,9 +61,14 @@ func (h *sqlHooks) node(cluster, addr string) (*dbrouter.Router, *dbrouter.Clust
 	if !ok {
 		return nil, nil, fmt.Errorf("cluster %q is not in the configuration", cluster)
 	}
-	if !slices.Contains(cc.Nodes, addr) {
+	// The routers (so the decisions and addr) name a node by its
+	// normalised address: "db1" is "db1:3306".
+	want := sameNodeAddr(addr)
+	i := slices.IndexFunc(cc.Nodes, func(n string) bool { return n == addr || sameNodeAddr(n) == want })
+	if i < 0 {
 		return nil, nil, fmt.Errorf("node %q is not a node of cluster %q in the configuration", addr, cluster)
 	}
+	addr = cc.Nodes[i]
 	one := h.cfg.Clone()
 	cc = one.Clusters[cluster]
 	cc.Nodes = []string{addr}
@@ -132,4 +141,22 @@ func (h *sqlHooks) catchUp(ctx context.Context, cluster, from, to string) error 
 		return fmt.Errorf("%s has not reached %s's position %s in time (%s returned %d)", to, from, pos, strings.TrimPrefix(wait, "SELECT "), res)
 	}
 	return nil
+}
+
+// sameNodeAddr is s as dbrouter names a node: host:port, port 3306 when
+// omitted, the port without leading zeros, IPv6 in brackets. What it cannot
+// parse it returns unchanged.
+func sameNodeAddr(s string) string {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		host, port = s, strconv.Itoa(dbrouter.DefaultPort)
+		if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+			host = s[1 : len(s)-1]
+		}
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || host == "" {
+		return s
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p))
 }
