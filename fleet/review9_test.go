@@ -175,3 +175,51 @@ func TestReview9SQLHooksNormalisedAddress(t *testing.T) {
 		t.Fatalf("Demote of a node not in the cluster: %v", err)
 	}
 }
+
+// TestReview9UndoLeavesMovedWriter: when the decider moved the writer to
+// another node while the switchover's hooks ran (the old writer Down for a
+// majority), a failing CatchUp must not make the old writer writable again:
+// the fleet writes to the new one. Before, undo promoted it regardless of
+// the stored decision (two writable nodes).
+func TestReview9UndoLeavesMovedWriter(t *testing.T) {
+	te := startEtcd(t)
+	cli := newClient(t, te.endpoints[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const pfx = DefaultPrefix
+	put := func(key string, v any) {
+		t.Helper()
+		b, _ := json.Marshal(v)
+		if _, err := cli.Put(ctx, key, string(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range []string{"web1", "web2", "web3"} {
+		put(RouterKey(pfx, r), RouterInfo{ID: r})
+		put(ViewKey(pfx, "c1", r), View{Router: r, At: time.Now(), Writer: "a:3306", Epoch: 4, Nodes: []NodeView{
+			{Addr: "a:3306", State: "up", Probed: true},
+			{Addr: "b:3306", State: "up", Probed: true},
+			{Addr: "c:3306", State: "up", Probed: true},
+		}})
+	}
+	put(WriterKey(pfx, "c1"), Decision{Writer: "a:3306", Epoch: 4})
+	var mu sync.Mutex
+	var calls []string
+	rec := func(s string) { mu.Lock(); calls = append(calls, s); mu.Unlock() }
+	opts := &SwitchoverOptions{
+		Demote:  func(_ context.Context, _, addr string) error { rec("demote " + addr); return nil },
+		Promote: func(_ context.Context, _, addr string) error { rec("promote " + addr); return nil },
+		CatchUp: func(context.Context, string, string, string) error {
+			put(WriterKey(pfx, "c1"), Decision{Writer: "c:3306", Epoch: 5, Cause: "a:3306 is down"})
+			return errors.New("a:3306 unreachable")
+		},
+	}
+	_, err := SwitchoverWith(ctx, cli, pfx, "c1", "b:3306", "op", opts)
+	mu.Lock()
+	got := strings.Join(calls, ", ")
+	mu.Unlock()
+	if !errors.Is(err, ErrSwitchoverRefused) || strings.Contains(got, "promote") || !strings.Contains(err.Error(), "c:3306") {
+		t.Fatalf("err %v; calls %s (want no promote: the writer is now c:3306)", err, got)
+	}
+	t.Logf("%v", err)
+}

@@ -70,7 +70,10 @@ type SwitchoverOptions struct {
 	// Promote, when set, undoes Demote (SET GLOBAL read_only = OFF) when
 	// the switchover is refused after Demote was called: Demote or CatchUp
 	// failed, or the decision could not be published while the old writer
-	// still holds the role. Its error is added to the refusal.
+	// still holds the role. It is not called when the stored decision
+	// names another writer by then (the decider moved the writer off a
+	// node Down for a majority): the old writer stays read-only. Its error
+	// is added to the refusal.
 	Promote func(ctx context.Context, cluster, addr string) error
 
 	// CatchUp, when set, is called after Demote and before the decision is
@@ -199,6 +202,16 @@ func SwitchoverWith(ctx context.Context, cli *clientv3.Client, prefix, cluster, 
 		// The caller's ctx may be what ended: the undo gets its own bound.
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), demoteBound(opts))
 		defer cancel()
+		// The decider may have moved the writer meanwhile (the old one
+		// Down for a majority): the old writer must then stay read-only,
+		// or two nodes take writes. Unreadable, the decision is taken to
+		// be unchanged (nothing was published by this call).
+		if resp, err := cli.Get(uctx, wkey); err == nil && len(resp.Kvs) > 0 {
+			var now Decision
+			if json.Unmarshal(resp.Kvs[0].Value, &now) == nil && now.Writer != cur.Writer {
+				return fmt.Sprintf("; the writer is now %s (epoch %d, %s): %s stays read-only", now.Writer, now.Epoch, now.Cause, cur.Writer)
+			}
+		}
 		if err := opts.Promote(uctx, cluster, cur.Writer); err != nil {
 			return fmt.Sprintf("; making %s writable again failed, it may still be read-only: %v", cur.Writer, err)
 		}
