@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"slices"
 	"strconv"
@@ -97,7 +98,37 @@ func (h *sqlHooks) exec(ctx context.Context, cluster, addr, query string) error 
 		return err
 	}
 	defer r.Close()
-	if _, err := c.Writer().ExecContext(ctx, query); err != nil {
+	db := c.Writer()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("%s on %s: %w", query, addr, err)
+	}
+	defer conn.Close()
+	// SET GLOBAL read_only = ON waits for the transactions open on the
+	// node. Ending the call (ctx) closes the client's connection but not
+	// the server's wait: the statement would still take effect once they
+	// end, after the switchover was refused and Promote had run, leaving
+	// the writer read-only. The server's own bound (lock_wait_timeout) and
+	// a KILL QUERY when ctx ends stop it.
+	var id int64
+	if err := conn.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&id); err != nil {
+		return fmt.Errorf("%s on %s: %w", query, addr, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		secs := max(int64(math.Ceil(time.Until(dl).Seconds())), 1)
+		if _, err := conn.ExecContext(ctx, fmt.Sprintf("SET SESSION lock_wait_timeout = %d", secs)); err != nil {
+			return fmt.Errorf("%s on %s: %w", query, addr, err)
+		}
+	}
+	if _, err := conn.ExecContext(ctx, query); err != nil {
+		if ctx.Err() != nil {
+			kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			_, kerr := db.ExecContext(kctx, fmt.Sprintf("KILL QUERY %d", id))
+			cancel()
+			if kerr != nil {
+				return fmt.Errorf("%s on %s: %w (and KILL QUERY %d failed, the statement may still take effect: %v)", query, addr, err, id, kerr)
+			}
+		}
 		return fmt.Errorf("%s on %s: %w", query, addr, err)
 	}
 	return nil
