@@ -237,3 +237,34 @@ func TestReview9UndoLeavesMovedWriter(t *testing.T) {
 func TestReview9DemoteTimeoutKillsPendingReadOnly(t *testing.T) {
 	t.Skip("defect: Demote's SET GLOBAL read_only = ON outlived DemoteTimeout on the server; fix in sqlHooks.exec (lock_wait_timeout + KILL QUERY) needs a real-ring test: open a transaction on the writer, SwitchoverWith with DemoteTimeout 300ms, end the transaction, assert read_only stays OFF")
 }
+
+// TestReview9PlainSwitchoverWaitsForFenced: a plain Switchover while a
+// SwitchoverWith of the cluster holds its key is refused; before, it
+// published under the other's hooks.
+func TestReview9PlainSwitchoverWaitsForFenced(t *testing.T) {
+	te := startEtcd(t)
+	cli := newClient(t, te.endpoints[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const pfx = DefaultPrefix
+	put := func(key string, v any) {
+		t.Helper()
+		b, _ := json.Marshal(v)
+		if _, err := cli.Put(ctx, key, string(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range []string{"web1", "web2", "web3"} {
+		put(RouterKey(pfx, r), RouterInfo{ID: r})
+		put(ViewKey(pfx, "c1", r), View{Router: r, At: time.Now(), Writer: "a:3306", Epoch: 4, Nodes: []NodeView{
+			{Addr: "a:3306", State: "up", Probed: true},
+			{Addr: "b:3306", State: "up", Probed: true},
+		}})
+	}
+	put(WriterKey(pfx, "c1"), Decision{Writer: "a:3306", Epoch: 4})
+	put(SwitchoverKey(pfx, "c1"), SwitchoverRecord{From: "a:3306", To: "b:3306", By: "op1", At: time.Now()})
+	d, err := Switchover(ctx, cli, pfx, "c1", "b:3306", "op2")
+	if !errors.Is(err, ErrSwitchoverRefused) || !strings.Contains(err.Error(), "another switchover is under way") {
+		t.Fatalf("plain Switchover while the key is held: %+v, %v", d, err)
+	}
+}

@@ -29,8 +29,9 @@ var ErrSwitchoverRefused = errors.New("fleet switchover refused")
 // writer only when the fleet sees it fail.
 //
 // It refuses (an error matching ErrSwitchoverRefused, nothing published)
-// when the fleet has no decision for the cluster yet, when to is already
-// the writer or is drained (DrainKey), or when to is not Up and writable
+// when the fleet has no decision for the cluster yet, when a
+// SwitchoverWith of the cluster is under way (SwitchoverKey), when to is
+// already the writer or is drained (DrainKey), or when to is not Up and writable
 // in a majority of the views of live routers that have probed every node,
 // or is read-only in any of them. by names who asks, for the
 // decision's cause and Decider fields.
@@ -136,6 +137,7 @@ func SwitchoverWith(ctx context.Context, cli *clientv3.Client, prefix, cluster, 
 		clientv3.OpGet(prefix+"routers/", clientv3.WithPrefix()),
 		clientv3.OpGet(ViewsPrefix(prefix, cluster), clientv3.WithPrefix()),
 		clientv3.OpGet(DrainKey(prefix, cluster, to)),
+		clientv3.OpGet(SwitchoverKey(prefix, cluster)),
 	).Commit()
 	if err != nil {
 		return Decision{}, fmt.Errorf("fleet: switchover of cluster %q: reading etcd: %w", cluster, err)
@@ -153,6 +155,13 @@ func SwitchoverWith(ctx context.Context, cli *clientv3.Client, prefix, cluster, 
 	}
 	if len(resp.Responses[3].GetResponseRange().Kvs) > 0 {
 		return refuse("%s is drained (dbrouter undrain first)", to)
+	}
+	if kvs := resp.Responses[4].GetResponseRange().Kvs; len(kvs) > 0 {
+		// A SwitchoverWith is under way: publishing now would move the
+		// writer under its hooks (its undo could then be skipped or wrong).
+		var other SwitchoverRecord
+		json.Unmarshal(kvs[0].Value, &other)
+		return refuse("another switchover is under way (%s to %s, by %s at %s)", other.From, other.To, other.By, other.At.Format(time.RFC3339))
 	}
 	views := liveViews(ViewsPrefix(prefix, cluster), resp.Responses[1].GetResponseRange().Kvs, resp.Responses[2].GetResponseRange().Kvs)
 	known := slices.ContainsFunc(views, func(v View) bool {
