@@ -1,9 +1,15 @@
 package dbrouter
 
 import (
+	"context"
+	"log/slog"
+	"net"
 	"reflect"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -95,6 +101,69 @@ func TestReview9ParseConfigSecondDocument(t *testing.T) {
 		_, err := ParseConfig([]byte(doc))
 		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
 			t.Errorf("%q: err %v, want %q", doc, err, want)
+		}
+	}
+}
+
+// TestReview9LazyConnectorsOwnAddress: nodes that share their cluster's
+// driver configuration (and clusters that share the defaults') each dial
+// their own address, however many calls make the first connection at
+// once (run with -race: the lazy connector is built once).
+func TestReview9LazyConnectorsOwnAddress(t *testing.T) {
+	const n = 4
+	var accepts [n]atomic.Int32
+	addrs := make([]string, n)
+	for i := range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		addrs[i] = ln.Addr().String()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				accepts[i].Add(1)
+				c.Close() // no handshake: the connect fails, sent nothing
+			}
+		}()
+	}
+	cfg := &Config{Defaults: Settings{User: "u", Password: "pw", ConnectTimeout: time.Second, Health: HealthConfig{Disabled: true}},
+		Clusters: map[string]ClusterConfig{
+			"a": {Nodes: addrs[:2]},
+			"b": {Nodes: addrs[2:]},
+		}, Logger: slog.New(slog.DiscardHandler)}
+	r, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var wg sync.WaitGroup
+	for _, name := range []string{"a", "b"} {
+		c, err := r.Cluster(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				c.Writer().PingContext(ctx)
+				c.ExecContext(ctx, "DO 1")
+			}()
+		}
+	}
+	wg.Wait()
+	// Every node was dialled at its own address: the first of each
+	// cluster by Writer, the second once the calls failed over to it.
+	for i := range n {
+		if accepts[i].Load() == 0 {
+			t.Errorf("node %s was never dialled (accepts %v)", addrs[i], []int32{accepts[0].Load(), accepts[1].Load(), accepts[2].Load(), accepts[3].Load()})
 		}
 	}
 }
