@@ -1,7 +1,11 @@
 package dbrouter
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
+
 	"context"
+	"github.com/go-sql-driver/mysql"
 	"log/slog"
 	"net"
 	"reflect"
@@ -165,5 +169,53 @@ func TestReview9LazyConnectorsOwnAddress(t *testing.T) {
 		if accepts[i].Load() == 0 {
 			t.Errorf("node %s was never dialled (accepts %v)", addrs[i], []int32{accepts[0].Load(), accepts[1].Load(), accepts[2].Load(), accepts[3].Load()})
 		}
+	}
+}
+
+// TestReview9ServerPubKeyDeregisteredAfterOpen: a serverPubKey that Open
+// accepted must keep working for a node that first connects later. With
+// the lazy connectors (issue 17), go-sql-driver looks the name up again at
+// the node's first connection: deregistered after Open, every node then
+// fails with "unknown server pub key name" instead of dialling. Before, the
+// connectors were built at Open. The listener refuses the handshake: the
+// call must fail at the dial, not at the key.
+func TestReview9ServerPubKeyDeregisteredAfterOpen(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepts atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepts.Add(1)
+			c.Close()
+		}
+	}()
+	key, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mysql.RegisterServerPubKey("review9", &key.PublicKey)
+	defer mysql.DeregisterServerPubKey("review9")
+	cfg := &Config{Defaults: Settings{User: "u", Password: "pw", ConnectTimeout: time.Second, Health: HealthConfig{Disabled: true},
+		Params: map[string]string{"serverPubKey": "review9"}},
+		Clusters: map[string]ClusterConfig{"a": {Nodes: []string{ln.Addr().String()}}}, Logger: slog.New(slog.DiscardHandler)}
+	r, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	mysql.DeregisterServerPubKey("review9")
+	c, _ := r.Cluster("a")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err = c.Writer().PingContext(ctx)
+	if accepts.Load() == 0 {
+		t.Fatalf("the node never dialled: %v", err)
 	}
 }
