@@ -72,6 +72,12 @@ func (cp *clusterPlan) nodeDriver(i int) *mysql.Config {
 	// a read that writes would look unsent on every node and demote
 	// them all.
 	mc.RejectReadOnly = false
+	// The driver parsed the params at compile time and resolved a
+	// registered serverPubKey then (Clone copies the key). Left named, it
+	// would be looked up again when the node first connects (its
+	// connector is lazy) and fail if deregistered since Open: keep the
+	// key Open saw, as the connectors built at Open did.
+	mc.ServerPubKey = ""
 	if tp := cp.tls; tp != nil {
 		mc.TLS = tp.config.Clone()
 		if mc.TLS.ServerName == "" && !mc.TLS.InsecureSkipVerify {

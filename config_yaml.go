@@ -1,7 +1,9 @@
 package dbrouter
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
 	"slices"
@@ -32,11 +34,23 @@ func LoadConfig(path string) (*Config, error) {
 // YAML path and shows a value from ${VAR} as written, not expanded. An
 // unset variable without a default is such an error, naming the variable;
 // the error of a password quotes none of its text other than a lone
-// "${NAME}".
+// "${NAME}". Input with more than one YAML document is refused.
 func ParseConfig(data []byte) (*Config, error) {
 	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil && err != io.EOF {
 		return nil, fmt.Errorf("dbrouter: config: invalid YAML: %w", err)
+	}
+	// yaml.Unmarshal reads the first document only: a second one (after
+	// "---") would be ignored without a word.
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err != io.EOF {
+		if err != nil {
+			return nil, fmt.Errorf("dbrouter: config: invalid YAML: %w", err)
+		}
+		if len(extra.Content) > 0 && extra.Content[0].ShortTag() != "!!null" {
+			return nil, fmt.Errorf("dbrouter: config: more than one YAML document (the second starts at line %d): write one configuration", extra.Line)
+		}
 	}
 	expanded := make(map[*yaml.Node]string)
 	if err := expandNode(&root, new(yamlPath), os.LookupEnv, expanded); err != nil {

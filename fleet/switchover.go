@@ -29,8 +29,9 @@ var ErrSwitchoverRefused = errors.New("fleet switchover refused")
 // writer only when the fleet sees it fail.
 //
 // It refuses (an error matching ErrSwitchoverRefused, nothing published)
-// when the fleet has no decision for the cluster yet, when to is already
-// the writer or is drained (DrainKey), or when to is not Up and writable
+// when the fleet has no decision for the cluster yet, when a
+// SwitchoverWith of the cluster is under way (SwitchoverKey), when to is
+// already the writer or is drained (DrainKey), or when to is not Up and writable
 // in a majority of the views of live routers that have probed every node,
 // or is read-only in any of them. by names who asks, for the
 // decision's cause and Decider fields.
@@ -70,7 +71,10 @@ type SwitchoverOptions struct {
 	// Promote, when set, undoes Demote (SET GLOBAL read_only = OFF) when
 	// the switchover is refused after Demote was called: Demote or CatchUp
 	// failed, or the decision could not be published while the old writer
-	// still holds the role. Its error is added to the refusal.
+	// still holds the role. It is not called when the stored decision
+	// names another writer by then (the decider moved the writer off a
+	// node Down for a majority): the old writer stays read-only. Its error
+	// is added to the refusal.
 	Promote func(ctx context.Context, cluster, addr string) error
 
 	// CatchUp, when set, is called after Demote and before the decision is
@@ -101,9 +105,12 @@ type SwitchoverOptions struct {
 // that the decider, seeing the writer read-only, leaves it to the
 // switchover (if the caller never finishes, the lease ends a few seconds
 // after the longest the steps may take: twice DemoteTimeout, plus
-// CatchUpTimeout, plus 5 s).
+// CatchUpTimeout, plus 5 s). The key is created only if absent: while
+// another SwitchoverWith of the cluster holds it, this one is refused
+// before any hook runs.
 //
-// When Demote or CatchUp fails, or the decision cannot be published while
+// When Demote or CatchUp fails (or panics: the panic goes on after the
+// undo), or the decision cannot be published while
 // the stored decision still names the old writer, opts.Promote undoes the
 // demotion and SwitchoverWith refuses (ErrSwitchoverRefused, saying why):
 // the writer stays. Before it returns, it waits (up to 5 s) until no live
@@ -130,6 +137,7 @@ func SwitchoverWith(ctx context.Context, cli *clientv3.Client, prefix, cluster, 
 		clientv3.OpGet(prefix+"routers/", clientv3.WithPrefix()),
 		clientv3.OpGet(ViewsPrefix(prefix, cluster), clientv3.WithPrefix()),
 		clientv3.OpGet(DrainKey(prefix, cluster, to)),
+		clientv3.OpGet(SwitchoverKey(prefix, cluster)),
 	).Commit()
 	if err != nil {
 		return Decision{}, fmt.Errorf("fleet: switchover of cluster %q: reading etcd: %w", cluster, err)
@@ -147,6 +155,13 @@ func SwitchoverWith(ctx context.Context, cli *clientv3.Client, prefix, cluster, 
 	}
 	if len(resp.Responses[3].GetResponseRange().Kvs) > 0 {
 		return refuse("%s is drained (dbrouter undrain first)", to)
+	}
+	if kvs := resp.Responses[4].GetResponseRange().Kvs; len(kvs) > 0 {
+		// A SwitchoverWith is under way: publishing now would move the
+		// writer under its hooks (its undo could then be skipped or wrong).
+		var other SwitchoverRecord
+		json.Unmarshal(kvs[0].Value, &other)
+		return refuse("another switchover is under way (%s to %s, by %s at %s)", other.From, other.To, other.By, other.At.Format(time.RFC3339))
 	}
 	views := liveViews(ViewsPrefix(prefix, cluster), resp.Responses[1].GetResponseRange().Kvs, resp.Responses[2].GetResponseRange().Kvs)
 	known := slices.ContainsFunc(views, func(v View) bool {
@@ -196,6 +211,16 @@ func SwitchoverWith(ctx context.Context, cli *clientv3.Client, prefix, cluster, 
 		// The caller's ctx may be what ended: the undo gets its own bound.
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), demoteBound(opts))
 		defer cancel()
+		// The decider may have moved the writer meanwhile (the old one
+		// Down for a majority): the old writer must then stay read-only,
+		// or two nodes take writes. Unreadable, the decision is taken to
+		// be unchanged (nothing was published by this call).
+		if resp, err := cli.Get(uctx, wkey); err == nil && len(resp.Kvs) > 0 {
+			var now Decision
+			if json.Unmarshal(resp.Kvs[0].Value, &now) == nil && now.Writer != cur.Writer {
+				return fmt.Sprintf("; the writer is now %s (epoch %d, %s): %s stays read-only", now.Writer, now.Epoch, now.Cause, cur.Writer)
+			}
+		}
 		if err := opts.Promote(uctx, cluster, cur.Writer); err != nil {
 			return fmt.Sprintf("; making %s writable again failed, it may still be read-only: %v", cur.Writer, err)
 		}
@@ -211,16 +236,27 @@ func SwitchoverWith(ctx context.Context, cli *clientv3.Client, prefix, cluster, 
 		// The decider would move a read-only writer on its own: it is
 		// told, under a lease that ends it if this call never does.
 		release, err := holdSwitchover(ctx, cli, prefix, cluster, SwitchoverRecord{From: cur.Writer, To: to, By: by, At: time.Now().UTC()}, opts)
+		if errors.Is(err, errSwitchoverBusy) {
+			return refuse("%v", err)
+		}
 		if err != nil {
 			return Decision{}, fmt.Errorf("fleet: switchover of cluster %q: storing %s: %w", cluster, SwitchoverKey(prefix, cluster), err)
 		}
 		defer release()
+		// A hook that panics still has the demotion undone (while the key
+		// is held) before the panic goes on.
+		defer func() {
+			if p := recover(); p != nil {
+				undo()
+				panic(p)
+			}
+		}()
 	}
 	if opts.Demote != nil {
 		dctx, cancel := context.WithTimeout(ctx, demoteBound(opts))
+		demoted = true // neither an error nor a panic says whether read_only was set
 		err := opts.Demote(dctx, cluster, cur.Writer)
 		cancel()
-		demoted = true // an error does not say whether read_only was set
 		if err != nil {
 			return refuse("making the writer %s read-only: %v%s", cur.Writer, err, undo())
 		}
@@ -273,12 +309,33 @@ func holdSwitchover(ctx context.Context, cli *clientv3.Client, prefix, cluster s
 		cli.Revoke(rctx, lease.ID) // failing that, the lease ends on its own
 	}
 	val, _ := json.Marshal(rec)
-	if _, err := cli.Put(ctx, SwitchoverKey(prefix, cluster), string(val), clientv3.WithLease(lease.ID)); err != nil {
+	// Create-only: a second switchover of the cluster while one holds the
+	// key would demote the writer again, and the first one's undo could
+	// make it writable while the second publishes.
+	key := SwitchoverKey(prefix, cluster)
+	resp, err := cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(val), clientv3.WithLease(lease.ID))).
+		Else(clientv3.OpGet(key)).
+		Commit()
+	if err != nil {
 		release()
 		return nil, err
 	}
+	if !resp.Succeeded {
+		release()
+		var other SwitchoverRecord
+		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+			json.Unmarshal(kvs[0].Value, &other)
+		}
+		return nil, fmt.Errorf("%w: another switchover is under way (%s to %s, by %s at %s)", errSwitchoverBusy,
+			other.From, other.To, other.By, other.At.Format(time.RFC3339))
+	}
 	return release, nil
 }
+
+// errSwitchoverBusy is holdSwitchover's error when the key is held.
+var errSwitchoverBusy = errors.New("switchover key held")
 
 // undoSettle bounds how long a refused SwitchoverWith, after Promote,
 // waits for the live routers' views to show the old writer writable again.

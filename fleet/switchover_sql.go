@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,7 +31,9 @@ import (
 //     it holds it, within its ctx.
 //
 // Each call opens a connection to the one node it needs and closes it. A
-// node must be named as in the cluster's Nodes. SQLHooks copies cfg; it
+// node must be one of the cluster's Nodes, by its spelling there or its
+// normalised address (a node configured as "db1" is "db1:3306", as the
+// routers and the fleet's decisions name it). SQLHooks copies cfg; it
 // returns an error when cfg is nil. The hooks are safe for concurrent use.
 func SQLHooks(cfg *dbrouter.Config) (*SwitchoverOptions, error) {
 	if cfg == nil {
@@ -57,9 +62,14 @@ func (h *sqlHooks) node(cluster, addr string) (*dbrouter.Router, *dbrouter.Clust
 	if !ok {
 		return nil, nil, fmt.Errorf("cluster %q is not in the configuration", cluster)
 	}
-	if !slices.Contains(cc.Nodes, addr) {
+	// The routers (so the decisions and addr) name a node by its
+	// normalised address: "db1" is "db1:3306".
+	want := sameNodeAddr(addr)
+	i := slices.IndexFunc(cc.Nodes, func(n string) bool { return n == addr || sameNodeAddr(n) == want })
+	if i < 0 {
 		return nil, nil, fmt.Errorf("node %q is not a node of cluster %q in the configuration", addr, cluster)
 	}
+	addr = cc.Nodes[i]
 	one := h.cfg.Clone()
 	cc = one.Clusters[cluster]
 	cc.Nodes = []string{addr}
@@ -88,7 +98,37 @@ func (h *sqlHooks) exec(ctx context.Context, cluster, addr, query string) error 
 		return err
 	}
 	defer r.Close()
-	if _, err := c.Writer().ExecContext(ctx, query); err != nil {
+	db := c.Writer()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("%s on %s: %w", query, addr, err)
+	}
+	defer conn.Close()
+	// SET GLOBAL read_only = ON waits for the transactions open on the
+	// node. Ending the call (ctx) closes the client's connection but not
+	// the server's wait: the statement would still take effect once they
+	// end, after the switchover was refused and Promote had run, leaving
+	// the writer read-only. The server's own bound (lock_wait_timeout) and
+	// a KILL QUERY when ctx ends stop it.
+	var id int64
+	if err := conn.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&id); err != nil {
+		return fmt.Errorf("%s on %s: %w", query, addr, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		secs := max(int64(math.Ceil(time.Until(dl).Seconds())), 1)
+		if _, err := conn.ExecContext(ctx, fmt.Sprintf("SET SESSION lock_wait_timeout = %d", secs)); err != nil {
+			return fmt.Errorf("%s on %s: %w", query, addr, err)
+		}
+	}
+	if _, err := conn.ExecContext(ctx, query); err != nil {
+		if ctx.Err() != nil {
+			kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			_, kerr := db.ExecContext(kctx, fmt.Sprintf("KILL QUERY %d", id))
+			cancel()
+			if kerr != nil {
+				return fmt.Errorf("%s on %s: %w (and KILL QUERY %d failed, the statement may still take effect: %v)", query, addr, err, id, kerr)
+			}
+		}
 		return fmt.Errorf("%s on %s: %w", query, addr, err)
 	}
 	return nil
@@ -132,4 +172,22 @@ func (h *sqlHooks) catchUp(ctx context.Context, cluster, from, to string) error 
 		return fmt.Errorf("%s has not reached %s's position %s in time (%s returned %d)", to, from, pos, strings.TrimPrefix(wait, "SELECT "), res)
 	}
 	return nil
+}
+
+// sameNodeAddr is s as dbrouter names a node: host:port, port 3306 when
+// omitted, the port without leading zeros, IPv6 in brackets. What it cannot
+// parse it returns unchanged.
+func sameNodeAddr(s string) string {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		host, port = s, strconv.Itoa(dbrouter.DefaultPort)
+		if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+			host = s[1 : len(s)-1]
+		}
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || host == "" {
+		return s
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p))
 }
