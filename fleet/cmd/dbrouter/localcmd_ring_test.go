@@ -75,7 +75,10 @@ shard_maps:
 	check(a[0], "down", "-", "-")
 	check(a[1], "up", "replica", "yes")
 	check(a[2], "up", "writer", "no")
-	if f := rows[a[0]]; len(f) < 9 || !strings.Contains(strings.Join(f[8:], " "), "connection refused") {
+	// Natively the killed node refuses the connection; on Docker rings the
+	// host's docker-proxy accepts it and then drops it, which the driver
+	// reports as an invalid connection.
+	if f := rows[a[0]]; len(f) < 9 || !regexp.MustCompile(`connection refused|invalid connection|EOF|connection reset`).MatchString(strings.Join(f[8:], " ")) {
 		t.Errorf("row of the killed node has no connection error: %q", f)
 	}
 	for _, i := range []int{1, 2} {
