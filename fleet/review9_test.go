@@ -22,21 +22,7 @@ func TestReview9ConcurrentSwitchoversExclusive(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	const pfx = DefaultPrefix
-	put := func(key string, v any) {
-		t.Helper()
-		b, _ := json.Marshal(v)
-		if _, err := cli.Put(ctx, key, string(b)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, r := range []string{"web1", "web2", "web3"} {
-		put(RouterKey(pfx, r), RouterInfo{ID: r})
-		put(ViewKey(pfx, "c1", r), View{Router: r, At: time.Now(), Writer: "a:3306", Epoch: 4, Nodes: []NodeView{
-			{Addr: "a:3306", State: "up", Probed: true},
-			{Addr: "b:3306", State: "up", Probed: true},
-			{Addr: "c:3306", State: "up", Probed: true},
-		}})
-	}
+	put := seedSwitchoverFleet(t, ctx, cli, pfx)
 	put(WriterKey(pfx, "c1"), Decision{Writer: "a:3306", Epoch: 4})
 
 	var mu sync.Mutex
@@ -187,21 +173,7 @@ func TestReview9UndoLeavesMovedWriter(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	const pfx = DefaultPrefix
-	put := func(key string, v any) {
-		t.Helper()
-		b, _ := json.Marshal(v)
-		if _, err := cli.Put(ctx, key, string(b)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, r := range []string{"web1", "web2", "web3"} {
-		put(RouterKey(pfx, r), RouterInfo{ID: r})
-		put(ViewKey(pfx, "c1", r), View{Router: r, At: time.Now(), Writer: "a:3306", Epoch: 4, Nodes: []NodeView{
-			{Addr: "a:3306", State: "up", Probed: true},
-			{Addr: "b:3306", State: "up", Probed: true},
-			{Addr: "c:3306", State: "up", Probed: true},
-		}})
-	}
+	put := seedSwitchoverFleet(t, ctx, cli, pfx)
 	put(WriterKey(pfx, "c1"), Decision{Writer: "a:3306", Epoch: 4})
 	var mu sync.Mutex
 	var calls []string

@@ -25,21 +25,7 @@ func TestSwitchoverWithHooks(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	const pfx = DefaultPrefix
-	put := func(key string, v any) {
-		t.Helper()
-		b, _ := json.Marshal(v)
-		if _, err := cli.Put(ctx, key, string(b)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, r := range []string{"web1", "web2", "web3"} {
-		put(RouterKey(pfx, r), RouterInfo{ID: r})
-		put(ViewKey(pfx, "c1", r), View{Router: r, At: time.Now(), Writer: "a:3306", Epoch: 4, Nodes: []NodeView{
-			{Addr: "a:3306", State: "up", Probed: true},
-			{Addr: "b:3306", State: "up", Probed: true},
-			{Addr: "c:3306", State: "up", Probed: true},
-		}})
-	}
+	put := seedSwitchoverFleet(t, ctx, cli, pfx)
 	wkey := WriterKey(pfx, "c1")
 	stored := func() (Decision, int64) {
 		t.Helper()
@@ -310,4 +296,28 @@ func TestSQLHooksBadInput(t *testing.T) {
 			t.Errorf("%s: err = %v, want one saying %q, without the password", tc.name, tc.err, tc.want)
 		}
 	}
+}
+
+// seedSwitchoverFleet stores what a switchover reads of a fleet: three live
+// routers (web1..web3), each with a view of cluster c1 in which nodes a, b
+// and c are up, probed and writable, a the writer at epoch 4. It returns a
+// put that stores a value as JSON under a key.
+func seedSwitchoverFleet(t *testing.T, ctx context.Context, cli *clientv3.Client, pfx string) func(key string, v any) {
+	t.Helper()
+	put := func(key string, v any) {
+		t.Helper()
+		b, _ := json.Marshal(v)
+		if _, err := cli.Put(ctx, key, string(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range []string{"web1", "web2", "web3"} {
+		put(RouterKey(pfx, r), RouterInfo{ID: r})
+		put(ViewKey(pfx, "c1", r), View{Router: r, At: time.Now(), Writer: "a:3306", Epoch: 4, Nodes: []NodeView{
+			{Addr: "a:3306", State: "up", Probed: true},
+			{Addr: "b:3306", State: "up", Probed: true},
+			{Addr: "c:3306", State: "up", Probed: true},
+		}})
+	}
+	return put
 }
