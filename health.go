@@ -234,7 +234,9 @@ func (c *Cluster) probe(i int) {
 	noAnswer := err != nil && ctx.Err() != nil
 	c.applyProbe(i, probeResult{err: err, readOnly: ro, pos: pos, self: self, mysql: mysqlFlavor, latency: latency,
 		started: start, noAnswer: noAnswer})
-	if err == nil {
+	if err == nil && c.inUse(time.Now()) {
+		// A cluster no call uses keeps no warm connection: its pools
+		// stay unopened (probe_idle.go).
 		n.warm(ctx)
 	}
 }
@@ -318,6 +320,7 @@ func (c *Cluster) watchStall(i int) *stallDog {
 	d.started.Add(1)
 	if !d.armed.Load() && d.armed.CompareAndSwap(false, true) {
 		c.armDog(i)
+		c.wakeProbes()
 	}
 	return d
 }

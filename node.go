@@ -145,6 +145,9 @@ func (n *node) dial(ctx context.Context, network, addr string) (net.Conn, error)
 		return nil, err
 	}
 	tc := &trackedConn{Conn: conn, node: n}
+	if ps := dialedSocket(ctx); ps != nil {
+		ps.conn = tc // the probe connection's socket (probeConn.sock)
+	}
 	n.connsMu.Lock()
 	if n.conns == nil {
 		n.conns = make(map[*trackedConn]struct{})
@@ -257,6 +260,7 @@ func (l *lazyConnector) connector() (driver.Connector, error) {
 	l.once.Do(func() {
 		mc := l.plan.nodeDriver(l.index)
 		mc.DialFunc = l.node.dial
+		l.node.probe.ownDeadlines.Store(mc.ReadTimeout == 0 && mc.WriteTimeout == 0)
 		mc.Logger = driverLogger{log: l.log, node: l.node.addr}
 		if l.inner, l.err = mysql.NewConnector(mc); l.err != nil {
 			l.err = fmt.Errorf("dbrouter: node %s: %w", l.node.addr, l.err)

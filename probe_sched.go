@@ -260,7 +260,7 @@ func (s *probeScheduler) run(sl *probeSlot) {
 		c.wg.Done()
 		return
 	}
-	sl.due = start.Add(c.settings.Health.Interval)
+	sl.due = start.Add(c.probeInterval(sl.i, start))
 	if again || sl.again {
 		sl.due = time.Now()
 	}

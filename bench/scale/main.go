@@ -27,6 +27,8 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -246,11 +248,19 @@ func print(r results.Scale) {
 	fmt.Printf("Close with every prober running: %v\n", r.Close.D().Round(time.Millisecond))
 	fmt.Printf("goroutines added by probing (every cluster used minus right after Open): %d\n", r.Probing.Goroutines-r.AfterOpen.Goroutines)
 	if u := r.Up; u != nil {
-		perProbe := u.CPU.D() / time.Duration(max(1, u.Probes))
-		fmt.Printf("\nevery node up: %d clusters × 3 nodes on %d live servers, %v: CPU %v (%.0f%% of one core), %d nodes Up at the end, about %d probes: %v of CPU per probe;\n",
-			u.Clusters, u.Servers, u.For.D(), u.CPU.D().Round(time.Millisecond), 100*u.CPU.D().Seconds()/u.For.D().Seconds(), u.NodesUp, u.Probes, perProbe.Round(100*time.Nanosecond))
-		fmt.Printf("  at that cost, %d × 3 nodes probed every 250 ms would use %.0f%% of one core\n", r.Clusters,
-			100*(perProbe*time.Duration(r.Clusters*3*4)).Seconds())
+		fmt.Printf("\nevery node up: %d clusters × 3 nodes on %d live servers, %v per phase\n", u.Clusters, u.Servers, u.For.D())
+		for _, ph := range []struct {
+			name string
+			p    results.ProbePhase
+		}{{"idle (no calls)", u.Idle}, {"busy (a call per cluster per second)", u.Busy}, {"busy, probes off", u.NoProbes}} {
+			fmt.Printf("  %-40s CPU %v (%.0f%% of one core), %d probes (%d failed), %d calls, %d nodes Up at the end, CPU per probe %v\n",
+				ph.name, ph.p.CPU.D().Round(time.Millisecond), ph.p.CorePct(u.For.D()), ph.p.Probes, ph.p.FailedProbes, ph.p.Calls, ph.p.NodesUp,
+				ph.p.PerProbe().Round(100*time.Nanosecond))
+		}
+		fmt.Printf("  probing while busy: %.0f%% of one core (busy minus probes off)\n", u.Busy.CorePct(u.For.D())-u.NoProbes.CorePct(u.For.D()))
+		g := u.Goroutines
+		fmt.Printf("  goroutines added: %d (probe scheduler %d, go-sql-driver context watchers %d, database/sql pool openers %d)\n",
+			g.Added, g.Scheduler, g.DriverWatchers, g.PoolOpeners)
 	}
 	if len(r.ParseOpen) > 0 {
 		fmt.Printf("\n%10s %10s %12s %12s %12s %14s %12s %14s\n", "clusters", "YAML", "ParseConfig", "Open", "both", "per cluster", "CPU", "CPU/cluster")
@@ -308,9 +318,28 @@ func parseOpen(n, nodes, runs int) (results.ParseOpen, error) {
 		Parse: results.Dur(parses[runs/2]), Open: results.Dur(opens[runs/2]), CPU: results.Dur(cpus[runs/2])}, nil
 }
 
+// probeCounter counts the probes that ran (the router's Observer).
+type probeCounter struct {
+	dbrouter.NopObserver
+	n, failed atomic.Int64
+}
+
+func (p *probeCounter) ProbeDone(pi dbrouter.ProbeInfo) {
+	p.n.Add(1)
+	if pi.Err != nil {
+		p.failed.Add(1)
+	}
+}
+
 // probeUp starts a ring of 3 MariaDB servers on loopback and a router with
 // n clusters, each of the same 3 servers, uses every cluster and measures
-// the process's CPU while the probes run for d.
+// the process's CPU while the probes run for d, in three phases:
+//   - idle: every cluster was used once and then no more: its Up nodes are
+//     probed every Health.IdleInterval;
+//   - busy: every cluster gets a call (a point SELECT on its writer) every
+//     second: probes every Health.Interval;
+//   - the same calls on a router whose probes are off (Health.Disabled),
+//     so that busy minus this is what the probes cost with calls running.
 func probeUp(n int, d time.Duration, profile string) (results.ProbeUp, error) {
 	ctx := context.Background()
 	h, err := ringtest.Start(ctx, ringtest.Options{Nodes: 3})
@@ -320,20 +349,28 @@ func probeUp(n int, d time.Duration, profile string) (results.ProbeUp, error) {
 	defer h.Close()
 	ring := h.Ring(0)
 	for i := range 3 {
-		// A probe connection and a warm pooled one per node of each cluster.
-		if _, err := ring.AdminDB(i).ExecContext(ctx, fmt.Sprintf("SET GLOBAL max_connections = %d", 2*n+50)); err != nil {
+		// A probe connection and a warm pooled one per node of each
+		// cluster, twice: the router without probes runs beside.
+		if _, err := ring.AdminDB(i).ExecContext(ctx, fmt.Sprintf("SET GLOBAL max_connections = %d", 4*n+50)); err != nil {
 			return results.ProbeUp{}, err
 		}
 	}
-	cfg := &dbrouter.Config{
-		Defaults: dbrouter.Settings{User: ringtest.DefaultUser, Password: ringtest.DefaultPassword, Database: ringtest.DefaultDatabase},
-		Clusters: make(map[string]dbrouter.ClusterConfig, n),
-		Logger:   slog.New(slog.DiscardHandler),
+	open := func(obs dbrouter.Observer, disabled bool) (*dbrouter.Router, error) {
+		cfg := &dbrouter.Config{
+			Defaults: dbrouter.Settings{User: ringtest.DefaultUser, Password: ringtest.DefaultPassword, Database: ringtest.DefaultDatabase,
+				Health: dbrouter.HealthConfig{Disabled: disabled}},
+			Clusters: make(map[string]dbrouter.ClusterConfig, n),
+			Logger:   slog.New(slog.DiscardHandler),
+			Observer: obs,
+		}
+		for c := range n {
+			cfg.Clusters[fmt.Sprintf("c%04d", c)] = dbrouter.ClusterConfig{Nodes: ring.Addrs()}
+		}
+		return dbrouter.Open(cfg)
 	}
-	for c := range n {
-		cfg.Clusters[fmt.Sprintf("c%04d", c)] = dbrouter.ClusterConfig{Nodes: ring.Addrs()}
-	}
-	r, err := dbrouter.Open(cfg)
+	g0 := runtime.NumGoroutine()
+	counter := &probeCounter{}
+	r, err := open(counter, false)
 	if err != nil {
 		return results.ProbeUp{}, err
 	}
@@ -345,7 +382,9 @@ func probeUp(n int, d time.Duration, profile string) (results.ProbeUp, error) {
 		}
 		c.WriterAddr()
 	}
-	time.Sleep(2 * time.Second) // connections made, pools warm
+	// Connections made and pools warm; then twice the idle interval with
+	// no call, and one idle interval for every node to be on it.
+	time.Sleep(2*time.Second + 3*dbrouter.DefaultIdleInterval)
 	if profile != "" {
 		f, err := os.Create(profile)
 		if err != nil {
@@ -356,21 +395,91 @@ func probeUp(n int, d time.Duration, profile string) (results.ProbeUp, error) {
 			return results.ProbeUp{}, err
 		}
 	}
-	cpu0 := cpuTime()
-	time.Sleep(d)
+	res := results.ProbeUp{Clusters: n, Servers: 3, For: results.Dur(d),
+		Interval: results.Dur(dbrouter.DefaultProbeInterval), IdleInterval: results.Dur(dbrouter.DefaultIdleInterval)}
+	phase := func(r *dbrouter.Router, calls bool) results.ProbePhase {
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		var callsDone atomic.Int64
+		if calls {
+			names := r.Clusters()
+			for w := range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					tick := time.NewTicker(time.Second)
+					defer tick.Stop()
+					for {
+						for k := w; k < len(names); k += 8 {
+							c, _ := r.Cluster(names[k])
+							var one int
+							if c.QueryRowContext(ctx, "SELECT 1").Scan(&one) == nil {
+								callsDone.Add(1)
+							}
+						}
+						select {
+						case <-stop:
+							return
+						case <-tick.C:
+						}
+					}
+				}()
+			}
+		}
+		p0, f0 := counter.n.Load(), counter.failed.Load()
+		cpu0 := cpuTime()
+		time.Sleep(d)
+		ph := results.ProbePhase{CPU: results.Dur(cpuTime() - cpu0), Probes: int(counter.n.Load() - p0),
+			FailedProbes: int(counter.failed.Load() - f0)}
+		close(stop)
+		wg.Wait()
+		ph.Calls = int(callsDone.Load())
+		for _, cs := range r.Stats() {
+			for _, nd := range cs.Nodes {
+				if nd.State == dbrouter.StateUp {
+					ph.NodesUp++
+				}
+			}
+		}
+		return ph
+	}
+	res.Idle = phase(r, false)
 	if profile != "" {
 		pprof.StopCPUProfile()
 	}
-	res := results.ProbeUp{Clusters: n, Servers: 3, For: results.Dur(d), CPU: results.Dur(cpuTime() - cpu0),
-		Probes: int(float64(3*n) * d.Seconds() / 0.25), Goroutines: runtime.NumGoroutine()}
-	for _, cs := range r.Stats() {
-		for _, nd := range cs.Nodes {
-			if nd.State == dbrouter.StateUp {
-				res.NodesUp++
-			}
+	res.Goroutines = countGoroutines(runtime.NumGoroutine() - g0)
+	res.Busy = phase(r, true)
+	r.Close()
+	r2, err := open(nil, true)
+	if err != nil {
+		return results.ProbeUp{}, err
+	}
+	defer r2.Close()
+	for _, name := range r2.Clusters() {
+		c, _ := r2.Cluster(name)
+		c.WriterAddr()
+	}
+	res.NoProbes = phase(r2, true)
+	return res, nil
+}
+
+// countGoroutines sorts the process's goroutines by what runs them;
+// added is how many the router added.
+func countGoroutines(added int) results.Goroutines {
+	buf := make([]byte, 64<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	g := results.Goroutines{Added: added}
+	for _, st := range strings.Split(string(buf), "\n\n") {
+		switch {
+		case strings.Contains(st, "dbrouter.(*probeScheduler)"):
+			g.Scheduler++
+		case strings.Contains(st, "mysql.(*mysqlConn).startWatcher"):
+			g.DriverWatchers++
+		case strings.Contains(st, "database/sql.(*DB).connectionOpener"):
+			g.PoolOpeners++
 		}
 	}
-	return res, nil
+	return g
 }
 
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

@@ -1,0 +1,72 @@
+package dbrouter
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// idleWatch tells a cluster that calls use from one that only its probes
+// keep alive, so that the Up nodes of the second are probed every
+// Health.IdleInterval instead of every Health.Interval (docs/health.md,
+// "Idle clusters"). It costs a call nothing: the stall watch already
+// counts every attempt on a node (stallDog.started), and the scheduler
+// compares those counts when it requeues a probe.
+type idleWatch struct {
+	calls  atomic.Uint64 // the attempts counted when last looked at
+	active atomic.Int64  // UnixNano when a new attempt was last seen; 0: never
+	slowed atomic.Bool   // a node was requeued at the idle rate
+}
+
+// probeInterval returns how long after its probe started node i's next
+// probe is due: Health.Interval, or Health.IdleInterval when the node is
+// Up and the cluster is idle (inUse).
+func (c *Cluster) probeInterval(i int, now time.Time) time.Duration {
+	h := c.settings.Health
+	if h.IdleInterval <= h.Interval || c.inUse(now) {
+		return h.Interval
+	}
+	if p := c.pick.Load(); p == nil || !p.ready || p.nodes[i].state != StateUp {
+		return h.Interval
+	}
+	c.idle.slowed.Store(true)
+	return h.IdleInterval
+}
+
+// inUse reports whether a call has started on the cluster in the last two
+// Health.IdleIntervals (always, when the idle rate is off). Each look
+// compares the attempts the nodes' stall watches counted with the last
+// look's; looks come at least every IdleInterval, with each probe.
+func (c *Cluster) inUse(now time.Time) bool {
+	h := c.settings.Health
+	if h.IdleInterval <= h.Interval || c.dogs == nil {
+		return true
+	}
+	var calls uint64
+	for j := range c.dogs {
+		calls += c.dogs[j].started.Load()
+	}
+	w := &c.idle
+	t := now.UnixNano()
+	if w.calls.Load() != calls {
+		w.calls.Store(calls)
+		w.active.Store(t)
+		return true
+	}
+	a := w.active.Load()
+	return a != 0 && time.Duration(t-a) < 2*h.IdleInterval
+}
+
+// wakeProbes runs when a call starts on a node whose stall watch was idle
+// (armDog): if the cluster's probes run at the idle rate, every node is
+// probed at once, and at Health.Interval from then on (probeInterval sees
+// the call).
+func (c *Cluster) wakeProbes() {
+	if !c.idle.slowed.Load() || !c.idle.slowed.CompareAndSwap(true, false) {
+		return
+	}
+	if slots := c.slots.Load(); slots != nil {
+		for _, sl := range *slots {
+			c.sched.now(sl)
+		}
+	}
+}
