@@ -231,7 +231,10 @@ func (c *Cluster) probe(i int) {
 		return // closing
 	}
 	c.observeProbe(i, latency, mysqlFlavor, h.flavorKnown, err)
-	noAnswer := err != nil && ctx.Err() != nil
+	// No answer within the timeout: ctx ended, or the probe's socket
+	// deadline (the same instant) passed, which may end the wait a moment
+	// before ctx's own timer does.
+	noAnswer := err != nil && (ctx.Err() != nil || pastDeadline(ctx))
 	c.applyProbe(i, probeResult{err: err, readOnly: ro, pos: pos, self: self, mysql: mysqlFlavor, latency: latency,
 		started: start, noAnswer: noAnswer})
 	if err == nil && c.inUse(time.Now()) {

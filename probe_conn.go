@@ -81,7 +81,7 @@ func (p *probeConn) query(ctx context.Context, query string) ([]string, error) {
 		// sent) or mysql.ErrInvalidConn (the server hung up): connect
 		// and ask once more. A connection made for this query, a
 		// deadline reached or any other error is the node's answer.
-		if try > 0 || !reused || ctx.Err() != nil || p.closing.Load() ||
+		if try > 0 || !reused || ctx.Err() != nil || pastDeadline(ctx) || p.closing.Load() ||
 			!errors.Is(err, driver.ErrBadConn) && !errors.Is(err, mysql.ErrInvalidConn) {
 			return nil, err
 		}
@@ -138,6 +138,13 @@ func (p *probeConn) queryOnce(ctx context.Context, query string) ([]string, erro
 		}
 	}
 	return row, nil
+}
+
+// pastDeadline reports whether ctx's deadline has passed, which a socket
+// deadline set to it may report a moment before ctx's timer ends ctx.
+func pastDeadline(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // drop closes the connection; p.mu must be held.
