@@ -33,6 +33,9 @@ type probeConn struct {
 
 	mu   sync.Mutex
 	conn driver.Conn
+	// raw, when set instead of conn, is a connection the router took over
+	// from the driver (probe_raw.go).
+	raw *rawSession
 	// sock is conn's socket when node.dial saw it (see probeDial): the
 	// probe sets its deadline, and close sets it to now so that a probe
 	// waiting on a silent node ends at once.
@@ -44,6 +47,9 @@ type probeConn struct {
 	// the socket (no read_timeout, no write_timeout): only then does a
 	// deadline the probe sets hold for the whole query.
 	ownDeadlines atomic.Bool
+	// takeOver is set when the router may take the probe connection over
+	// from the driver (rawProbeable).
+	takeOver atomic.Bool
 }
 
 // probeDial is the context key under which a probe's connect asks
@@ -51,7 +57,10 @@ type probeConn struct {
 type probeDial struct{}
 
 // probeSocket holds the socket node.dial opened for a probe's connect.
-type probeSocket struct{ conn net.Conn }
+type probeSocket struct {
+	conn net.Conn         // the trackedConn
+	seen *probeSocketConn // what the driver was given
+}
 
 // dialedSocket returns the socket node.dial handed to a probe's connect
 // through ctx, if any.
@@ -69,7 +78,7 @@ func (p *probeConn) query(ctx context.Context, query string) ([]string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for try := 0; ; try++ {
-		reused := p.conn != nil
+		reused := p.conn != nil || p.raw != nil
 		row, err := p.queryOnce(ctx, query)
 		if err == nil {
 			return row, nil
@@ -89,7 +98,7 @@ func (p *probeConn) query(ctx context.Context, query string) ([]string, error) {
 }
 
 func (p *probeConn) queryOnce(ctx context.Context, query string) ([]string, error) {
-	if p.conn == nil {
+	if p.conn == nil && p.raw == nil {
 		ps := &probeSocket{}
 		conn, err := p.connector.Connect(context.WithValue(ctx, probeDial{}, ps))
 		if err != nil {
@@ -98,7 +107,26 @@ func (p *probeConn) queryOnce(ctx context.Context, query string) ([]string, erro
 		p.conn = conn
 		if ps.conn != nil {
 			p.sock.Store(&ps.conn)
+			if ps.seen != nil && p.takeOver.Load() {
+				// The driver lets go: its goodbye and close go nowhere
+				// and its watcher goroutine ends; the session is ours.
+				ps.seen.detached.Store(true)
+				conn.Close()
+				p.conn = nil
+				p.raw = &rawSession{sock: ps.conn}
+			}
 		}
+	}
+	if p.raw != nil {
+		sock := p.sock.Load()
+		dl, _ := ctx.Deadline()
+		if err := (*sock).SetDeadline(dl); err != nil {
+			return nil, fmt.Errorf("%w: %w", mysql.ErrInvalidConn, err)
+		}
+		if ctx.Err() != nil || p.closing.Load() {
+			(*sock).SetDeadline(time.Now())
+		}
+		return p.raw.query(query)
 	}
 	q, ok := p.conn.(driver.QueryerContext)
 	if !ok {
@@ -149,6 +177,11 @@ func pastDeadline(ctx context.Context) bool {
 
 // drop closes the connection; p.mu must be held.
 func (p *probeConn) drop() {
+	if p.raw != nil {
+		p.sock.Store(nil)
+		p.raw.quit()
+		p.raw = nil
+	}
 	if p.conn != nil {
 		if sock := p.sock.Swap(nil); sock != nil {
 			// The driver's goodbye (COM_QUIT) must not wait for a node

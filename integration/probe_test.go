@@ -1,6 +1,10 @@
 package integration
 
 import (
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -90,4 +94,77 @@ func TestIdleClusterProbedLessOnRing(t *testing.T) {
 	for _, nd := range c.Stats().Nodes {
 		require.Equal(t, dbrouter.StateUp, nd.State, nd.Addr)
 	}
+}
+
+// TestProbeConnectionsTakenOver: the router takes its probe connections
+// over from go-sql-driver, so they hold no driver goroutine: 40 clusters
+// of the same 3 servers in use (no calls, so no pooled connection either)
+// run no go-sql-driver watcher goroutine, and every node is Up with the
+// right writer and positions.
+func TestProbeConnectionsTakenOver(t *testing.T) {
+	ring, _, c0 := startRing(t, 3, nil)
+	waitSettled(t, ring, c0)
+	cfg := &dbrouter.Config{
+		Defaults: dbrouter.Settings{User: "app", Password: ringPassword, Database: "ringtest"},
+		Clusters: map[string]dbrouter.ClusterConfig{},
+		Logger:   slog.New(slog.DiscardHandler),
+	}
+	for i := range 40 {
+		cfg.Clusters[fmt.Sprintf("c%02d", i)] = dbrouter.ClusterConfig{Nodes: ring.Addrs()}
+	}
+	before := driverWatchers()
+	r, err := dbrouter.Open(cfg)
+	require.NoError(t, err)
+	defer r.Close()
+	for _, name := range r.Clusters() {
+		c, err := r.Cluster(name)
+		require.NoError(t, err)
+		require.Equal(t, ring.Addr(0), c.WriterAddr(), name)
+	}
+	time.Sleep(time.Second) // several probes of every node
+	after := driverWatchers()
+	t.Logf("go-sql-driver watcher goroutines: %d before Open, %d with 40 clusters × 3 nodes probed", before, after)
+	if after > before {
+		t.Errorf("%d driver goroutines for 120 probe connections, want none", after-before)
+	}
+	for _, cs := range r.Stats() {
+		for _, nd := range cs.Nodes {
+			if nd.State != dbrouter.StateUp || nd.GTIDPosition == "" || nd.LastError != "" {
+				t.Errorf("%s %s: %s, position %q, last error %q", cs.Name, nd.Addr, nd.State, nd.GTIDPosition, nd.LastError)
+			}
+		}
+	}
+	// KILL every connection of the app user: each probe reconnects
+	// once, and nothing moves.
+	ctx := testContext(t, 30*time.Second)
+	killed := 0
+	rows, err := ring.AdminDB(0).QueryContext(ctx, "SELECT id FROM information_schema.processlist WHERE user = 'app'")
+	require.NoError(t, err)
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		require.NoError(t, rows.Scan(&id))
+		ids = append(ids, id)
+	}
+	require.NoError(t, rows.Err())
+	for _, id := range ids {
+		if _, err := ring.AdminDB(0).ExecContext(ctx, fmt.Sprintf("KILL %d", id)); err == nil {
+			killed++
+		}
+	}
+	time.Sleep(1500 * time.Millisecond)
+	for _, cs := range r.Stats() {
+		require.Equal(t, ring.Addr(0), cs.Writer, cs.Name)
+		for _, nd := range cs.Nodes {
+			require.Equal(t, dbrouter.StateUp, nd.State, "%s %s after %d connections were killed: %s", cs.Name, nd.Addr, killed, nd.LastError)
+		}
+	}
+	t.Logf("killed %d connections on node 0: every node Up, writer unchanged", killed)
+}
+
+// driverWatchers counts go-sql-driver's per-connection goroutines.
+func driverWatchers() int {
+	buf := make([]byte, 8<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "mysql.(*mysqlConn).startWatcher")
 }
