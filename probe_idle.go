@@ -19,10 +19,17 @@ type idleWatch struct {
 
 // probeInterval returns how long after its probe started node i's next
 // probe is due: Health.Interval, or Health.IdleInterval when the node is
-// Up and the cluster is idle (inUse).
+// Up, the cluster is idle (inUse) and its reads do not depend on lag
+// (max_lag).
 func (c *Cluster) probeInterval(i int, now time.Time) time.Duration {
 	h := c.settings.Health
 	if h.IdleInterval <= h.Interval || c.inUse(now) {
+		return h.Interval
+	}
+	if c.settings.MaxLag > 0 && c.settings.ReadPolicy != ReadWriter {
+		// Reads skip replicas by their lag, which each probe renews
+		// (the picker a probe publishes holds which replicas are fresh):
+		// probing less often would keep a lagging replica in the reads.
 		return h.Interval
 	}
 	if p := c.pick.Load(); p == nil || !p.ready || p.nodes[i].state != StateUp {

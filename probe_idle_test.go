@@ -149,3 +149,20 @@ func TestIdleIntervalConfig(t *testing.T) {
 		t.Errorf("negative idle_interval: %v, want an error naming the field and the value", err)
 	}
 }
+
+// TestIdleRateOffWithMaxLag: reads that skip lagging replicas need each
+// probe's renewal of which are fresh: such a cluster is probed every
+// Interval, idle or not.
+func TestIdleRateOffWithMaxLag(t *testing.T) {
+	set := Settings{ReadPolicy: ReadRoundRobin, MaxLag: 50 * time.Millisecond,
+		Health: HealthConfig{Interval: 20 * time.Millisecond, IdleInterval: time.Hour, Timeout: 100 * time.Millisecond}}
+	c, srv := newFakeClusterWithProbes(t, 2, set, nil)
+	counts := countProbes(srv)
+	c.WriterAddr()
+	time.Sleep(100 * time.Millisecond)
+	n0 := sumCounts(counts)
+	time.Sleep(400 * time.Millisecond)
+	if n := sumCounts(counts) - n0; n < 20 {
+		t.Errorf("%d probes in 400 ms of an idle cluster with max_lag, want about 40 (every 20 ms)", n)
+	}
+}
