@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/dbrouter/dbrouter"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -100,7 +102,8 @@ type Options struct {
 	Prefix string
 
 	// RouterID names this router in the fleet; it must be unique among
-	// live routers and must not contain "/". Default: "<hostname>-<pid>".
+	// live routers and must not contain "/", control characters or bytes
+	// that are not UTF-8. Default: "<hostname>-<pid>".
 	// Two live routers with one RouterID share their keys and count as
 	// one; a router that finds its presence key held by another live lease
 	// logs a warning (a restarted router may find its previous run's).
@@ -201,6 +204,11 @@ func New(client *clientv3.Client, opts Options) (*Coordinator, error) {
 	}
 	if strings.Contains(opts.RouterID, "/") {
 		return nil, fmt.Errorf("fleet: New: RouterID %q contains a \"/\"", opts.RouterID)
+	}
+	if !utf8.ValidString(opts.RouterID) || strings.ContainsFunc(opts.RouterID, unicode.IsControl) {
+		// It is a key of etcd, a field of RouterInfo's JSON (which would
+		// turn invalid bytes into U+FFFD: another name) and a log attribute.
+		return nil, fmt.Errorf("fleet: New: RouterID %q must be valid UTF-8 without control characters", opts.RouterID)
 	}
 	switch {
 	case opts.LeaseTTL < 0:

@@ -448,6 +448,8 @@ func TestNewOptions(t *testing.T) {
 		err  string
 	}{
 		{Options{RouterID: "a/b"}, `RouterID "a/b" contains`},
+		{Options{RouterID: "web\xff"}, `RouterID "web\xff" must be valid UTF-8 without control characters`},
+		{Options{RouterID: "web\n1"}, `RouterID "web\n1" must be valid UTF-8 without control characters`},
 		{Options{LeaseTTL: -time.Second}, "negative LeaseTTL"},
 		{Options{EtcdLost: 7}, "unknown EtcdLost policy 7"},
 	} {
