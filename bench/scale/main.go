@@ -255,7 +255,7 @@ func print(r results.Scale) {
 		}{{"idle (no calls)", u.Idle}, {"busy (a call per cluster per second)", u.Busy}, {"busy, probes off", u.NoProbes}} {
 			fmt.Printf("  %-40s CPU %v (%.0f%% of one core), %d probes (%d failed), %d calls, %d nodes Up at the end, CPU per probe %v\n",
 				ph.name, ph.p.CPU.D().Round(time.Millisecond), ph.p.CorePct(u.For.D()), ph.p.Probes, ph.p.FailedProbes, ph.p.Calls, ph.p.NodesUp,
-				ph.p.PerProbe().Round(100*time.Nanosecond))
+				ph.p.PerProbe().D().Round(100*time.Nanosecond))
 		}
 		fmt.Printf("  probing while busy: %.0f%% of one core (busy minus probes off)\n", u.Busy.CorePct(u.For.D())-u.NoProbes.CorePct(u.For.D()))
 		g := u.Goroutines

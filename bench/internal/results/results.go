@@ -238,7 +238,7 @@ func (p ProbePhase) CorePct(d time.Duration) float64 {
 }
 
 // PerProbe is the phase's CPU divided by its probes.
-func (p ProbePhase) PerProbe() time.Duration { return p.CPU.D() / time.Duration(max(1, p.Probes)) }
+func (p ProbePhase) PerProbe() Dur { return Dur(p.CPU.D() / time.Duration(max(1, p.Probes))) }
 
 // Goroutines sorts the goroutines a router added by what runs them.
 type Goroutines struct {
