@@ -458,12 +458,12 @@ func (d *docData) summarize() {
 			fmt.Fprintf(&b, "| %d clusters × %d nodes in use: ≤ 200 goroutines for probing | every node refusing: %d added; every node up: %d added (probe scheduler %d, go-sql-driver goroutines %d, pool openers %d) | %s |\n",
 				s.Clusters, s.Nodes, g, u.Goroutines.Added, u.Goroutines.Scheduler, u.Goroutines.DriverWatchers, u.Goroutines.PoolOpeners,
 				yesNo(g <= 200 && probing <= 200 && u.Goroutines.Added <= 200))
-			idle, busy := u.Idle.CorePct(u.For.D()), u.Busy.CorePct(u.For.D())-u.NoProbes.CorePct(u.For.D())
+			idle, busy := u.Idle.CorePct(u.For.D()), u.Busy.CorePct(u.For.D())
 			verdict := yesNo(idle <= 25)
 			if busy > 25 {
-				verdict += " (idle); **no** (busy)"
+				verdict += " (idle); **no** (every node at the interval)"
 			}
-			fmt.Fprintf(&b, "| probing CPU ≤ 25 %% of one core with every node up | %d clusters × 3 nodes up, in use but idle (probes every %s): **%.0f %%** (%.1f µs per probe); every cluster called once a second (probes every %s): %.0f %% (with calls minus the same calls with probes off) | %s |\n",
+			fmt.Fprintf(&b, "| probing CPU ≤ 25 %% of one core with every node up | %d clusters × 3 nodes up, in use but idle (probes every %s): **%.0f %%** (%.1f µs per probe); every node probed every %s (the rate of a cluster in use): %.0f %% | %s |\n",
 				u.Clusters, fmtDur(u.IdleInterval), idle, float64(u.Idle.PerProbe().D().Nanoseconds())/1000, fmtDur(u.Interval), busy, verdict)
 		} else {
 			fmt.Fprintf(&b, "| %d clusters × %d nodes in use: ≤ 200 goroutines for probing | %d goroutines added once every cluster is in use | %s |\n",

@@ -27,7 +27,6 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -252,12 +251,11 @@ func print(r results.Scale) {
 		for _, ph := range []struct {
 			name string
 			p    results.ProbePhase
-		}{{"idle (no calls)", u.Idle}, {"busy (a call per cluster per second)", u.Busy}, {"busy, probes off", u.NoProbes}} {
-			fmt.Printf("  %-40s CPU %v (%.0f%% of one core), %d probes (%d failed), %d calls, %d nodes Up at the end, CPU per probe %v\n",
-				ph.name, ph.p.CPU.D().Round(time.Millisecond), ph.p.CorePct(u.For.D()), ph.p.Probes, ph.p.FailedProbes, ph.p.Calls, ph.p.NodesUp,
+		}{{"idle (probes every " + u.IdleInterval.D().String() + ")", u.Idle}, {"idle rate off (probes every " + u.Interval.D().String() + ")", u.Busy}} {
+			fmt.Printf("  %-40s CPU %v (%.0f%% of one core), %d probes (%d failed), %d nodes Up at the end, CPU per probe %v\n",
+				ph.name, ph.p.CPU.D().Round(time.Millisecond), ph.p.CorePct(u.For.D()), ph.p.Probes, ph.p.FailedProbes, ph.p.NodesUp,
 				ph.p.PerProbe().D().Round(100*time.Nanosecond))
 		}
-		fmt.Printf("  probing while busy: %.0f%% of one core (busy minus probes off)\n", u.Busy.CorePct(u.For.D())-u.NoProbes.CorePct(u.For.D()))
 		g := u.Goroutines
 		fmt.Printf("  goroutines added: %d (probe scheduler %d, go-sql-driver context watchers %d, database/sql pool openers %d)\n",
 			g.Added, g.Scheduler, g.DriverWatchers, g.PoolOpeners)
@@ -332,14 +330,14 @@ func (p *probeCounter) ProbeDone(pi dbrouter.ProbeInfo) {
 }
 
 // probeUp starts a ring of 3 MariaDB servers on loopback and a router with
-// n clusters, each of the same 3 servers, uses every cluster and measures
-// the process's CPU while the probes run for d, in three phases:
-//   - idle: every cluster was used once and then no more: its Up nodes are
-//     probed every Health.IdleInterval;
-//   - busy: every cluster gets a call (a point SELECT on its writer) every
-//     second: probes every Health.Interval;
-//   - the same calls on a router whose probes are off (Health.Disabled),
-//     so that busy minus this is what the probes cost with calls running.
+// n clusters, each of the same 3 servers, uses every cluster once and
+// measures the process's CPU while the probes run for d, in two phases:
+//   - idle: default settings, no call after that first use: the Up nodes
+//     are probed every Health.IdleInterval;
+//   - at the interval: a second router with the idle rate off
+//     (IdleInterval = Interval), so every node is probed every
+//     Health.Interval, as the nodes of a cluster in use are (without the
+//     calls' own cost mixed in).
 func probeUp(n int, d time.Duration, profile string) (results.ProbeUp, error) {
 	ctx := context.Background()
 	h, err := ringtest.Start(ctx, ringtest.Options{Nodes: 3})
@@ -349,81 +347,52 @@ func probeUp(n int, d time.Duration, profile string) (results.ProbeUp, error) {
 	defer h.Close()
 	ring := h.Ring(0)
 	for i := range 3 {
-		// A probe connection and a warm pooled one per node of each
-		// cluster, twice: the router without probes runs beside.
+		// A probe connection per node of each cluster, for two routers.
 		if _, err := ring.AdminDB(i).ExecContext(ctx, fmt.Sprintf("SET GLOBAL max_connections = %d", 4*n+50)); err != nil {
-			return results.ProbeUp{}, err
-		}
-	}
-	open := func(obs dbrouter.Observer, disabled bool) (*dbrouter.Router, error) {
-		cfg := &dbrouter.Config{
-			Defaults: dbrouter.Settings{User: ringtest.DefaultUser, Password: ringtest.DefaultPassword, Database: ringtest.DefaultDatabase,
-				Health: dbrouter.HealthConfig{Disabled: disabled}},
-			Clusters: make(map[string]dbrouter.ClusterConfig, n),
-			Logger:   slog.New(slog.DiscardHandler),
-			Observer: obs,
-		}
-		for c := range n {
-			cfg.Clusters[fmt.Sprintf("c%04d", c)] = dbrouter.ClusterConfig{Nodes: ring.Addrs()}
-		}
-		return dbrouter.Open(cfg)
-	}
-	g0 := runtime.NumGoroutine()
-	counter := &probeCounter{}
-	r, err := open(counter, false)
-	if err != nil {
-		return results.ProbeUp{}, err
-	}
-	defer r.Close()
-	for _, name := range r.Clusters() {
-		c, err := r.Cluster(name)
-		if err != nil {
-			return results.ProbeUp{}, err
-		}
-		c.WriterAddr()
-	}
-	// Connections made and pools warm; then twice the idle interval with
-	// no call, and one idle interval for every node to be on it.
-	time.Sleep(2*time.Second + 3*dbrouter.DefaultIdleInterval)
-	if profile != "" {
-		f, err := os.Create(profile)
-		if err != nil {
-			return results.ProbeUp{}, err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
 			return results.ProbeUp{}, err
 		}
 	}
 	res := results.ProbeUp{Clusters: n, Servers: 3, For: results.Dur(d),
 		Interval: results.Dur(dbrouter.DefaultProbeInterval), IdleInterval: results.Dur(dbrouter.DefaultIdleInterval)}
-	phase := func(r *dbrouter.Router, calls bool) results.ProbePhase {
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		var callsDone atomic.Int64
-		if calls {
-			names := r.Clusters()
-			for w := range 8 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					tick := time.NewTicker(time.Second)
-					defer tick.Stop()
-					for {
-						for k := w; k < len(names); k += 8 {
-							c, _ := r.Cluster(names[k])
-							var one int
-							if c.QueryRowContext(ctx, "SELECT 1").Scan(&one) == nil {
-								callsDone.Add(1)
-							}
-						}
-						select {
-						case <-stop:
-							return
-						case <-tick.C:
-						}
-					}
-				}()
+	phase := func(idleRate bool, prof string) (results.ProbePhase, results.Goroutines, error) {
+		counter := &probeCounter{}
+		cfg := &dbrouter.Config{
+			Defaults: dbrouter.Settings{User: ringtest.DefaultUser, Password: ringtest.DefaultPassword, Database: ringtest.DefaultDatabase},
+			Clusters: make(map[string]dbrouter.ClusterConfig, n),
+			Logger:   slog.New(slog.DiscardHandler),
+			Observer: counter,
+		}
+		if !idleRate {
+			cfg.Defaults.Health.IdleInterval = dbrouter.DefaultProbeInterval
+		}
+		for c := range n {
+			cfg.Clusters[fmt.Sprintf("c%04d", c)] = dbrouter.ClusterConfig{Nodes: ring.Addrs()}
+		}
+		g0 := runtime.NumGoroutine()
+		r, err := dbrouter.Open(cfg)
+		if err != nil {
+			return results.ProbePhase{}, results.Goroutines{}, err
+		}
+		defer r.Close()
+		for _, name := range r.Clusters() {
+			c, err := r.Cluster(name)
+			if err != nil {
+				return results.ProbePhase{}, results.Goroutines{}, err
+			}
+			c.WriterAddr()
+		}
+		// Connections made; then, for the idle rate, twice the idle
+		// interval with no call and one idle interval for every node to
+		// be on it.
+		time.Sleep(2*time.Second + 3*dbrouter.DefaultIdleInterval)
+		if prof != "" {
+			f, err := os.Create(prof)
+			if err != nil {
+				return results.ProbePhase{}, results.Goroutines{}, err
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return results.ProbePhase{}, results.Goroutines{}, err
 			}
 		}
 		p0, f0 := counter.n.Load(), counter.failed.Load()
@@ -431,9 +400,9 @@ func probeUp(n int, d time.Duration, profile string) (results.ProbeUp, error) {
 		time.Sleep(d)
 		ph := results.ProbePhase{CPU: results.Dur(cpuTime() - cpu0), Probes: int(counter.n.Load() - p0),
 			FailedProbes: int(counter.failed.Load() - f0)}
-		close(stop)
-		wg.Wait()
-		ph.Calls = int(callsDone.Load())
+		if prof != "" {
+			pprof.StopCPUProfile()
+		}
 		for _, cs := range r.Stats() {
 			for _, nd := range cs.Nodes {
 				if nd.State == dbrouter.StateUp {
@@ -441,25 +410,14 @@ func probeUp(n int, d time.Duration, profile string) (results.ProbeUp, error) {
 				}
 			}
 		}
-		return ph
+		return ph, countGoroutines(runtime.NumGoroutine() - g0), nil
 	}
-	res.Idle = phase(r, false)
-	if profile != "" {
-		pprof.StopCPUProfile()
+	if res.Idle, res.Goroutines, err = phase(true, profile); err != nil {
+		return res, err
 	}
-	res.Goroutines = countGoroutines(runtime.NumGoroutine() - g0)
-	res.Busy = phase(r, true)
-	r.Close()
-	r2, err := open(nil, true)
-	if err != nil {
-		return results.ProbeUp{}, err
+	if res.Busy, _, err = phase(false, ""); err != nil {
+		return res, err
 	}
-	defer r2.Close()
-	for _, name := range r2.Clusters() {
-		c, _ := r2.Cluster(name)
-		c.WriterAddr()
-	}
-	res.NoProbes = phase(r2, true)
 	return res, nil
 }
 

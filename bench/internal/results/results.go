@@ -211,11 +211,10 @@ type ProbeUp struct {
 	Interval     Dur `json:"interval"`
 	IdleInterval Dur `json:"idle_interval"`
 	// Idle: every cluster used once, then no call (probes at the idle
-	// rate); Busy: a call per cluster per second (probes every Interval);
-	// NoProbes: the same calls with probes off.
-	Idle     ProbePhase `json:"idle"`
-	Busy     ProbePhase `json:"busy"`
-	NoProbes ProbePhase `json:"no_probes"`
+	// rate); Busy: the same with the idle rate off, every node probed
+	// every Interval as the nodes of a cluster in use are.
+	Idle ProbePhase `json:"idle"`
+	Busy ProbePhase `json:"at_interval"`
 	// Goroutines is what the router added, counted after the idle phase.
 	Goroutines Goroutines `json:"goroutines"`
 }
@@ -225,7 +224,6 @@ type ProbePhase struct {
 	CPU          Dur `json:"cpu"`    // the process's CPU time in the phase
 	Probes       int `json:"probes"` // counted by an Observer
 	FailedProbes int `json:"failed_probes"`
-	Calls        int `json:"calls"`
 	NodesUp      int `json:"nodes_up"` // at the end
 }
 
