@@ -104,7 +104,7 @@ func (c *Config) compileCluster(name string, origins map[string]string, tlsl *tl
 	if len(cc.Nodes) == 0 {
 		return nil, &ConfigError{Field: path + ".nodes", Msg: "at least one node is required"}
 	}
-	addrs := make([]string, len(cc.Nodes))
+	nodes := make([]nodePlan, len(cc.Nodes))
 	for i, n := range cc.Nodes {
 		addr, err := normalizeAddr(n)
 		if err != nil {
@@ -117,10 +117,10 @@ func (c *Config) compileCluster(name string, origins map[string]string, tlsl *tl
 			return nil, &ConfigError{Field: field, Value: redactUserinfo(n), Msg: msg}
 		}
 		// A cluster has a few nodes: a scan costs less than a map.
-		if j := slices.Index(addrs[:i], addr); j >= 0 {
+		if j := slices.Index(nodes[:i], nodePlan{addr: addr}); j >= 0 {
 			return nil, &ConfigError{Field: fmt.Sprintf("%s.nodes[%d]", path, i), Value: n, Msg: fmt.Sprintf("same node as %s.nodes[%d]", path, j)}
 		}
-		addrs[i] = addr
+		nodes[i] = nodePlan{addr: addr}
 	}
 	own := !reflect.ValueOf(cc.Settings).IsZero()
 	if own {
@@ -145,7 +145,7 @@ func (c *Config) compileCluster(name string, origins map[string]string, tlsl *tl
 		}
 	}
 	if !own && shared.base != nil {
-		return newClusterPlan(name, eff, addrs, shared.base, shared.spec, tp), nil
+		return newClusterPlan(name, eff, nodes, shared.base, shared.spec, tp), nil
 	}
 	base, err := eff.driverConfig()
 	if err != nil {
@@ -159,7 +159,7 @@ func (c *Config) compileCluster(name string, origins map[string]string, tlsl *tl
 	if !own {
 		shared.base, shared.spec = base, spec
 	}
-	return newClusterPlan(name, eff, addrs, base, spec, tp), nil
+	return newClusterPlan(name, eff, nodes, base, spec, tp), nil
 }
 
 // buildShardMaps builds every shard map and checks that each cluster it

@@ -140,8 +140,10 @@ type driverKey struct {
 func newCluster(cp *clusterPlan, log *slog.Logger, events *dispatcher, source WriterSource, obs Observer, probes *probeScheduler) *Cluster {
 	c := &Cluster{name: cp.name, settings: cp.settings, log: log.With("cluster", cp.name), events: events, source: source, observer: obs, sched: probes}
 	c.nodes = make([]*node, len(cp.nodes))
+	nodes := make([]node, len(cp.nodes)) // one allocation for all
 	for i := range cp.nodes {
-		c.nodes[i] = newNode(cp, i, cp.settings, c.log)
+		nodes[i].init(cp, i, cp.settings, c.log)
+		c.nodes[i] = &nodes[i]
 	}
 	c.initHealth()
 	return c
