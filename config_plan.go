@@ -39,6 +39,12 @@ type clusterPlan struct {
 	// password: it is compared, never shown.
 	driverSpec string
 	tls        *tlsPlan // nil: no TLS
+
+	// srcNodes and srcOwn are a copy of the ClusterConfig compiled, its
+	// nodes and its own settings (nil: none), kept by ParseConfig for Open
+	// to find out whether the Config changed since (see lastParsed).
+	srcNodes []string
+	srcOwn   *Settings
 }
 
 // nodePlan is one node compiled.

@@ -119,3 +119,49 @@ func benchConfigPhases(b *testing.B, data []byte) {
 		}
 	})
 }
+
+// BenchmarkParseConfig10k times ParseConfig of the file of 10,000
+// clusters of three nodes that bench/scale -parse-open writes.
+func BenchmarkParseConfig10k(b *testing.B) {
+	data := scaleYAML(10000, false)
+	for b.Loop() {
+		if _, err := ParseConfig(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkOpen10k times Open of that file just parsed, as bench/scale
+// -parse-open does (ParseConfig and Close are not timed).
+func BenchmarkOpen10k(b *testing.B) {
+	benchParseOpen(b, false)
+}
+
+// BenchmarkParseConfigOpen10k times ParseConfig and Open of that file, the
+// figure bench/scale -parse-open reports as "both" (Close is not timed).
+func BenchmarkParseConfigOpen10k(b *testing.B) {
+	benchParseOpen(b, true)
+}
+
+func benchParseOpen(b *testing.B, timeParse bool) {
+	data := scaleYAML(10000, false)
+	b.ResetTimer()
+	for range b.N {
+		if !timeParse {
+			b.StopTimer()
+		}
+		cfg, err := ParseConfig(data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.Logger = slog.New(slog.DiscardHandler)
+		b.StartTimer()
+		r, err := Open(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		r.Close()
+		b.StartTimer()
+	}
+}

@@ -58,9 +58,11 @@ func ParseConfig(data []byte) (*Config, error) {
 		// fail, its text may quote an expanded value: name lines only.
 		return nil, fmt.Errorf("dbrouter: config: invalid value (%s)", yamlErrorLines(err))
 	}
-	if _, err := cfg.compile(c.origins, os.ReadFile); err != nil {
+	p, err := cfg.compile(c.origins, os.ReadFile)
+	if err != nil {
 		return nil, err
 	}
+	keepParsed(cfg, p)
 	return cfg, nil
 }
 
