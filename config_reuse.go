@@ -28,28 +28,35 @@ var lastParsed struct {
 	defaults Settings // a copy of cfg.Defaults
 }
 
+// srcCopy collects, during ParseConfig's compile, the copy of each
+// cluster's nodes and own settings that its plan keeps (see lastParsed).
+type srcCopy struct {
+	flat  []string // the nodes of several clusters, in one allocation
+	alone bool     // false: some cluster's own settings need more than the Config (settingsAlone)
+}
+
+// keep keeps in cp a copy of cc, compiled into it; own says whether cc has
+// settings of its own.
+func (s *srcCopy) keep(cp *clusterPlan, cc ClusterConfig, own bool) {
+	if len(s.flat)+len(cc.Nodes) > cap(s.flat) {
+		s.flat = make([]string, 0, max(4096, len(cc.Nodes)))
+	}
+	start := len(s.flat)
+	s.flat = append(s.flat, cc.Nodes...)
+	cp.srcNodes = s.flat[start:len(s.flat):len(s.flat)]
+	if own {
+		own := cc.Settings.clone()
+		cp.srcOwn = &own
+		s.alone = s.alone && settingsAlone(&cc.Settings)
+	}
+}
+
 // keepParsed keeps plan p of cfg, which ParseConfig returns, for Open
-// (see lastParsed), if cfg's compile reads nothing but cfg.
-func keepParsed(cfg *Config, p *plan) {
-	if !compilesAlone(cfg) {
+// (see lastParsed), if src, the copy that compiling cfg kept, says that
+// cfg's compile reads nothing but cfg.
+func keepParsed(cfg *Config, p *plan, src *srcCopy) {
+	if !src.alone || !settingsAlone(&cfg.Defaults) {
 		return
-	}
-	// A copy of every cluster's nodes, in one allocation, and of the
-	// settings of the few clusters that have settings of their own.
-	n := 0
-	for _, cp := range p.clusters {
-		n += len(cp.nodes)
-	}
-	flat := make([]string, 0, n)
-	for name, cc := range cfg.Clusters {
-		cp := p.clusters[name]
-		start := len(flat)
-		flat = append(flat, cc.Nodes...)
-		cp.srcNodes = flat[start:len(flat):len(flat)]
-		if !reflect.ValueOf(cc.Settings).IsZero() {
-			s := cc.Settings.clone()
-			cp.srcOwn = &s
-		}
 	}
 	w := weak.Make(cfg)
 	kept := &plan{clusters: p.clusters, names: p.names} // not p.cfg: cfg must stay collectable
@@ -66,27 +73,16 @@ func keepParsed(cfg *Config, p *plan) {
 	}, w)
 }
 
-// compilesAlone reports whether compiling cfg reads nothing but cfg — no
-// TLS file, and no TLS configuration or server key registered with the
-// driver — and gives plans that share nothing with cfg: an empty Params
+// settingsAlone reports whether compiling settings s reads nothing but s
+// — no TLS file, and no TLS configuration or server key registered with
+// the driver — and gives plans that share nothing with s: an empty Params
 // map is not copied into the effective settings (Config.effective).
-func compilesAlone(cfg *Config) bool {
-	alone := func(s *Settings) bool {
-		if s.TLS != nil || (s.Params != nil && len(s.Params) == 0) {
-			return false
-		}
-		for k := range s.Params {
-			if strings.EqualFold(k, "tls") || strings.EqualFold(k, "serverPubKey") {
-				return false
-			}
-		}
-		return true
-	}
-	if !alone(&cfg.Defaults) {
+func settingsAlone(s *Settings) bool {
+	if s.TLS != nil || (s.Params != nil && len(s.Params) == 0) {
 		return false
 	}
-	for _, cc := range cfg.Clusters {
-		if !alone(&cc.Settings) {
+	for k := range s.Params {
+		if strings.EqualFold(k, "tls") || strings.EqualFold(k, "serverPubKey") {
 			return false
 		}
 	}
@@ -107,7 +103,7 @@ func parsedPlan(cfg *Config) *plan {
 	p, defaults := lastParsed.p, lastParsed.defaults
 	lastParsed.cfg, lastParsed.p, lastParsed.defaults = weak.Pointer[Config]{}, nil, Settings{}
 	lastParsed.mu.Unlock()
-	// Equal to what passed compilesAlone, cfg passes it too.
+	// Equal to what passed settingsAlone, cfg passes it too.
 	if len(cfg.Clusters) != len(p.clusters) || !reflect.DeepEqual(cfg.Defaults, defaults) {
 		return nil
 	}

@@ -34,7 +34,13 @@ func (c *Config) Validate() error {
 // be a secret put in the wrong field. readFile reads the TLS files
 // (os.ReadFile, except in tests that count the reads).
 func (c *Config) compile(origins map[string]string, readFile func(name string) ([]byte, error)) (*plan, error) {
-	p, err := c.compileClusters(origins, newTLSLoader(readFile))
+	return c.compileKeeping(origins, readFile, nil)
+}
+
+// compileKeeping is compile that, with src, also keeps a copy of what each
+// cluster was compiled from in its plan, for ParseConfig (see lastParsed).
+func (c *Config) compileKeeping(origins map[string]string, readFile func(name string) ([]byte, error), src *srcCopy) (*plan, error) {
+	p, err := c.compileClusters(origins, newTLSLoader(readFile), src)
 	if err != nil {
 		return nil, asWritten(err, origins)
 	}
@@ -59,7 +65,7 @@ func asWritten(err error, origins map[string]string) error {
 
 // compileClusters checks the defaults and compiles every cluster; see
 // compile for origins.
-func (c *Config) compileClusters(origins map[string]string, tlsl *tlsLoader) (*plan, error) {
+func (c *Config) compileClusters(origins map[string]string, tlsl *tlsLoader, src *srcCopy) (*plan, error) {
 	if len(c.Clusters) == 0 {
 		return nil, &ConfigError{Field: "clusters", Msg: "at least one cluster is required"}
 	}
@@ -76,7 +82,7 @@ func (c *Config) compileClusters(origins map[string]string, tlsl *tlsLoader) (*p
 	p.names = c.clusterNames()
 	var shared sharedDriver
 	for _, name := range p.names {
-		cp, err := c.compileCluster(name, origins, tlsl, &shared)
+		cp, err := c.compileCluster(name, origins, tlsl, &shared, src)
 		if err != nil {
 			return nil, err
 		}
@@ -95,7 +101,7 @@ type sharedDriver struct {
 
 // compileCluster checks cluster name and compiles it; see compile for
 // origins.
-func (c *Config) compileCluster(name string, origins map[string]string, tlsl *tlsLoader, shared *sharedDriver) (*clusterPlan, error) {
+func (c *Config) compileCluster(name string, origins map[string]string, tlsl *tlsLoader, shared *sharedDriver, src *srcCopy) (*clusterPlan, error) {
 	cc := c.Clusters[name]
 	path := "clusters." + name
 	if strings.TrimSpace(name) == "" {
@@ -144,22 +150,28 @@ func (c *Config) compileCluster(name string, origins map[string]string, tlsl *tl
 			return nil, err
 		}
 	}
+	var cp *clusterPlan
 	if !own && shared.base != nil {
-		return newClusterPlan(name, eff, nodes, shared.base, shared.spec, tp), nil
-	}
-	base, err := eff.driverConfig()
-	if err != nil {
-		var ce *ConfigError
-		if errors.As(err, &ce) {
-			ce.Field = path + "." + ce.Field
+		cp = newClusterPlan(name, eff, nodes, shared.base, shared.spec, tp)
+	} else {
+		base, err := eff.driverConfig()
+		if err != nil {
+			var ce *ConfigError
+			if errors.As(err, &ce) {
+				ce.Field = path + "." + ce.Field
+			}
+			return nil, err
 		}
-		return nil, err
+		spec := driverSpec(base)
+		if !own {
+			shared.base, shared.spec = base, spec
+		}
+		cp = newClusterPlan(name, eff, nodes, base, spec, tp)
 	}
-	spec := driverSpec(base)
-	if !own {
-		shared.base, shared.spec = base, spec
+	if src != nil {
+		src.keep(cp, cc, own)
 	}
-	return newClusterPlan(name, eff, nodes, base, spec, tp), nil
+	return cp, nil
 }
 
 // buildShardMaps builds every shard map and checks that each cluster it

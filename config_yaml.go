@@ -58,11 +58,12 @@ func ParseConfig(data []byte) (*Config, error) {
 		// fail, its text may quote an expanded value: name lines only.
 		return nil, fmt.Errorf("dbrouter: config: invalid value (%s)", yamlErrorLines(err))
 	}
-	p, err := cfg.compile(c.origins, os.ReadFile)
+	src := &srcCopy{alone: true}
+	p, err := cfg.compileKeeping(c.origins, os.ReadFile, src)
 	if err != nil {
 		return nil, err
 	}
-	keepParsed(cfg, p)
+	keepParsed(cfg, p, src)
 	return cfg, nil
 }
 
