@@ -70,7 +70,7 @@ fuzz:
 
 # bench runs every benchmark (Go benchmarks, bench/failover for each fault,
 # bench/scale) and regenerates docs/performance.md, its charts in docs/img
-# and the README's headline numbers. About 7 minutes on 2 cores. It runs
+# and the README's headline numbers. About 20 minutes on 2 cores. It runs
 # from the root through go.work: it runs go test and go run on packages of
 # the root, integration and bench modules.
 bench: deps

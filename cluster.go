@@ -313,7 +313,10 @@ func (c *Cluster) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error)
 // longer the writer (after a failover or a failback), its statements are
 // refused with an error matching ErrNotSent, and the caller gets a new
 // connection from Conn. Each statement on it, and each transaction begun on
-// it until it ends, keeps a failback from moving the writer meanwhile.
+// it until it ends, keeps a failback from moving the writer meanwhile. A
+// statement or COMMIT whose connection was lost after sending — also when
+// the node stopped answering and a stall check took it Down — returns an
+// *OutcomeUnknownError.
 func (c *Cluster) Conn(ctx context.Context) (*sql.Conn, error) {
 	var conn *sql.Conn
 	err := c.call(ctx, OpConn, false, false, func(ctx context.Context, n *node) (bool, error) {
@@ -331,8 +334,8 @@ func (c *Cluster) Conn(ctx context.Context) (*sql.Conn, error) {
 // ErrNotSent, and the caller calls Writer again to get the new writer's
 // pool. For a *sql.DB that fails over — what gorm, sqlx, sqlc, bun or ent
 // should be given — use Router.OpenDB. Each statement, and each transaction until it ends, keeps a
-// failback from moving the writer meanwhile. The pool is owned by the
-// router: do not close it.
+// failback from moving the writer meanwhile. Lost connections are typed
+// as on Conn. The pool is owned by the router: do not close it.
 //
 // On a cluster's first use Writer waits for the first probe round, as
 // WriterAddr does. When no node qualifies as writer, Writer returns the

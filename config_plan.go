@@ -81,9 +81,12 @@ func (cp *clusterPlan) nodeDriver(i int) *mysql.Config {
 	mc.ServerPubKey = ""
 	if tp := cp.tls; tp != nil {
 		mc.TLS = tp.config.Clone()
-		if mc.TLS.ServerName == "" && !mc.TLS.InsecureSkipVerify {
-			mc.TLS.ServerName = hostOf(addr) // each node verifies its own host
-		}
+	}
+	// TLS from the tls section or from the driver's tls parameter (base
+	// holds it then, without server name: see driverConfig): each node
+	// verifies its own host unless a server name is set.
+	if mc.TLS != nil && mc.TLS.ServerName == "" && !mc.TLS.InsecureSkipVerify {
+		mc.TLS.ServerName = hostOf(addr)
 	}
 	return mc
 }
@@ -122,10 +125,19 @@ func (a *clusterPlan) sameAs(b *clusterPlan) bool {
 	return reflect.DeepEqual(sa, sb)
 }
 
+// parseAddr is the address driverConfig gives the driver's DSN parser, a
+// name no node has (.invalid is reserved, RFC 2606): a TLS server name
+// equal to its host is one the driver filled in from it.
+const parseAddr = "dbrouter-parse.invalid:3306"
+
 // driverConfig builds the go-sql-driver configuration shared by a cluster's
-// nodes, without address or TLS (see newClusterPlan). Params go through the
-// driver's own DSN parser, so that every driver option is accepted and
-// checked; its error is a *ConfigError whose Field is "params".
+// nodes, without address or TLS section (see newClusterPlan). Params go
+// through the driver's own DSN parser, so that every driver option is
+// accepted and checked; its error is a *ConfigError whose Field is
+// "params". TLS asked for by the tls parameter ("true" or the name of a
+// registered configuration) is kept without the server name the driver
+// fills in from the address it parses, so that each node verifies its own
+// host (nodeDriver); a registered configuration's own server name is kept.
 func (cc Settings) driverConfig() (*mysql.Config, error) {
 	mc := mysql.NewConfig()
 	if len(cc.Params) > 0 {
@@ -134,12 +146,16 @@ func (cc Settings) driverConfig() (*mysql.Config, error) {
 		for _, k := range keys {
 			q = append(q, url.QueryEscape(k)+"="+url.QueryEscape(cc.Params[k]))
 		}
-		parsed, err := parseDSN("/?" + strings.Join(q, "&"))
+		parsed, err := parseDSN("tcp(" + parseAddr + ")/?" + strings.Join(q, "&"))
 		if err != nil {
 			msg := withoutValues(err.Error(), slices.Collect(maps.Values(cc.Params))...)
 			return nil, &ConfigError{Field: "params", Value: strings.Join(keys, ","), Msg: msg}
 		}
 		mc = parsed
+		mc.Addr = ""
+		if mc.TLS != nil && mc.TLS.ServerName == hostOf(parseAddr) {
+			mc.TLS.ServerName = ""
+		}
 	}
 	mc.User = cc.User
 	mc.Passwd = cc.Password

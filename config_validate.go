@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/go-sql-driver/mysql"
 )
@@ -107,6 +109,9 @@ func (c *Config) compileCluster(name string, origins map[string]string, tlsl *tl
 	if strings.TrimSpace(name) == "" {
 		return nil, &ConfigError{Field: "clusters", Value: name, Msg: "cluster name must not be empty"}
 	}
+	if !printableName(name) {
+		return nil, &ConfigError{Field: "clusters", Value: name, Msg: "cluster name must be " + printableRule}
+	}
 	if len(cc.Nodes) == 0 {
 		return nil, &ConfigError{Field: path + ".nodes", Msg: "at least one node is required"}
 	}
@@ -183,6 +188,9 @@ func (c *Config) buildShardMaps() (map[string]ShardMap, error) {
 		path := "shard_maps." + name
 		if strings.TrimSpace(name) == "" {
 			return nil, &ConfigError{Field: "shard_maps", Value: name, Msg: "shard map name must not be empty"}
+		}
+		if !printableName(name) {
+			return nil, &ConfigError{Field: "shard_maps", Value: name, Msg: "shard map name must be " + printableRule}
 		}
 		m, err := NewShardMap(smc)
 		if err != nil {
@@ -304,6 +312,18 @@ func (cc *Settings) validate(path string) error {
 			Msg: fmt.Sprintf("must be at least 1 (0 means the default, %d)", DefaultTxAttempts)}
 	}
 	return nil
+}
+
+// printableRule is what printableName asks of a name, as errors say it.
+const printableRule = "valid UTF-8 without control characters"
+
+// printableName reports whether name, a cluster's or a shard map's, is
+// valid UTF-8 without control characters (C0, DEL, C1): names appear in
+// errors, log lines, metric labels and events, where a byte that is not
+// UTF-8 would be mangled and a control character (a newline, a terminal
+// escape) could forge or garble a line.
+func printableName(name string) bool {
+	return utf8.ValidString(name) && !strings.ContainsFunc(name, unicode.IsControl)
 }
 
 // normalizeAddr checks a node address and adds the default port. Its error

@@ -60,6 +60,13 @@ func passOf(ctx context.Context) *pass {
 // writes, and types what it returns for database/sql's retries (see
 // routedConn in connector.go).
 //
+// Whatever the router's own calls do not cover — statements in a
+// transaction, on the pinned pool and on a routed connection, their
+// COMMIT and ROLLBACK, the reads of their rows — counts itself in with the
+// node's stall watch while it waits on the node (see watch), as a call's
+// attempt does, so that a frozen or cut node is found and its connections
+// closed in about a quarter of the probe timeout plus the probe timeout.
+//
 // nodeConn implements every optional interface that go-sql-driver's
 // connection does, and falls back to database/sql's own behaviour where
 // the wrapped connection lacks one.
@@ -67,9 +74,38 @@ type nodeConn struct {
 	driver.Conn
 	guard  func(ctx context.Context) (*pass, error) // nil: no per-statement pass
 	routed *routedConn                              // nil: not made by a Router's connector
+	node   *node                                    // the connection's node; nil: no stall watch
 	// inTx is set while a transaction holds the connection: its
 	// statements run under the transaction's pass.
 	inTx atomic.Bool
+}
+
+// watch counts a statement, COMMIT, ROLLBACK or read of rows in with the
+// node's stall watch (Cluster.watchStall; the caller stops it when the
+// driver returns) when no call's attempt covers it: on the pinned pool,
+// on a routed connection, and in a transaction. The router's own calls
+// outside a transaction are watched by their attempt (Cluster.attemptsOn),
+// and a node alone (tests) by nothing: then it returns nil.
+func (c *nodeConn) watch() *stallDog {
+	n := c.node
+	if n == nil || n.cluster == nil || c.guard == nil && c.routed == nil && !c.inTx.Load() {
+		return nil
+	}
+	return n.cluster.watchStall(n.index)
+}
+
+// pinnedLost types the failure of a statement on the pinned pool (see
+// Cluster.Conn and Cluster.Writer) that may have reached the server: a
+// connection lost after sending — also closed by the router when a stall
+// check found its node silent — is an *OutcomeUnknownError; anything else
+// (a server error, the driver's driver.ErrBadConn when nothing was sent, a
+// context that ended) is returned as it is, as on any other connection.
+func (c *nodeConn) pinnedLost(op Op, err error) error {
+	if c.guard == nil || c.node == nil || c.node.cluster == nil || err == nil ||
+		classify(err, true) != ClassOutcomeUnknown || !connectionLost(err) {
+		return err
+	}
+	return &OutcomeUnknownError{Cluster: c.node.cluster.name, Node: c.node.addr, Op: op, Err: err}
 }
 
 var (
@@ -100,10 +136,16 @@ func (c *nodeConn) own(ctx context.Context, op Op) (*pass, error) {
 }
 
 // done types the outcome of a call that may have sent something, on a
-// routed connection (routedConn.outcome); on any other it returns err.
+// routed connection (routedConn.outcome); on the pinned pool a statement
+// or COMMIT whose connection was lost is outcome unknown (pinnedLost); on
+// any other connection it returns err.
 func (c *nodeConn) done(ctx context.Context, op Op, query string, err error) error {
 	if c.routed == nil {
-		return err
+		switch op {
+		case OpBegin, OpPrepare, OpPing: // nothing applied
+			return err
+		}
+		return c.pinnedLost(op, err)
 	}
 	return c.routed.outcome(ctx, op, query, c.inTx.Load(), err)
 }
@@ -140,7 +182,9 @@ func (c *nodeConn) ExecContext(ctx context.Context, query string, args []driver.
 		if err := r.enter(ctx, op); err != nil {
 			return nil, err
 		}
+		w := c.watch()
 		res, err := ex.ExecContext(ctx, query, args)
+		w.stop()
 		r.exit()
 		return res, c.done(ctx, op, query, err)
 	}
@@ -151,7 +195,9 @@ func (c *nodeConn) ExecContext(ctx context.Context, query string, args []driver.
 	if p != nil {
 		defer p.giveBack()
 	}
+	w := c.watch()
 	res, err := ex.ExecContext(ctx, query, args)
+	w.stop()
 	return res, c.done(ctx, op, query, err)
 }
 
@@ -166,7 +212,8 @@ func (c *nodeConn) QueryContext(ctx context.Context, query string, args []driver
 
 // runQuery runs a query for a connection or statement and hands its pass on
 // to the rows. On a routed connection the rows type the errors of reading
-// them (see nodeRows.Next).
+// them (see nodeRows.Next); rows that the stall watch covers (see
+// nodeConn.watch) count each read in with it.
 func runQuery(ctx context.Context, c *nodeConn, op Op, query string, run func() (driver.Rows, error)) (driver.Rows, error) {
 	if r := c.routed; r != nil && !c.inTx.Load() {
 		// The pass is made only for rows that are returned (a statement
@@ -174,14 +221,16 @@ func runQuery(ctx context.Context, c *nodeConn, op Op, query string, run func() 
 		if err := r.enter(ctx, op); err != nil {
 			return nil, err
 		}
+		w := c.watch()
 		rows, err := run()
+		w.stop()
 		if err != nil {
 			r.exit()
 			return nil, c.done(ctx, op, query, err)
 		}
 		r.succeeded()
 		// The rows and their pass in one allocation.
-		nr := &nodeRows{Rows: rows, ctx: ctx, routed: r, op: op}
+		nr := &nodeRows{Rows: rows, ctx: ctx, routed: r, op: op, conn: c}
 		nr.own.leave = r.leave
 		nr.pass = &nr.own
 		return nr, nil
@@ -190,15 +239,17 @@ func runQuery(ctx context.Context, c *nodeConn, op Op, query string, run func() 
 	if err != nil {
 		return nil, err
 	}
+	w := c.watch()
 	rows, err := run()
+	w.stop()
 	if err != nil {
 		if own != nil {
 			own.giveBack()
 		}
 		return nil, c.done(ctx, op, query, err)
 	}
-	if p := handOn(ctx, own); p != nil || c.routed != nil {
-		return &nodeRows{Rows: rows, pass: p, ctx: ctx, routed: c.routed, op: op}, nil
+	if p := handOn(ctx, own); p != nil || c.routed != nil || w != nil {
+		return &nodeRows{Rows: rows, pass: p, ctx: ctx, routed: c.routed, op: op, conn: c}, nil
 	}
 	return rows, nil
 }
@@ -210,6 +261,7 @@ func (c *nodeConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.T
 		return nil, err
 	}
 	var tx driver.Tx
+	w := c.watch()
 	if b, ok := c.Conn.(driver.ConnBeginTx); ok {
 		tx, err = b.BeginTx(ctx, opts)
 	} else if opts.Isolation != driver.IsolationLevel(0) || opts.ReadOnly {
@@ -217,6 +269,7 @@ func (c *nodeConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.T
 	} else {
 		tx, err = c.Conn.Begin()
 	}
+	w.stop()
 	if err != nil {
 		if own != nil {
 			own.giveBack()
@@ -255,11 +308,13 @@ func (c *nodeConn) PrepareContext(ctx context.Context, query string) (driver.Stm
 		st  driver.Stmt
 		err error
 	)
+	w := c.watch()
 	if p, ok := c.Conn.(driver.ConnPrepareContext); ok {
 		st, err = p.PrepareContext(ctx, query)
 	} else {
 		st, err = c.Conn.Prepare(query)
 	}
+	w.stop()
 	if err != nil {
 		return nil, c.done(ctx, OpPrepare, "", err)
 	}
@@ -285,7 +340,10 @@ func (c *nodeConn) Ping(ctx context.Context) error {
 		r.exit()
 	}
 	if p, ok := c.Conn.(driver.Pinger); ok {
-		return c.done(ctx, OpPing, "", p.Ping(ctx))
+		w := c.watch()
+		err := p.Ping(ctx)
+		w.stop()
+		return c.done(ctx, OpPing, "", err)
 	}
 	return nil
 }
@@ -364,13 +422,17 @@ func (s *nodeStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (d
 	}
 	var res driver.Result
 	if ex, ok := s.Stmt.(driver.StmtExecContext); ok {
+		w := s.conn.watch()
 		res, err = ex.ExecContext(ctx, args)
+		w.stop()
 	} else {
 		vals, verr := plainValues(args)
 		if verr != nil {
 			return nil, verr
 		}
+		w := s.conn.watch()
 		res, err = s.Stmt.Exec(vals)
+		w.stop()
 	}
 	return res, s.conn.done(ctx, op, s.query, err)
 }
@@ -428,7 +490,10 @@ func (t *nodeTx) Commit() error {
 		t.pass.commitSent.Store(true)
 	}
 	defer t.end()
-	return t.conn.done(context.Background(), OpCommit, "", t.Tx.Commit())
+	w := t.conn.watch()
+	err := t.Tx.Commit()
+	w.stop()
+	return t.conn.done(context.Background(), OpCommit, "", err)
 }
 
 // Rollback rolls back and gives the pass back. On a routed connection
@@ -440,7 +505,9 @@ func (t *nodeTx) Commit() error {
 // errors.Is) then still return the statement's typed error.
 func (t *nodeTx) Rollback() error {
 	defer t.end()
+	w := t.conn.watch()
 	err := t.Tx.Rollback()
+	w.stop()
 	if r := t.conn.routed; err != nil && r != nil && r.bad.Load() {
 		return nil
 	}
@@ -455,18 +522,31 @@ func (t *nodeTx) end() {
 }
 
 // nodeRows are driver rows that hold a pass until they are closed (pass
-// nil: none), and on a routed connection type the errors of reading them.
-// They forward every optional interface of go-sql-driver's rows, with
-// database/sql's defaults where the wrapped rows lack one.
+// nil: none), and on a routed connection type the errors of reading them
+// (on the pinned pool, a lost connection's: see nodeConn.pinnedLost).
+// Each read, and the Close that reads what is left, counts itself in with
+// the node's stall watch when the connection's statements do (see
+// nodeConn.watch). They forward every optional interface of
+// go-sql-driver's rows, with database/sql's defaults where the wrapped
+// rows lack one.
 type nodeRows struct {
 	driver.Rows
 	pass *pass
-	own  pass // the pass of a routed connection's rows (pass points here)
+	own  pass      // the pass of a routed connection's rows (pass points here)
+	conn *nodeConn // the connection the rows are read from
 
 	// On a routed connection: the query's context, connection and op.
 	ctx    context.Context
 	routed *routedConn
 	op     Op
+}
+
+// watch is the connection's watch (nodeConn.watch) for one read.
+func (r *nodeRows) watch() *stallDog {
+	if r.conn == nil {
+		return nil
+	}
+	return r.conn.watch()
 }
 
 var (
@@ -478,25 +558,43 @@ var (
 	_ driver.RowsColumnTypePrecisionScale   = (*nodeRows)(nil)
 )
 
-// Close closes the rows and gives the pass back.
+// Close closes the rows (the driver reads what is left of them) and gives
+// the pass back.
 func (r *nodeRows) Close() error {
 	if r.pass != nil {
 		defer r.pass.giveBack()
 	}
-	return r.Rows.Close()
+	w := r.watch()
+	err := r.Rows.Close()
+	w.stop()
+	return err
 }
 
 // Next reads the next row. On a routed connection, a row that cannot be
 // read because the connection was lost is an *OutcomeUnknownError (the
 // query ran: INSERT ... RETURNING may or may not be committed), reported
-// to the node's health, and the connection is not used again; the
-// server's own errors are returned as they are.
+// to the node's health, and the connection is not used again; on the
+// pinned pool a lost connection's error is an *OutcomeUnknownError too;
+// the server's own errors are returned as they are.
 func (r *nodeRows) Next(dest []driver.Value) error {
+	w := r.watch()
 	err := r.Rows.Next(dest)
-	if err == nil || err == io.EOF || r.routed == nil {
+	w.stop()
+	return r.readErr(err)
+}
+
+// readErr types an error of reading the rows: on a routed connection as
+// routedConn.readFailed does, on the pinned pool as nodeConn.pinnedLost.
+func (r *nodeRows) readErr(err error) error {
+	switch {
+	case err == nil || err == io.EOF:
 		return err
+	case r.routed != nil:
+		return r.routed.readFailed(r.ctx, r.op, err)
+	case r.conn != nil:
+		return r.conn.pinnedLost(r.op, err)
 	}
-	return r.routed.readFailed(r.ctx, r.op, err)
+	return err
 }
 
 // HasNextResultSet reports whether another result set follows.
@@ -514,11 +612,10 @@ func (r *nodeRows) NextResultSet() error {
 	if !ok {
 		return io.EOF
 	}
+	w := r.watch()
 	err := n.NextResultSet()
-	if err == nil || err == io.EOF || r.routed == nil {
-		return err
-	}
-	return r.routed.readFailed(r.ctx, r.op, err)
+	w.stop()
+	return r.readErr(err)
 }
 
 // ColumnTypeScanType forwards to the wrapped rows.

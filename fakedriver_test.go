@@ -26,10 +26,12 @@ type fakeServer struct {
 	execErr    error                       // returned by Exec/Query/Commit when set
 	execFn     func(ctx context.Context, query string) error
 	commitErr  error
-	readOnly   bool   // @@read_only as probes see it
-	gtid       string // @@gtid_current_pos as probes see it
-	serverID   string // @@server_id as probes see it
-	lagging    bool   // MASTER_GTID_WAIT times out
+	commitFn   func() error // runs in Commit when set (e.g. to block)
+	nextFn     func() error // runs in each Next of a query's rows when set (e.g. to block)
+	readOnly   bool         // @@read_only as probes see it
+	gtid       string       // @@gtid_current_pos as probes see it
+	serverID   string       // @@server_id as probes see it
+	lagging    bool         // MASTER_GTID_WAIT times out
 	// writes reports whether a query writes: in a read-only session such
 	// a query is refused with error 1792, as a real server does.
 	writes func(query string) bool
@@ -148,7 +150,7 @@ func (c *fakeConn) QueryContext(ctx context.Context, query string, _ []driver.Na
 		c.srv.mu.Unlock()
 		return &fakeRows{cols: []string{"ro", "gtid", "id"}, vals: []driver.Value{ro, gtid, id}}, nil
 	}
-	return &fakeRows{cols: []string{"node"}, vals: []driver.Value{c.srv.addr}}, nil
+	return &fakeRows{cols: []string{"node"}, vals: []driver.Value{c.srv.addr}, srv: c.srv}, nil
 }
 
 func (c *fakeConn) Prepare(string) (driver.Stmt, error) { return nil, errors.New("fake: no prepare") }
@@ -167,8 +169,11 @@ type fakeTx struct{ c *fakeConn }
 
 func (t *fakeTx) Commit() error {
 	t.c.srv.mu.Lock()
-	err := t.c.srv.commitErr
+	err, fn := t.c.srv.commitErr, t.c.srv.commitFn
 	t.c.srv.mu.Unlock()
+	if fn != nil && err == nil {
+		err = fn()
+	}
 	if err != nil {
 		t.c.bad = true
 		return err
@@ -185,16 +190,28 @@ func (t *fakeTx) Rollback() error {
 	return nil
 }
 
-// fakeRows returns one row.
+// fakeRows returns one row; those of a statement the fake does not know
+// (srv set) run the server's nextFn first.
 type fakeRows struct {
 	cols []string
 	vals []driver.Value
 	done bool
+	srv  *fakeServer
 }
 
 func (r *fakeRows) Columns() []string { return r.cols }
 func (r *fakeRows) Close() error      { return nil }
 func (r *fakeRows) Next(dest []driver.Value) error {
+	if r.srv != nil {
+		r.srv.mu.Lock()
+		fn := r.srv.nextFn
+		r.srv.mu.Unlock()
+		if fn != nil {
+			if err := fn(); err != nil {
+				return err
+			}
+		}
+	}
 	if r.done {
 		return io.EOF
 	}

@@ -292,8 +292,8 @@ func (n *node) setPool(inner driver.Connector, cc Settings) {
 	bc := &n.bounded
 	*bc = [3]boundedConnector{
 		{inner: inner, timeout: cc.ConnectTimeout},
-		{inner: inner, timeout: cc.ConnectTimeout},
-		{inner: inner, timeout: cc.ConnectTimeout, readOnly: true},
+		{inner: inner, timeout: cc.ConnectTimeout, node: n},
+		{inner: inner, timeout: cc.ConnectTimeout, readOnly: true, node: n},
 	}
 	n.probe.connector, n.connector, n.readConnector = &bc[0], &bc[1], &bc[2]
 	n.inner = inner
@@ -311,7 +311,7 @@ type poolSettings struct {
 // newPool opens (without connecting) the node's pool of a kind.
 func (n *node) newPool(kind poolKind) *sql.DB {
 	cc := n.poolCfg
-	bc := &boundedConnector{inner: n.inner, timeout: cc.connectTimeout, refuse: n.refuseConnect}
+	bc := &boundedConnector{inner: n.inner, timeout: cc.connectTimeout, refuse: n.refuseConnect, node: n}
 	switch kind {
 	case poolRead:
 		bc.readOnly = true
@@ -341,6 +341,7 @@ type boundedConnector struct {
 	readOnly bool
 	guard    func(ctx context.Context) (*pass, error)
 	refuse   func() error // non-nil error: fail at once, nothing sent
+	node     *node        // the connections' node, for their stall watch (nil: none, the probe's)
 }
 
 // refuseConnect returns an error when the node is Down and no call is
@@ -386,7 +387,7 @@ func (c *boundedConnector) Connect(ctx context.Context) (driver.Conn, error) {
 			return nil, &connectError{err: fmt.Errorf("making the session read-only: %w", err)}
 		}
 	}
-	return &nodeConn{Conn: conn, guard: c.guard}, nil
+	return &nodeConn{Conn: conn, guard: c.guard, node: c.node}, nil
 }
 
 func (c *boundedConnector) Driver() driver.Driver { return c.inner.Driver() }

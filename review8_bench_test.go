@@ -2,6 +2,7 @@ package dbrouter
 
 import (
 	"context"
+	"database/sql"
 	"testing"
 	"time"
 )
@@ -56,6 +57,39 @@ func BenchmarkCallOverheadProbedParallel(b *testing.B) {
 			if err := c.call(ctx, OpExec, false, false, attempt); err != nil {
 				b.Error(err)
 				return
+			}
+		}
+	})
+}
+
+// BenchmarkOpenDBFakeProbed is BenchmarkExecFake's and BenchmarkQueryFake's
+// Router.OpenDB cases with health probes on: the cost of the stall watch on
+// each statement, and each read of rows, of a routed connection.
+func BenchmarkOpenDBFakeProbed(b *testing.B) {
+	ctx := context.Background()
+	open := func(b *testing.B) *sql.DB {
+		c, _ := newFakeClusterWithProbes(b, 3, Settings{Health: HealthConfig{Interval: time.Hour, Timeout: 200 * time.Millisecond}}, nil)
+		db := sql.OpenDB(&clusterConnector{resolve: func() (*Cluster, error) { return c, nil }})
+		b.Cleanup(func() { db.Close() })
+		db.SetMaxIdleConns(DefaultMaxIdleConns)
+		return db
+	}
+	b.Run("exec", func(b *testing.B) {
+		db := open(b)
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := db.ExecContext(ctx, "INSERT INTO t (id) VALUES (?)", 1); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("query", func(b *testing.B) {
+		db := open(b)
+		b.ReportAllocs()
+		var v string
+		for b.Loop() {
+			if err := db.QueryRowContext(ctx, "SELECT @@global.gtid_current_pos").Scan(&v); err != nil {
+				b.Fatal(err)
 			}
 		}
 	})

@@ -221,9 +221,9 @@ func (c *Collector) Collect(ch chan<- prom.Metric) {
 }
 
 // labelValue returns s as a label value: Prometheus refuses label values
-// that are not valid UTF-8 (a cluster name set in a Go Config can be
-// any string), and one such value made every scrape fail; invalid bytes
-// become U+FFFD.
+// that are not valid UTF-8, and one such value made every scrape fail;
+// invalid bytes become U+FFFD. dbrouter.Open refuses such cluster names,
+// but any code may call the Collector's Observer methods.
 func labelValue(s string) string {
 	if utf8.ValidString(s) {
 		return s
