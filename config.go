@@ -297,17 +297,25 @@ func (c *Config) Clone() *Config {
 			cp.Clusters[name] = cc
 		}
 	}
-	if c.ShardMaps != nil {
-		cp.ShardMaps = make(map[string]ShardMapConfig, len(c.ShardMaps))
-		for name, smc := range c.ShardMaps {
-			smc.Ranges = maps.Clone(smc.Ranges)
-			smc.Entries = maps.Clone(smc.Entries)
-			smc.Clusters = slices.Clone(smc.Clusters)
-			smc.Params = maps.Clone(smc.Params)
-			cp.ShardMaps[name] = smc
-		}
-	}
+	cp.ShardMaps = cloneShardMaps(c.ShardMaps)
 	return &cp
+}
+
+// cloneShardMaps returns a deep copy of shard maps sm, as Clone copies
+// them; nil stays nil.
+func cloneShardMaps(sm map[string]ShardMapConfig) map[string]ShardMapConfig {
+	if sm == nil {
+		return nil
+	}
+	cp := make(map[string]ShardMapConfig, len(sm))
+	for name, smc := range sm {
+		smc.Ranges = maps.Clone(smc.Ranges)
+		smc.Entries = maps.Clone(smc.Entries)
+		smc.Clusters = slices.Clone(smc.Clusters)
+		smc.Params = maps.Clone(smc.Params)
+		cp[name] = smc
+	}
+	return cp
 }
 
 // clone returns a copy of s that shares no map or pointer with it.

@@ -39,6 +39,12 @@ type clusterPlan struct {
 	// password: it is compared, never shown.
 	driverSpec string
 	tls        *tlsPlan // nil: no TLS
+
+	// srcNodes and srcOwn are a copy of the ClusterConfig compiled, its
+	// nodes and its own settings (nil: none), kept by ParseConfig for Open
+	// to find out whether the Config changed since (see lastParsed).
+	srcNodes []string
+	srcOwn   *Settings
 }
 
 // nodePlan is one node compiled.
@@ -47,21 +53,16 @@ type nodePlan struct {
 }
 
 // newClusterPlan compiles cluster name from its effective settings, its
-// normalised node addresses, the driver configuration the nodes share
-// (without TLS; see Settings.driverConfig), its canonical text (see
+// nodes (their normalised addresses), the driver configuration the nodes
+// share (without TLS; see Settings.driverConfig), its canonical text (see
 // driverSpec) and its loaded TLS, if any. A node's own driver
 // configuration is built only when the node is (nodeDriver).
-func newClusterPlan(name string, eff Settings, addrs []string, base *mysql.Config, spec string, tp *tlsPlan) *clusterPlan {
-	cp := &clusterPlan{name: name, settings: eff, base: base, driverSpec: spec, tls: tp,
-		nodes: make([]nodePlan, len(addrs))}
-	for i, addr := range addrs {
-		cp.nodes[i] = nodePlan{addr: addr}
-	}
-	return cp
+func newClusterPlan(name string, eff Settings, nodes []nodePlan, base *mysql.Config, spec string, tp *tlsPlan) *clusterPlan {
+	return &clusterPlan{name: name, settings: eff, base: base, driverSpec: spec, tls: tp, nodes: nodes}
 }
 
 // nodeDriver returns the configuration of the connections of node i,
-// without dialer or logger, which newNode adds; the caller may change it.
+// without dialer or logger, which the node adds (lazyConnector); the caller may change it.
 func (cp *clusterPlan) nodeDriver(i int) *mysql.Config {
 	addr := cp.nodes[i].addr
 	mc := cp.base.Clone()

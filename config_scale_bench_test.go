@@ -32,7 +32,7 @@ func scaleYAML(n int, withMap bool) []byte {
 
 // BenchmarkConfigPhases measures each step of ParseConfig and Open on a
 // configuration of 10,000 clusters (scaleYAML, as bench/scale writes it
-// and with a shard map): the YAML parse, ${VAR}
+// and with a shard map): the YAML parse (parseYAML), ${VAR}
 // expansion, the type check, the decode, the compile (validation and
 // plan) and Open of the parsed Config, which compiles a copy again and
 // builds the clusters, then closes the router.
@@ -44,11 +44,11 @@ func BenchmarkConfigPhases(b *testing.B) {
 
 func benchConfigPhases(b *testing.B, data []byte) {
 	parse := func() *yaml.Node {
-		var root yaml.Node
-		if err := yaml.Unmarshal(data, &root); err != nil {
+		root, err := parseYAML(data)
+		if err != nil {
 			b.Fatal(err)
 		}
-		return &root
+		return root
 	}
 	expand := func(root *yaml.Node) map[*yaml.Node]string {
 		expanded := make(map[*yaml.Node]string)
@@ -61,7 +61,7 @@ func benchConfigPhases(b *testing.B, data []byte) {
 		return &checker{budget: checkBudget, expanded: expanded, origins: make(map[string]string),
 			seen: make(map[aliasUse]bool), hasExp: make(map[*yaml.Node]bool)}
 	}
-	b.Run("unmarshal", func(b *testing.B) {
+	b.Run("parse", func(b *testing.B) {
 		for b.Loop() {
 			parse()
 		}
@@ -118,4 +118,50 @@ func benchConfigPhases(b *testing.B, data []byte) {
 			b.StartTimer()
 		}
 	})
+}
+
+// BenchmarkParseConfig10k times ParseConfig of the file of 10,000
+// clusters of three nodes that bench/scale -parse-open writes.
+func BenchmarkParseConfig10k(b *testing.B) {
+	data := scaleYAML(10000, false)
+	for b.Loop() {
+		if _, err := ParseConfig(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkOpen10k times Open of that file just parsed, as bench/scale
+// -parse-open does (ParseConfig and Close are not timed).
+func BenchmarkOpen10k(b *testing.B) {
+	benchParseOpen(b, false)
+}
+
+// BenchmarkParseConfigOpen10k times ParseConfig and Open of that file, the
+// figure bench/scale -parse-open reports as "both" (Close is not timed).
+func BenchmarkParseConfigOpen10k(b *testing.B) {
+	benchParseOpen(b, true)
+}
+
+func benchParseOpen(b *testing.B, timeParse bool) {
+	data := scaleYAML(10000, false)
+	b.ResetTimer()
+	for range b.N {
+		if !timeParse {
+			b.StopTimer()
+		}
+		cfg, err := ParseConfig(data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.Logger = slog.New(slog.DiscardHandler)
+		b.StartTimer()
+		r, err := Open(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		r.Close()
+		b.StartTimer()
+	}
 }

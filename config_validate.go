@@ -36,7 +36,13 @@ func (c *Config) Validate() error {
 // be a secret put in the wrong field. readFile reads the TLS files
 // (os.ReadFile, except in tests that count the reads).
 func (c *Config) compile(origins map[string]string, readFile func(name string) ([]byte, error)) (*plan, error) {
-	p, err := c.compileClusters(origins, newTLSLoader(readFile))
+	return c.compileKeeping(origins, readFile, nil)
+}
+
+// compileKeeping is compile that, with src, also keeps a copy of what each
+// cluster was compiled from in its plan, for ParseConfig (see lastParsed).
+func (c *Config) compileKeeping(origins map[string]string, readFile func(name string) ([]byte, error), src *srcCopy) (*plan, error) {
+	p, err := c.compileClusters(origins, newTLSLoader(readFile), src)
 	if err != nil {
 		return nil, asWritten(err, origins)
 	}
@@ -61,7 +67,7 @@ func asWritten(err error, origins map[string]string) error {
 
 // compileClusters checks the defaults and compiles every cluster; see
 // compile for origins.
-func (c *Config) compileClusters(origins map[string]string, tlsl *tlsLoader) (*plan, error) {
+func (c *Config) compileClusters(origins map[string]string, tlsl *tlsLoader, src *srcCopy) (*plan, error) {
 	if len(c.Clusters) == 0 {
 		return nil, &ConfigError{Field: "clusters", Msg: "at least one cluster is required"}
 	}
@@ -78,7 +84,7 @@ func (c *Config) compileClusters(origins map[string]string, tlsl *tlsLoader) (*p
 	p.names = c.clusterNames()
 	var shared sharedDriver
 	for _, name := range p.names {
-		cp, err := c.compileCluster(name, origins, tlsl, &shared)
+		cp, err := c.compileCluster(name, origins, tlsl, &shared, src)
 		if err != nil {
 			return nil, err
 		}
@@ -97,7 +103,7 @@ type sharedDriver struct {
 
 // compileCluster checks cluster name and compiles it; see compile for
 // origins.
-func (c *Config) compileCluster(name string, origins map[string]string, tlsl *tlsLoader, shared *sharedDriver) (*clusterPlan, error) {
+func (c *Config) compileCluster(name string, origins map[string]string, tlsl *tlsLoader, shared *sharedDriver, src *srcCopy) (*clusterPlan, error) {
 	cc := c.Clusters[name]
 	path := "clusters." + name
 	if strings.TrimSpace(name) == "" {
@@ -109,7 +115,7 @@ func (c *Config) compileCluster(name string, origins map[string]string, tlsl *tl
 	if len(cc.Nodes) == 0 {
 		return nil, &ConfigError{Field: path + ".nodes", Msg: "at least one node is required"}
 	}
-	addrs := make([]string, len(cc.Nodes))
+	nodes := make([]nodePlan, len(cc.Nodes))
 	for i, n := range cc.Nodes {
 		addr, err := normalizeAddr(n)
 		if err != nil {
@@ -122,10 +128,10 @@ func (c *Config) compileCluster(name string, origins map[string]string, tlsl *tl
 			return nil, &ConfigError{Field: field, Value: redactUserinfo(n), Msg: msg}
 		}
 		// A cluster has a few nodes: a scan costs less than a map.
-		if j := slices.Index(addrs[:i], addr); j >= 0 {
+		if j := slices.Index(nodes[:i], nodePlan{addr: addr}); j >= 0 {
 			return nil, &ConfigError{Field: fmt.Sprintf("%s.nodes[%d]", path, i), Value: n, Msg: fmt.Sprintf("same node as %s.nodes[%d]", path, j)}
 		}
-		addrs[i] = addr
+		nodes[i] = nodePlan{addr: addr}
 	}
 	own := !reflect.ValueOf(cc.Settings).IsZero()
 	if own {
@@ -149,22 +155,28 @@ func (c *Config) compileCluster(name string, origins map[string]string, tlsl *tl
 			return nil, err
 		}
 	}
+	var cp *clusterPlan
 	if !own && shared.base != nil {
-		return newClusterPlan(name, eff, addrs, shared.base, shared.spec, tp), nil
-	}
-	base, err := eff.driverConfig()
-	if err != nil {
-		var ce *ConfigError
-		if errors.As(err, &ce) {
-			ce.Field = path + "." + ce.Field
+		cp = newClusterPlan(name, eff, nodes, shared.base, shared.spec, tp)
+	} else {
+		base, err := eff.driverConfig()
+		if err != nil {
+			var ce *ConfigError
+			if errors.As(err, &ce) {
+				ce.Field = path + "." + ce.Field
+			}
+			return nil, err
 		}
-		return nil, err
+		spec := driverSpec(base)
+		if !own {
+			shared.base, shared.spec = base, spec
+		}
+		cp = newClusterPlan(name, eff, nodes, base, spec, tp)
 	}
-	spec := driverSpec(base)
-	if !own {
-		shared.base, shared.spec = base, spec
+	if src != nil {
+		src.keep(cp, cc, own)
 	}
-	return newClusterPlan(name, eff, addrs, base, spec, tp), nil
+	return cp, nil
 }
 
 // buildShardMaps builds every shard map and checks that each cluster it

@@ -36,6 +36,44 @@ func LoadConfig(path string) (*Config, error) {
 // the error of a password quotes none of its text other than a lone
 // "${NAME}". Input with more than one YAML document is refused.
 func ParseConfig(data []byte) (*Config, error) {
+	root, err := parseYAML(data)
+	if err != nil {
+		return nil, err
+	}
+	expanded := make(map[*yaml.Node]string)
+	if err := expandNode(root, new(yamlPath), os.LookupEnv, expanded); err != nil {
+		return nil, err
+	}
+	cfg := new(Config)
+	if len(root.Content) == 0 { // empty document
+		return cfg, cfg.Validate()
+	}
+	c := &checker{budget: checkBudget, expanded: expanded, origins: make(map[string]string),
+		seen: make(map[aliasUse]bool), hasExp: make(map[*yaml.Node]bool)}
+	if err := c.check(root.Content[0], reflect.TypeFor[Config]()); err != nil {
+		return nil, err
+	}
+	if err := decodeConfig(root, cfg); err != nil {
+		// The walk above checks what Decode checks; should Decode still
+		// fail, its text may quote an expanded value: name lines only.
+		return nil, fmt.Errorf("dbrouter: config: invalid value (%s)", yamlErrorLines(err))
+	}
+	src := &srcCopy{alone: true}
+	p, err := cfg.compileKeeping(c.origins, os.ReadFile, src)
+	if err != nil {
+		return nil, err
+	}
+	keepParsed(cfg, p, src)
+	return cfg, nil
+}
+
+// parseYAML parses data into a node tree: with fastYAML when data is in
+// its subset, else with yaml.v3's Decoder, which refuses a second
+// document.
+func parseYAML(data []byte) (*yaml.Node, error) {
+	if root, ok := fastYAML(data); ok {
+		return root, nil
+	}
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil && err != io.EOF {
@@ -52,28 +90,7 @@ func ParseConfig(data []byte) (*Config, error) {
 			return nil, fmt.Errorf("dbrouter: config: more than one YAML document (the second starts at line %d): write one configuration", extra.Line)
 		}
 	}
-	expanded := make(map[*yaml.Node]string)
-	if err := expandNode(&root, new(yamlPath), os.LookupEnv, expanded); err != nil {
-		return nil, err
-	}
-	cfg := new(Config)
-	if len(root.Content) == 0 { // empty document
-		return cfg, cfg.Validate()
-	}
-	c := &checker{budget: checkBudget, expanded: expanded, origins: make(map[string]string),
-		seen: make(map[aliasUse]bool), hasExp: make(map[*yaml.Node]bool)}
-	if err := c.check(root.Content[0], reflect.TypeFor[Config]()); err != nil {
-		return nil, err
-	}
-	if err := decodeConfig(&root, cfg); err != nil {
-		// The walk above checks what Decode checks; should Decode still
-		// fail, its text may quote an expanded value: name lines only.
-		return nil, fmt.Errorf("dbrouter: config: invalid value (%s)", yamlErrorLines(err))
-	}
-	if _, err := cfg.compile(c.origins, os.ReadFile); err != nil {
-		return nil, err
-	}
-	return cfg, nil
+	return &root, nil
 }
 
 // expandNode replaces ${VAR} references in every scalar of the tree; path

@@ -47,8 +47,10 @@ type node struct {
 	// readConnector is connector with read-only sessions, for
 	// Router.OpenReadDB.
 	readConnector *boundedConnector
-	probe         probeConn
-	lazy          lazyConnector // the go-sql-driver connector (newNode); unused with newNodeWithConnector
+	// bounded holds the probe's connector, connector and readConnector.
+	bounded [3]boundedConnector
+	probe   probeConn
+	lazy    lazyConnector // the go-sql-driver connector (node.init); unused with newNodeWithConnector
 
 	// The stall check (health.go, checkStalled): one at a time per node,
 	// started at most once per stallAfter.
@@ -224,20 +226,20 @@ func (c *trackedConn) SyscallConn() (syscall.RawConn, error) {
 	return sc.SyscallConn()
 }
 
-// newNode builds node i of cluster plan cp. It does no network I/O, and
+// init makes n, a zero node, node i of cluster plan cp (newCluster
+// builds a cluster's nodes in one allocation). It does no network I/O, and
 // builds the node's go-sql-driver connector only when the node first
 // connects (lazyConnector): a router of many clusters opens fast, and a
 // node never used costs little. checkDriver, at Open, has made sure that
 // the driver accepts the cluster's configuration.
-func newNode(cp *clusterPlan, i int, cc Settings, log *slog.Logger) *node {
-	n := &node{addr: cp.nodes[i].addr}
+func (n *node) init(cp *clusterPlan, i int, cc Settings, log *slog.Logger) {
+	n.addr = cp.nodes[i].addr
 	n.lazy = lazyConnector{plan: cp, index: i, node: n, log: log}
 	n.setPool(&n.lazy, cc)
-	return n
 }
 
 // checkDriver returns the error, if any, of go-sql-driver's connector for
-// the first node of cp, as newNode would have met it: the driver
+// the first node of cp, as the node would meet it: the driver
 // configuration is the cluster's, and the only part of it that is a
 // node's own, its address, is valid.
 func checkDriver(cp *clusterPlan) error {
@@ -296,7 +298,8 @@ func newNodeWithConnector(addr string, inner driver.Connector, cc Settings) *nod
 
 func (n *node) setPool(inner driver.Connector, cc Settings) {
 	n.maxIdle = cc.MaxIdleConns
-	bc := &[3]boundedConnector{
+	bc := &n.bounded
+	*bc = [3]boundedConnector{
 		{inner: inner, timeout: cc.ConnectTimeout},
 		{inner: inner, timeout: cc.ConnectTimeout, node: n},
 		{inner: inner, timeout: cc.ConnectTimeout, readOnly: true, node: n},

@@ -55,7 +55,7 @@ func open(cfg *Config, readFile func(name string) ([]byte, error)) (*Router, err
 	if cfg == nil {
 		return nil, errors.New("dbrouter: Open: nil *Config")
 	}
-	p, err := cfg.Clone().compile(nil, readFile)
+	p, err := compileForOpen(cfg, readFile)
 	if err != nil {
 		return nil, err
 	}
@@ -72,6 +72,28 @@ func open(cfg *Config, readFile func(name string) ([]byte, error)) (*Router, err
 	}
 	r.table.Store(t)
 	return r, nil
+}
+
+// compileForOpen compiles a copy of cfg, or, when cfg is as ParseConfig
+// returned it, compiles a copy of its shard maps only and takes its
+// cluster plans from ParseConfig (see lastParsed).
+func compileForOpen(cfg *Config, readFile func(name string) ([]byte, error)) (*plan, error) {
+	p := parsedPlan(cfg)
+	if p == nil {
+		return cfg.Clone().compile(nil, readFile)
+	}
+	// What compile would give for this copy: its clusters compiled as
+	// ParseConfig compiled them, its shard maps built here.
+	cp := &Config{Clusters: cfg.Clusters, ShardMaps: cloneShardMaps(cfg.ShardMaps),
+		Logger: cfg.Logger, OnEvent: cfg.OnEvent, WriterSource: cfg.WriterSource, Observer: cfg.Observer}
+	var err error
+	if p.maps, err = cp.buildShardMaps(); err != nil {
+		return nil, err
+	}
+	p.mapNames = sortedKeys(p.maps)
+	cp.Clusters = nil // cfg's, read only during the call
+	p.cfg = cp
+	return p, nil
 }
 
 // buildTable builds the routing table for p, reusing the clusters of old
@@ -140,8 +162,10 @@ type driverKey struct {
 func newCluster(cp *clusterPlan, log *slog.Logger, events *dispatcher, source WriterSource, obs Observer, probes *probeScheduler) *Cluster {
 	c := &Cluster{name: cp.name, settings: cp.settings, log: log.With("cluster", cp.name), events: events, source: source, observer: obs, sched: probes}
 	c.nodes = make([]*node, len(cp.nodes))
+	nodes := make([]node, len(cp.nodes)) // one allocation for all
 	for i := range cp.nodes {
-		c.nodes[i] = newNode(cp, i, cp.settings, c.log)
+		nodes[i].init(cp, i, cp.settings, c.log)
+		c.nodes[i] = &nodes[i]
 	}
 	c.initHealth()
 	return c

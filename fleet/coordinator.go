@@ -63,7 +63,8 @@ const (
 	// on — unless the decider made the old writer read-only on its way out
 	// (Options.Demote). A writer that fails meanwhile is not replaced:
 	// writes fail until etcd is back. A cluster that had no decision yet
-	// stays with the local rule. It is the default.
+	// (none published, or none read: etcd down since the router started)
+	// is on the local rule. It is the default.
 	KeepLastDecision EtcdLostPolicy = iota
 
 	// LocalDecisions hands every cluster back to the router's local rule
@@ -465,8 +466,18 @@ func sessionContext(ctx context.Context, sess *concurrency.Session) (context.Con
 // the view in the background, without waiting for etcd (with etcd
 // unreachable the view goes with the lease). A later Watch of the same cluster name (a Reload that rebuilt
 // the cluster) takes over publishing the view; the earlier one still
-// follows decisions until stopped. After Close, Watch does nothing. A
-// cluster name that cannot name etcd keys unchanged (with an empty, "." or
+// follows decisions until stopped. After Close, Watch does nothing.
+//
+// Watch first refuses the cluster's writes (not sent: a
+// *dbrouter.NoNodeError matching dbrouter.ErrNotSent; reads go on) until
+// the first read of the cluster's writer key: that read hands the cluster
+// the fleet's writer, or, when the fleet has decided none yet, the local
+// rule. Without etcd, the refusal lasts until the EtcdLost policy applies
+// (about one LeaseTTL after New, or after the last session ended): under
+// KeepLastDecision and LocalDecisions the local rule then applies (there
+// is no last decision), under RefuseWrites writes stay refused.
+//
+// A cluster name that cannot name etcd keys unchanged (with an empty, "." or
 // ".." path segment, or a leading or trailing "/") is not watched: its
 // cluster refuses writes, with a cause that says so.
 func (c *Coordinator) Watch(cluster string, nodes []string, sink dbrouter.WriterSink) (stop func()) {
@@ -479,6 +490,19 @@ func (c *Coordinator) Watch(cluster string, nodes []string, sink dbrouter.Writer
 			c.log.Error("fleet: refusal not applied", "cluster", cluster, "err", err)
 		}
 		return func() {}
+	}
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return func() {}
+	}
+	// Until the first read of the writer key (or the EtcdLost policy),
+	// the fleet's word is unknown: the local rule could pick a writer the
+	// fleet moved off (a healthy old writer, not demoted). Refuse writes
+	// (not sent; reads go on) before the watch can decide anything else.
+	if err := sink.Decide(dbrouter.WriterDecision{Refuse: true, Cause: startCause}); err != nil {
+		c.log.Error("fleet: start-up refusal not applied", "cluster", cluster, "err", err)
 	}
 	c.mu.Lock()
 	if c.closed {
@@ -503,6 +527,9 @@ func (c *Coordinator) Watch(cluster string, nodes []string, sink dbrouter.Writer
 	var once sync.Once
 	return func() { once.Do(w.stop) }
 }
+
+// startCause is the cause of the refusal a watched cluster starts with.
+const startCause = "fleet: the writer decision has not been read from etcd yet: writes refused until it is (or until the EtcdLost policy applies)"
 
 // keySafe reports whether a cluster name survives path.Join unchanged
 // as a key segment (a "/" inside is fine: "eu/customers").

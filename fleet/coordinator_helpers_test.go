@@ -193,6 +193,13 @@ func (s *fakeSink) last() (dbrouter.WriterDecision, bool) {
 	return s.decisions[len(s.decisions)-1], true
 }
 
+// all returns the decisions applied, in order.
+func (s *fakeSink) all() []dbrouter.WriterDecision {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.decisions)
+}
+
 // count returns how many decisions were applied.
 func (s *fakeSink) count() int {
 	s.mu.Lock()

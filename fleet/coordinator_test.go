@@ -141,8 +141,12 @@ func TestDecisionsDelivered(t *testing.T) {
 	r.sink.mu.Lock()
 	got := slices.Clone(r.sink.decisions)
 	r.sink.mu.Unlock()
+	// Before the first read, writes are refused (the start-up refusal).
+	if len(got) == 0 || !got[0].Refuse || got[0].Cause != startCause {
+		t.Fatalf("decisions applied %+v, want the start-up refusal first", got)
+	}
 	var seq []string
-	for _, d := range got {
+	for _, d := range got[1:] {
 		seq = append(seq, d.Writer)
 		if !strings.Contains(d.Cause, "fleet decision of operator: test") {
 			t.Errorf("cause %q", d.Cause)

@@ -27,9 +27,10 @@ type watch struct {
 	cancel  context.CancelFunc
 	done    chan struct{} // closed when run has returned
 
-	mu    sync.Mutex // serialises what is handed to sink.Decide
-	gen   uint64     // the session whose decisions may be applied; 0: none
-	epoch uint64     // of the last decision applied
+	mu      sync.Mutex // serialises what is handed to sink.Decide
+	gen     uint64     // the session whose decisions may be applied; 0: none
+	epoch   uint64     // of the last decision applied
+	decided bool       // a decision read from etcd has been applied
 
 	drains    map[string]bool // nodes followDrains drained (drain.go); its goroutine only
 	reconcile bool            // followDrains has yet to undrain the nodes no key names; likewise
@@ -89,6 +90,9 @@ func (w *watch) follow(sess *concurrency.Session, gen uint64) {
 		for _, kv := range resp.Kvs {
 			w.apply(gen, kv.Value)
 		}
+		if len(resp.Kvs) == 0 {
+			w.noDecision(gen)
+		}
 		// From the revision read on: every later change, in order. The
 		// channel closes (or reports an error) on compaction, a lost etcd
 		// leader or the end of ctx: read again, then watch again.
@@ -143,6 +147,25 @@ func (w *watch) apply(gen uint64, value []byte) {
 		return
 	}
 	w.epoch = max(w.epoch, d.Epoch)
+	w.decided = true
+}
+
+// noDecision handles a read of the writer key that found none. While no
+// decision was ever applied, the fleet has not decided the cluster's
+// writer yet: the read ends the start-up refusal (Watch), or an EtcdLost
+// refusal, and the local rule applies until the first decision. Once a
+// decision was applied, it changes nothing (a deleted key keeps the last
+// decision applied).
+func (w *watch) noDecision(gen uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.gen != gen || gen == 0 || w.decided {
+		return
+	}
+	d := dbrouter.WriterDecision{Epoch: w.epoch, Cause: "fleet: no writer decision published yet: local rule"}
+	if err := w.sink.Decide(d); err != nil {
+		w.c.log.Error("fleet: start-up refusal not ended", "cluster", w.cluster, "err", err)
+	}
 }
 
 func (w *watch) lastEpoch() uint64 {
@@ -152,7 +175,9 @@ func (w *watch) lastEpoch() uint64 {
 }
 
 // applyLost applies the coordinator's EtcdLost policy to the cluster; no
-// decision read before is applied after it.
+// decision read before is applied after it. It ends the start-up refusal
+// (Watch) of a cluster that never had the fleet's word: under
+// KeepLastDecision, with no last decision, the local rule applies.
 func (w *watch) applyLost() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -165,7 +190,12 @@ func (w *watch) applyLost() {
 	case RefuseWrites:
 		d = dbrouter.WriterDecision{Epoch: w.epoch, Refuse: true, Cause: why + ": writes refused"}
 	default:
-		return // KeepLastDecision: nothing changes
+		if w.decided {
+			return // KeepLastDecision: nothing changes
+		}
+		// No decision was ever read (etcd down since the start): there is
+		// no last decision to keep, only the start-up refusal.
+		d = dbrouter.WriterDecision{Epoch: w.epoch, Cause: why + ": no writer decision read yet: local rule"}
 	}
 	if err := w.sink.Decide(d); err != nil {
 		w.c.log.Error("fleet: EtcdLost policy not applied", "cluster", w.cluster, "policy", w.c.opts.EtcdLost.String(), "err", err)

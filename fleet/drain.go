@@ -168,6 +168,7 @@ func WaitDrained(ctx context.Context, cli *clientv3.Client, prefix, cluster, nod
 		return DrainState{}, err
 	}
 	prefix = cleanPrefix(prefix)
+	var last DrainState // of the last read that succeeded: what ctx's end reports
 	for {
 		var st DrainState
 		resp, err := cli.Txn(ctx).Then(
@@ -190,9 +191,11 @@ func WaitDrained(ctx context.Context, cli *clientv3.Client, prefix, cluster, nod
 			if st.Done(node) {
 				return st, nil
 			}
+			last = st
 		}
 		if !sleepCtx(ctx, 50*time.Millisecond) {
-			return st, ctx.Err()
+			// Not st: a read cut short by ctx's end knows nothing.
+			return last, ctx.Err()
 		}
 	}
 }

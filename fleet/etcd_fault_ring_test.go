@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dbrouter/dbrouter"
+	"github.com/dbrouter/dbrouter/ringtest"
 )
 
 // Faults of etcd itself under a fleet writing on a real ring: the etcd
@@ -277,4 +278,77 @@ func TestRingEtcdOutage(t *testing.T) {
 	}
 	rows, lostRows, doubled := checkRows(t, f.ring.AdminDB(0), load)
 	t.Logf("%d rows on the writer, %d acknowledged writes lost, %d doubled", rows, lostRows, doubled)
+}
+
+// TestRingStartWithEtcdDown: a real router that opens with its
+// coordinator's etcd down refuses writes — not sent, a *dbrouter.NoNodeError
+// matching ErrNotSent and ErrNoNode, as under RefuseWrites — for about a
+// lease, while reads go on; then its EtcdLost policy (KeepLastDecision,
+// with no decision to keep: the local rule) lets writes through. Once etcd
+// is back, the fleet decides and the router follows.
+func TestRingStartWithEtcdDown(t *testing.T) {
+	ring := ringtest.New(t, ringtest.Options{Nodes: 2, Password: ringPassword}).Ring(0)
+	te := startEtcd(t)
+	te.crash()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	const pfx = "/ring-start-down/"
+	c, err := New(newClient(t, te.endpoints[0]), Options{Prefix: pfx, RouterID: "r1", LeaseTTL: testTTL, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	start := time.Now()
+	r, err := dbrouter.Open(&dbrouter.Config{
+		Defaults:     dbrouter.Settings{User: "app", Password: ringPassword, Database: "ringtest"},
+		Clusters:     map[string]dbrouter.ClusterConfig{"ring": {Nodes: ring.Addrs()}},
+		WriterSource: c,
+		Logger:       testLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	cl, err := r.Cluster("ring")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func() error {
+		_, err := cl.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS s (x INT)")
+		return err
+	}
+	err = write()
+	if !errors.Is(err, dbrouter.ErrNotSent) || !errors.Is(err, dbrouter.ErrNoNode) || !strings.Contains(err.Error(), "not been read from etcd") {
+		t.Fatalf("first write with etcd down: %v, want refused (ErrNotSent, ErrNoNode) until the decision is read", err)
+	}
+	var id int
+	if err := cl.QueryRowContext(ctx, "SELECT @@server_id").Scan(&id); err != nil {
+		t.Errorf("read while writes are refused: %v", err)
+	}
+	refused := 1
+	for err != nil {
+		if !errors.Is(err, dbrouter.ErrNotSent) {
+			t.Fatalf("write %v after the start: %v, want refused (not sent) or done", time.Since(start).Round(time.Millisecond), err)
+		}
+		if time.Since(start) > testTTL+10*time.Second {
+			t.Fatalf("writes still refused %v after the start (lease %v)", time.Since(start).Round(time.Millisecond), testTTL)
+		}
+		time.Sleep(tick)
+		refused++
+		err = write()
+	}
+	open := time.Since(start)
+	t.Logf("writes refused (not sent) for %v after Open with etcd down (%d attempts), then the local rule (lease %v)", open.Round(time.Millisecond), refused, testTTL)
+	if open < testTTL-100*time.Millisecond || open > testTTL+5*time.Second {
+		t.Errorf("writes refused for %v, want about one lease (%v)", open.Round(time.Millisecond), testTTL)
+	}
+	te.restart()
+	cli := newClient(t, te.endpoints[0])
+	eventually(t, "the fleet's first decision, followed", func() bool {
+		var d Decision
+		return getJSON(t, cli, WriterKey(pfx, "ring"), &d) && d.Epoch == 1 && cl.Stats().Writer == d.Writer
+	})
+	if err := write(); err != nil {
+		t.Errorf("write on the fleet's decision: %v", err)
+	}
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/dbrouter/dbrouter"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dbrouter/dbrouter"
 )
 
 // TestReview9ConcurrentSwitchoversExclusive: while one SwitchoverWith of a
@@ -196,18 +198,111 @@ func TestReview9UndoLeavesMovedWriter(t *testing.T) {
 	t.Logf("%v", err)
 }
 
-// TestReview9DemoteTimeoutKillsPendingReadOnly names a defect found by
-// reading, fixed in sqlHooks.exec but not proven here: SQLHooks' Demote
-// (SET GLOBAL read_only = ON) waiting beyond DemoteTimeout for a long
-// transaction on the old writer ended only the client's side; the server
-// kept waiting and set read_only once the transaction ended — after the
-// switchover was refused and Promote had run — leaving the writer
-// read-only with no switchover. exec now bounds the wait on the server
-// (lock_wait_timeout) and sends KILL QUERY when ctx ends. Proving it needs
-// a real server with a transaction open (a ring test), which this review
-// could not run (the machine's CI was timing-sensitive).
+// Defect (found by reading, proven here on a ring): SQLHooks' Demote
+// (SET GLOBAL read_only = ON) waiting beyond DemoteTimeout for a lock on
+// the old writer ended only the client's side; the server kept waiting
+// and set read_only once the lock went — after the switchover was refused
+// and Promote had run — leaving the writer read-only with no switchover
+// (the fleet's routers then see it read-only, and the decider moves the
+// writer off it). Checked by hand on MariaDB 10.11 before the fix: with
+// LOCK TABLES t WRITE held in one session, a SET GLOBAL read_only = ON
+// whose client gave up after 300 ms took effect when UNLOCK TABLES came,
+// 500 ms later. An idle transaction with uncommitted writes does not make
+// it wait there (read_only is set at once); a table locked, or a writing
+// statement still running, does. exec now bounds the wait on the server
+// (lock_wait_timeout) and sends KILL QUERY when its ctx ends.
 func TestReview9DemoteTimeoutKillsPendingReadOnly(t *testing.T) {
-	t.Skip("defect: Demote's SET GLOBAL read_only = ON outlived DemoteTimeout on the server; fix in sqlHooks.exec (lock_wait_timeout + KILL QUERY) needs a real-ring test: open a transaction on the writer, SwitchoverWith with DemoteTimeout 300ms, end the transaction, assert read_only stays OFF")
+	f := startFleetRing(t, ringOptions{})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	for _, q := range []string{
+		fmt.Sprintf("CREATE USER IF NOT EXISTS 'swadmin'@'%%' IDENTIFIED BY '%s'", ringPassword),
+		"GRANT ALL PRIVILEGES ON *.* TO 'swadmin'@'%'",
+	} {
+		if _, err := f.ring.AdminDB(0).ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := f.ring.WaitConverged(ctx); err != nil {
+		t.Fatal(err)
+	}
+	readOnly := func() int {
+		t.Helper()
+		var ro int
+		if err := f.ring.AdminDB(0).QueryRowContext(ctx, "SELECT @@global.read_only").Scan(&ro); err != nil {
+			t.Fatal(err)
+		}
+		return ro
+	}
+	// A transaction on the old writer that holds table t locked, with a
+	// write not committed: what SET GLOBAL read_only = ON waits for.
+	lock, err := f.ring.AdminDB(0).Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	for _, q := range []string{
+		"SET SESSION autocommit = 0",
+		"LOCK TABLES ringtest.t WRITE",
+		"INSERT INTO ringtest.t (router, tag, server) VALUES ('test', 'locked', @@server_id)",
+	} {
+		if _, err := lock.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	locked := true
+	unlock := func() {
+		if locked {
+			locked = false
+			for _, q := range []string{"COMMIT", "UNLOCK TABLES"} {
+				if _, err := lock.ExecContext(ctx, q); err != nil {
+					t.Errorf("%s: %v", q, err)
+				}
+			}
+		}
+	}
+	defer unlock()
+	hooks, err := SQLHooks(&dbrouter.Config{
+		Defaults: dbrouter.Settings{User: "swadmin", Password: ringPassword},
+		Clusters: map[string]dbrouter.ClusterConfig{"ring": {Nodes: f.addrs}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooks.DemoteTimeout = 300 * time.Millisecond
+	var before Decision
+	getJSON(t, f.cl, WriterKey(f.prefix, "ring"), &before)
+	start := time.Now()
+	_, err = SwitchoverWith(ctx, f.cl, f.prefix, "ring", f.addrs[1], "test", hooks)
+	t.Logf("refused after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	if !errors.Is(err, ErrSwitchoverRefused) || !strings.Contains(err.Error(), "making the writer") || !strings.Contains(err.Error(), "is writable again") {
+		t.Fatalf("err = %v, want refused: making the writer read-only failed, writable again", err)
+	}
+	if ro := readOnly(); ro != 0 {
+		t.Fatalf("node 0 read_only = %d right after the refusal, want 0", ro)
+	}
+	// The lock goes well within the server's own bound (lock_wait_timeout,
+	// 1 s here): only KILL QUERY stops the statement before it.
+	unlock()
+	released := time.Now()
+	time.Sleep(time.Second)
+	if ro := readOnly(); ro != 0 {
+		t.Errorf("node 0 read_only = %d one second after the lock went (%v after the refusal): the refused Demote took effect", ro, released.Sub(start).Round(time.Millisecond))
+	}
+	var after Decision
+	getJSON(t, f.cl, WriterKey(f.prefix, "ring"), &after)
+	if after.Writer != f.addrs[0] || after.Epoch != before.Epoch {
+		t.Errorf("decision %+v after the refused switchover, want %+v (node 0)", after, before)
+	}
+	var n int
+	if err := f.ring.AdminDB(0).QueryRowContext(ctx, "SELECT COUNT(*) FROM ringtest.t WHERE tag = 'locked'").Scan(&n); err != nil || n != 1 {
+		t.Errorf("the locked transaction's write: %d rows (%v), want 1", n, err)
+	}
+	for _, r := range f.routers {
+		if _, err := r.cluster.ExecContext(ctx, "INSERT INTO t (router, server) VALUES (?, @@server_id)", r.user); err != nil {
+			t.Errorf("%s: write after the refusal: %v", r.user, err)
+		}
+	}
 }
 
 // TestReview9PlainSwitchoverWaitsForFenced: a plain Switchover while a

@@ -398,19 +398,16 @@ func TestReviewDecisionForUnknownNodeRefusesWrites(t *testing.T) {
 	eventually(t, "n1 at epoch 3", func() bool { return s.has(n1, 3) })
 }
 
-// Defect (not fixed: skipped): between Watch and the first read of the
-// writer key — the coordinator's first session (a lease grant, its
-// keepalive, the presence put) and a get — a router that starts while
-// etcd is reachable has no decision and routes writes by its local rule:
-// if the fleet moved the writer earlier and the old writer is back and
-// writable (no Demote), the new process can write there, beside the
-// fleet's writer, for those first milliseconds. Expected: a watched
-// cluster refuses writes (not sent) until the first read says either
-// the fleet's writer or "no decision yet" (then the local rule). That
-// changes what a router does at start with etcd down (writes refused for
-// about a lease, then the EtcdLost policy), so it is left to the lead.
+// Defect: between Watch and the first read of the writer key — the
+// coordinator's first session (a lease grant, its keepalive, the presence
+// put) and a get — a router that started while etcd was reachable had no
+// decision and routed writes by its local rule: if the fleet had moved the
+// writer earlier and the old writer was back and writable (no Demote), the
+// new process could write there, beside the fleet's writer, for those
+// first milliseconds. Expected: a watched cluster refuses writes (not
+// sent) until the first read says either the fleet's writer or "no
+// decision yet" (then the local rule).
 func TestReviewNoLocalWritesBeforeFirstRead(t *testing.T) {
-	t.Skip("defect: a router starting with etcd reachable routes writes by its local rule until the first read of the writer key (see the comment); not fixed")
 	t.Parallel()
 	te := startEtcd(t)
 	cl := newClient(t, te.endpoints[0])
@@ -429,6 +426,86 @@ func TestReviewNoLocalWritesBeforeFirstRead(t *testing.T) {
 	defer stop()
 	if d, ok := s.last(); !ok || !(d.Refuse || d.Writer == n1) {
 		t.Fatalf("right after Watch: decision %+v (applied %v): the cluster is on its local rule", d, ok)
+	}
+	eventually(t, "the fleet's writer n1 at epoch 2", func() bool { return s.has(n1, 2) })
+	if ds := s.all(); len(ds) != 2 || !ds[0].Refuse || ds[0].Epoch != 0 {
+		t.Errorf("decisions applied %+v, want the start-up refusal then n1", ds)
+	}
+
+	// No decision yet (cluster d): the refusal, then the local rule, until
+	// the fleet's first decision.
+	s2 := &fakeSink{}
+	s2.set("", healthy("0-1-1", "0-1-1", "0-1-1")...)
+	stop2 := c.Watch("d", testNodes, s2)
+	defer stop2()
+	if d, ok := s2.last(); !ok || !d.Refuse || d.Writer != "" {
+		t.Fatalf("right after Watch of a cluster with no decision: %+v (applied %v), want writes refused", d, ok)
+	}
+	eventually(t, "the first decision of d", func() bool { return s2.has(n0, 1) })
+	if ds := s2.all(); len(ds) < 3 || !ds[0].Refuse || ds[1].Refuse || ds[1].Writer != "" || !strings.Contains(ds[1].Cause, "no writer decision") {
+		t.Errorf("decisions applied %+v, want the start-up refusal, the local rule (no decision yet), then n0", ds)
+	}
+}
+
+// TestReviewStartWithEtcdDown: a router that starts while etcd is down
+// refuses writes (not sent) until its EtcdLost policy applies — about one
+// lease, as for a router that lost etcd later — and then does what the
+// policy says with no decision read: KeepLastDecision and LocalDecisions
+// the local rule, RefuseWrites writes still refused. Once etcd is back, it
+// follows the fleet's decision.
+func TestReviewStartWithEtcdDown(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		policy EtcdLostPolicy
+		refuse bool // writes refused once the policy applies
+	}{
+		{KeepLastDecision, false},
+		{LocalDecisions, false},
+		{RefuseWrites, true},
+	} {
+		t.Run(tc.policy.String(), func(t *testing.T) {
+			t.Parallel()
+			te := startEtcd(t)
+			cl := newClient(t, te.endpoints[0])
+			const pfx = "/review-start-down/"
+			if _, err := cl.Put(context.Background(), WriterKey(pfx, "c"), mustJSON(t, Decision{Writer: n1, Epoch: 2, Decider: "old", Cause: "test"})); err != nil {
+				t.Fatal(err)
+			}
+			te.crash()
+			start := time.Now()
+			c, err := New(newClient(t, te.endpoints[0]), Options{Prefix: pfx, RouterID: "fresh", LeaseTTL: testTTL, EtcdLost: tc.policy, Logger: testLogger(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			s := &fakeSink{}
+			s.set("", healthy("0-1-1", "0-1-1", "0-1-1")...)
+			stop := c.Watch("c", testNodes, s)
+			defer stop()
+			if d, ok := s.last(); !ok || !d.Refuse || d.Writer != "" {
+				t.Fatalf("right after Watch with etcd down: %+v (applied %v), want writes refused", d, ok)
+			}
+			eventually(t, "the EtcdLost policy", func() bool {
+				d, _ := s.last()
+				return strings.Contains(d.Cause, "etcd unreachable")
+			})
+			applied := time.Since(start)
+			t.Logf("policy %s applied %v after New with etcd down (lease %v)", tc.policy, applied.Round(time.Millisecond), testTTL)
+			ds := s.all()
+			if len(ds) != 2 || !ds[0].Refuse {
+				t.Fatalf("decisions applied %+v, want the start-up refusal, then the policy", ds)
+			}
+			if d := ds[1]; d.Refuse != tc.refuse || d.Writer != "" {
+				t.Errorf("policy %s with no decision read: %+v, want refuse=%v and no writer", tc.policy, d, tc.refuse)
+			}
+			// Writes were refused for about a lease: not less than one
+			// (the policy waits that long), not much more.
+			if applied < testTTL-100*time.Millisecond || applied > testTTL+5*time.Second {
+				t.Errorf("policy applied %v after New, want about one lease (%v)", applied.Round(time.Millisecond), testTTL)
+			}
+			te.restart()
+			eventually(t, "the fleet's writer n1 once etcd is back", func() bool { return s.has(n1, 2) })
+		})
 	}
 }
 

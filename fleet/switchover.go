@@ -49,7 +49,8 @@ func Switchover(ctx context.Context, cli *clientv3.Client, prefix, cluster, to, 
 const DefaultSwitchoverCatchUpTimeout = 5 * time.Second
 
 // DefaultSwitchoverDemoteTimeout bounds, by default, SwitchoverOptions.Demote
-// (SET GLOBAL read_only waits for the transactions open on the node).
+// (SET GLOBAL read_only waits for the tables locked and the writing
+// statements running on the node).
 const DefaultSwitchoverDemoteTimeout = 5 * time.Second
 
 // SwitchoverOptions adds to a fleet switchover (SwitchoverWith) the steps
@@ -104,8 +105,9 @@ type SwitchoverOptions struct {
 // the hooks run it holds the cluster's SwitchoverKey under a lease, so
 // that the decider, seeing the writer read-only, leaves it to the
 // switchover (if the caller never finishes, the lease ends a few seconds
-// after the longest the steps may take: twice DemoteTimeout, plus
-// CatchUpTimeout, plus 5 s). The key is created only if absent: while
+// after the longest the steps may take: twice DemoteTimeout and twice
+// the 2 s SQLHooks may take beyond it to kill a statement that outlived
+// it, plus CatchUpTimeout, plus 5 s). The key is created only if absent: while
 // another SwitchoverWith of the cluster holds it, this one is refused
 // before any hook runs.
 //
@@ -297,8 +299,9 @@ func holdSwitchover(ctx context.Context, cli *clientv3.Client, prefix, cluster s
 		bound = DefaultSwitchoverCatchUpTimeout
 	}
 	// Demote, CatchUp, and on a refusal Promote and the wait for the
-	// views, with a few seconds to spare.
-	ttl := int64((2*demoteBound(opts)+bound+undoSettle)/time.Second) + 5
+	// views, with a few seconds to spare; SQLHooks' Demote and Promote may
+	// each outlast DemoteTimeout by killBound (killConn).
+	ttl := int64((2*(demoteBound(opts)+killBound)+bound+undoSettle)/time.Second) + 5
 	lease, err := cli.Grant(ctx, ttl)
 	if err != nil {
 		return nil, err

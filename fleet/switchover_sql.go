@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dbrouter/dbrouter"
+	"github.com/go-sql-driver/mysql"
 )
 
 // SQLHooks returns the Demote, Promote and CatchUp hooks of a fleet
@@ -20,10 +22,16 @@ import (
 // with the credentials, TLS and parameters that cfg gives its cluster:
 //
 //   - Demote runs SET GLOBAL read_only = ON on the old writer. The server
-//     makes it wait for the transactions open there to end (and for
-//     tables locked by them), so a long transaction makes the switchover
-//     wait, up to DemoteTimeout, then refused. The account needs the SUPER
-//     or READ_ONLY ADMIN privilege.
+//     makes it wait for the tables locked there (LOCK TABLES) and the
+//     writing statements running there to end (on MariaDB 10.11 an idle
+//     transaction with uncommitted writes does not hold it), so a long
+//     one makes the switchover wait, up to DemoteTimeout, then refused.
+//     The wait is bounded on the server too: lock_wait_timeout (the
+//     seconds left, rounded up), and when DemoteTimeout ends the
+//     connection is killed (KILL CONNECTION) and the hook returns only
+//     once the server no longer lists it, so that a refused Demote cannot
+//     take effect later. The account needs the SUPER or READ_ONLY ADMIN
+//     privilege.
 //   - Promote runs SET GLOBAL read_only = OFF.
 //   - CatchUp reads the old writer's position (@@gtid_current_pos on
 //     MariaDB, @@gtid_executed on MySQL), then waits on the target with
@@ -104,12 +112,14 @@ func (h *sqlHooks) exec(ctx context.Context, cluster, addr, query string) error 
 		return fmt.Errorf("%s on %s: %w", query, addr, err)
 	}
 	defer conn.Close()
-	// SET GLOBAL read_only = ON waits for the transactions open on the
-	// node. Ending the call (ctx) closes the client's connection but not
-	// the server's wait: the statement would still take effect once they
-	// end, after the switchover was refused and Promote had run, leaving
-	// the writer read-only. The server's own bound (lock_wait_timeout) and
-	// a KILL QUERY when ctx ends stop it.
+	// SET GLOBAL read_only = ON waits for the tables locked and the
+	// writing statements running on the node. Ending the call (ctx)
+	// closes the client's connection but not the server's wait: the
+	// statement would still take effect once they end, after the
+	// switchover was refused and Promote had run, leaving the writer
+	// read-only (TestReview9DemoteTimeoutKillsPendingReadOnly). The
+	// server's own bound (lock_wait_timeout) and, when ctx ends, killing
+	// the connection stop it.
 	var id int64
 	if err := conn.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&id); err != nil {
 		return fmt.Errorf("%s on %s: %w", query, addr, err)
@@ -122,17 +132,52 @@ func (h *sqlHooks) exec(ctx context.Context, cluster, addr, query string) error 
 	}
 	if _, err := conn.ExecContext(ctx, query); err != nil {
 		if ctx.Err() != nil {
-			kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			_, kerr := db.ExecContext(kctx, fmt.Sprintf("KILL QUERY %d", id))
-			cancel()
-			if kerr != nil {
-				return fmt.Errorf("%s on %s: %w (and KILL QUERY %d failed, the statement may still take effect: %v)", query, addr, err, id, kerr)
+			if kerr := killConn(context.WithoutCancel(ctx), db, id); kerr != nil {
+				return fmt.Errorf("%s on %s: %w (and %v: the statement may still take effect)", query, addr, err, kerr)
 			}
 		}
 		return fmt.Errorf("%s on %s: %w", query, addr, err)
 	}
 	return nil
 }
+
+// killBound bounds killConn.
+const killBound = 2 * time.Second
+
+// killConn ends the server's connection id, whose client gave up on a
+// statement, and waits, within killBound, until the server no longer
+// lists it: only then can the statement no longer take effect. KILL
+// CONNECTION, not KILL QUERY: the statement may not have started when the
+// client gave up (sent, not yet read by the server), and KILL QUERY on an
+// idle connection does nothing. A connection the server has already ended
+// ("Unknown thread id") is what is wanted.
+func killConn(ctx context.Context, db *sql.DB, id int64) error {
+	ctx, cancel := context.WithTimeout(ctx, killBound)
+	defer cancel()
+	var me *mysql.MySQLError
+	if _, err := db.ExecContext(ctx, fmt.Sprintf("KILL CONNECTION %d", id)); err != nil && !(errors.As(err, &me) && me.Number == errUnknownThread) {
+		return fmt.Errorf("KILL CONNECTION %d failed: %w", id, err)
+	}
+	for {
+		var n int
+		err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = ?", id).Scan(&n)
+		switch {
+		case err != nil:
+			return fmt.Errorf("connection %d killed, but not seen gone: %w", id, err)
+		case n == 0:
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("connection %d killed, but still listed by the server after %v", id, killBound)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// errUnknownThread is the server's error number for a KILL of a
+// connection it does not have (ER_NO_SUCH_THREAD).
+const errUnknownThread = 1094
 
 // catchUp waits, within ctx, until node to holds node from's position.
 func (h *sqlHooks) catchUp(ctx context.Context, cluster, from, to string) error {

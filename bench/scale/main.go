@@ -8,6 +8,7 @@
 //
 //	go run ./bench/scale
 //	go run ./bench/scale -clusters 1000 -nodes 3 -probe-for 10s -json bench/out/scale.json
+//	go run ./bench/scale -parse-open-only -parse-open 1000,10000,20000 -parse-open-cpuprofile /tmp/po.prof
 //
 // The router starts a cluster's probers on its first use, so the program
 // reports the process right after Open (nothing started), then touches every
@@ -46,23 +47,42 @@ func main() {
 		cpuProf  = flag.String("cpuprofile", "", "with -up: write a CPU profile of the probing with every node up to this file")
 		up       = flag.Int("up", 0, "also measure probing with every node up: this many clusters, each of the same 3 live MariaDB servers (ringtest), in use for -probe-for (0: skip)")
 		sizes    = flag.String("parse-open", "1000,10000,20000", "cluster counts at which to time ParseConfig + Open of a YAML file (\"\": skip)")
+		poOnly   = flag.Bool("parse-open-only", false, "time only ParseConfig + Open (-parse-open), not Open and probing (-clusters, -up); no -json")
+		poProf   = flag.String("parse-open-cpuprofile", "", "write a CPU profile of the -parse-open runs to this file")
 	)
 	flag.Parse()
+	if *poOnly && *jsonPath != "" {
+		fmt.Fprintln(os.Stderr, "bench/scale: -parse-open-only writes no -json: the results would be partial")
+		os.Exit(2)
+	}
 	args := []string{"go run ./bench/scale"}
 	args = append(args, os.Args[1:]...)
-	res, err := run(*clusters, *nodes, *opens, *probeFor)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench/scale:", err)
-		os.Exit(1)
+	var res results.Scale
+	if !*poOnly {
+		var err error
+		if res, err = run(*clusters, *nodes, *opens, *probeFor); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/scale:", err)
+			os.Exit(1)
+		}
 	}
 	res.Command = strings.Join(args, " ")
-	if *up > 0 {
+	if *up > 0 && !*poOnly {
 		pu, err := probeUp(*up, *probeFor, *cpuProf)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench/scale:", err)
 			os.Exit(1)
 		}
 		res.Up = &pu
+	}
+	if *poProf != "" {
+		f, err := os.Create(*poProf)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/scale:", err)
+			os.Exit(1)
+		}
 	}
 	for _, f := range strings.Split(*sizes, ",") {
 		if f == "" {
@@ -80,7 +100,14 @@ func main() {
 		}
 		res.ParseOpen = append(res.ParseOpen, po)
 	}
-	print(res)
+	if *poProf != "" {
+		pprof.StopCPUProfile()
+	}
+	if *poOnly {
+		printParseOpen(res)
+	} else {
+		print(res)
+	}
 	if *jsonPath != "" {
 		if err := os.MkdirAll(filepath.Dir(*jsonPath), 0o755); err != nil {
 			fmt.Fprintln(os.Stderr, "bench/scale:", err)
@@ -260,6 +287,11 @@ func print(r results.Scale) {
 		fmt.Printf("  goroutines added: %d (probe scheduler %d, go-sql-driver context watchers %d, database/sql pool openers %d)\n",
 			g.Added, g.Scheduler, g.DriverWatchers, g.PoolOpeners)
 	}
+	printParseOpen(r)
+}
+
+// printParseOpen prints the -parse-open results, if any.
+func printParseOpen(r results.Scale) {
 	if len(r.ParseOpen) > 0 {
 		fmt.Printf("\n%10s %10s %12s %12s %12s %14s %12s %14s\n", "clusters", "YAML", "ParseConfig", "Open", "both", "per cluster", "CPU", "CPU/cluster")
 		for _, p := range r.ParseOpen {
