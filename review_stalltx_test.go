@@ -1,0 +1,48 @@
+package dbrouter
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// Review of the stall watch beyond the Cluster methods (i17-stalltx).
+
+// TestReviewStallClusterWriteRowsWatched freezes the writer while the rows
+// of a write made through Cluster.QueryContext (INSERT ... RETURNING,
+// which holds the call's pass until the rows are closed) are read: the
+// read waits on the node as much as a read of a transaction's rows does,
+// so the stall check must release it well before the probes' verdict
+// (FailAfter 3 at 2 s), typed as outcome unknown, as on the pinned pool
+// and on Router.OpenDB.
+func TestReviewStallClusterWriteRowsWatched(t *testing.T) {
+	r := newStallRig(t)
+	ctx := testCtx(t)
+	rows, err := r.c.QueryContext(ctx, "INSERT INTO t VALUES (2) RETURNING id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	r.freeze()
+	start := time.Now()
+	if rows.Next() {
+		t.Fatal("a row from a frozen server")
+	}
+	err = rows.Err()
+	took := time.Since(start)
+	t.Logf("stuck read of a Cluster write's rows released after %v: %v", took, err)
+	if took > 1500*time.Millisecond {
+		t.Errorf("stuck read released after %v: the stall check did not act", took)
+	}
+	var ou *OutcomeUnknownError
+	if !errors.As(err, &ou) || ou.Op != OpQuery || ou.Node != "a:3306" {
+		t.Errorf("stuck read: err = %v, want an *OutcomeUnknownError of %q on a:3306", err, OpQuery)
+	}
+	if _, err := r.c.ExecContext(context.Background(), "INSERT INTO t VALUES (3)"); err != nil {
+		t.Fatalf("next call: %v", err)
+	}
+	if n := r.onB.Load(); n != 1 {
+		t.Errorf("next call: %d statements on b, want 1", n)
+	}
+}
