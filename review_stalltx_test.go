@@ -46,3 +46,32 @@ func TestReviewStallClusterWriteRowsWatched(t *testing.T) {
 		t.Errorf("next call: %d statements on b, want 1", n)
 	}
 }
+
+// TestReviewNamesRefuseBidiAndLineSeparators checks the names rule of
+// i17-fixes against the characters it exists to keep out of log lines and
+// errors: a bidi override (U+202E, "Trojan Source") reorders what follows
+// it on screen, and U+2028/U+2029 break a line in many viewers; neither is
+// a control character to unicode.IsControl (they are Cf, Zl, Zp). Names of
+// other scripts stay accepted.
+func TestReviewNamesRefuseBidiAndLineSeparators(t *testing.T) {
+	for _, name := range []string{"prod\u202ekcab", "a\u2066b\u2069", "c\u2028x", "c\u2029x", "c\u200fx", "c\u061cx"} {
+		cfg := planTestConfig()
+		cfg.Clusters[name] = ClusterConfig{Nodes: []string{"db9"}}
+		var ce *ConfigError
+		if err := cfg.Validate(); !errors.As(err, &ce) || ce.Field != "clusters" {
+			t.Errorf("cluster name %q: Validate = %v, want a *ConfigError on clusters", name, err)
+		}
+		cfg = planTestConfig()
+		cfg.ShardMaps = map[string]ShardMapConfig{name: {Strategy: StrategyDirectory, Entries: map[string]string{"k": "c"}}}
+		if err := cfg.Validate(); !errors.As(err, &ce) || ce.Field != "shard_maps" {
+			t.Errorf("shard map name %q: Validate = %v, want a *ConfigError on shard_maps", name, err)
+		}
+	}
+	for _, name := range []string{"kunden 2 – Zürich/東京", "עברית", "مرحبا", "👩‍💻 team"} {
+		cfg := planTestConfig()
+		cfg.Clusters[name] = ClusterConfig{Nodes: []string{"db9"}}
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("cluster name %q refused: %v", name, err)
+		}
+	}
+}
