@@ -146,12 +146,18 @@ func (c *nodeConn) own(ctx context.Context, op Op) (*pass, error) {
 
 // done types the outcome of a call that may have sent something, on a
 // routed connection (routedConn.outcome); on the pinned pool a statement
-// or COMMIT whose connection was lost is outcome unknown (pinnedLost); on
-// any other connection it returns err.
+// or COMMIT whose connection was lost is outcome unknown (pinnedLost), and
+// a BEGIN, prepare or ping, which apply nothing, not sent; on any other
+// connection it returns err.
 func (c *nodeConn) done(ctx context.Context, op Op, query string, err error) error {
 	if c.routed == nil {
 		switch op {
 		case OpBegin, OpPrepare, OpPing: // nothing applied
+			if c.guard != nil && c.node != nil && c.node.cluster != nil && err != nil && connectionLost(err) {
+				// On the pinned pool, typed as nothing sent, as a
+				// routed connection's and Cluster.BeginTx's are.
+				return &notSentError{cluster: c.node.cluster.name, op: op, node: c.node.addr, err: err}
+			}
 			return err
 		}
 		return c.pinnedLost(op, err)

@@ -75,3 +75,41 @@ func TestReviewNamesRefuseBidiAndLineSeparators(t *testing.T) {
 		}
 	}
 }
+
+// TestReviewStallPinnedBeginTyped freezes the writer under a BeginTx on
+// Cluster.Conn: the stall check releases it, and the error must say what
+// happened — nothing applied (START TRANSACTION changes nothing), so
+// ErrNotSent, as the routed connections of Router.OpenDB and
+// Cluster.BeginTx type it — not the driver's bare "invalid connection",
+// which matches neither ErrNotSent nor ErrOutcomeUnknown.
+func TestReviewStallPinnedBeginTyped(t *testing.T) {
+	r := newStallRig(t)
+	ctx := testCtx(t)
+	conn, err := r.c.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r.srv[0].set(func(s *fakeServer) {
+		s.beginFn = func() error {
+			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return r.frozen(c)
+		}
+	})
+	r.freeze()
+	start := time.Now()
+	tx, err := conn.BeginTx(ctx, nil)
+	took := time.Since(start)
+	if err == nil {
+		tx.Rollback()
+		t.Fatal("BeginTx on a frozen writer succeeded")
+	}
+	t.Logf("stuck BeginTx on Cluster.Conn released after %v: %v", took, err)
+	if took > 1500*time.Millisecond {
+		t.Errorf("stuck BeginTx released after %v: the stall check did not act", took)
+	}
+	if !errors.Is(err, ErrNotSent) {
+		t.Errorf("stuck BeginTx: err = %v (%T), want one matching ErrNotSent", err, err)
+	}
+}
