@@ -611,16 +611,17 @@ func (r *nodeRows) Next(dest []driver.Value) error {
 
 // readErr types an error of reading the rows: on a routed connection as
 // routedConn.readFailed does, on the pinned pool as nodeConn.pinnedLost,
-// those of a write made through the Cluster methods as lostAfterSend.
+// those of a write made through the Cluster methods or of a query in a
+// transaction as lostAfterSend.
 func (r *nodeRows) readErr(err error) error {
 	switch {
 	case err == nil || err == io.EOF:
 		return err
 	case r.routed != nil:
 		return r.routed.readFailed(r.ctx, r.op, err)
-	case r.conn != nil && r.conn.guard == nil && r.pass != nil:
-		// A Cluster write's rows (Cluster.QueryContext): the write may
-		// have applied.
+	case r.conn != nil && r.conn.guard == nil && (r.pass != nil || r.op == OpTxQuery):
+		// A Cluster write's rows (Cluster.QueryContext) or a query's in
+		// a transaction: the query may have written.
 		return r.conn.lostAfterSend(r.op, err)
 	case r.conn != nil:
 		return r.conn.pinnedLost(r.op, err)

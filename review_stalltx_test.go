@@ -113,3 +113,39 @@ func TestReviewStallPinnedBeginTyped(t *testing.T) {
 		t.Errorf("stuck BeginTx: err = %v (%T), want one matching ErrNotSent", err, err)
 	}
 }
+
+// TestReviewStallTxRowsTyped freezes the writer while the rows of a query
+// in a Cluster.BeginTx transaction are read: the stall check releases the
+// read, and rows.Err must match ErrOutcomeUnknown (the query may have
+// written, INSERT ... RETURNING), as for the rows of Cluster.Conn,
+// Cluster.Writer and Router.OpenDB, not be the driver's bare "invalid
+// connection" (the caller had to run it through Tx's typing by hand).
+func TestReviewStallTxRowsTyped(t *testing.T) {
+	r := newStallRig(t)
+	ctx := testCtx(t)
+	tx, err := r.c.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, "INSERT INTO t VALUES (2) RETURNING id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	r.freeze()
+	start := time.Now()
+	if rows.Next() {
+		t.Fatal("a row from a frozen server")
+	}
+	err = rows.Err()
+	took := time.Since(start)
+	t.Logf("stuck read of a transaction's rows released after %v: %v", took, err)
+	if took > 1500*time.Millisecond {
+		t.Errorf("stuck read released after %v: the stall check did not act", took)
+	}
+	var ou *OutcomeUnknownError
+	if !errors.As(err, &ou) || ou.Op != OpTxQuery || ou.Node != "a:3306" {
+		t.Errorf("stuck read: err = %v, want an *OutcomeUnknownError of %q on a:3306", err, OpTxQuery)
+	}
+}
