@@ -317,7 +317,8 @@ func (c *Cluster) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error)
 // it until it ends, keeps a failback from moving the writer meanwhile. A
 // statement or COMMIT whose connection was lost after sending — also when
 // the node stopped answering and a stall check took it Down — returns an
-// *OutcomeUnknownError.
+// *OutcomeUnknownError; a BeginTx or ping whose connection was lost, which
+// applies nothing, an error matching ErrNotSent.
 func (c *Cluster) Conn(ctx context.Context) (*sql.Conn, error) {
 	var conn *sql.Conn
 	err := c.call(ctx, OpConn, false, false, func(ctx context.Context, n *node) (bool, error) {

@@ -318,15 +318,22 @@ func (cc *Settings) validate(path string) error {
 }
 
 // printableRule is what printableName asks of a name, as errors say it.
-const printableRule = "valid UTF-8 without control characters"
+const printableRule = "valid UTF-8 without control characters, bidi controls or line and paragraph separators"
 
 // printableName reports whether name, a cluster's or a shard map's, is
-// valid UTF-8 without control characters (C0, DEL, C1): names appear in
-// errors, log lines, metric labels and events, where a byte that is not
-// UTF-8 would be mangled and a control character (a newline, a terminal
-// escape) could forge or garble a line.
+// valid UTF-8 without control characters (C0, DEL, C1), bidi controls
+// (U+202E and the like, which reorder what follows them on screen) or line
+// and paragraph separators (U+2028, U+2029): names appear in errors, log
+// lines, metric labels and events, where a byte that is not UTF-8 would be
+// mangled and such a character (a newline, a terminal escape, a bidi
+// override) could forge or garble a line.
 func printableName(name string) bool {
-	return utf8.ValidString(name) && !strings.ContainsFunc(name, unicode.IsControl)
+	return utf8.ValidString(name) && !strings.ContainsFunc(name, unprintable)
+}
+
+// unprintable reports whether r may not appear in a name (printableName).
+func unprintable(r rune) bool {
+	return unicode.IsControl(r) || unicode.In(r, unicode.Bidi_Control, unicode.Zl, unicode.Zp)
 }
 
 // normalizeAddr checks a node address and adds the default port. Its error

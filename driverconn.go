@@ -101,7 +101,16 @@ func (c *nodeConn) watch() *stallDog {
 // (a server error, the driver's driver.ErrBadConn when nothing was sent, a
 // context that ended) is returned as it is, as on any other connection.
 func (c *nodeConn) pinnedLost(op Op, err error) error {
-	if c.guard == nil || c.node == nil || c.node.cluster == nil || err == nil ||
+	if c.guard == nil {
+		return err
+	}
+	return c.lostAfterSend(op, err)
+}
+
+// lostAfterSend returns an *OutcomeUnknownError for err when it says the
+// connection was lost after sending (see pinnedLost), else err.
+func (c *nodeConn) lostAfterSend(op Op, err error) error {
+	if c.node == nil || c.node.cluster == nil || err == nil ||
 		classify(err, true) != ClassOutcomeUnknown || !connectionLost(err) {
 		return err
 	}
@@ -137,12 +146,18 @@ func (c *nodeConn) own(ctx context.Context, op Op) (*pass, error) {
 
 // done types the outcome of a call that may have sent something, on a
 // routed connection (routedConn.outcome); on the pinned pool a statement
-// or COMMIT whose connection was lost is outcome unknown (pinnedLost); on
-// any other connection it returns err.
+// or COMMIT whose connection was lost is outcome unknown (pinnedLost), and
+// a BEGIN, prepare or ping, which apply nothing, not sent; on any other
+// connection it returns err.
 func (c *nodeConn) done(ctx context.Context, op Op, query string, err error) error {
 	if c.routed == nil {
 		switch op {
 		case OpBegin, OpPrepare, OpPing: // nothing applied
+			if c.guard != nil && c.node != nil && c.node.cluster != nil && err != nil && connectionLost(err) {
+				// On the pinned pool, typed as nothing sent, as a
+				// routed connection's and Cluster.BeginTx's are.
+				return &notSentError{cluster: c.node.cluster.name, op: op, node: c.node.addr, err: err}
+			}
 			return err
 		}
 		return c.pinnedLost(op, err)
@@ -523,10 +538,11 @@ func (t *nodeTx) end() {
 
 // nodeRows are driver rows that hold a pass until they are closed (pass
 // nil: none), and on a routed connection type the errors of reading them
-// (on the pinned pool, a lost connection's: see nodeConn.pinnedLost).
-// Each read, and the Close that reads what is left, counts itself in with
-// the node's stall watch when the connection's statements do (see
-// nodeConn.watch). They forward every optional interface of
+// (on the pinned pool and for a Cluster write's rows, a lost
+// connection's: see nodeConn.pinnedLost). Each read, and the Close that
+// reads what is left, counts itself in with the node's stall watch when
+// the connection's statements do (see nodeConn.watch) or the rows hold a
+// Cluster write's pass. They forward every optional interface of
 // go-sql-driver's rows, with database/sql's defaults where the wrapped
 // rows lack one.
 type nodeRows struct {
@@ -541,12 +557,22 @@ type nodeRows struct {
 	op     Op
 }
 
-// watch is the connection's watch (nodeConn.watch) for one read.
+// watch is the connection's watch (nodeConn.watch) for one read. The
+// rows of a write made through the Cluster methods (they hold the call's
+// pass) are watched too: the call's attempt, which covered the statement,
+// has returned, and a read of them waits on the node as any other does.
 func (r *nodeRows) watch() *stallDog {
 	if r.conn == nil {
 		return nil
 	}
-	return r.conn.watch()
+	if w := r.conn.watch(); w != nil || r.pass == nil {
+		return w
+	}
+	n := r.conn.node
+	if n == nil || n.cluster == nil {
+		return nil
+	}
+	return n.cluster.watchStall(n.index)
 }
 
 var (
@@ -584,13 +610,19 @@ func (r *nodeRows) Next(dest []driver.Value) error {
 }
 
 // readErr types an error of reading the rows: on a routed connection as
-// routedConn.readFailed does, on the pinned pool as nodeConn.pinnedLost.
+// routedConn.readFailed does, on the pinned pool as nodeConn.pinnedLost,
+// those of a write made through the Cluster methods or of a query in a
+// transaction as lostAfterSend.
 func (r *nodeRows) readErr(err error) error {
 	switch {
 	case err == nil || err == io.EOF:
 		return err
 	case r.routed != nil:
 		return r.routed.readFailed(r.ctx, r.op, err)
+	case r.conn != nil && r.conn.guard == nil && (r.pass != nil || r.op == OpTxQuery):
+		// A Cluster write's rows (Cluster.QueryContext) or a query's in
+		// a transaction: the query may have written.
+		return r.conn.lostAfterSend(r.op, err)
 	case r.conn != nil:
 		return r.conn.pinnedLost(r.op, err)
 	}

@@ -27,6 +27,7 @@ type fakeServer struct {
 	execFn     func(ctx context.Context, query string) error
 	commitErr  error
 	commitFn   func() error // runs in Commit when set (e.g. to block)
+	beginFn    func() error // runs in BeginTx when set (e.g. to block)
 	nextFn     func() error // runs in each Next of a query's rows when set (e.g. to block)
 	readOnly   bool         // @@read_only as probes see it
 	gtid       string       // @@gtid_current_pos as probes see it
@@ -159,6 +160,15 @@ func (c *fakeConn) Begin() (driver.Tx, error) {
 	return c.BeginTx(context.Background(), driver.TxOptions{})
 }
 func (c *fakeConn) BeginTx(context.Context, driver.TxOptions) (driver.Tx, error) {
+	c.srv.mu.Lock()
+	fn := c.srv.beginFn
+	c.srv.mu.Unlock()
+	if fn != nil {
+		if err := fn(); err != nil {
+			c.bad = true
+			return nil, err
+		}
+	}
 	return &fakeTx{c: c}, nil
 }
 

@@ -125,6 +125,9 @@ func (t *Tx) typed(op Op, ctxDone bool, err error) error {
 	if errors.Is(err, sql.ErrTxDone) || ctxDone {
 		return &notSentError{cluster: t.cluster, op: op, node: t.node, err: err}
 	}
+	if _, ok := err.(*OutcomeUnknownError); ok {
+		return err // typed already (the rows of a query: nodeRows.readErr)
+	}
 	switch classify(err, true) {
 	case ClassNotSent:
 		return &notSentError{cluster: t.cluster, op: op, node: t.node, err: err}

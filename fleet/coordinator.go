@@ -103,8 +103,8 @@ type Options struct {
 	Prefix string
 
 	// RouterID names this router in the fleet; it must be unique among
-	// live routers and must not contain "/", control characters or bytes
-	// that are not UTF-8. Default: "<hostname>-<pid>".
+	// live routers and must not contain "/", control characters, bidi
+	// controls, line or paragraph separators or bytes that are not UTF-8. Default: "<hostname>-<pid>".
 	// Two live routers with one RouterID share their keys and count as
 	// one; a router that finds its presence key held by another live lease
 	// logs a warning (a restarted router may find its previous run's).
@@ -206,10 +206,14 @@ func New(client *clientv3.Client, opts Options) (*Coordinator, error) {
 	if strings.Contains(opts.RouterID, "/") {
 		return nil, fmt.Errorf("fleet: New: RouterID %q contains a \"/\"", opts.RouterID)
 	}
-	if !utf8.ValidString(opts.RouterID) || strings.ContainsFunc(opts.RouterID, unicode.IsControl) {
+	if !utf8.ValidString(opts.RouterID) || strings.ContainsFunc(opts.RouterID, func(r rune) bool {
+		return unicode.IsControl(r) || unicode.In(r, unicode.Bidi_Control, unicode.Zl, unicode.Zp)
+	}) {
 		// It is a key of etcd, a field of RouterInfo's JSON (which would
-		// turn invalid bytes into U+FFFD: another name) and a log attribute.
-		return nil, fmt.Errorf("fleet: New: RouterID %q must be valid UTF-8 without control characters", opts.RouterID)
+		// turn invalid bytes into U+FFFD: another name) and a log
+		// attribute (where a bidi override or a line separator would
+		// garble the line), as cluster names are (see dbrouter's Config).
+		return nil, fmt.Errorf("fleet: New: RouterID %q must be valid UTF-8 without control characters, bidi controls or line and paragraph separators", opts.RouterID)
 	}
 	switch {
 	case opts.LeaseTTL < 0:

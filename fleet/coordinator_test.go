@@ -454,6 +454,8 @@ func TestNewOptions(t *testing.T) {
 		{Options{RouterID: "a/b"}, `RouterID "a/b" contains`},
 		{Options{RouterID: "web\xff"}, `RouterID "web\xff" must be valid UTF-8 without control characters`},
 		{Options{RouterID: "web\n1"}, `RouterID "web\n1" must be valid UTF-8 without control characters`},
+		{Options{RouterID: "web\u202e1"}, `RouterID "web\u202e1" must be valid UTF-8 without control characters`},
+		{Options{RouterID: "web\u20281"}, `RouterID "web\u20281" must be valid UTF-8 without control characters`},
 		{Options{LeaseTTL: -time.Second}, "negative LeaseTTL"},
 		{Options{EtcdLost: 7}, "unknown EtcdLost policy 7"},
 	} {
