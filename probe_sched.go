@@ -15,6 +15,15 @@ import (
 // the nodes that hang at the same moment are fewer than the workers.
 const maxProbeWorkers = 128
 
+// probeBatch is how early a probe may start, so that the dispatcher wakes
+// at most about once per probeBatch and sends the probes due by then
+// together: a router with thousands of nodes probes in bursts, which
+// costs the machine fewer wake-ups of idle threads and CPUs than probes
+// spread one by one over time (docs/health.md, "What a probe costs"). A
+// probe asked for at once (a stall check, a confirmation) does not wait
+// for the next burst.
+const probeBatch = 10 * time.Millisecond
+
 // probeScheduler runs the health probes of every node in use of a router
 // (or, for a cluster built outside a router, of that cluster) on a bounded
 // pool of worker goroutines: one timer queue ordered by when each node's
@@ -157,8 +166,10 @@ func (s *probeScheduler) dispatch() {
 		for s.queue.Len() > 0 {
 			now := time.Now()
 			head := s.queue[0]
-			if d := head.due.Sub(now); d > 0 {
-				wait = d
+			if d := head.due.Sub(now); d > probeBatch {
+				// Sleep at least probeBatch: the probes falling due
+				// meanwhile go out together (see probeBatch).
+				wait = max(d-probeBatch, probeBatch)
 				break
 			}
 			heap.Pop(&s.queue)

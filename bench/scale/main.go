@@ -400,7 +400,7 @@ func probeUp(n int, d time.Duration, profile string) (results.ProbeUp, error) {
 		for c := range n {
 			cfg.Clusters[fmt.Sprintf("c%04d", c)] = dbrouter.ClusterConfig{Nodes: ring.Addrs()}
 		}
-		g0 := runtime.NumGoroutine()
+		g0 := countGoroutines()
 		r, err := dbrouter.Open(cfg)
 		if err != nil {
 			return results.ProbePhase{}, results.Goroutines{}, err
@@ -442,7 +442,9 @@ func probeUp(n int, d time.Duration, profile string) (results.ProbeUp, error) {
 				}
 			}
 		}
-		return ph, countGoroutines(runtime.NumGoroutine() - g0), nil
+		g := countGoroutines()
+		return ph, results.Goroutines{Added: g.Added - g0.Added, Scheduler: g.Scheduler - g0.Scheduler,
+			DriverWatchers: g.DriverWatchers - g0.DriverWatchers, PoolOpeners: g.PoolOpeners - g0.PoolOpeners}, nil
 	}
 	if res.Idle, res.Goroutines, err = phase(true, profile); err != nil {
 		return res, err
@@ -453,12 +455,12 @@ func probeUp(n int, d time.Duration, profile string) (results.ProbeUp, error) {
 	return res, nil
 }
 
-// countGoroutines sorts the process's goroutines by what runs them;
-// added is how many the router added.
-func countGoroutines(added int) results.Goroutines {
+// countGoroutines counts the process's goroutines (Added: all of them)
+// and sorts them by what runs them.
+func countGoroutines() results.Goroutines {
 	buf := make([]byte, 64<<20)
 	buf = buf[:runtime.Stack(buf, true)]
-	g := results.Goroutines{Added: added}
+	g := results.Goroutines{Added: runtime.NumGoroutine()}
 	for _, st := range strings.Split(string(buf), "\n\n") {
 		switch {
 		case strings.Contains(st, "dbrouter.(*probeScheduler)"):
