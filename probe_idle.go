@@ -63,10 +63,10 @@ func (c *Cluster) inUse(now time.Time) bool {
 	return a != 0 && time.Duration(t-a) < 2*h.IdleInterval
 }
 
-// wakeProbes runs when a call starts on a node whose stall watch was idle
-// (armDog): if the cluster's probes run at the idle rate, every node is
-// probed at once, and at Health.Interval from then on (probeInterval sees
-// the call).
+// wakeProbes runs when a call starts (watchStall; one atomic load unless
+// the cluster is idle): if the cluster's probes run at the idle rate,
+// every node is probed at once, and at Health.Interval from then on
+// (probeInterval sees the call).
 func (c *Cluster) wakeProbes() {
 	if !c.idle.slowed.Load() || !c.idle.slowed.CompareAndSwap(true, false) {
 		return
