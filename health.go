@@ -323,8 +323,10 @@ func (c *Cluster) watchStall(i int) *stallDog {
 	d.started.Add(1)
 	if !d.armed.Load() && d.armed.CompareAndSwap(false, true) {
 		c.armDog(i)
-		c.wakeProbes()
 	}
+	// Not only when the dog arms: a call may start on an idle cluster on
+	// a node where an older call still runs (its dog armed already).
+	c.wakeProbes()
 	return d
 }
 

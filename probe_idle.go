@@ -15,6 +15,13 @@ type idleWatch struct {
 	calls  atomic.Uint64 // the attempts counted when last looked at
 	active atomic.Int64  // UnixNano when a new attempt was last seen; 0: never
 	slowed atomic.Bool   // a node was requeued at the idle rate
+	// unrouted counts the calls that found no node to try (no writable
+	// node, a WriterSource refusing writes): no stall watch counts them,
+	// and they are calls all the same (noteUnrouted).
+	unrouted atomic.Uint64
+	// waiting counts the calls waiting for a node (failover_wait): the
+	// cluster is in use while one waits, whether or not new ones start.
+	waiting atomic.Int64
 }
 
 // probeInterval returns how long after its probe started node i's next
@@ -40,21 +47,22 @@ func (c *Cluster) probeInterval(i int, now time.Time) time.Duration {
 }
 
 // inUse reports whether a call has started on the cluster in the last two
-// Health.IdleIntervals (always, when the idle rate is off). Each look
-// compares the attempts the nodes' stall watches counted with the last
-// look's; looks come at least every IdleInterval, with each probe.
+// Health.IdleIntervals, or one waits for a node (always, when the idle
+// rate is off). Each look compares the attempts the nodes' stall watches
+// counted, and the calls that found no node to try, with the last look's;
+// looks come at least every IdleInterval, with each probe.
 func (c *Cluster) inUse(now time.Time) bool {
 	h := c.settings.Health
 	if h.IdleInterval <= h.Interval || c.dogs == nil {
 		return true
 	}
-	var calls uint64
+	w := &c.idle
+	calls := w.unrouted.Load()
 	for j := range c.dogs {
 		calls += c.dogs[j].started.Load()
 	}
-	w := &c.idle
 	t := now.UnixNano()
-	if w.calls.Load() != calls {
+	if w.calls.Load() != calls || w.waiting.Load() > 0 {
 		w.calls.Store(calls)
 		w.active.Store(t)
 		return true
@@ -63,10 +71,10 @@ func (c *Cluster) inUse(now time.Time) bool {
 	return a != 0 && time.Duration(t-a) < 2*h.IdleInterval
 }
 
-// wakeProbes runs when a call starts on a node whose stall watch was idle
-// (armDog): if the cluster's probes run at the idle rate, every node is
-// probed at once, and at Health.Interval from then on (probeInterval sees
-// the call).
+// wakeProbes runs when a call starts (watchStall; one atomic load unless
+// the cluster is idle): if the cluster's probes run at the idle rate,
+// every node is probed at once, and at Health.Interval from then on
+// (probeInterval sees the call).
 func (c *Cluster) wakeProbes() {
 	if !c.idle.slowed.Load() || !c.idle.slowed.CompareAndSwap(true, false) {
 		return
@@ -76,4 +84,12 @@ func (c *Cluster) wakeProbes() {
 			c.sched.now(sl)
 		}
 	}
+}
+
+// noteUnrouted counts a call that found no node to try: it uses the
+// cluster as much as one that tried a node (the write a switchover waits
+// for must see the new writer at Health.Interval, not at the idle rate).
+func (c *Cluster) noteUnrouted() {
+	c.idle.unrouted.Add(1)
+	c.wakeProbes()
 }
