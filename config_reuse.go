@@ -120,5 +120,10 @@ func parsedPlan(cfg *Config) *plan {
 			return nil
 		}
 	}
+	// The copy has served: the router that takes the plans would hold
+	// it for its lifetime.
+	for _, cp := range p.clusters {
+		cp.srcNodes, cp.srcOwn = nil, nil
+	}
 	return &plan{clusters: p.clusters, names: p.names}
 }

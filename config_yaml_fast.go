@@ -313,7 +313,13 @@ func (p *fastParser) flow(i, depth int) (*yaml.Node, int, bool) {
 		var ok bool
 		if isMap {
 			var k *yaml.Node
+			start := i
 			if k, i, ok = p.flowScalar(i); !ok || i == p.end || p.data[i] != ':' || i+1 == p.end || p.data[i+1] != ' ' {
+				return nil, 0, false
+			}
+			// yaml.v3 refuses a key longer than 1024 characters, in a
+			// flow mapping too.
+			if i-start > 1000 {
 				return nil, 0, false
 			}
 			p.stack = append(p.stack, k)
