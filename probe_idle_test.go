@@ -166,3 +166,16 @@ func TestIdleRateOffWithMaxLag(t *testing.T) {
 		t.Errorf("%d probes in 400 ms of an idle cluster with max_lag, want about 40 (every 20 ms)", n)
 	}
 }
+
+func TestProbeEarly(t *testing.T) {
+	for _, tc := range []struct{ iv, want time.Duration }{
+		{10 * time.Millisecond, time.Millisecond},
+		{250 * time.Millisecond, 25 * time.Millisecond},
+		{time.Second, 100 * time.Millisecond},
+		{time.Hour, 100 * time.Millisecond},
+	} {
+		if got := probeEarly(tc.iv); got != tc.want {
+			t.Errorf("probeEarly(%v) = %v, want %v", tc.iv, got, tc.want)
+		}
+	}
+}
