@@ -73,6 +73,7 @@ type Cluster struct {
 	ownSched    bool
 	slots       probeSlots // the nodes' places in sched, once the probers started
 	dogs        []stallDog // one per node: the stall watch (health.go)
+	idle        idleWatch  // whether calls use the cluster (probe_idle.go)
 	probersOnce sync.Once
 	closeMu     sync.Mutex // orders starting the probers before close waits for them
 	wg          sync.WaitGroup
@@ -459,6 +460,9 @@ func (c *Cluster) close() error {
 	c.cancel()
 	close(c.stop)
 	c.stopProbers()
+	for _, n := range c.nodes {
+		n.probe.interrupt() // a probe bounded by its socket's deadline, not c.ctx
+	}
 	c.wg.Wait()
 	if c.ownSched {
 		c.sched.close()

@@ -216,6 +216,9 @@ const (
 	DefaultProbeTimeout  = 200 * time.Millisecond
 	DefaultFailAfter     = 2
 	DefaultRecoverAfter  = 3
+	// DefaultIdleInterval is the time between two probes of an Up node of
+	// a cluster that no call has used for a while (HealthConfig.IdleInterval).
+	DefaultIdleInterval = 1 * time.Second
 )
 
 // HealthConfig configures a cluster's background probes. Zero values mean
@@ -223,6 +226,18 @@ const (
 type HealthConfig struct {
 	// Interval is the time between two probes of a node.
 	Interval time.Duration `yaml:"interval"`
+
+	// IdleInterval is the time between two probes of a node that is Up
+	// while no call has started on its cluster for twice IdleInterval:
+	// such a cluster has nothing in flight for a fault to stall, so its
+	// probes only keep its state fresh, and a router with thousands of
+	// clusters in use spends less on them (docs/health.md, "Idle
+	// clusters"). The first call on an idle cluster probes its nodes at
+	// once and they are probed every Interval again. A Suspect or Down
+	// node is always probed every Interval. Zero means
+	// DefaultIdleInterval; a value not above Interval turns the idle
+	// rate off.
+	IdleInterval time.Duration `yaml:"idle_interval"`
 
 	// Timeout bounds one probe, a new connection's handshake included.
 	Timeout time.Duration `yaml:"timeout"`
@@ -362,6 +377,7 @@ func (c *Config) effective(name string) Settings {
 	pickInt(&e.TxAttempts, o.TxAttempts)
 	pickDur(&e.FailoverWait, o.FailoverWait)
 	pickDur(&e.Health.Interval, o.Health.Interval)
+	pickDur(&e.Health.IdleInterval, o.Health.IdleInterval)
 	pickDur(&e.Health.Timeout, o.Health.Timeout)
 	pickInt(&e.Health.FailAfter, o.Health.FailAfter)
 	pickInt(&e.Health.RecoverAfter, o.Health.RecoverAfter)
@@ -395,6 +411,9 @@ func (c *Config) effective(name string) Settings {
 	}
 	if e.Health.Timeout == 0 {
 		e.Health.Timeout = DefaultProbeTimeout
+	}
+	if e.Health.IdleInterval == 0 {
+		e.Health.IdleInterval = DefaultIdleInterval
 	}
 	if e.Health.FailAfter == 0 {
 		e.Health.FailAfter = DefaultFailAfter

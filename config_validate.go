@@ -285,6 +285,9 @@ func (cc *Settings) validate(path string) error {
 	if h.Interval < 0 {
 		return &ConfigError{Field: path + ".health.interval", Value: h.Interval.String(), Msg: "must not be negative"}
 	}
+	if h.IdleInterval < 0 {
+		return &ConfigError{Field: path + ".health.idle_interval", Value: h.IdleInterval.String(), Msg: "must not be negative"}
+	}
 	if h.Timeout < 0 {
 		return &ConfigError{Field: path + ".health.timeout", Value: h.Timeout.String(), Msg: "must not be negative"}
 	}

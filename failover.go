@@ -379,6 +379,11 @@ func (c *Cluster) waitForNode(ctx context.Context, p *picker, err error, op Op, 
 		if timer == nil {
 			timer = time.NewTimer(c.settings.FailoverWait)
 			defer timer.Stop()
+			// A call waiting for a node keeps the cluster in use
+			// (probe_idle.go): what it waits for is a probe's news.
+			c.idle.waiting.Add(1)
+			defer c.idle.waiting.Add(-1)
+			c.wakeProbes()
 		}
 		// The attempts just made reported their failures, and each report
 		// publishes a picker (most of them the same routing): waiting for
@@ -418,6 +423,9 @@ func (c *Cluster) attemptsOn(ctx context.Context, p *picker, op Op, read, retryU
 			k := int(c.rr.Add(1) % uint64(len(order)))
 			order = append(append(buf[:0], order[k:]...), order[:k]...)
 		}
+	}
+	if len(order) == 0 {
+		c.noteUnrouted()
 	}
 	// Only a statement that ran says the node is writable: START
 	// TRANSACTION succeeds on a read-only server, and Conn and a connect

@@ -231,10 +231,15 @@ func (c *Cluster) probe(i int) {
 		return // closing
 	}
 	c.observeProbe(i, latency, mysqlFlavor, h.flavorKnown, err)
-	noAnswer := err != nil && ctx.Err() != nil
+	// No answer within the timeout: ctx ended, or the probe's socket
+	// deadline (the same instant) passed, which may end the wait a moment
+	// before ctx's own timer does.
+	noAnswer := err != nil && (ctx.Err() != nil || pastDeadline(ctx))
 	c.applyProbe(i, probeResult{err: err, readOnly: ro, pos: pos, self: self, mysql: mysqlFlavor, latency: latency,
 		started: start, noAnswer: noAnswer})
-	if err == nil {
+	if err == nil && c.inUse(time.Now()) {
+		// A cluster no call uses keeps no warm connection: its pools
+		// stay unopened (probe_idle.go).
 		n.warm(ctx)
 	}
 }
@@ -319,6 +324,9 @@ func (c *Cluster) watchStall(i int) *stallDog {
 	if !d.armed.Load() && d.armed.CompareAndSwap(false, true) {
 		c.armDog(i)
 	}
+	// Not only when the dog arms: a call may start on an idle cluster on
+	// a node where an older call still runs (its dog armed already).
+	c.wakeProbes()
 	return d
 }
 

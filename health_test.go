@@ -45,7 +45,9 @@ func TestGTIDContains(t *testing.T) {
 }
 
 func fastProbes() Settings {
-	return Settings{Health: HealthConfig{Interval: 10 * time.Millisecond, Timeout: 100 * time.Millisecond, FailAfter: 2, RecoverAfter: 3}}
+	// One rate for every node: these tests are about the state machine;
+	// the idle rate has its own (probe_idle_test.go).
+	return Settings{Health: HealthConfig{Interval: 10 * time.Millisecond, IdleInterval: 10 * time.Millisecond, Timeout: 100 * time.Millisecond, FailAfter: 2, RecoverAfter: 3}}
 }
 
 type eventRecorder struct {

@@ -153,6 +153,13 @@ func (n *node) dial(ctx context.Context, network, addr string) (net.Conn, error)
 	}
 	n.conns[tc] = struct{}{}
 	n.connsMu.Unlock()
+	if ps := dialedSocket(ctx); ps != nil {
+		// The probe connection's socket (probeConn.sock), which the
+		// router may take over from the driver (probe_raw.go).
+		ps.conn = tc
+		ps.seen = &probeSocketConn{trackedConn: tc}
+		return ps.seen, nil
+	}
 	return tc, nil
 }
 
@@ -259,6 +266,8 @@ func (l *lazyConnector) connector() (driver.Connector, error) {
 	l.once.Do(func() {
 		mc := l.plan.nodeDriver(l.index)
 		mc.DialFunc = l.node.dial
+		l.node.probe.ownDeadlines.Store(mc.ReadTimeout == 0 && mc.WriteTimeout == 0)
+		l.node.probe.takeOver.Store(rawProbeable(mc))
 		mc.Logger = driverLogger{log: l.log, node: l.node.addr}
 		if l.inner, l.err = mysql.NewConnector(mc); l.err != nil {
 			l.err = fmt.Errorf("dbrouter: node %s: %w", l.node.addr, l.err)

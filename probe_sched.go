@@ -15,6 +15,23 @@ import (
 // the nodes that hang at the same moment are fewer than the workers.
 const maxProbeWorkers = 128
 
+// A probe may start up to a tenth of its interval early (probeEarly), so
+// that the dispatcher wakes about once per that window and sends the
+// probes due by then together: a router with thousands of nodes probes in
+// bursts, which costs the machine fewer wake-ups of idle threads and CPUs
+// than probes spread one by one over time (docs/health.md, "What a probe
+// costs"). A probe asked for at once (a stall check, a confirmation) does
+// not wait for the next burst.
+const (
+	probeEarlyShare = 10                     // a tenth of the interval
+	probeEarlyMax   = 100 * time.Millisecond // and never more
+)
+
+// probeEarly returns how early a probe due every interval may start.
+func probeEarly(interval time.Duration) time.Duration {
+	return min(interval/probeEarlyShare, probeEarlyMax)
+}
+
 // probeScheduler runs the health probes of every node in use of a router
 // (or, for a cluster built outside a router, of that cluster) on a bounded
 // pool of worker goroutines: one timer queue ordered by when each node's
@@ -48,10 +65,11 @@ type probeSlot struct {
 	c       *Cluster
 	i       int
 	due     time.Time
-	index   int  // in the queue; -1 when not queued
-	running bool // a worker is probing the node
-	again   bool // probe again as soon as the running probe ends
-	removed bool // the cluster is closed: the slot is neither queued nor requeued
+	early   time.Duration // how long before due the probe may start (probeEarly)
+	index   int           // in the queue; -1 when not queued
+	running bool          // a worker is probing the node
+	again   bool          // probe again as soon as the running probe ends
+	removed bool          // the cluster is closed: the slot is neither queued nor requeued
 }
 
 func newProbeScheduler() *probeScheduler {
@@ -157,8 +175,10 @@ func (s *probeScheduler) dispatch() {
 		for s.queue.Len() > 0 {
 			now := time.Now()
 			head := s.queue[0]
-			if d := head.due.Sub(now); d > 0 {
-				wait = d
+			if d := head.due.Sub(now); d > head.early {
+				// Sleep at least the head's window: the probes falling
+				// due meanwhile go out together (see probeEarly).
+				wait = max(d-head.early, head.early)
 				break
 			}
 			heap.Pop(&s.queue)
@@ -260,7 +280,8 @@ func (s *probeScheduler) run(sl *probeSlot) {
 		c.wg.Done()
 		return
 	}
-	sl.due = start.Add(c.settings.Health.Interval)
+	iv := c.probeInterval(sl.i, start)
+	sl.due, sl.early = start.Add(iv), probeEarly(iv)
 	if again || sl.again {
 		sl.due = time.Now()
 	}

@@ -453,10 +453,24 @@ func (d *docData) summarize() {
 		fmt.Fprintf(&b, "| %d clusters × %d nodes: Open ≤ 100 ms, no connections opened until used | Open %s (median of %d); sockets after Open: %d | %s |\n",
 			s.Clusters, s.Nodes, fmtDur(s.OpenMed), len(s.OpenRuns), s.AfterOpen.TCPConns, yesNo(s.OpenMed.D() <= 100*time.Millisecond && s.AfterOpen.TCPConns == 0))
 		g := s.Probing.Goroutines - s.AfterOpen.Goroutines
-		fmt.Fprintf(&b, "| %d clusters × %d nodes in use: ≤ 200 goroutines for probing | %d goroutines added once every cluster is in use | %s |\n",
-			s.Clusters, s.Nodes, g, yesNo(g <= 200))
-		fmt.Fprintf(&b, "| probing CPU ≤ 25 %% of one core with every node up | %s of one core with every node **refusing** connections (every node up is not measured) | %s |\n",
-			pct(s.CPUWhileProbing, s.ProbeFor), "not measured")
+		if u := s.Up; u != nil {
+			probing := u.Goroutines.Scheduler + u.Goroutines.DriverWatchers + u.Goroutines.PoolOpeners
+			fmt.Fprintf(&b, "| %d clusters × %d nodes in use: ≤ 200 goroutines for probing | every node refusing: %d added; every node up: %d added (probe scheduler %d, go-sql-driver goroutines %d, pool openers %d) | %s |\n",
+				s.Clusters, s.Nodes, g, u.Goroutines.Added, u.Goroutines.Scheduler, u.Goroutines.DriverWatchers, u.Goroutines.PoolOpeners,
+				yesNo(g <= 200 && probing <= 200 && u.Goroutines.Added <= 200))
+			idle, busy := u.Idle.CorePct(u.For.D()), u.Busy.CorePct(u.For.D())
+			verdict := yesNo(idle <= 25)
+			if busy > 25 {
+				verdict += " (idle); **no** (every node at the interval)"
+			}
+			fmt.Fprintf(&b, "| probing CPU ≤ 25 %% of one core with every node up | %d clusters × 3 nodes up, in use but idle (probes every %s): **%.0f %%** (%.1f µs per probe); every node probed every %s (the rate of a cluster in use): %.0f %% | %s |\n",
+				u.Clusters, fmtDur(u.IdleInterval), idle, float64(u.Idle.PerProbe().D().Nanoseconds())/1000, fmtDur(u.Interval), busy, verdict)
+		} else {
+			fmt.Fprintf(&b, "| %d clusters × %d nodes in use: ≤ 200 goroutines for probing | %d goroutines added once every cluster is in use | %s |\n",
+				s.Clusters, s.Nodes, g, yesNo(g <= 200))
+			fmt.Fprintf(&b, "| probing CPU ≤ 25 %% of one core with every node up | %s of one core with every node **refusing** connections (every node up is not measured) | %s |\n",
+				pct(s.CPUWhileProbing, s.ProbeFor), "not measured")
+		}
 		for _, p := range s.ParseOpen {
 			if p.Clusters == 10000 {
 				both := p.Parse.D() + p.Open.D()
@@ -572,6 +586,7 @@ func pct(cpu, wall results.Dur) string {
 
 var funcs = template.FuncMap{
 	"dur": fmtDur,
+	"mul": func(a, b int) int { return a * b },
 	"mib": mib,
 	"pct": pct,
 	"title": func(fault string) string {

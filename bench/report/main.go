@@ -145,9 +145,9 @@ func run(o options) error {
 
 	// 3. Scale.
 	scaleJSON := filepath.Join(o.out, "scale.json")
-	data.ScaleCmd = "go run ./bench/scale -json " + scaleJSON
+	data.ScaleCmd = "go run ./bench/scale -up 1000 -json " + scaleJSON
 	if !o.skipScale {
-		if err := runCmd(data.ScaleCmd, os.Stdout, o.goBin, "run", "./bench/scale", "-json", scaleJSON); err != nil {
+		if err := runCmd(data.ScaleCmd, os.Stdout, o.goBin, "run", "./bench/scale", "-up", "1000", "-json", scaleJSON); err != nil {
 			return fmt.Errorf("scale: %w", err)
 		}
 	}

@@ -28,6 +28,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -273,11 +274,18 @@ func print(r results.Scale) {
 	fmt.Printf("Close with every prober running: %v\n", r.Close.D().Round(time.Millisecond))
 	fmt.Printf("goroutines added by probing (every cluster used minus right after Open): %d\n", r.Probing.Goroutines-r.AfterOpen.Goroutines)
 	if u := r.Up; u != nil {
-		perProbe := u.CPU.D() / time.Duration(max(1, u.Probes))
-		fmt.Printf("\nevery node up: %d clusters × 3 nodes on %d live servers, %v: CPU %v (%.0f%% of one core), %d nodes Up at the end, about %d probes: %v of CPU per probe;\n",
-			u.Clusters, u.Servers, u.For.D(), u.CPU.D().Round(time.Millisecond), 100*u.CPU.D().Seconds()/u.For.D().Seconds(), u.NodesUp, u.Probes, perProbe.Round(100*time.Nanosecond))
-		fmt.Printf("  at that cost, %d × 3 nodes probed every 250 ms would use %.0f%% of one core\n", r.Clusters,
-			100*(perProbe*time.Duration(r.Clusters*3*4)).Seconds())
+		fmt.Printf("\nevery node up: %d clusters × 3 nodes on %d live servers, %v per phase\n", u.Clusters, u.Servers, u.For.D())
+		for _, ph := range []struct {
+			name string
+			p    results.ProbePhase
+		}{{"idle (probes every " + u.IdleInterval.D().String() + ")", u.Idle}, {"idle rate off (probes every " + u.Interval.D().String() + ")", u.Busy}} {
+			fmt.Printf("  %-40s CPU %v (%.0f%% of one core), %d probes (%d failed), %d nodes Up at the end, CPU per probe %v\n",
+				ph.name, ph.p.CPU.D().Round(time.Millisecond), ph.p.CorePct(u.For.D()), ph.p.Probes, ph.p.FailedProbes, ph.p.NodesUp,
+				ph.p.PerProbe().D().Round(100*time.Nanosecond))
+		}
+		g := u.Goroutines
+		fmt.Printf("  goroutines added: %d (probe scheduler %d, go-sql-driver context watchers %d, database/sql pool openers %d)\n",
+			g.Added, g.Scheduler, g.DriverWatchers, g.PoolOpeners)
 	}
 	printParseOpen(r)
 }
@@ -340,9 +348,28 @@ func parseOpen(n, nodes, runs int) (results.ParseOpen, error) {
 		Parse: results.Dur(parses[runs/2]), Open: results.Dur(opens[runs/2]), CPU: results.Dur(cpus[runs/2])}, nil
 }
 
+// probeCounter counts the probes that ran (the router's Observer).
+type probeCounter struct {
+	dbrouter.NopObserver
+	n, failed atomic.Int64
+}
+
+func (p *probeCounter) ProbeDone(pi dbrouter.ProbeInfo) {
+	p.n.Add(1)
+	if pi.Err != nil {
+		p.failed.Add(1)
+	}
+}
+
 // probeUp starts a ring of 3 MariaDB servers on loopback and a router with
-// n clusters, each of the same 3 servers, uses every cluster and measures
-// the process's CPU while the probes run for d.
+// n clusters, each of the same 3 servers, uses every cluster once and
+// measures the process's CPU while the probes run for d, in two phases:
+//   - idle: default settings, no call after that first use: the Up nodes
+//     are probed every Health.IdleInterval;
+//   - at the interval: a second router with the idle rate off
+//     (IdleInterval = Interval), so every node is probed every
+//     Health.Interval, as the nodes of a cluster in use are (without the
+//     calls' own cost mixed in).
 func probeUp(n int, d time.Duration, profile string) (results.ProbeUp, error) {
 	ctx := context.Background()
 	h, err := ringtest.Start(ctx, ringtest.Options{Nodes: 3})
@@ -352,57 +379,99 @@ func probeUp(n int, d time.Duration, profile string) (results.ProbeUp, error) {
 	defer h.Close()
 	ring := h.Ring(0)
 	for i := range 3 {
-		// A probe connection and a warm pooled one per node of each cluster.
-		if _, err := ring.AdminDB(i).ExecContext(ctx, fmt.Sprintf("SET GLOBAL max_connections = %d", 2*n+50)); err != nil {
+		// A probe connection per node of each cluster, for two routers.
+		if _, err := ring.AdminDB(i).ExecContext(ctx, fmt.Sprintf("SET GLOBAL max_connections = %d", 4*n+50)); err != nil {
 			return results.ProbeUp{}, err
 		}
 	}
-	cfg := &dbrouter.Config{
-		Defaults: dbrouter.Settings{User: ringtest.DefaultUser, Password: ringtest.DefaultPassword, Database: ringtest.DefaultDatabase},
-		Clusters: make(map[string]dbrouter.ClusterConfig, n),
-		Logger:   slog.New(slog.DiscardHandler),
-	}
-	for c := range n {
-		cfg.Clusters[fmt.Sprintf("c%04d", c)] = dbrouter.ClusterConfig{Nodes: ring.Addrs()}
-	}
-	r, err := dbrouter.Open(cfg)
-	if err != nil {
-		return results.ProbeUp{}, err
-	}
-	defer r.Close()
-	for _, name := range r.Clusters() {
-		c, err := r.Cluster(name)
+	res := results.ProbeUp{Clusters: n, Servers: 3, For: results.Dur(d),
+		Interval: results.Dur(dbrouter.DefaultProbeInterval), IdleInterval: results.Dur(dbrouter.DefaultIdleInterval)}
+	phase := func(idleRate bool, prof string) (results.ProbePhase, results.Goroutines, error) {
+		counter := &probeCounter{}
+		cfg := &dbrouter.Config{
+			Defaults: dbrouter.Settings{User: ringtest.DefaultUser, Password: ringtest.DefaultPassword, Database: ringtest.DefaultDatabase},
+			Clusters: make(map[string]dbrouter.ClusterConfig, n),
+			Logger:   slog.New(slog.DiscardHandler),
+			Observer: counter,
+		}
+		if !idleRate {
+			cfg.Defaults.Health.IdleInterval = dbrouter.DefaultProbeInterval
+		}
+		for c := range n {
+			cfg.Clusters[fmt.Sprintf("c%04d", c)] = dbrouter.ClusterConfig{Nodes: ring.Addrs()}
+		}
+		g0 := countGoroutines()
+		r, err := dbrouter.Open(cfg)
 		if err != nil {
-			return results.ProbeUp{}, err
+			return results.ProbePhase{}, results.Goroutines{}, err
 		}
-		c.WriterAddr()
-	}
-	time.Sleep(2 * time.Second) // connections made, pools warm
-	if profile != "" {
-		f, err := os.Create(profile)
-		if err != nil {
-			return results.ProbeUp{}, err
+		defer r.Close()
+		for _, name := range r.Clusters() {
+			c, err := r.Cluster(name)
+			if err != nil {
+				return results.ProbePhase{}, results.Goroutines{}, err
+			}
+			c.WriterAddr()
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return results.ProbeUp{}, err
-		}
-	}
-	cpu0 := cpuTime()
-	time.Sleep(d)
-	if profile != "" {
-		pprof.StopCPUProfile()
-	}
-	res := results.ProbeUp{Clusters: n, Servers: 3, For: results.Dur(d), CPU: results.Dur(cpuTime() - cpu0),
-		Probes: int(float64(3*n) * d.Seconds() / 0.25), Goroutines: runtime.NumGoroutine()}
-	for _, cs := range r.Stats() {
-		for _, nd := range cs.Nodes {
-			if nd.State == dbrouter.StateUp {
-				res.NodesUp++
+		// Connections made; then, for the idle rate, twice the idle
+		// interval with no call and one idle interval for every node to
+		// be on it.
+		time.Sleep(2*time.Second + 3*dbrouter.DefaultIdleInterval)
+		if prof != "" {
+			f, err := os.Create(prof)
+			if err != nil {
+				return results.ProbePhase{}, results.Goroutines{}, err
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return results.ProbePhase{}, results.Goroutines{}, err
 			}
 		}
+		p0, f0 := counter.n.Load(), counter.failed.Load()
+		cpu0 := cpuTime()
+		time.Sleep(d)
+		ph := results.ProbePhase{CPU: results.Dur(cpuTime() - cpu0), Probes: int(counter.n.Load() - p0),
+			FailedProbes: int(counter.failed.Load() - f0)}
+		if prof != "" {
+			pprof.StopCPUProfile()
+		}
+		for _, cs := range r.Stats() {
+			for _, nd := range cs.Nodes {
+				if nd.State == dbrouter.StateUp {
+					ph.NodesUp++
+				}
+			}
+		}
+		g := countGoroutines()
+		return ph, results.Goroutines{Added: g.Added - g0.Added, Scheduler: g.Scheduler - g0.Scheduler,
+			DriverWatchers: g.DriverWatchers - g0.DriverWatchers, PoolOpeners: g.PoolOpeners - g0.PoolOpeners}, nil
+	}
+	if res.Idle, res.Goroutines, err = phase(true, profile); err != nil {
+		return res, err
+	}
+	if res.Busy, _, err = phase(false, ""); err != nil {
+		return res, err
 	}
 	return res, nil
+}
+
+// countGoroutines counts the process's goroutines (Added: all of them)
+// and sorts them by what runs them.
+func countGoroutines() results.Goroutines {
+	buf := make([]byte, 64<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	g := results.Goroutines{Added: runtime.NumGoroutine()}
+	for _, st := range strings.Split(string(buf), "\n\n") {
+		switch {
+		case strings.Contains(st, "dbrouter.(*probeScheduler)"):
+			g.Scheduler++
+		case strings.Contains(st, "mysql.(*mysqlConn).startWatcher"):
+			g.DriverWatchers++
+		case strings.Contains(st, "database/sql.(*DB).connectionOpener"):
+			g.PoolOpeners++
+		}
+	}
+	return g
 }
 
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

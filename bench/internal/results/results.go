@@ -203,16 +203,45 @@ func Read(path string, v any) error {
 }
 
 // ProbeUp is the cost of probing live nodes: Clusters clusters of the same
-// Servers live servers, every cluster in use, for For.
+// Servers live servers, every cluster in use, each phase For long.
 type ProbeUp struct {
-	Clusters int `json:"clusters"`
-	Servers  int `json:"servers"`
-	For      Dur `json:"for"`
-	// Probes is how many probes ran (from each node's interval), CPU the
-	// process's CPU time meanwhile, NodesUp the nodes Up at the end.
-	Probes  int `json:"probes"`
-	CPU     Dur `json:"cpu"`
-	NodesUp int `json:"nodes_up"`
-	// Goroutines is the process's count at the end.
-	Goroutines int `json:"goroutines"`
+	Clusters     int `json:"clusters"`
+	Servers      int `json:"servers"`
+	For          Dur `json:"for"`
+	Interval     Dur `json:"interval"`
+	IdleInterval Dur `json:"idle_interval"`
+	// Idle: every cluster used once, then no call (probes at the idle
+	// rate); Busy: the same with the idle rate off, every node probed
+	// every Interval as the nodes of a cluster in use are.
+	Idle ProbePhase `json:"idle"`
+	Busy ProbePhase `json:"at_interval"`
+	// Goroutines is what the router added, counted after the idle phase.
+	Goroutines Goroutines `json:"goroutines"`
+}
+
+// ProbePhase is one phase of ProbeUp.
+type ProbePhase struct {
+	CPU          Dur `json:"cpu"`    // the process's CPU time in the phase
+	Probes       int `json:"probes"` // counted by an Observer
+	FailedProbes int `json:"failed_probes"`
+	NodesUp      int `json:"nodes_up"` // at the end
+}
+
+// CorePct is the phase's CPU as a percentage of one core over d.
+func (p ProbePhase) CorePct(d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return 100 * p.CPU.D().Seconds() / d.Seconds()
+}
+
+// PerProbe is the phase's CPU divided by its probes.
+func (p ProbePhase) PerProbe() Dur { return Dur(p.CPU.D() / time.Duration(max(1, p.Probes))) }
+
+// Goroutines sorts the goroutines a router added by what runs them.
+type Goroutines struct {
+	Added          int `json:"added"`
+	Scheduler      int `json:"probe_scheduler"`
+	DriverWatchers int `json:"driver_watchers"` // go-sql-driver: one per open connection
+	PoolOpeners    int `json:"pool_openers"`    // database/sql: one per *sql.DB
 }
