@@ -1,0 +1,94 @@
+package fleet
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Review of the fleet-fixes merge (the start-up refusal of Watch, the
+// KILL CONNECTION of SQLHooks' Demote).
+
+// Defect: a Coordinator closed while a watched cluster was still in its
+// start-up refusal (etcd down, or not read yet) left the cluster refusing
+// writes for good, with a cause that says the refusal lasts until the
+// decision is read or the EtcdLost policy applies — neither can happen
+// once the coordinator is closed. A Watch after Close does nothing (the
+// local rule), and a Watch racing Close applied the refusal and returned
+// a no-op stop, the refusal in force for good. Expected: Close hands a
+// cluster still in its start-up refusal to the local rule, as a Watch
+// after Close leaves it.
+func TestReviewFleetfixCloseDuringStartupRefusal(t *testing.T) {
+	t.Parallel()
+	te := startEtcd(t)
+	te.crash()
+	c, err := New(newClient(t, te.endpoints[0]), Options{Prefix: "/review-close-startup/", RouterID: "r", LeaseTTL: testTTL, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &fakeSink{}
+	s.set("", healthy("0-1-1", "0-1-1", "0-1-1")...)
+	stop := c.Watch("c", testNodes, s)
+	defer stop()
+	if d, ok := s.last(); !ok || !d.Refuse {
+		t.Fatalf("right after Watch with etcd down: %+v (applied %v), want the start-up refusal", d, ok)
+	}
+	c.Close()
+	if d, _ := s.last(); d.Refuse {
+		t.Errorf("after Close: %+v: writes refused for good (nothing can end the start-up refusal now)", d)
+	} else if d.Writer != "" || !strings.Contains(d.Cause, "closed") {
+		t.Errorf("after Close: %+v, want the local rule, with a cause that says the coordinator was closed", d)
+	}
+	// A Watch after Close leaves the local rule, as before.
+	s2 := &fakeSink{}
+	c.Watch("d", testNodes, s2)
+	if n := s2.count(); n != 0 {
+		t.Errorf("Watch after Close applied %d decisions %+v, want none", n, s2.all())
+	}
+}
+
+// Defect: under KeepLastDecision, with etcd unreachable for longer than
+// the lease, a cluster that a Reload rebuilds (a new Watch of the same
+// cluster name, a new sink) lost the fleet's last decision: the new watch
+// had read none, so the policy handed it to the local rule — which may
+// pick another node than the fleet's writer (an old writer back and
+// writable), while the rest of the fleet keeps writing to the fleet's
+// writer. The coordinator knew the last decision (the earlier watch of
+// the cluster applied it). Expected: the rebuilt cluster keeps it.
+func TestReviewFleetfixRewatchWhileEtcdLostKeepsLastDecision(t *testing.T) {
+	t.Parallel()
+	te := startEtcd(t)
+	cl := newClient(t, te.endpoints[0])
+	const pfx = "/review-rewatch-lost/"
+	if _, err := cl.Put(context.Background(), WriterKey(pfx, "c"), mustJSON(t, Decision{Writer: n1, Epoch: 2, Decider: "old", Cause: "test"})); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(newClient(t, te.endpoints[0]), Options{Prefix: pfx, RouterID: "r", LeaseTTL: testTTL, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := &fakeSink{}
+	s.set(n1, healthy("0-1-1", "0-1-1", "0-1-1")...)
+	stop := c.Watch("c", testNodes, s)
+	defer stop()
+	eventually(t, "the fleet's writer n1", func() bool { return s.has(n1, 2) })
+	te.crash()
+	eventually(t, "etcd lost", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.lost
+	})
+	// A Reload rebuilds the cluster: a new sink, watched under the same
+	// name; the old watch is stopped after.
+	s2 := &fakeSink{}
+	s2.set("", healthy("0-1-1", "0-1-1", "0-1-1")...)
+	stop2 := c.Watch("c", testNodes, s2)
+	defer stop2()
+	stop()
+	time.Sleep(200 * time.Millisecond)
+	if d, ok := s2.last(); !ok || d.Writer != n1 || d.Refuse {
+		t.Errorf("rebuilt cluster with etcd lost (KeepLastDecision): %+v (applied %v); all %+v, want the last decision (n1, epoch 2) kept", d, ok, s2.all())
+	}
+}
