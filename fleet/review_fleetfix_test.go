@@ -2,9 +2,13 @@ package fleet
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dbrouter/dbrouter"
+	"github.com/dbrouter/dbrouter/ringtest"
 )
 
 // Review of the fleet-fixes merge (the start-up refusal of Watch, the
@@ -90,5 +94,79 @@ func TestReviewFleetfixRewatchWhileEtcdLostKeepsLastDecision(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if d, ok := s2.last(); !ok || d.Writer != n1 || d.Refuse {
 		t.Errorf("rebuilt cluster with etcd lost (KeepLastDecision): %+v (applied %v); all %+v, want the last decision (n1, epoch 2) kept", d, ok, s2.all())
+	}
+}
+
+// Defect: SQLHooks' Demote killed its connection only when its ctx had
+// ended. When the driver gave up first — the cluster's read_timeout
+// shorter than DemoteTimeout, an i/o timeout with ctx still running — the
+// SET GLOBAL read_only = ON was left waiting on the server, not killed:
+// Demote returned an error (the switchover is refused, Promote undoes),
+// and the statement took effect once the lock went, leaving the writer
+// read-only after the refusal. Expected: any error that does not say the
+// server ended the statement kills the connection.
+func TestReviewFleetfixDemoteReadTimeoutKills(t *testing.T) {
+	ring := ringtest.New(t, ringtest.Options{Nodes: 2, Password: ringPassword}).Ring(0)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	admin := ring.AdminDB(0)
+	for _, q := range []string{
+		fmt.Sprintf("CREATE USER IF NOT EXISTS 'swadmin'@'%%' IDENTIFIED BY '%s'", ringPassword),
+		"GRANT ALL PRIVILEGES ON *.* TO 'swadmin'@'%'",
+		"CREATE TABLE IF NOT EXISTS ringtest.rt (x INT)",
+	} {
+		if _, err := admin.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	readOnly := func() int {
+		t.Helper()
+		var ro int
+		if err := admin.QueryRowContext(ctx, "SELECT @@global.read_only").Scan(&ro); err != nil {
+			t.Fatal(err)
+		}
+		return ro
+	}
+	defer admin.ExecContext(context.Background(), "SET GLOBAL read_only = OFF")
+	lock, err := admin.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if _, err := lock.ExecContext(ctx, "LOCK TABLES ringtest.rt WRITE"); err != nil {
+		t.Fatal(err)
+	}
+	locked := true
+	unlock := func() {
+		if locked {
+			locked = false
+			if _, err := lock.ExecContext(ctx, "UNLOCK TABLES"); err != nil {
+				t.Errorf("UNLOCK TABLES: %v", err)
+			}
+		}
+	}
+	defer unlock()
+	hooks, err := SQLHooks(&dbrouter.Config{
+		Defaults: dbrouter.Settings{User: "swadmin", Password: ringPassword, ReadTimeout: 300 * time.Millisecond},
+		Clusters: map[string]dbrouter.ClusterConfig{"ring": {Nodes: ring.Addrs()}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dctx, dcancel := context.WithTimeout(ctx, 5*time.Second) // DemoteTimeout's bound, far from over
+	start := time.Now()
+	err = hooks.Demote(dctx, "ring", ring.Addrs()[0])
+	dcancel()
+	t.Logf("Demote returned after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	if err == nil {
+		t.Fatal("Demote succeeded with the table locked")
+	}
+	if strings.Contains(err.Error(), "may still take effect") {
+		t.Errorf("Demote: %v, want the connection killed and seen gone", err)
+	}
+	unlock()
+	time.Sleep(time.Second)
+	if ro := readOnly(); ro != 0 {
+		t.Errorf("read_only = %d a second after the lock went: the Demote that failed (%v) took effect later", ro, err)
 	}
 }
