@@ -97,17 +97,23 @@ func TestReviewFleetfixRewatchWhileEtcdLostKeepsLastDecision(t *testing.T) {
 	}
 }
 
-// Defect: SQLHooks' Demote killed its connection only when its ctx had
-// ended. When the driver gave up first — the cluster's read_timeout
-// shorter than DemoteTimeout, an i/o timeout with ctx still running — the
-// SET GLOBAL read_only = ON was left waiting on the server, not killed:
-// Demote returned an error (the switchover is refused, Promote undoes),
-// and the statement took effect once the lock went, leaving the writer
-// read-only after the refusal. Expected: any error that does not say the
-// server ended the statement kills the connection.
-func TestReviewFleetfixDemoteReadTimeoutKills(t *testing.T) {
+// Defects of SQLHooks' Demote when its statement outlived it:
+//
+//   - It killed its connection only when its ctx had ended. When the
+//     driver gave up first — the cluster's read_timeout shorter than
+//     DemoteTimeout, an i/o timeout with ctx still running — the SET
+//     GLOBAL read_only = ON was left waiting on the server, not killed:
+//     Demote returned an error (the switchover is refused, Promote
+//     undoes), and the statement took effect once the lock went, leaving
+//     the writer read-only after the refusal. Expected: any error that
+//     does not say the server ended the statement kills the connection.
+//   - With the configuration's max_open_conns at 1, the KILL CONNECTION
+//     waited for a connection of the pool, held by the statement it was
+//     to kill, until killBound: not killed, the same outcome. Expected:
+//     the hooks' pool is not limited by the application's setting.
+func TestReviewFleetfixDemoteKillsOnRing(t *testing.T) {
 	ring := ringtest.New(t, ringtest.Options{Nodes: 2, Password: ringPassword}).Ring(0)
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	admin := ring.AdminDB(0)
 	for _, q := range []string{
@@ -119,6 +125,25 @@ func TestReviewFleetfixDemoteReadTimeoutKills(t *testing.T) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
+	for _, tc := range []struct {
+		name     string
+		settings dbrouter.Settings
+		timeout  time.Duration // the Demote's ctx
+	}{
+		{"read_timeout", dbrouter.Settings{ReadTimeout: 300 * time.Millisecond}, 5 * time.Second},
+		{"max_open_conns 1", dbrouter.Settings{MaxOpenConns: 1}, 300 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			demoteKills(t, ctx, ring, tc.settings, tc.timeout)
+		})
+	}
+}
+
+// demoteKills runs SQLHooks' Demote on node 0 of ring, a table locked
+// there, with settings and a ctx of timeout, and checks that read_only is
+// still off a second after the lock went.
+func demoteKills(t *testing.T, ctx context.Context, ring *ringtest.Ring, settings dbrouter.Settings, timeout time.Duration) {
+	admin := ring.AdminDB(0)
 	readOnly := func() int {
 		t.Helper()
 		var ro int
@@ -146,14 +171,15 @@ func TestReviewFleetfixDemoteReadTimeoutKills(t *testing.T) {
 		}
 	}
 	defer unlock()
+	settings.User, settings.Password = "swadmin", ringPassword
 	hooks, err := SQLHooks(&dbrouter.Config{
-		Defaults: dbrouter.Settings{User: "swadmin", Password: ringPassword, ReadTimeout: 300 * time.Millisecond},
+		Defaults: settings,
 		Clusters: map[string]dbrouter.ClusterConfig{"ring": {Nodes: ring.Addrs()}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dctx, dcancel := context.WithTimeout(ctx, 5*time.Second) // DemoteTimeout's bound, far from over
+	dctx, dcancel := context.WithTimeout(ctx, timeout)
 	start := time.Now()
 	err = hooks.Demote(dctx, "ring", ring.Addrs()[0])
 	dcancel()
@@ -167,6 +193,6 @@ func TestReviewFleetfixDemoteReadTimeoutKills(t *testing.T) {
 	unlock()
 	time.Sleep(time.Second)
 	if ro := readOnly(); ro != 0 {
-		t.Errorf("read_only = %d a second after the lock went: the Demote that failed (%v) took effect later", ro, err)
+		t.Errorf("read_only = %d a second after the lock went: the Demote that failed took effect later", ro)
 	}
 }

@@ -85,6 +85,9 @@ func (h *sqlHooks) node(cluster, addr string) (*dbrouter.Router, *dbrouter.Clust
 	cc.Nodes = []string{addr}
 	cc.Health.Disabled = true
 	cc.FailoverWait = 0
+	// exec's KILL CONNECTION needs a second connection while the first is
+	// held: the application's max_open_conns (1) must not make it wait.
+	one.Defaults.MaxOpenConns, cc.MaxOpenConns = 0, 0
 	one.Clusters = map[string]dbrouter.ClusterConfig{cluster: cc}
 	one.ShardMaps = nil
 	one.WriterSource, one.Observer, one.OnEvent = nil, nil, nil
