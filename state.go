@@ -549,7 +549,9 @@ func (s *clusterState) decide(out stateOutput, now time.Time) stateOutput {
 		}
 		w, target := s.chooseWriter()
 		if w != s.writer {
-			first := s.lastWriter < 0 && w >= 0 && !out.ready
+			// (Without probes, ready from the start: no positions, nothing
+			// provisional.)
+			first := s.lastWriter < 0 && w >= 0 && !out.ready && !s.settings.Health.Disabled
 			out.events = append(out.events, s.setWriter(w, s.writerCause(w), now))
 			if first && s.decided < 0 {
 				// The first writer, chosen after the first round (a

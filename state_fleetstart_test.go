@@ -25,3 +25,21 @@ func TestStateFirstWriterProvisionalAfterSourceRefusal(t *testing.T) {
 	m.ok(1, "1-1-3000,2-2-5000") // b was ahead: a is behind
 	m.wantWriter(1)
 }
+
+// TestStateFirstWriterAfterSourceRefusalNoProbes: without probes (ready
+// from the start, no first round), a refusal handed back chooses the
+// first writer without a panic (the first fix indexed the first round's
+// unverified nodes, which a cluster without probes never had).
+func TestStateFirstWriterAfterSourceRefusalNoProbes(t *testing.T) {
+	m := newMachine(t, 2, Settings{Health: HealthConfig{Disabled: true}})
+	m.s.external = true
+	// No writer ever (every node was ineligible when the cluster was
+	// built: drained by a Reload's carry-over, as in
+	// TestReview6FleetUndrainAfterReloadWhileCut, where the panic held the
+	// cluster's mutex and hung the test).
+	m.s.writer, m.s.lastWriter = -1, -1
+	m.record(m.s.decideExternal(-1, true, 0, "start-up refusal", m.now))
+	m.wantWriter(-1)
+	m.record(m.s.decideExternal(-1, false, 0, "no decision: local rule", m.now))
+	m.wantWriter(0)
+}
