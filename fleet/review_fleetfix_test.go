@@ -95,6 +95,10 @@ func TestReviewFleetfixRewatchWhileEtcdLostKeepsLastDecision(t *testing.T) {
 	if d, ok := s2.last(); !ok || d.Writer != n1 || d.Refuse {
 		t.Errorf("rebuilt cluster with etcd lost (KeepLastDecision): %+v (applied %v); all %+v, want the last decision (n1, epoch 2) kept", d, ok, s2.all())
 	}
+	// Not fixed here: Close can hang for good while etcd is down — the
+	// campaign's Election.Campaign, its ctx ended, resigns with the
+	// client's context (no bound) — so etcd comes back before Close.
+	te.restart()
 }
 
 // Defects of SQLHooks' Demote when its statement outlived it:
