@@ -549,8 +549,20 @@ func (s *clusterState) decide(out stateOutput, now time.Time) stateOutput {
 		}
 		w, target := s.chooseWriter()
 		if w != s.writer {
+			// (Without probes, ready from the start: no positions, nothing
+			// provisional.)
+			first := s.lastWriter < 0 && w >= 0 && !out.ready && !s.settings.Health.Disabled
 			out.events = append(out.events, s.setWriter(w, s.writerCause(w), now))
-			s.provisional = out.ready && s.decided < 0 && slices.Contains(s.unverified, true)
+			if first && s.decided < 0 {
+				// The first writer, chosen after the first round (a
+				// WriterSource refused writes until then, and handed
+				// back): as provisional as at the round's end, for the
+				// nodes that have no position now.
+				for j, hj := range s.health {
+					s.unverified[j] = hj.state != StateUp || !hj.havePos
+				}
+			}
+			s.provisional = (out.ready || first) && s.decided < 0 && slices.Contains(s.unverified, true)
 		}
 		s.target = target
 		if target >= 0 && !s.switching && !now.Before(s.notBefore) {

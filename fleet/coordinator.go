@@ -270,7 +270,8 @@ func (c *Coordinator) IsDecider() bool {
 // Close revokes the router's lease — its presence, views and candidacy go
 // at once, and another coordinator takes over deciding if this one was the
 // decider — and stops every watch. Decisions already applied stay in force
-// in the router. Close does not close the etcd client. It returns the
+// in the router; a cluster still in its start-up refusal (see Watch) gets
+// the local rule, as a cluster watched after Close. Close does not close the etcd client. It returns the
 // error of the revocation, if any (the lease then expires by itself).
 func (c *Coordinator) Close() error {
 	c.mu.Lock()
@@ -285,7 +286,17 @@ func (c *Coordinator) Close() error {
 	c.mu.Lock()
 	sess := c.sess
 	c.sess = nil
+	ws := make([]*watch, 0, len(c.watches))
+	for _, w := range c.watches {
+		ws = append(ws, w)
+	}
 	c.mu.Unlock()
+	// A cluster still in its start-up refusal would refuse writes for
+	// good: nothing can end it now. It gets the local rule, as a cluster
+	// watched after Close.
+	for _, w := range ws {
+		w.closed()
+	}
 	if sess == nil {
 		return nil
 	}
@@ -479,7 +490,9 @@ func sessionContext(ctx context.Context, sess *concurrency.Session) (context.Con
 // rule. Without etcd, the refusal lasts until the EtcdLost policy applies
 // (about one LeaseTTL after New, or after the last session ended): under
 // KeepLastDecision and LocalDecisions the local rule then applies (there
-// is no last decision), under RefuseWrites writes stay refused.
+// is no last decision; for a cluster rebuilt by a Reload, KeepLastDecision
+// keeps the last decision the earlier watch of the cluster applied), under
+// RefuseWrites writes stay refused. Close ends the refusal (local rule).
 //
 // A cluster name that cannot name etcd keys unchanged (with an empty, "." or
 // ".." path segment, or a leading or trailing "/") is not watched: its
@@ -505,17 +518,26 @@ func (c *Coordinator) Watch(cluster string, nodes []string, sink dbrouter.Writer
 	// the fleet's word is unknown: the local rule could pick a writer the
 	// fleet moved off (a healthy old writer, not demoted). Refuse writes
 	// (not sent; reads go on) before the watch can decide anything else.
+	ctx, cancel := context.WithCancel(c.ctx)
+	w := &watch{c: c, cluster: cluster, nodes: append([]string(nil), nodes...), sink: sink,
+		ctx: ctx, cancel: cancel, done: make(chan struct{}), pending: true}
 	if err := sink.Decide(dbrouter.WriterDecision{Refuse: true, Cause: startCause}); err != nil {
 		c.log.Error("fleet: start-up refusal not applied", "cluster", cluster, "err", err)
 	}
 	c.mu.Lock()
 	if c.closed {
+		// Close came meanwhile: as a Watch after Close, the local rule.
 		c.mu.Unlock()
+		cancel()
+		w.closed()
 		return func() {}
 	}
-	ctx, cancel := context.WithCancel(c.ctx)
-	w := &watch{c: c, cluster: cluster, nodes: append([]string(nil), nodes...), sink: sink,
-		ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	if prev := c.watches[cluster]; prev != nil {
+		// A rebuilt cluster (Reload): under KeepLastDecision, the decision
+		// its earlier watch applied is the last one to keep if etcd is
+		// lost before this watch reads one (set before setLost can see w).
+		w.inherited = prev.lastDecision()
+	}
 	c.watches[cluster] = w
 	lost := c.lost
 	c.wg.Add(1)

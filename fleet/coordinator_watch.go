@@ -31,6 +31,12 @@ type watch struct {
 	gen     uint64     // the session whose decisions may be applied; 0: none
 	epoch   uint64     // of the last decision applied
 	decided bool       // a decision read from etcd has been applied
+	last    *Decision  // the last decision read from etcd and applied (nil: none)
+	// inherited is the last decision the cluster's previous watch (a
+	// Reload's rebuilt cluster) applied: under KeepLastDecision, the
+	// decision kept when etcd is lost before this watch read one.
+	inherited *Decision
+	pending   bool // the start-up refusal (Watch) is in force
 
 	drains    map[string]bool // nodes followDrains drained (drain.go); its goroutine only
 	reconcile bool            // followDrains has yet to undrain the nodes no key names; likewise
@@ -130,6 +136,11 @@ func (w *watch) apply(gen uint64, value []byte) {
 	if w.gen != gen || gen == 0 {
 		return
 	}
+	w.applyLocked(d)
+}
+
+// applyLocked hands decision d to the cluster; w.mu is held.
+func (w *watch) applyLocked(d Decision) {
 	cause := fmt.Sprintf("fleet decision of %s: %s", d.Decider, d.Cause)
 	wd := dbrouter.WriterDecision{Writer: d.Writer, Epoch: d.Epoch, Cause: cause}
 	if d.Writer != "" && !slices.Contains(w.nodes, d.Writer) {
@@ -147,8 +158,35 @@ func (w *watch) apply(gen uint64, value []byte) {
 		return
 	}
 	w.epoch = max(w.epoch, d.Epoch)
-	w.decided = true
+	w.decided, w.pending, w.last = true, false, &d
 }
+
+// lastDecision returns the last decision read from etcd and applied (nil:
+// none).
+func (w *watch) lastDecision() *Decision {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last
+}
+
+// closed ends a start-up refusal still in force when the coordinator
+// closes: nothing can end it any more (no read, no EtcdLost policy), and
+// a Watch after Close leaves a cluster on its local rule.
+func (w *watch) closed() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.pending {
+		return
+	}
+	w.pending = false
+	if err := w.sink.Decide(dbrouter.WriterDecision{Epoch: w.epoch, Cause: closedCause}); err != nil {
+		w.c.log.Error("fleet: start-up refusal not ended", "cluster", w.cluster, "err", err)
+	}
+}
+
+// closedCause is the cause of the local rule that a coordinator's Close
+// hands a cluster still in its start-up refusal.
+const closedCause = "fleet: coordinator closed before the writer decision was read: local rule"
 
 // noDecision handles a read of the writer key that found none. While no
 // decision was ever applied, the fleet has not decided the cluster's
@@ -165,7 +203,9 @@ func (w *watch) noDecision(gen uint64) {
 	d := dbrouter.WriterDecision{Epoch: w.epoch, Cause: "fleet: no writer decision published yet: local rule"}
 	if err := w.sink.Decide(d); err != nil {
 		w.c.log.Error("fleet: start-up refusal not ended", "cluster", w.cluster, "err", err)
+		return
 	}
+	w.pending = false
 }
 
 func (w *watch) lastEpoch() uint64 {
@@ -193,13 +233,21 @@ func (w *watch) applyLost() {
 		if w.decided {
 			return // KeepLastDecision: nothing changes
 		}
+		if in := w.inherited; in != nil {
+			// A rebuilt cluster (Reload) whose earlier watch applied a
+			// decision: that is the last decision to keep.
+			w.applyLocked(*in)
+			return
+		}
 		// No decision was ever read (etcd down since the start): there is
 		// no last decision to keep, only the start-up refusal.
 		d = dbrouter.WriterDecision{Epoch: w.epoch, Cause: why + ": no writer decision read yet: local rule"}
 	}
 	if err := w.sink.Decide(d); err != nil {
 		w.c.log.Error("fleet: EtcdLost policy not applied", "cluster", w.cluster, "policy", w.c.opts.EtcdLost.String(), "err", err)
+		return
 	}
+	w.pending = false
 }
 
 // publishViews publishes the router's view of the cluster under the

@@ -442,8 +442,15 @@ func TestReviewNoLocalWritesBeforeFirstRead(t *testing.T) {
 		t.Fatalf("right after Watch of a cluster with no decision: %+v (applied %v), want writes refused", d, ok)
 	}
 	eventually(t, "the first decision of d", func() bool { return s2.has(n0, 1) })
-	if ds := s2.all(); len(ds) < 3 || !ds[0].Refuse || ds[1].Refuse || ds[1].Writer != "" || !strings.Contains(ds[1].Cause, "no writer decision") {
-		t.Errorf("decisions applied %+v, want the start-up refusal, the local rule (no decision yet), then n0", ds)
+	// The decider (this coordinator) may publish d's first decision, on
+	// the view the watch publishes at once, before the watch's first read:
+	// the read then finds n0 and the local-rule step is skipped (failed
+	// about once in four runs under -race).
+	ds := s2.all()
+	localRule := len(ds) >= 3 && !ds[1].Refuse && ds[1].Writer == "" && strings.Contains(ds[1].Cause, "no writer decision")
+	direct := len(ds) == 2 && ds[1].Writer == n0
+	if len(ds) < 2 || !ds[0].Refuse || !localRule && !direct {
+		t.Errorf("decisions applied %+v, want the start-up refusal, the local rule (no decision yet, unless the decider was first), then n0", ds)
 	}
 }
 

@@ -27,7 +27,9 @@ import (
 //     transaction with uncommitted writes does not hold it), so a long
 //     one makes the switchover wait, up to DemoteTimeout, then refused.
 //     The wait is bounded on the server too: lock_wait_timeout (the
-//     seconds left, rounded up), and when DemoteTimeout ends the
+//     seconds left, rounded up), and when DemoteTimeout ends (or the
+//     statement fails otherwise than by the server's own error, such as
+//     the driver's read_timeout) the
 //     connection is killed (KILL CONNECTION) and the hook returns only
 //     once the server no longer lists it, so that a refused Demote cannot
 //     take effect later. The account needs the SUPER or READ_ONLY ADMIN
@@ -83,6 +85,9 @@ func (h *sqlHooks) node(cluster, addr string) (*dbrouter.Router, *dbrouter.Clust
 	cc.Nodes = []string{addr}
 	cc.Health.Disabled = true
 	cc.FailoverWait = 0
+	// exec's KILL CONNECTION needs a second connection while the first is
+	// held: the application's max_open_conns (1) must not make it wait.
+	one.Defaults.MaxOpenConns, cc.MaxOpenConns = 0, 0
 	one.Clusters = map[string]dbrouter.ClusterConfig{cluster: cc}
 	one.ShardMaps = nil
 	one.WriterSource, one.Observer, one.OnEvent = nil, nil, nil
@@ -119,7 +124,10 @@ func (h *sqlHooks) exec(ctx context.Context, cluster, addr, query string) error 
 	// switchover was refused and Promote had run, leaving the writer
 	// read-only (TestReview9DemoteTimeoutKillsPendingReadOnly). The
 	// server's own bound (lock_wait_timeout) and, when ctx ends, killing
-	// the connection stop it.
+	// the connection stop it. The same holds whenever the error is not
+	// the server's own (which ends the statement): the driver's read
+	// timeout (the cluster's read_timeout shorter than DemoteTimeout) or
+	// a connection lost leave the statement waiting on the server too.
 	var id int64
 	if err := conn.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&id); err != nil {
 		return fmt.Errorf("%s on %s: %w", query, addr, err)
@@ -131,7 +139,8 @@ func (h *sqlHooks) exec(ctx context.Context, cluster, addr, query string) error 
 		}
 	}
 	if _, err := conn.ExecContext(ctx, query); err != nil {
-		if ctx.Err() != nil {
+		var me *mysql.MySQLError
+		if ctx.Err() != nil || !errors.As(err, &me) {
 			if kerr := killConn(context.WithoutCancel(ctx), db, id); kerr != nil {
 				return fmt.Errorf("%s on %s: %w (and %v: the statement may still take effect)", query, addr, err, kerr)
 			}
