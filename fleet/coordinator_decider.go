@@ -42,7 +42,7 @@ func (c *Coordinator) campaign(sess *concurrency.Session) {
 	for ctx.Err() == nil {
 		e := concurrency.NewElection(sess, ElectionKey(c.opts.Prefix))
 		for {
-			err := e.Campaign(ctx, c.opts.RouterID)
+			err := campaignOnce(ctx, e, c.opts.RouterID)
 			if err == nil {
 				break
 			}
@@ -55,6 +55,24 @@ func (c *Coordinator) campaign(sess *concurrency.Session) {
 			}
 		}
 		c.serve(ctx, leaderTerm{key: e.Key(), rev: e.Rev()})
+	}
+}
+
+// campaignOnce runs e.Campaign, but returns when ctx ends even if Campaign
+// has not: once its ctx ends, etcd's Campaign resigns with the client's own
+// context, which has no deadline, so with etcd unreachable it would hold
+// Close (which waits for campaign) until etcd answers. The call left
+// behind ends when etcd answers or the client is closed; the candidacy it
+// may still create lives on the router's lease, which Close revokes (or
+// which expires).
+func campaignOnce(ctx context.Context, e *concurrency.Election, id string) error {
+	done := make(chan error, 1)
+	go func() { done <- e.Campaign(ctx, id) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

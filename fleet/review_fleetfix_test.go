@@ -95,9 +95,43 @@ func TestReviewFleetfixRewatchWhileEtcdLostKeepsLastDecision(t *testing.T) {
 	if d, ok := s2.last(); !ok || d.Writer != n1 || d.Refuse {
 		t.Errorf("rebuilt cluster with etcd lost (KeepLastDecision): %+v (applied %v); all %+v, want the last decision (n1, epoch 2) kept", d, ok, s2.all())
 	}
-	// Not fixed here: Close can hang for good while etcd is down — the
-	// campaign's Election.Campaign, its ctx ended, resigns with the
-	// client's context (no bound) — so etcd comes back before Close.
+	te.restart()
+}
+
+// Defect: Coordinator.Close hung for good while etcd was down: the
+// campaign's Election.Campaign, its ctx ended, resigns with the client's
+// context (no bound), and Close waited for the campaign. A second router
+// is campaigning (the first is the decider) when etcd goes.
+func TestReviewFleetfixCloseWithEtcdDown(t *testing.T) {
+	t.Parallel()
+	te := startEtcd(t)
+	const pfx = "/review-close-down/"
+	a, err := New(newClient(t, te.endpoints[0]), Options{Prefix: pfx, RouterID: "a", LeaseTTL: testTTL, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	eventually(t, "a decider", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.term != nil
+	})
+	b, err := New(newClient(t, te.endpoints[0]), Options{Prefix: pfx, RouterID: "b", LeaseTTL: testTTL, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // b campaigns, behind a
+	te.crash()
+	time.Sleep(300 * time.Millisecond)
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- b.Close() }()
+	select {
+	case <-done:
+		t.Logf("Close with etcd down: %v", time.Since(start).Round(time.Millisecond))
+	case <-time.After(15 * time.Second):
+		t.Fatal("Close still waiting 15 s after etcd went down")
+	}
 	te.restart()
 }
 
