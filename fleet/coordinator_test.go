@@ -424,8 +424,16 @@ func TestEtcdLostPolicies(t *testing.T) {
 					t.Fatalf("%d decisions applied after etcd was lost, want none (keep the last)", n-before)
 				}
 			} else {
-				d, _ := r.sink.last()
-				if d.Writer != tc.want.Writer || d.Epoch != tc.want.Epoch || d.Refuse != tc.want.Refuse || !strings.Contains(d.Cause, "etcd unreachable") {
+				// The coordinator counts etcd as lost, then applies the
+				// policy to each watch: wait for it (1 s at most).
+				match := func() bool {
+					d, _ := r.sink.last()
+					return d.Writer == tc.want.Writer && d.Epoch == tc.want.Epoch && d.Refuse == tc.want.Refuse && strings.Contains(d.Cause, "etcd unreachable")
+				}
+				for deadline := time.Now().Add(time.Second); !match() && time.Now().Before(deadline); {
+					time.Sleep(5 * time.Millisecond)
+				}
+				if d, _ := r.sink.last(); !match() {
 					t.Fatalf("decision applied once etcd was lost: %+v, want %+v", d, tc.want)
 				}
 			}
