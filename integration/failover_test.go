@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/dbrouter/dbrouter"
+	"github.com/dbrouter/dbrouter/ringtest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -264,6 +265,15 @@ func TestAllNodesDownThenOneReturns(t *testing.T) {
 	}
 	start := time.Now()
 	_, err := c.ExecContext(ctx, "INSERT INTO t (id) VALUES ('down-1')")
+	if errors.Is(err, dbrouter.ErrOutcomeUnknown) && ringtest.DefaultBackend() == "docker" {
+		// On Docker rings a pooled connection to a killed container may
+		// still be accepted by docker-proxy, which takes the statement
+		// and drops the connection: outcome unknown is the right answer
+		// there. The next call finds every node down.
+		t.Logf("first write through docker-proxy: %v", err)
+		start = time.Now()
+		_, err = c.ExecContext(ctx, "INSERT INTO t (id) VALUES ('down-1')")
+	}
 	elapsed := time.Since(start)
 	var nw *dbrouter.NoNodeError
 	if !errors.As(err, &nw) || !errors.Is(err, dbrouter.ErrNoNode) || !errors.Is(err, dbrouter.ErrNotSent) {
