@@ -49,6 +49,7 @@ test: deps vet fmt-check mod-check
 # network or volume is left behind.
 test-docker: vet fmt-check mod-check
 	@bash ringtest/build-mariadb-image.sh
+	@scripts/check-docker-leftovers.sh --before
 	@rc=0; ($(call each,DBROUTER_RING_BACKEND=docker $(GO) test -race -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./...)) || rc=$$?; \
 	scripts/check-docker-leftovers.sh || rc=1; exit $$rc
 

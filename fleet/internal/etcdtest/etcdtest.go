@@ -5,8 +5,11 @@
 package etcdtest
 
 import (
+	"fmt"
+	"math/rand"
 	"net"
 	"net/url"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -38,15 +41,59 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
-// FreeLoopbackAddr returns a loopback address with a port free now.
+// FreeLoopbackAddr returns a loopback address with a port free now, below
+// the kernel's ephemeral range, and never the same twice in one process.
+// A port from the ephemeral range (what "127.0.0.1:0" gives) can be taken,
+// between this call and etcd's bind, by the local end of any outgoing
+// connection or by a port Docker publishes: a fresh-clone CI run failed
+// that way ("bind: address already in use").
 func FreeLoopbackAddr(t testing.TB) string {
 	t.Helper()
+	portMu.Lock()
+	defer portMu.Unlock()
+	low := ephemeralLow()
+	const first = 10000
+	if low > first+1000 {
+		for range 200 {
+			port := first + portRand.Intn(low-first)
+			if portsGiven[port] {
+				continue
+			}
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+			if err != nil {
+				continue
+			}
+			l.Close()
+			portsGiven[port] = true
+			return l.Addr().String()
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+var (
+	portMu     sync.Mutex
+	portsGiven = map[int]bool{}
+	portRand   = rand.New(rand.NewSource(time.Now().UnixNano()))
+)
+
+// ephemeralLow returns the first port of the kernel's ephemeral range
+// (32768 when it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	var low, high int
+	if _, err := fmt.Sscan(string(b), &low, &high); err != nil || low <= 0 {
+		return 32768
+	}
+	return low
 }
 
 // Start starts the server (again, after Stop, on the same ports and data)
