@@ -271,8 +271,10 @@ func (c *Coordinator) IsDecider() bool {
 // at once, and another coordinator takes over deciding if this one was the
 // decider — and stops every watch. Decisions already applied stay in force
 // in the router; a cluster still in its start-up refusal (see Watch) gets
-// the local rule, as a cluster watched after Close. Close does not close the etcd client. It returns the
-// error of the revocation, if any (the lease then expires by itself).
+// the local rule, as a cluster watched after Close. Close does not close
+// the etcd client; an election call still under way ends with Close, even
+// with etcd down. It returns the error of the revocation, if any (the
+// lease then expires by itself).
 func (c *Coordinator) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -315,7 +317,7 @@ func (c *Coordinator) Close() error {
 func (c *Coordinator) runSessions() {
 	since := time.Now() // when the router last had a session (or started)
 	for {
-		sess, err := c.newSession()
+		sess, endCampaigns, err := c.newSession()
 		if err != nil {
 			if c.ctx.Err() != nil {
 				return
@@ -340,10 +342,12 @@ func (c *Coordinator) runSessions() {
 			// its keepalives for the lease's TTL, or it answers and says so.
 			// The next attempt tells which: if it fails, the router has been
 			// without etcd for a lease already.
+			endCampaigns() // the lease is gone, and its candidacy with it
 			c.setSession(nil)
 			since = time.Now().Add(-c.opts.LeaseTTL)
 			c.log.Warn("fleet: lease ended", "lease", fmt.Sprintf("%x", int64(sess.Lease())))
 		case <-c.ctx.Done():
+			endCampaigns()
 			sess.Orphan() // Close revokes the lease
 			c.mu.Lock()
 			c.sess = sess
@@ -354,18 +358,23 @@ func (c *Coordinator) runSessions() {
 }
 
 // newSession grants a lease, keeps it alive, and publishes the router's
-// presence under it.
-func (c *Coordinator) newSession() (*concurrency.Session, error) {
+// presence under it. The session's client is the coordinator's, under a
+// context of its own (see sessionClient): endCampaigns ends that context,
+// and with it an election call still under way; call it once the session
+// has ended.
+func (c *Coordinator) newSession() (sess *concurrency.Session, endCampaigns context.CancelFunc, err error) {
 	ctx, cancel := context.WithTimeout(c.ctx, min(c.opts.LeaseTTL/2, opTimeout))
 	defer cancel()
 	lease, err := c.client.Grant(ctx, c.ttl)
 	if err != nil {
-		return nil, fmt.Errorf("fleet: granting a lease: %w", err)
+		return nil, nil, fmt.Errorf("fleet: granting a lease: %w", err)
 	}
-	sess, err := concurrency.NewSession(c.client, concurrency.WithLease(lease.ID), concurrency.WithContext(c.ctx))
+	cli, endCampaigns := c.sessionClient()
+	sess, err = concurrency.NewSession(cli, concurrency.WithLease(lease.ID), concurrency.WithContext(c.ctx))
 	if err != nil {
+		endCampaigns()
 		c.revoke(lease.ID)
-		return nil, fmt.Errorf("fleet: keeping the lease alive: %w", err)
+		return nil, nil, fmt.Errorf("fleet: keeping the lease alive: %w", err)
 	}
 	host, _ := os.Hostname()
 	info, _ := json.Marshal(RouterInfo{ID: c.opts.RouterID, Host: host, PID: os.Getpid(), Started: time.Now().UTC()})
@@ -382,10 +391,30 @@ func (c *Coordinator) newSession() (*concurrency.Session, error) {
 	}
 	if err != nil {
 		sess.Orphan()
+		endCampaigns()
 		c.revoke(lease.ID)
-		return nil, fmt.Errorf("fleet: publishing the router's presence: %w", err)
+		return nil, nil, fmt.Errorf("fleet: publishing the router's presence: %w", err)
 	}
-	return sess, nil
+	return sess, endCampaigns, nil
+}
+
+// sessionClient returns a client for a session and its election: the
+// coordinator's client's services (its connection, authentication and
+// namespace, if any) under a context that ends with end or Close. etcd's
+// Election.Campaign, once its ctx ends, resigns with its client's own
+// context (Client.Ctx), which for the application's client ends only when
+// that client is closed: with etcd down, every Close (and every lost
+// lease) left a Campaign goroutine behind until etcd answered
+// (TestReviewEdgesCloseEndsCampaign). Resigning then is pointless
+// anyway: the candidacy lives on the session's lease, which has ended or
+// which Close revokes. The returned client must never be closed: its
+// Close would close the application client's Watcher and Lease.
+func (c *Coordinator) sessionClient() (cli *clientv3.Client, end context.CancelFunc) {
+	ctx, end := context.WithCancel(c.ctx)
+	cli = clientv3.NewCtxClient(ctx, clientv3.WithZapLogger(c.client.GetLogger()))
+	cli.Cluster, cli.KV, cli.Lease = c.client.Cluster, c.client.KV, c.client.Lease
+	cli.Watcher, cli.Auth, cli.Maintenance = c.client.Watcher, c.client.Auth, c.client.Maintenance
+	return cli, end
 }
 
 // ownLease reports whether id is the lease of this coordinator's session

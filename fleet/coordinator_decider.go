@@ -59,10 +59,11 @@ func (c *Coordinator) campaign(sess *concurrency.Session) {
 }
 
 // campaignOnce runs e.Campaign, but returns when ctx ends even if Campaign
-// has not: once its ctx ends, etcd's Campaign resigns with the client's own
+// has not: once its ctx ends, etcd's Campaign resigns with its client's own
 // context, which has no deadline, so with etcd unreachable it would hold
 // Close (which waits for campaign) until etcd answers. The call left
-// behind ends when etcd answers or the client is closed; the candidacy it
+// behind ends when that context does: the session's client's (see
+// sessionClient), which ends with the session or Close; the candidacy it
 // may still create lives on the router's lease, which Close revokes (or
 // which expires).
 func campaignOnce(ctx context.Context, e *concurrency.Election, id string) error {
