@@ -153,6 +153,19 @@ func Undrain(ctx context.Context, cli *clientv3.Client, prefix, cluster, node st
 type DrainState struct {
 	Writer  string   // the writer decision's node ("" none)
 	Pending []string // live routers whose view does not show the node drained yet
+
+	// Read reports whether the state was read from etcd: false when no
+	// read succeeded before WaitDrained's ctx ended, and nothing here is
+	// known.
+	Read bool
+	// Epoch and DecidedBy are the writer decision's epoch and who
+	// published it (Decision.Decider: the decider's RouterID, or who asked
+	// for a switchover); 0 and "" when there is none.
+	Epoch     uint64
+	DecidedBy string
+	// Decider is the elected decider (the RouterID it campaigned with),
+	// which moves the writer role off a drained node; "" when none is.
+	Decider string
 }
 
 // Done reports whether the node is off the writer role and every live
@@ -175,13 +188,21 @@ func WaitDrained(ctx context.Context, cli *clientv3.Client, prefix, cluster, nod
 			clientv3.OpGet(WriterKey(prefix, cluster)),
 			clientv3.OpGet(prefix+"routers/", clientv3.WithPrefix()),
 			clientv3.OpGet(ViewsPrefix(prefix, cluster), clientv3.WithPrefix()),
+			// concurrency.Election's keys, <election>/<lease>: the
+			// oldest is the decider's.
+			clientv3.OpGet(ElectionKey(prefix)+"/", clientv3.WithPrefix(),
+				clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend), clientv3.WithLimit(1)),
 		).Commit()
 		if err == nil {
+			st.Read = true
 			if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
 				var d Decision
 				if json.Unmarshal(kvs[0].Value, &d) == nil {
-					st.Writer = d.Writer
+					st.Writer, st.Epoch, st.DecidedBy = d.Writer, d.Epoch, d.Decider
 				}
+			}
+			if kvs := resp.Responses[3].GetResponseRange().Kvs; len(kvs) > 0 {
+				st.Decider = string(kvs[0].Value)
 			}
 			for _, v := range liveViews(ViewsPrefix(prefix, cluster), resp.Responses[1].GetResponseRange().Kvs, resp.Responses[2].GetResponseRange().Kvs) {
 				if i := slices.IndexFunc(v.Nodes, func(n NodeView) bool { return n.Addr == node }); i >= 0 && !v.Nodes[i].Drained {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -19,17 +21,54 @@ func cmdDrain(e *env, args []string) int {
 	if err := fleet.Drain(e.ctx, cli, e.prefix, cluster, node, operator()); err != nil {
 		return e.fail("drain", e.etcdErr(err))
 	}
+	if e.afterDrain != nil {
+		e.afterDrain()
+	}
 	st, err := fleet.WaitDrained(e.ctx, cli, e.prefix, cluster, node)
 	if err != nil {
-		writer := st.Writer
-		if writer == "" {
-			writer = "none decided"
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+			return e.fail("drain", fmt.Errorf("cluster %s: %s is drained in etcd, but waiting for the fleet to follow failed: %w", cluster, node, err))
 		}
-		return e.fail("drain", fmt.Errorf("cluster %s: %s is drained in etcd, but within %v (--timeout) the fleet has not followed: writer %s, not yet drained by %s; check with dbrouter status",
-			cluster, node, e.timeout, writer, orDash(strings.Join(st.Pending, ", "))))
+		return e.fail("drain", fmt.Errorf("cluster %s: %s is drained in etcd, but timed out after %v (--timeout) waiting for the fleet to follow: %s; the key stays and the routers follow when they can: check with dbrouter status",
+			cluster, node, e.timeout, drainProgress(node, st)))
 	}
 	fmt.Fprintf(e.stdout, "cluster %s: %s drained by every live router; writer %s\n", cluster, node, orDash(st.Writer))
 	return exitOK
+}
+
+// drainProgress says how far the fleet had followed the drain of node
+// when the wait for it ended: the writer decision, the decider and the
+// routers that have not followed, as last read, or that they are unknown.
+func drainProgress(node string, st fleet.DrainState) string {
+	if !st.Read {
+		return "etcd could not be read meanwhile: writer unknown, decider unknown, routers unknown"
+	}
+	var b strings.Builder
+	switch {
+	case st.Writer == node:
+		fmt.Fprintf(&b, "the writer decision still names %s", node)
+	case st.Writer == "":
+		b.WriteString("no writer decision published (each router on its local rule)")
+	default:
+		fmt.Fprintf(&b, "writer %s", oneLine(st.Writer))
+	}
+	switch {
+	case st.Writer != "" && st.DecidedBy != "":
+		fmt.Fprintf(&b, " (epoch %d, published by %s)", st.Epoch, oneLine(st.DecidedBy))
+	case st.Writer != "":
+		fmt.Fprintf(&b, " (epoch %d)", st.Epoch)
+	}
+	if st.Decider == "" {
+		b.WriteString("; no decider elected (no coordinator is campaigning)")
+	} else {
+		fmt.Fprintf(&b, "; decider %s", oneLine(st.Decider))
+	}
+	if len(st.Pending) == 0 {
+		fmt.Fprintf(&b, "; every live router shows %s drained", node)
+	} else {
+		fmt.Fprintf(&b, "; not yet drained by %s", strings.Join(st.Pending, ", "))
+	}
+	return b.String()
 }
 
 // cmdUndrain puts NODE back in service for the whole fleet (fleet.Undrain).

@@ -44,7 +44,7 @@ func TestDrainCommand(t *testing.T) {
 		t.Errorf("drain of an unknown node: %v", r)
 	}
 	r = runCLI(t, args("drain", "c1", "b:3306")...)
-	if r.code != exitFail || !strings.Contains(r.stderr, "b:3306 is drained in etcd, but within 500ms (--timeout) the fleet has not followed: writer a:3306, not yet drained by web1") {
+	if r.code != exitFail || !strings.Contains(r.stderr, "b:3306 is drained in etcd, but timed out after 500ms (--timeout) waiting for the fleet to follow: writer a:3306 (epoch 2); no decider elected (no coordinator is campaigning); not yet drained by web1") {
 		t.Errorf("drain that no router follows: %v", r)
 	}
 	if resp, err := cli.Get(ctx, fleet.DrainKey(pfx, "c1", "b:3306")); err != nil || len(resp.Kvs) != 1 {

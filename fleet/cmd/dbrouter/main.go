@@ -141,6 +141,8 @@ type env struct {
 
 	ctx context.Context
 	cli *clientv3.Client
+
+	afterDrain func() // tests: called by drain once the drain key is stored
 }
 
 // run runs the command line args (without the program name) and returns
