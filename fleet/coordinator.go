@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -523,6 +524,15 @@ func sessionContext(ctx context.Context, sess *concurrency.Session) (context.Con
 // keeps the last decision the earlier watch of the cluster applied), under
 // RefuseWrites writes stay refused. Close ends the refusal (local rule).
 //
+// A read that fails with etcd answering (permission denied, a value that
+// is no decision) is retried every 250 ms; the refusal's cause, a
+// warning, Status and the published view name the key and the error. Once
+// LeaseTTL has passed since Watch without a read, LocalDecisions hands the
+// cluster to the local rule, KeepLastDecision keeps the earlier watch's
+// decision if there is one, and otherwise, as RefuseWrites, writes stay
+// refused until a read succeeds: the router is live in the fleet, whose
+// other routers follow etcd.
+//
 // A cluster name that cannot name etcd keys unchanged (with an empty, "." or
 // ".." path segment, or a leading or trailing "/") is not watched: its
 // cluster refuses writes, with a cause that says so.
@@ -549,10 +559,12 @@ func (c *Coordinator) Watch(cluster string, nodes []string, sink dbrouter.Writer
 	// (not sent; reads go on) before the watch can decide anything else.
 	ctx, cancel := context.WithCancel(c.ctx)
 	w := &watch{c: c, cluster: cluster, nodes: append([]string(nil), nodes...), sink: sink,
-		ctx: ctx, cancel: cancel, done: make(chan struct{}), pending: true}
-	if err := sink.Decide(dbrouter.WriterDecision{Refuse: true, Cause: startCause}); err != nil {
+		ctx: ctx, cancel: cancel, done: make(chan struct{}), pending: true, started: time.Now()}
+	w.mu.Lock()
+	if err := w.decideLocked(dbrouter.WriterDecision{Refuse: true, Cause: startCause}); err != nil {
 		c.log.Error("fleet: start-up refusal not applied", "cluster", cluster, "err", err)
 	}
+	w.mu.Unlock()
 	c.mu.Lock()
 	if c.closed {
 		// Close came meanwhile: as a Watch after Close, the local rule.
@@ -590,6 +602,63 @@ const startCause = "fleet: the writer decision has not been read from etcd yet: 
 // as a key segment (a "/" inside is fine: "eu/customers").
 func keySafe(cluster string) bool {
 	return cluster != "" && path.Join("x", cluster) == "x/"+cluster
+}
+
+// Status is what a Coordinator knows of its part in the fleet, for an
+// operator (a health or debug endpoint); dbrouter status shows the same
+// per cluster from the views the routers publish.
+type Status struct {
+	RouterID string
+	// Session reports whether the router holds a lease now: it is live in
+	// the fleet, and follows decisions.
+	Session bool
+	// EtcdLost reports whether the EtcdLost policy is in force: no lease
+	// for longer than LeaseTTL.
+	EtcdLost bool
+	// Decider reports whether this coordinator is the fleet's decider, as
+	// far as it knows (see IsDecider).
+	Decider bool
+	// Clusters are the clusters the router watches, by name.
+	Clusters []ClusterStatus
+}
+
+// ClusterStatus is a Coordinator's state of one cluster it watches.
+type ClusterStatus struct {
+	Cluster string
+	// Writer, Refused and Cause are those of the last writer decision the
+	// coordinator handed the cluster: Writer "" and Refused false is the
+	// local rule; Refused is set while writes are refused (the start-up
+	// refusal, an unreadable decision, a decision naming a node the
+	// cluster lacks, EtcdLost RefuseWrites), and Cause says why — the text
+	// the refused writes' errors carry.
+	Writer  string
+	Refused bool
+	Cause   string
+	// Epoch is that of the last fleet decision applied (0: none).
+	Epoch uint64
+	// ReadError is the error of the reads of the cluster's writer key while
+	// they fail with etcd answering — permission denied, a value that is
+	// no decision — since ReadErrorSince; "" once a read succeeds.
+	ReadError      string
+	ReadErrorSince time.Time
+}
+
+// Status returns the coordinator's state: its session, and each watched
+// cluster's writer decision and, while they fail, the error of the reads
+// of its writer key.
+func (c *Coordinator) Status() Status {
+	c.mu.Lock()
+	st := Status{RouterID: c.opts.RouterID, Session: c.sess != nil && !c.closed, EtcdLost: c.lost, Decider: c.term != nil}
+	ws := make([]*watch, 0, len(c.watches))
+	for _, w := range c.watches {
+		ws = append(ws, w)
+	}
+	c.mu.Unlock()
+	for _, w := range ws {
+		st.Clusters = append(st.Clusters, w.status())
+	}
+	slices.SortFunc(st.Clusters, func(a, b ClusterStatus) int { return strings.Compare(a.Cluster, b.Cluster) })
+	return st
 }
 
 // clusterNodes returns the nodes of the clusters this router watches.

@@ -122,15 +122,33 @@ type writerKV struct {
 func (d *decider) run(ctx context.Context) {
 	c := d.c
 	pfx := c.opts.Prefix
+	var failingSince, warned time.Time // reads of the fleet that fail
 	for ctx.Err() == nil {
 		rev, err := d.load(ctx)
 		if err != nil {
-			c.log.Debug("fleet: decider reading the fleet", "err", err)
+			// Nothing is decided meanwhile. A failure that lasts while
+			// the term does (etcd answers: keepalives go through) is no
+			// outage, e.g. permission denied under the prefix: warn.
+			now := time.Now()
+			if failingSince.IsZero() {
+				failingSince = now
+			}
+			if ctx.Err() == nil && now.Sub(failingSince) >= c.opts.LeaseTTL && now.Sub(warned) >= readWarnEvery {
+				warned = now
+				c.log.Warn("fleet: the decider cannot read the fleet: no writer is decided meanwhile", "prefix", pfx, "err", err,
+					"failing_for", now.Sub(failingSince).Round(time.Millisecond))
+			} else {
+				c.log.Debug("fleet: decider reading the fleet", "err", err)
+			}
 			if !sleepCtx(ctx, retryInterval) {
 				return
 			}
 			continue
 		}
+		if !warned.IsZero() {
+			c.log.Info("fleet: the decider reads the fleet again", "failed_for", time.Since(failingSince).Round(time.Millisecond))
+		}
+		failingSince, warned = time.Time{}, time.Time{}
 		d.decideAll(ctx, nil)
 		wch := c.client.Watch(clientv3.WithRequireLeader(ctx), pfx, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 		tick := time.NewTicker(c.opts.LeaseTTL / 3)
@@ -260,9 +278,13 @@ func (d *decider) put(key string, value []byte, modRev int64) (string, bool) {
 		d.routers[router] = true
 		return "", true
 	case "writers":
-		var dec Decision
-		if err := json.Unmarshal(value, &dec); err != nil {
-			d.c.log.Warn("fleet: unreadable writer decision", "key", key, "err", err)
+		dec, err := parseDecision(value)
+		if err != nil {
+			// As the routers read it: no decision, which the rule
+			// replaces (a first decision, above every live router's
+			// epoch).
+			d.c.log.Warn("fleet: unreadable writer decision: treated as none", "key", key, "err", err)
+			dec = Decision{}
 		}
 		d.writers[cluster] = writerKV{dec, modRev}
 		return cluster, false

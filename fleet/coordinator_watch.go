@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -36,7 +37,16 @@ type watch struct {
 	// Reload's rebuilt cluster) applied: under KeepLastDecision, the
 	// decision kept when etcd is lost before this watch read one.
 	inherited *Decision
-	pending   bool // the start-up refusal (Watch) is in force
+	pending   bool                    // the start-up refusal (Watch) is in force
+	started   time.Time               // when Watch began: the start-up refusal's window (LeaseTTL) runs from it
+	handed    dbrouter.WriterDecision // the last decision the sink accepted (Coordinator.Status)
+
+	// Reads of the writer key that fail while etcd answers — an etcd
+	// error, or a value that is no decision — as readFailed records them.
+	readErr      string    // the last failure; "" once a read succeeds
+	readErrSince time.Time // the first failure since the last read that succeeded
+	readWarned   time.Time // the last warning about them
+	unreadable   bool      // the start-up refusal outlasted its window
 
 	drains    map[string]bool // nodes followDrains drained (drain.go); its goroutine only
 	reconcile bool            // followDrains has yet to undrain the nodes no key names; likewise
@@ -86,18 +96,33 @@ func (w *watch) follow(sess *concurrency.Session, gen uint64) {
 		cancelGet()
 		if err != nil {
 			if ctx.Err() == nil {
-				w.c.log.Debug("fleet: reading the writer decision", "cluster", w.cluster, "err", err)
+				w.readFailed(gen, key, err)
 			}
 			if !sleepCtx(ctx, retryInterval) {
 				return
 			}
 			continue
 		}
+		var bad error
 		for _, kv := range resp.Kvs {
-			w.apply(gen, kv.Value)
+			bad = w.apply(gen, kv.Value)
 		}
 		if len(resp.Kvs) == 0 {
 			w.noDecision(gen)
+		}
+		if bad != nil {
+			w.readFailed(gen, key, bad)
+			if w.isPending() {
+				// Read again until the value is a decision (the decider
+				// may replace it, or an operator), for the refusal's
+				// window: a watch would wait for the next change.
+				if !sleepCtx(ctx, retryInterval) {
+					return
+				}
+				continue
+			}
+		} else {
+			w.readOK()
 		}
 		// From the revision read on: every later change, in order. The
 		// channel closes (or reports an error) on compaction, a lost etcd
@@ -110,8 +135,13 @@ func (w *watch) follow(sess *concurrency.Session, gen uint64) {
 			for _, ev := range wr.Events {
 				switch ev.Type {
 				case clientv3.EventTypePut:
-					w.apply(gen, ev.Kv.Value)
+					if err := w.apply(gen, ev.Kv.Value); err != nil {
+						w.readFailed(gen, key, err)
+					} else {
+						w.readOK()
+					}
 				case clientv3.EventTypeDelete:
+					w.readOK() // an unreadable value is gone with it
 					w.c.log.Warn("fleet: writer decision deleted: keeping the last one applied", "cluster", w.cluster, "epoch", w.lastEpoch())
 				}
 			}
@@ -124,19 +154,168 @@ func (w *watch) follow(sess *concurrency.Session, gen uint64) {
 
 // apply hands a published decision to the cluster, unless the session it
 // was read in is no longer the one the watch follows (the EtcdLost policy
-// may have applied since).
-func (w *watch) apply(gen uint64, value []byte) {
-	var d Decision
-	if err := json.Unmarshal(value, &d); err != nil {
-		w.c.log.Error("fleet: unreadable writer decision", "cluster", w.cluster, "err", err)
-		return
+// may have applied since). A value that is no decision is not applied:
+// apply returns why (an errUnreadable).
+func (w *watch) apply(gen uint64, value []byte) error {
+	d, err := parseDecision(value)
+	if err != nil {
+		return err
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.gen != gen || gen == 0 {
-		return
+		return nil
 	}
 	w.applyLocked(d)
+	return nil
+}
+
+// errUnreadable: a writer key's value is no decision.
+var errUnreadable = errors.New("unreadable writer decision")
+
+// parseDecision decodes the value of a writer key. A value that is not the
+// JSON of a Decision, or has no epoch (the fleet publishes none below 1:
+// "{}" or "null" decode to an empty decision, which would hand the cluster
+// to the local rule while the other routers keep the fleet's writer), is
+// no decision: the error matches errUnreadable.
+func parseDecision(value []byte) (Decision, error) {
+	var d Decision
+	if err := json.Unmarshal(value, &d); err != nil {
+		return d, fmt.Errorf("%w: %w", errUnreadable, err)
+	}
+	if d.Epoch == 0 {
+		return d, fmt.Errorf("%w %.200q: no epoch (the fleet publishes none below 1)", errUnreadable, value)
+	}
+	return d, nil
+}
+
+// readWarnEvery is how often a watch repeats its warning while reads of
+// the writer key go on failing.
+const readWarnEvery = 30 * time.Second
+
+// readFailed records a read of the writer key that failed while the
+// session lasts: an etcd error (permission denied, a request timed out)
+// or a value that is no decision. It warns at once while the start-up
+// refusal is in force, or for a value that is no decision; otherwise (a
+// router that keeps the decision it applied) once the failures have lasted
+// the lease; then every readWarnEvery. While the start-up refusal is in
+// force, the refusal's cause says why, and once LeaseTTL has passed since
+// Watch (the window after which the EtcdLost policy applies to a router
+// without etcd), unreadableTooLong applies.
+func (w *watch) readFailed(gen uint64, key string, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := time.Now()
+	msg := err.Error()
+	if w.readErr == "" {
+		w.readErrSince, w.readWarned = now, time.Time{}
+	}
+	changed := msg != w.readErr
+	w.readErr = msg
+	undecodable := errors.Is(err, errUnreadable)
+	since := now.Sub(w.readErrSince)
+	if (w.pending || undecodable || since >= w.c.opts.LeaseTTL) && (w.readWarned.IsZero() || now.Sub(w.readWarned) >= readWarnEvery) {
+		w.readWarned = now
+		what := "fleet: cannot read the writer decision: decisions published meanwhile are not followed"
+		switch {
+		case w.pending:
+			what = "fleet: cannot read the writer decision: writes refused until it is read"
+		case undecodable:
+			what = "fleet: cannot read the writer decision: the last decision applied stays"
+		}
+		w.c.log.Warn(what, "cluster", w.cluster, "key", key, "err", err, "failing_for", since.Round(time.Millisecond))
+	} else {
+		w.c.log.Debug("fleet: reading the writer decision", "cluster", w.cluster, "key", key, "err", err)
+	}
+	if !w.pending || w.gen != gen || gen == 0 {
+		return
+	}
+	if time.Since(w.started) >= w.c.opts.LeaseTTL {
+		w.unreadableTooLong(key, err, changed)
+		return
+	}
+	if changed {
+		w.refuseLocked(fmt.Sprintf("%s; reading %s: %s", startCause, key, msg))
+	}
+}
+
+// unreadableTooLong ends the start-up refusal's window: the writer key
+// could not be read for LeaseTTL since Watch, etcd answering. This router
+// is live in the fleet and the other routers follow etcd: the local rule
+// could make a second writer (a node the fleet moved off, back and
+// writable). So, unlike for a router without etcd, only LocalDecisions,
+// which accepts that risk, hands the cluster to the local rule;
+// KeepLastDecision keeps the last decision if there is one (a cluster
+// rebuilt by a Reload: the one its earlier watch applied) and otherwise,
+// as RefuseWrites, keeps refusing writes until a read succeeds. w.mu is
+// held.
+func (w *watch) unreadableTooLong(key string, err error, changed bool) {
+	first := !w.unreadable
+	w.unreadable = true
+	policy := w.c.opts.EtcdLost
+	why := fmt.Sprintf("fleet: the writer decision at %s could not be read for longer than the lease (%v), etcd answering: %v", key, w.c.opts.LeaseTTL, err)
+	switch {
+	case policy == LocalDecisions:
+		w.c.log.Warn("fleet: writer decision unreadable for longer than the lease: local rule (EtcdLost local)", "cluster", w.cluster, "key", key, "err", err)
+		if derr := w.decideLocked(dbrouter.WriterDecision{Epoch: w.epoch, Cause: why + ": local rule (EtcdLost local)"}); derr != nil {
+			w.c.log.Error("fleet: start-up refusal not ended", "cluster", w.cluster, "err", derr)
+			return
+		}
+		w.pending = false
+	case policy == KeepLastDecision && w.inherited != nil:
+		w.c.log.Warn("fleet: writer decision unreadable for longer than the lease: keeping the last decision (EtcdLost keep-last)",
+			"cluster", w.cluster, "key", key, "err", err, "writer", w.inherited.Writer, "epoch", w.inherited.Epoch)
+		w.applyLocked(*w.inherited)
+	default:
+		if first {
+			w.c.log.Error("fleet: writer decision unreadable for longer than the lease: writes stay refused until it is read (EtcdLost "+policy.String()+")",
+				"cluster", w.cluster, "key", key, "err", err)
+		}
+		if first || changed {
+			tail := "writes refused until it is read (EtcdLost refuse)"
+			if policy == KeepLastDecision {
+				tail = "writes refused until it is read (EtcdLost keep-last: no decision to keep, and the other routers follow etcd)"
+			}
+			w.refuseLocked(why + ": " + tail)
+		}
+	}
+}
+
+// refuseLocked renews the start-up refusal with another cause; w.mu is
+// held.
+func (w *watch) refuseLocked(cause string) {
+	if err := w.decideLocked(dbrouter.WriterDecision{Epoch: w.epoch, Refuse: true, Cause: cause}); err != nil {
+		w.c.log.Error("fleet: start-up refusal not renewed", "cluster", w.cluster, "err", err)
+	}
+}
+
+// readOK records a read of the writer key that succeeded.
+func (w *watch) readOK() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.readErr == "" {
+		return
+	}
+	if !w.readWarned.IsZero() {
+		w.c.log.Info("fleet: writer decision read again", "cluster", w.cluster, "failed_for", time.Since(w.readErrSince).Round(time.Millisecond))
+	}
+	w.readErr, w.readErrSince, w.readWarned = "", time.Time{}, time.Time{}
+}
+
+// isPending reports whether the start-up refusal is in force.
+func (w *watch) isPending() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.pending
+}
+
+// decideLocked hands d to the cluster and records it; w.mu is held.
+func (w *watch) decideLocked(d dbrouter.WriterDecision) error {
+	if err := w.sink.Decide(d); err != nil {
+		return err
+	}
+	w.handed = d
+	return nil
 }
 
 // applyLocked hands decision d to the cluster; w.mu is held.
@@ -153,7 +332,7 @@ func (w *watch) applyLocked(d Decision) {
 			"fleet decision of %s names %s, not a node of the cluster in this router's configuration (%s): writes refused until the configurations agree",
 			d.Decider, d.Writer, strings.Join(w.nodes, ", "))}
 	}
-	if err := w.sink.Decide(wd); err != nil {
+	if err := w.decideLocked(wd); err != nil {
 		w.c.log.Error("fleet: writer decision not applied", "cluster", w.cluster, "writer", d.Writer, "epoch", d.Epoch, "err", err)
 		return
 	}
@@ -179,7 +358,7 @@ func (w *watch) closed() {
 		return
 	}
 	w.pending = false
-	if err := w.sink.Decide(dbrouter.WriterDecision{Epoch: w.epoch, Cause: closedCause}); err != nil {
+	if err := w.decideLocked(dbrouter.WriterDecision{Epoch: w.epoch, Cause: closedCause}); err != nil {
 		w.c.log.Error("fleet: start-up refusal not ended", "cluster", w.cluster, "err", err)
 	}
 }
@@ -201,11 +380,19 @@ func (w *watch) noDecision(gen uint64) {
 		return
 	}
 	d := dbrouter.WriterDecision{Epoch: w.epoch, Cause: "fleet: no writer decision published yet: local rule"}
-	if err := w.sink.Decide(d); err != nil {
+	if err := w.decideLocked(d); err != nil {
 		w.c.log.Error("fleet: start-up refusal not ended", "cluster", w.cluster, "err", err)
 		return
 	}
 	w.pending = false
+}
+
+// status returns the watch's part of Coordinator.Status.
+func (w *watch) status() ClusterStatus {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return ClusterStatus{Cluster: w.cluster, Writer: w.handed.Writer, Epoch: w.epoch, Refused: w.handed.Refuse,
+		Cause: w.handed.Cause, ReadError: w.readErr, ReadErrorSince: w.readErrSince}
 }
 
 func (w *watch) lastEpoch() uint64 {
@@ -243,7 +430,7 @@ func (w *watch) applyLost() {
 		// no last decision to keep, only the start-up refusal.
 		d = dbrouter.WriterDecision{Epoch: w.epoch, Cause: why + ": no writer decision read yet: local rule"}
 	}
-	if err := w.sink.Decide(d); err != nil {
+	if err := w.decideLocked(d); err != nil {
 		w.c.log.Error("fleet: EtcdLost policy not applied", "cluster", w.cluster, "policy", w.c.opts.EtcdLost.String(), "err", err)
 		return
 	}
@@ -264,7 +451,12 @@ func (w *watch) publishViews(ctx context.Context, sess *concurrency.Session) {
 	defer t.Stop()
 	for {
 		v := viewOf(w.c.opts.RouterID, w.sink.Stats(), time.Now())
-		v.Epoch = w.lastEpoch()
+		st := w.status()
+		v.Epoch = st.Epoch
+		if st.Refused {
+			v.Refused = st.Cause
+		}
+		v.ReadError = st.ReadError
 		if (last == nil || !sameView(v, *last) || time.Since(lastPut) >= refresh) && w.isCurrent() {
 			b, _ := json.Marshal(v)
 			put, cancel := context.WithTimeout(ctx, opTimeout)
@@ -363,7 +555,7 @@ func viewOf(router string, st dbrouter.ClusterStats, now time.Time) View {
 // sameView reports whether v says the same as o about what the decider
 // reads, positions aside (those are refreshed every third of the lease).
 func sameView(v, o View) bool {
-	if v.Writer != o.Writer || v.Epoch != o.Epoch || len(v.Nodes) != len(o.Nodes) {
+	if v.Writer != o.Writer || v.Epoch != o.Epoch || v.Refused != o.Refused || (v.ReadError == "") != (o.ReadError == "") || len(v.Nodes) != len(o.Nodes) {
 		return false
 	}
 	for i, n := range v.Nodes {

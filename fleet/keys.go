@@ -88,6 +88,14 @@ type View struct {
 	// starts above the highest of the live routers' epochs, which they
 	// would otherwise refuse as older.
 	Epoch uint64 `json:"epoch,omitempty"`
+	// Refused is why the router refuses the cluster's writes ("" when it
+	// does not): the writer decision not read yet, or unreadable, a
+	// decision naming a node it does not have, EtcdLost RefuseWrites.
+	Refused string `json:"refused,omitempty"`
+	// ReadError is the error of the router's reads of the cluster's
+	// writer key while they fail ("" once one succeeds): see
+	// ClusterStatus.ReadError.
+	ReadError string `json:"read_error,omitempty"`
 }
 
 // NodeView is one router's view of one node.
