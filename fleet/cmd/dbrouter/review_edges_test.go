@@ -71,3 +71,45 @@ func TestReviewEdgesDrainTimeoutMessage(t *testing.T) {
 		t.Errorf("drain with etcd gone after the key was stored: %v\nwant %q", r, want)
 	}
 }
+
+// Defect: a router whose coordinator refused a cluster's writes because
+// it could not read the writer key (permission denied, a value that is no
+// decision) showed nothing of it in dbrouter status. Expected: status
+// lists, under the cluster's table, each router that refuses writes and
+// why, or that cannot read the writer decision.
+func TestReviewEdgesStatusShowsRefusals(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const pfx = "/st-edges/"
+	put := func(key string, v any) {
+		t.Helper()
+		b, _ := json.Marshal(v)
+		if _, err := cli.Put(ctx, key, string(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nodes := []fleet.NodeView{{Addr: "a:3306", State: "up", Probed: true}}
+	for _, id := range []string{"web1", "web2", "web3"} {
+		put(fleet.RouterKey(pfx, id), fleet.RouterInfo{ID: id})
+	}
+	put(fleet.ViewKey(pfx, "c1", "web1"), fleet.View{Router: "web1", At: testNow, Nodes: nodes, Writer: "a:3306", Epoch: 2})
+	put(fleet.ViewKey(pfx, "c1", "web2"), fleet.View{Router: "web2", At: testNow, Nodes: nodes,
+		Refused:   "fleet: the writer decision has not been read from etcd yet: writes refused until it is; reading /st-edges/writers/c1: etcdserver: permission denied",
+		ReadError: "etcdserver: permission denied"})
+	put(fleet.ViewKey(pfx, "c1", "web3"), fleet.View{Router: "web3", At: testNow, Nodes: nodes, Writer: "a:3306",
+		ReadError: "etcdserver: request timed out"})
+	r := runCLI(t, append([]string{"status"}, etcdArgs(srv, pfx)...)...)
+	for _, want := range []string{
+		"  web2 refuses writes: fleet: the writer decision has not been read from etcd yet: writes refused until it is; reading /st-edges/writers/c1: etcdserver: permission denied\n",
+		"  web3 cannot read the writer decision: etcdserver: request timed out\n",
+	} {
+		if r.code != exitOK || !strings.Contains(r.stdout, want) {
+			t.Errorf("status: %v\nwant %q", r, want)
+		}
+	}
+	if strings.Contains(r.stdout, "web1 refuses") || strings.Contains(r.stdout, "web1 cannot") {
+		t.Errorf("status lists web1, which neither refuses writes nor fails to read: %v", r)
+	}
+}

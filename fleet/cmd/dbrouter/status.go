@@ -318,8 +318,19 @@ func (s *fleetState) writeCluster(w io.Writer, name string, now time.Time) {
 	}
 	tw.Flush()
 	for _, id := range routerIDs {
-		if err := views[id].err; err != nil {
-			fmt.Fprintf(w, "  view of %s unreadable: %v\n", id, err)
+		v := views[id]
+		who := id
+		if _, live := s.routers[id]; !live {
+			who += " (gone)"
+		}
+		switch {
+		case v.err != nil:
+			fmt.Fprintf(w, "  view of %s unreadable: %v\n", id, v.err)
+		case v.Refused != "":
+			// The refusal's cause says why, the read error included.
+			fmt.Fprintf(w, "  %s refuses writes: %s\n", who, oneLine(v.Refused))
+		case v.ReadError != "":
+			fmt.Fprintf(w, "  %s cannot read the writer decision: %s\n", who, oneLine(v.ReadError))
 		}
 	}
 	var silent []string
