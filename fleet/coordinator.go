@@ -637,8 +637,8 @@ type ClusterStatus struct {
 	// Epoch is that of the last fleet decision applied (0: none).
 	Epoch uint64
 	// ReadError is the error of the reads of the cluster's writer key while
-	// they fail with etcd answering — permission denied, a value that is
-	// no decision — since ReadErrorSince; "" once a read succeeds.
+	// they fail — an etcd error (permission denied, a timeout) or a value
+	// that is no decision — since ReadErrorSince; "" once a read succeeds.
 	ReadError      string
 	ReadErrorSince time.Time
 }
