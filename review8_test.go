@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"runtime"
@@ -370,12 +371,28 @@ func TestStallSaturatedWriterStays(t *testing.T) {
 
 // silentServer is a loopback TCP server that accepts connections and never
 // answers (a frozen server whose kernel still completes the TCP
-// handshake). It counts the connections open on its side.
+// handshake). It counts the connections open on its side, and lists the
+// peers it accepted, in the order it accepted them.
 type silentServer struct {
 	ln             net.Listener
 	accepted, open atomic.Int64
 	maxOpen        atomic.Int64
 	wg             sync.WaitGroup
+
+	mu    sync.Mutex
+	peers []string // remote addresses, in the order accepted
+}
+
+// acceptedAfter returns the peers accepted after peer, and whether peer
+// was accepted at all.
+func (s *silentServer) acceptedAfter(peer string) ([]string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := slices.Index(s.peers, peer)
+	if i < 0 {
+		return nil, false
+	}
+	return slices.Clone(s.peers[i+1:]), true
 }
 
 func newSilentServer(t *testing.T) *silentServer {
@@ -392,6 +409,9 @@ func newSilentServer(t *testing.T) *silentServer {
 			if err != nil {
 				return
 			}
+			s.mu.Lock()
+			s.peers = append(s.peers, conn.RemoteAddr().String())
+			s.mu.Unlock()
 			s.accepted.Add(1)
 			n := s.open.Add(1)
 			for m := s.maxOpen.Load(); n > m && !s.maxOpen.CompareAndSwap(m, n); m = s.maxOpen.Load() {
@@ -449,32 +469,53 @@ func TestStallSilentServerNoLeak(t *testing.T) {
 	if err := r.Close(); err != nil {
 		t.Logf("close: %v", err)
 	}
-	deadline := time.Now().Add(3 * time.Second)
-	for srv.open.Load() > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections still open on the server after Router.Close", srv.open.Load())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 	// A dial that Close cut short may have completed in the kernel before
-	// Close returned and reach the server's Accept a little later, on a
-	// loaded machine: let the accept queue settle before counting.
-	time.Sleep(200 * time.Millisecond)
-	for srv.open.Load() > 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	// Close returned and reach the server's Accept later, much later on a
+	// loaded machine. A connection the test opens now queues behind every
+	// connection established before it: once the server has accepted it,
+	// it has accepted all of the router's made before Close returned, and
+	// any accepted after it was opened after Close.
+	marker, err := net.Dial("tcp", srv.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
 	}
-	accepted := srv.accepted.Load()
-	time.Sleep(300 * time.Millisecond)
-	if n := srv.accepted.Load() - accepted; n != 0 {
-		t.Errorf("%d connections opened after Router.Close", n)
-	}
-	for runtime.NumGoroutine() > before+2 { // +2: the server's accept loop and a copier finishing
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<16)
-			t.Fatalf("%d goroutines after Close, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+	defer marker.Close()
+	mark := marker.LocalAddr().String()
+	// waitFor waits for cond, failing with what cond says when false.
+	waitFor := func(cond func() (bool, string)) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for ok, what := cond(); !ok; ok, what = cond() {
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<16)
+				t.Fatalf("%s after Router.Close; goroutines:\n%s", what, buf[:runtime.Stack(buf, true)])
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
+	waitFor(func() (bool, string) {
+		_, ok := srv.acceptedAfter(mark)
+		return ok, "the test's connection not accepted"
+	})
+	waitFor(func() (bool, string) {
+		n := srv.open.Load() - 1 // the test's
+		return n == 0, fmt.Sprintf("%d connections still open on the server", n)
+	})
+	time.Sleep(300 * time.Millisecond)
+	if after, _ := srv.acceptedAfter(mark); len(after) != 0 {
+		t.Errorf("%d connections opened after Router.Close", len(after))
+	}
+	accepted := srv.accepted.Load() - 1
+	marker.Close()
+	waitFor(func() (bool, string) {
+		return srv.open.Load() == 0, "the test's connection still open on the server"
+	})
+	waitFor(func() (bool, string) {
+		// +2: server copiers that have counted their connection closed
+		// but not returned yet.
+		n := runtime.NumGoroutine()
+		return n <= before+2, fmt.Sprintf("%d goroutines, %d before", n, before)
+	})
 	t.Logf("accepted %d connections in all, at most %d open at once", accepted, srv.maxOpen.Load())
 }
 
