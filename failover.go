@@ -69,6 +69,10 @@ const (
 	errBadDB                  = 1049 // ER_BAD_DB_ERROR
 	errUserLimitReached       = 1226 // ER_USER_LIMIT_REACHED (max_connections_per_hour, ...)
 	errAccessDeniedNoPassword = 1698 // ER_ACCESS_DENIED_NO_PASSWORD_ERROR
+
+	// A server's word that it ended this connection (connectionEnded).
+	errClientInteractionTimeout = 4031 // MySQL 8 ER_CLIENT_INTERACTION_TIMEOUT
+	errConnectionKilled         = 1927 // MariaDB ER_CONNECTION_KILLED
 )
 
 // isReadOnlyRefusal reports whether a server error says the server is

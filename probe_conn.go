@@ -87,14 +87,25 @@ func (p *probeConn) query(ctx context.Context, query string) ([]string, error) {
 		// A reused connection may have been closed meanwhile (by the
 		// server: KILL, wait_timeout; by the router: the node went
 		// Down): go-sql-driver then says driver.ErrBadConn (nothing
-		// sent) or mysql.ErrInvalidConn (the server hung up): connect
-		// and ask once more. A connection made for this query, a
-		// deadline reached or any other error is the node's answer.
+		// sent) or mysql.ErrInvalidConn (the server hung up), or the
+		// server says so first (connectionEnded): connect and ask once
+		// more. A connection made for this query, a deadline reached or
+		// any other error is the node's answer.
 		if try > 0 || !reused || ctx.Err() != nil || pastDeadline(ctx) || p.closing.Load() ||
-			!errors.Is(err, driver.ErrBadConn) && !errors.Is(err, mysql.ErrInvalidConn) {
+			!errors.Is(err, driver.ErrBadConn) && !errors.Is(err, mysql.ErrInvalidConn) && !connectionEnded(err) {
 			return nil, err
 		}
 	}
+}
+
+// connectionEnded reports whether err is a server's word that it ended
+// this connection, not an answer about the server: MySQL 8 sends
+// ER_CLIENT_INTERACTION_TIMEOUT (4031) before closing a connection idle
+// past wait_timeout, MariaDB ER_CONNECTION_KILLED (1927) to a connection
+// KILLed while it ran a statement.
+func connectionEnded(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && (me.Number == errClientInteractionTimeout || me.Number == errConnectionKilled)
 }
 
 func (p *probeConn) queryOnce(ctx context.Context, query string) ([]string, error) {
