@@ -197,10 +197,9 @@ func (c *nodeConn) ExecContext(ctx context.Context, query string, args []driver.
 		if err := r.enter(ctx, op); err != nil {
 			return nil, err
 		}
-		w := c.watch()
+		defer r.exit()
+		defer c.watch().stop()
 		res, err := ex.ExecContext(ctx, query, args)
-		w.stop()
-		r.exit()
 		return res, c.done(ctx, op, query, err)
 	}
 	p, err := c.own(ctx, op)
@@ -210,9 +209,8 @@ func (c *nodeConn) ExecContext(ctx context.Context, query string, args []driver.
 	if p != nil {
 		defer p.giveBack()
 	}
-	w := c.watch()
+	defer c.watch().stop()
 	res, err := ex.ExecContext(ctx, query, args)
-	w.stop()
 	return res, c.done(ctx, op, query, err)
 }
 
@@ -230,17 +228,24 @@ func (c *nodeConn) QueryContext(ctx context.Context, query string, args []driver
 // them (see nodeRows.Next); rows that the stall watch covers (see
 // nodeConn.watch) count each read in with it.
 func runQuery(ctx context.Context, c *nodeConn, op Op, query string, run func() (driver.Rows, error)) (driver.Rows, error) {
+	// handed: the rows returned hold the place in flight and the pass
+	// (else they are given back here, also when the driver panics).
+	handed := false
 	if r := c.routed; r != nil && !c.inTx.Load() {
 		// The pass is made only for rows that are returned (a statement
 		// with arguments is first skipped by go-sql-driver).
 		if err := r.enter(ctx, op); err != nil {
 			return nil, err
 		}
+		defer func() {
+			if !handed {
+				r.exit()
+			}
+		}()
 		w := c.watch()
+		defer w.stop()
 		rows, err := run()
-		w.stop()
 		if err != nil {
-			r.exit()
 			return nil, c.done(ctx, op, query, err)
 		}
 		r.succeeded()
@@ -248,21 +253,27 @@ func runQuery(ctx context.Context, c *nodeConn, op Op, query string, run func() 
 		nr := &nodeRows{Rows: rows, ctx: ctx, routed: r, op: op, conn: c}
 		nr.own.leave = r.leave
 		nr.pass = &nr.own
+		handed = true
 		return nr, nil
 	}
 	own, err := c.own(ctx, op)
 	if err != nil {
 		return nil, err
 	}
+	if own != nil {
+		defer func() {
+			if !handed {
+				own.giveBack()
+			}
+		}()
+	}
 	w := c.watch()
+	defer w.stop()
 	rows, err := run()
-	w.stop()
 	if err != nil {
-		if own != nil {
-			own.giveBack()
-		}
 		return nil, c.done(ctx, op, query, err)
 	}
+	handed = true // handOn hands own on, if any, to the rows
 	if p := handOn(ctx, own); p != nil || c.routed != nil || w != nil {
 		return &nodeRows{Rows: rows, pass: p, ctx: ctx, routed: c.routed, op: op, conn: c}, nil
 	}
@@ -275,22 +286,19 @@ func (c *nodeConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.T
 	if err != nil {
 		return nil, err
 	}
-	var tx driver.Tx
-	w := c.watch()
-	if b, ok := c.Conn.(driver.ConnBeginTx); ok {
-		tx, err = b.BeginTx(ctx, opts)
-	} else if opts.Isolation != driver.IsolationLevel(0) || opts.ReadOnly {
-		err = errors.New("dbrouter: the driver supports neither isolation levels nor read-only transactions")
-	} else {
-		tx, err = c.Conn.Begin()
+	handed := false // the transaction holds own (else given back here, also on a panic)
+	if own != nil {
+		defer func() {
+			if !handed {
+				own.giveBack()
+			}
+		}()
 	}
-	w.stop()
+	tx, err := c.begin(ctx, opts)
 	if err != nil {
-		if own != nil {
-			own.giveBack()
-		}
 		return nil, c.done(ctx, OpBegin, "", err)
 	}
+	handed = true
 	if c.routed != nil {
 		c.routed.succeeded()
 	}
@@ -302,6 +310,19 @@ func (c *nodeConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.T
 		return &nodeTx{Tx: tx, conn: c}, nil // types its COMMIT
 	}
 	return tx, nil
+}
+
+// begin runs the driver's BEGIN, counted in with the stall watch until it
+// returns (or panics).
+func (c *nodeConn) begin(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	defer c.watch().stop()
+	if b, ok := c.Conn.(driver.ConnBeginTx); ok {
+		return b.BeginTx(ctx, opts)
+	}
+	if opts.Isolation != driver.IsolationLevel(0) || opts.ReadOnly {
+		return nil, errors.New("dbrouter: the driver supports neither isolation levels nor read-only transactions")
+	}
+	return c.Conn.Begin()
 }
 
 // Begin starts a transaction with default options.
@@ -319,17 +340,7 @@ func (c *nodeConn) PrepareContext(ctx context.Context, query string) (driver.Stm
 		}
 		r.exit()
 	}
-	var (
-		st  driver.Stmt
-		err error
-	)
-	w := c.watch()
-	if p, ok := c.Conn.(driver.ConnPrepareContext); ok {
-		st, err = p.PrepareContext(ctx, query)
-	} else {
-		st, err = c.Conn.Prepare(query)
-	}
-	w.stop()
+	st, err := c.prepare(ctx, query)
 	if err != nil {
 		return nil, c.done(ctx, OpPrepare, "", err)
 	}
@@ -338,6 +349,16 @@ func (c *nodeConn) PrepareContext(ctx context.Context, query string) (driver.Stm
 		return &nodeStmtConverter{ns}, nil
 	}
 	return ns, nil
+}
+
+// prepare runs the driver's prepare, counted in with the stall watch
+// until it returns (or panics).
+func (c *nodeConn) prepare(ctx context.Context, query string) (driver.Stmt, error) {
+	defer c.watch().stop()
+	if p, ok := c.Conn.(driver.ConnPrepareContext); ok {
+		return p.PrepareContext(ctx, query)
+	}
+	return c.Conn.Prepare(query)
 }
 
 // Prepare prepares a statement without a context.
@@ -355,10 +376,8 @@ func (c *nodeConn) Ping(ctx context.Context) error {
 		r.exit()
 	}
 	if p, ok := c.Conn.(driver.Pinger); ok {
-		w := c.watch()
-		err := p.Ping(ctx)
-		w.stop()
-		return c.done(ctx, OpPing, "", err)
+		defer c.watch().stop()
+		return c.done(ctx, OpPing, "", p.Ping(ctx))
 	}
 	return nil
 }
@@ -437,17 +456,15 @@ func (s *nodeStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (d
 	}
 	var res driver.Result
 	if ex, ok := s.Stmt.(driver.StmtExecContext); ok {
-		w := s.conn.watch()
+		defer s.conn.watch().stop()
 		res, err = ex.ExecContext(ctx, args)
-		w.stop()
 	} else {
 		vals, verr := plainValues(args)
 		if verr != nil {
 			return nil, verr
 		}
-		w := s.conn.watch()
+		defer s.conn.watch().stop()
 		res, err = s.Stmt.Exec(vals)
-		w.stop()
 	}
 	return res, s.conn.done(ctx, op, s.query, err)
 }
@@ -505,10 +522,8 @@ func (t *nodeTx) Commit() error {
 		t.pass.commitSent.Store(true)
 	}
 	defer t.end()
-	w := t.conn.watch()
-	err := t.Tx.Commit()
-	w.stop()
-	return t.conn.done(context.Background(), OpCommit, "", err)
+	defer t.conn.watch().stop()
+	return t.conn.done(context.Background(), OpCommit, "", t.Tx.Commit())
 }
 
 // Rollback rolls back and gives the pass back. On a routed connection
@@ -520,9 +535,8 @@ func (t *nodeTx) Commit() error {
 // errors.Is) then still return the statement's typed error.
 func (t *nodeTx) Rollback() error {
 	defer t.end()
-	w := t.conn.watch()
+	defer t.conn.watch().stop()
 	err := t.Tx.Rollback()
-	w.stop()
 	if r := t.conn.routed; err != nil && r != nil && r.bad.Load() {
 		return nil
 	}
@@ -590,10 +604,8 @@ func (r *nodeRows) Close() error {
 	if r.pass != nil {
 		defer r.pass.giveBack()
 	}
-	w := r.watch()
-	err := r.Rows.Close()
-	w.stop()
-	return err
+	defer r.watch().stop()
+	return r.Rows.Close()
 }
 
 // Next reads the next row. On a routed connection, a row that cannot be
@@ -603,10 +615,8 @@ func (r *nodeRows) Close() error {
 // pinned pool a lost connection's error is an *OutcomeUnknownError too;
 // the server's own errors are returned as they are.
 func (r *nodeRows) Next(dest []driver.Value) error {
-	w := r.watch()
-	err := r.Rows.Next(dest)
-	w.stop()
-	return r.readErr(err)
+	defer r.watch().stop()
+	return r.readErr(r.Rows.Next(dest))
 }
 
 // readErr types an error of reading the rows: on a routed connection as
@@ -644,10 +654,8 @@ func (r *nodeRows) NextResultSet() error {
 	if !ok {
 		return io.EOF
 	}
-	w := r.watch()
-	err := n.NextResultSet()
-	w.stop()
-	return r.readErr(err)
+	defer r.watch().stop()
+	return r.readErr(n.NextResultSet())
 }
 
 // ColumnTypeScanType forwards to the wrapped rows.
