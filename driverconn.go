@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"sync/atomic"
@@ -98,13 +99,64 @@ func (c *nodeConn) watch() *stallDog {
 // Cluster.Conn and Cluster.Writer) that may have reached the server: a
 // connection lost after sending — also closed by the router when a stall
 // check found its node silent — is an *OutcomeUnknownError; anything else
-// (a server error, the driver's driver.ErrBadConn when nothing was sent, a
-// context that ended) is returned as it is, as on any other connection.
+// (a server error, the driver's driver.ErrBadConn when nothing was sent)
+// is returned as it is, as on any other connection. (A statement whose
+// context ended is typed by ctxEnded first.)
 func (c *nodeConn) pinnedLost(op Op, err error) error {
 	if c.guard == nil {
 		return err
 	}
 	return c.lostAfterSend(op, err)
+}
+
+// pinned reports whether the connection is of the pinned pool, with a
+// cluster to name in errors.
+func (c *nodeConn) pinned() bool {
+	return c.guard != nil && c.node != nil && c.node.cluster != nil
+}
+
+// endedBefore returns, on the pinned pool, an error matching ErrNotSent
+// and ctx's error when ctx has ended before a statement is handed to the
+// driver (else nil): the statement is then not sent at all, as
+// Cluster.ExecContext reports a call whose context ended before its
+// statement was written. (go-sql-driver would refuse it too, unsent, but
+// with the bare context error, which ctxEnded could not tell from one that
+// ended while the statement ran.)
+func (c *nodeConn) endedBefore(ctx context.Context, op Op) error {
+	if !c.pinned() {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return &notSentError{cluster: c.node.cluster.name, op: op, node: c.node.addr, err: err}
+	}
+	return nil
+}
+
+// ctxEnded types err, returned by the driver for a statement (or a BEGIN,
+// prepare, ping; rows: a read of a query's rows) whose context ended
+// (ctxErr) after it was handed to the driver, as Cluster.ExecContext types
+// an attempt its caller's context ended: the server's own answer as it is;
+// a BEGIN, prepare or ping, which apply nothing, and a statement that
+// provably sent nothing (driver.ErrBadConn), not sent; anything else —
+// go-sql-driver closes the connection and returns the context's error — an
+// *OutcomeUnknownError, the statement having possibly reached the server
+// (the query of rows being read has). The node's health is not touched:
+// the caller's context says nothing about the node. The error matches
+// ctxErr (context.Canceled or context.DeadlineExceeded) with errors.Is,
+// and keeps err.
+func (c *nodeConn) ctxEnded(op Op, rows bool, ctxErr, err error) error {
+	class := classify(err, true)
+	switch class {
+	case ClassServerError, ClassReadOnly:
+		return err
+	}
+	if !errors.Is(err, ctxErr) {
+		err = fmt.Errorf("%w: %w", ctxErr, err)
+	}
+	if !rows && (op == OpBegin || op == OpPrepare || op == OpPing || class == ClassNotSent) {
+		return &notSentError{cluster: c.node.cluster.name, op: op, node: c.node.addr, err: err}
+	}
+	return &OutcomeUnknownError{Cluster: c.node.cluster.name, Node: c.node.addr, Op: op, Err: err}
 }
 
 // lostAfterSend returns an *OutcomeUnknownError for err when it says the
@@ -145,12 +197,18 @@ func (c *nodeConn) own(ctx context.Context, op Op) (*pass, error) {
 }
 
 // done types the outcome of a call that may have sent something, on a
-// routed connection (routedConn.outcome); on the pinned pool a statement
-// or COMMIT whose connection was lost is outcome unknown (pinnedLost), and
-// a BEGIN, prepare or ping, which apply nothing, not sent; on any other
-// connection it returns err.
+// routed connection (routedConn.outcome); on the pinned pool a call whose
+// context ended meanwhile as ctxEnded says, a statement or COMMIT whose
+// connection was lost is outcome unknown (pinnedLost), and a BEGIN,
+// prepare or ping, which apply nothing, not sent; on any other connection
+// it returns err.
 func (c *nodeConn) done(ctx context.Context, op Op, query string, err error) error {
 	if c.routed == nil {
+		if err != nil && c.pinned() {
+			if cerr := ctx.Err(); cerr != nil {
+				return c.ctxEnded(op, false, cerr, err)
+			}
+		}
 		switch op {
 		case OpBegin, OpPrepare, OpPing: // nothing applied
 			if c.guard != nil && c.node != nil && c.node.cluster != nil && err != nil && connectionLost(err) {
@@ -201,6 +259,9 @@ func (c *nodeConn) ExecContext(ctx context.Context, query string, args []driver.
 		defer c.watch().stop()
 		res, err := ex.ExecContext(ctx, query, args)
 		return res, c.done(ctx, op, query, err)
+	}
+	if err := c.endedBefore(ctx, op); err != nil {
+		return nil, err
 	}
 	p, err := c.own(ctx, op)
 	if err != nil {
@@ -256,6 +317,9 @@ func runQuery(ctx context.Context, c *nodeConn, op Op, query string, run func() 
 		handed = true
 		return nr, nil
 	}
+	if err := c.endedBefore(ctx, op); err != nil {
+		return nil, err
+	}
 	own, err := c.own(ctx, op)
 	if err != nil {
 		return nil, err
@@ -282,6 +346,9 @@ func runQuery(ctx context.Context, c *nodeConn, op Op, query string, run func() 
 
 // BeginTx starts a transaction; it holds the pass until it ends.
 func (c *nodeConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	if err := c.endedBefore(ctx, OpBegin); err != nil {
+		return nil, err
+	}
 	own, err := c.own(ctx, OpBegin)
 	if err != nil {
 		return nil, err
@@ -448,6 +515,8 @@ func (s *nodeStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (d
 			return nil, err
 		}
 		defer r.exit()
+	} else if err := s.conn.endedBefore(ctx, op); err != nil {
+		return nil, err
 	} else if p, err = s.conn.own(ctx, op); err != nil {
 		return nil, err
 	}
@@ -634,6 +703,11 @@ func (r *nodeRows) readErr(err error) error {
 		// a transaction: the query may have written.
 		return r.conn.lostAfterSend(r.op, err)
 	case r.conn != nil:
+		if r.conn.pinned() && r.ctx != nil {
+			if cerr := r.ctx.Err(); cerr != nil {
+				return r.conn.ctxEnded(r.op, true, cerr, err)
+			}
+		}
 		return r.conn.pinnedLost(r.op, err)
 	}
 	return err
