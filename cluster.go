@@ -246,7 +246,11 @@ func (c *Cluster) ExecContext(ctx context.Context, query string, args ...any) (s
 // and any string of several statements, is a write, as in ExecContext; its
 // rows (INSERT ... RETURNING) keep a failback from moving the writer until
 // they are closed. Failures while iterating the returned rows are reported
-// by Rows.Err and are not retried.
+// by Rows.Err and are not retried: the server's errors as they are, a
+// connection lost (or the query's context ending) while a row is read as
+// an *OutcomeUnknownError — for a read, which applied nothing, safe to run
+// again — and a read stuck on a frozen node is released by the stall
+// check, as a call is.
 func (c *Cluster) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	if !isReadStatement(query) {
 		return c.queryWrite(ctx, query, args)

@@ -76,6 +76,10 @@ type nodeConn struct {
 	guard  func(ctx context.Context) (*pass, error) // nil: no per-statement pass
 	routed *routedConn                              // nil: not made by a Router's connector
 	node   *node                                    // the connection's node; nil: no stall watch
+	// read: a connection of the node's read pool (a read-only session),
+	// which runs the reads of Cluster.QueryContext: their rows are
+	// watched and typed (see nodeRows).
+	read bool
 	// inTx is set while a transaction holds the connection: its
 	// statements run under the transaction's pass.
 	inTx atomic.Bool
@@ -112,7 +116,30 @@ func (c *nodeConn) pinnedLost(op Op, err error) error {
 // pinned reports whether the connection is of the pinned pool, with a
 // cluster to name in errors.
 func (c *nodeConn) pinned() bool {
-	return c.guard != nil && c.node != nil && c.node.cluster != nil
+	return c.guard != nil && c.clustered()
+}
+
+// clustered reports whether the connection's node is a cluster's (not a
+// node alone, as tests build).
+func (c *nodeConn) clustered() bool {
+	return c.node != nil && c.node.cluster != nil
+}
+
+// readLost types an error of reading the rows of a read made with
+// Cluster.QueryContext (in a read-only session; its context had not
+// ended), as a routed read connection's (routedConn.readFailed): the
+// server's own error as it is; anything else lost the connection after
+// the query ran, and is an *OutcomeUnknownError — of a read, which applied
+// nothing and may run again — reported to the node's health as a failed
+// read is.
+func (c *nodeConn) readLost(op Op, err error) error {
+	switch classify(err, true) {
+	case ClassServerError, ClassReadOnly:
+		return err
+	}
+	n := c.node
+	n.cluster.reportCall(n.index, false, ClassOutcomeUnknown, err)
+	return &OutcomeUnknownError{Cluster: n.cluster.name, Node: n.addr, Op: op, Err: err}
 }
 
 // endedBefore returns, on the pinned pool, an error matching ErrNotSent
@@ -338,7 +365,7 @@ func runQuery(ctx context.Context, c *nodeConn, op Op, query string, run func() 
 		return nil, c.done(ctx, op, query, err)
 	}
 	handed = true // handOn hands own on, if any, to the rows
-	if p := handOn(ctx, own); p != nil || c.routed != nil || w != nil {
+	if p := handOn(ctx, own); p != nil || c.routed != nil || w != nil || c.read && c.clustered() {
 		return &nodeRows{Rows: rows, pass: p, ctx: ctx, routed: c.routed, op: op, conn: c}, nil
 	}
 	return rows, nil
@@ -620,14 +647,14 @@ func (t *nodeTx) end() {
 }
 
 // nodeRows are driver rows that hold a pass until they are closed (pass
-// nil: none), and on a routed connection type the errors of reading them
-// (on the pinned pool and for a Cluster write's rows, a lost
-// connection's: see nodeConn.pinnedLost). Each read, and the Close that
-// reads what is left, counts itself in with the node's stall watch when
-// the connection's statements do (see nodeConn.watch) or the rows hold a
-// Cluster write's pass. They forward every optional interface of
-// go-sql-driver's rows, with database/sql's defaults where the wrapped
-// rows lack one.
+// nil: none), and type the errors of reading them (see readErr): on a
+// routed connection, on the pinned pool, in a transaction, and for the
+// rows of a Cluster.QueryContext write or read. Each read, and the Close
+// that reads what is left, counts itself in with the node's stall watch
+// when the connection's statements do (see nodeConn.watch), the rows hold
+// a Cluster write's pass or they are a Cluster read's. They forward every
+// optional interface of go-sql-driver's rows, with database/sql's
+// defaults where the wrapped rows lack one.
 type nodeRows struct {
 	driver.Rows
 	pass *pass
@@ -642,13 +669,16 @@ type nodeRows struct {
 
 // watch is the connection's watch (nodeConn.watch) for one read. The
 // rows of a write made through the Cluster methods (they hold the call's
-// pass) are watched too: the call's attempt, which covered the statement,
-// has returned, and a read of them waits on the node as any other does.
+// pass) and of a read (the read pool's) are watched too: the call's
+// attempt, which covered the statement, has returned, and a read of them
+// waits on the node as any other does. A long read that the server keeps
+// answering is not cut: a stall check only takes Down a node that answers
+// neither a probe nor a new connection.
 func (r *nodeRows) watch() *stallDog {
 	if r.conn == nil {
 		return nil
 	}
-	if w := r.conn.watch(); w != nil || r.pass == nil {
+	if w := r.conn.watch(); w != nil || r.pass == nil && !r.conn.read {
 		return w
 	}
 	n := r.conn.node
@@ -689,26 +719,36 @@ func (r *nodeRows) Next(dest []driver.Value) error {
 }
 
 // readErr types an error of reading the rows: on a routed connection as
-// routedConn.readFailed does, on the pinned pool as nodeConn.pinnedLost,
-// those of a write made through the Cluster methods or of a query in a
-// transaction as lostAfterSend.
+// routedConn.readFailed does; elsewhere, when the query's context has
+// ended, as nodeConn.ctxEnded (an *OutcomeUnknownError matching the
+// context's error, unless the server answered); otherwise on the pinned
+// pool as nodeConn.pinnedLost, those of a write made through the Cluster
+// methods or of a query in a transaction as lostAfterSend, those of a
+// Cluster read as nodeConn.readLost.
 func (r *nodeRows) readErr(err error) error {
 	switch {
 	case err == nil || err == io.EOF:
 		return err
 	case r.routed != nil:
 		return r.routed.readFailed(r.ctx, r.op, err)
-	case r.conn != nil && r.conn.guard == nil && (r.pass != nil || r.op == OpTxQuery):
+	case r.conn == nil || !r.conn.clustered():
+		return err
+	}
+	c := r.conn
+	if r.ctx != nil {
+		if cerr := r.ctx.Err(); cerr != nil {
+			return c.ctxEnded(r.op, true, cerr, err)
+		}
+	}
+	switch {
+	case c.guard != nil:
+		return c.pinnedLost(r.op, err)
+	case r.pass != nil || r.op == OpTxQuery:
 		// A Cluster write's rows (Cluster.QueryContext) or a query's in
 		// a transaction: the query may have written.
-		return r.conn.lostAfterSend(r.op, err)
-	case r.conn != nil:
-		if r.conn.pinned() && r.ctx != nil {
-			if cerr := r.ctx.Err(); cerr != nil {
-				return r.conn.ctxEnded(r.op, true, cerr, err)
-			}
-		}
-		return r.conn.pinnedLost(r.op, err)
+		return c.lostAfterSend(r.op, err)
+	case c.read:
+		return c.readLost(r.op, err)
 	}
 	return err
 }
