@@ -711,8 +711,10 @@ func (r *nodeRows) Close() error {
 // read because the connection was lost is an *OutcomeUnknownError (the
 // query ran: INSERT ... RETURNING may or may not be committed), reported
 // to the node's health, and the connection is not used again; on the
-// pinned pool a lost connection's error is an *OutcomeUnknownError too;
-// the server's own errors are returned as they are.
+// pinned pool, in a transaction and for the rows of Cluster.QueryContext a
+// lost connection's error (or the query's context ending) is an
+// *OutcomeUnknownError too (see readErr); the server's own errors are
+// returned as they are.
 func (r *nodeRows) Next(dest []driver.Value) error {
 	defer r.watch().stop()
 	return r.readErr(r.Rows.Next(dest))
