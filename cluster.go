@@ -246,7 +246,11 @@ func (c *Cluster) ExecContext(ctx context.Context, query string, args ...any) (s
 // and any string of several statements, is a write, as in ExecContext; its
 // rows (INSERT ... RETURNING) keep a failback from moving the writer until
 // they are closed. Failures while iterating the returned rows are reported
-// by Rows.Err and are not retried.
+// by Rows.Err and are not retried: the server's errors as they are, a
+// connection lost (or the query's context ending) while a row is read as
+// an *OutcomeUnknownError — for a read, which applied nothing, safe to run
+// again — and a read stuck on a frozen node is released by the stall
+// check, as a call is.
 func (c *Cluster) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	if !isReadStatement(query) {
 		return c.queryWrite(ctx, query, args)
@@ -318,7 +322,13 @@ func (c *Cluster) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error)
 // statement or COMMIT whose connection was lost after sending — also when
 // the node stopped answering and a stall check took it Down — returns an
 // *OutcomeUnknownError; a BeginTx or ping whose connection was lost, which
-// applies nothing, an error matching ErrNotSent.
+// applies nothing, an error matching ErrNotSent. A statement (or a read of
+// its rows) whose context ends while it runs is typed as in ExecContext:
+// an *OutcomeUnknownError (a BeginTx, ping or prepare: an error matching
+// ErrNotSent), and one whose context had ended before it was sent an error
+// matching ErrNotSent; both match the context's error too. What
+// database/sql checks itself before calling the driver (a *sql.Tx whose
+// context has ended) returns its bare context error.
 func (c *Cluster) Conn(ctx context.Context) (*sql.Conn, error) {
 	var conn *sql.Conn
 	err := c.call(ctx, OpConn, false, false, func(ctx context.Context, n *node) (bool, error) {
@@ -336,8 +346,11 @@ func (c *Cluster) Conn(ctx context.Context) (*sql.Conn, error) {
 // ErrNotSent, and the caller calls Writer again to get the new writer's
 // pool. For a *sql.DB that fails over — what gorm, sqlx, sqlc, bun or ent
 // should be given — use Router.OpenDB. Each statement, and each transaction until it ends, keeps a
-// failback from moving the writer meanwhile. Lost connections are typed
-// as on Conn. The pool is owned by the router: do not close it.
+// failback from moving the writer meanwhile. Lost connections and
+// contexts that end while a statement runs are typed as on Conn (a
+// context that has ended before database/sql hands the pool's
+// connection over, or while waiting for one, returns database/sql's bare
+// context error). The pool is owned by the router: do not close it.
 //
 // On a cluster's first use Writer waits for the first probe round, as
 // WriterAddr does. When no node qualifies as writer, Writer returns the

@@ -2,17 +2,23 @@ package dbrouter
 
 import (
 	"errors"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 // FuzzParseConfig checks that no input makes ParseConfig panic, that a
 // value of the wrong kind is reported by the type check (which names the
-// field) rather than by yaml's Decode (which names a line), and that a
-// configuration it accepts can be opened and closed.
+// field) rather than by yaml's Decode (which names a line), that a
+// configuration it accepts can be opened and closed, and that it accepts
+// no cluster or shard map name holding a control character, a line or
+// paragraph separator or a character that shows as nothing (printableName).
 func FuzzParseConfig(f *testing.F) {
 	files, _ := filepath.Glob("testdata/config/*.yaml")
 	for _, p := range files {
@@ -25,6 +31,9 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("defaults: {user: u, max_open_conns: '1', connect_timeout: 5, health: {disabled: 1}}\nclusters: {c: {nodes: a}}"))
 	f.Add([]byte("defaults: {user: u}\nclusters: {c: {nodes: [a], <<: [{max_idle_conns: 2}, *x]}, <<: {d: {nodes: [b]}}}"))
 	f.Add([]byte("clusters: {c: {nodes: [a], params: [x], tls: true}}\nshard_maps: {m: {buckets: 1.5, clusters: x}}"))
+	f.Add([]byte("defaults: {user: u}\nclusters: {\"pro\\u200bd\": {nodes: [a]}, \"\\ufeffc\": {nodes: [b]}}"))
+	f.Add([]byte("defaults: {user: u}\nclusters: {c: {nodes: [a]}}\nshard_maps: {\"m\\u00ad\\u2060\": {strategy: directory, entries: {k: c}}}"))
+	f.Add([]byte("defaults: {user: u}\nclusters: {\"a\u200db\": {nodes: [a]}, \"x\u180e\": {nodes: [b]}, \"\u3164\": {nodes: [c]}}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := ParseConfig(data)
 		if err != nil {
@@ -32,6 +41,18 @@ func FuzzParseConfig(f *testing.F) {
 				t.Fatalf("type error not caught by the type check: %v", err)
 			}
 			return
+		}
+		names := slices.Collect(maps.Keys(cfg.Clusters))
+		for name := range cfg.ShardMaps {
+			names = append(names, name)
+		}
+		for _, name := range names {
+			if i := strings.IndexFunc(name, func(r rune) bool {
+				return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp,
+					unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point)
+			}); i >= 0 || !utf8.ValidString(name) {
+				t.Fatalf("name %q accepted (at byte %d)", name, i)
+			}
 		}
 		r, err := Open(cfg)
 		if err != nil {

@@ -2,6 +2,7 @@ package dbrouter
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -78,5 +79,67 @@ func TestNamesMustBePrintableUTF8(t *testing.T) {
 	cfg.Clusters["kunden 2 – Zürich/東京"] = ClusterConfig{Nodes: []string{"db9"}}
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("printable UTF-8 name refused: %v", err)
+	}
+}
+
+// TestNamesRefuseInvisibleCharacters checks that a cluster or shard map
+// name holding a character that shows as nothing is refused, as control
+// and bidi characters are: "prod" and "pro\u200bd" print the same in a
+// log line, an error or a metric label, so one could pass for the other.
+// Each is refused from a Go literal, by ParseConfig (YAML's "\u" escapes)
+// and by Open, with a *ConfigError naming the field and quoting the value.
+func TestNamesRefuseInvisibleCharacters(t *testing.T) {
+	t.Parallel()
+	for _, r := range []rune{
+		'\u200b',     // ZERO WIDTH SPACE
+		'\u200c',     // ZERO WIDTH NON-JOINER
+		'\u200d',     // ZERO WIDTH JOINER
+		'\u2060',     // WORD JOINER
+		'\ufeff',     // ZERO WIDTH NO-BREAK SPACE (BOM)
+		'\u180e',     // MONGOLIAN VOWEL SEPARATOR
+		'\u00ad',     // SOFT HYPHEN
+		'\u2061',     // FUNCTION APPLICATION (invisible operator)
+		'\u034f',     // COMBINING GRAPHEME JOINER
+		'\u3164',     // HANGUL FILLER
+		'\ufe00',     // VARIATION SELECTOR-1
+		'\U000e0041', // TAG LATIN CAPITAL LETTER A
+	} {
+		name := "pro" + string(r) + "d"
+		t.Run(fmt.Sprintf("U+%04X", r), func(t *testing.T) {
+			t.Parallel()
+			check := func(what, field string, err error) {
+				t.Helper()
+				want := fmt.Sprintf("dbrouter: config: %s: %q: ", field, name)
+				var ce *ConfigError
+				if !errors.As(err, &ce) || ce.Field != field || ce.Value != name || !strings.HasPrefix(err.Error(), want) {
+					t.Errorf("%s: %v\nwant a *ConfigError on %s starting %s", what, err, field, want)
+				}
+			}
+			cfg := planTestConfig()
+			cfg.Clusters[name] = ClusterConfig{Nodes: []string{"db9"}}
+			check("cluster: Validate", "clusters", cfg.Validate())
+			_, err := Open(cfg)
+			check("cluster: Open", "clusters", err)
+			esc := fmt.Sprintf(`pro\U%08Xd`, r)
+			_, err = ParseConfig([]byte("defaults: {user: app}\nclusters: {\"" + esc + "\": {nodes: [db1]}}"))
+			check("cluster: ParseConfig", "clusters", err)
+
+			cfg = planTestConfig()
+			cfg.ShardMaps = map[string]ShardMapConfig{name: {Strategy: StrategyDirectory, Entries: map[string]string{"k": "c"}}}
+			check("shard map: Validate", "shard_maps", cfg.Validate())
+			_, err = Open(cfg)
+			check("shard map: Open", "shard_maps", err)
+			_, err = ParseConfig([]byte("defaults: {user: app}\nclusters: {c: {nodes: [db1]}}\nshard_maps: {\"" + esc + "\": {strategy: directory, entries: {k: c}}}"))
+			check("shard map: ParseConfig", "shard_maps", err)
+		})
+	}
+	// Visible characters around them stay accepted: other scripts,
+	// combining accents, emoji that need no joiner.
+	for _, name := range []string{"prod-2", "kunden 2 – Zürich/東京", "cafe\u0301", "💻 team", "עברית"} {
+		cfg := planTestConfig()
+		cfg.Clusters[name] = ClusterConfig{Nodes: []string{"db9"}}
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("cluster name %q refused: %v", name, err)
+		}
 	}
 }

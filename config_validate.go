@@ -318,22 +318,32 @@ func (cc *Settings) validate(path string) error {
 }
 
 // printableRule is what printableName asks of a name, as errors say it.
-const printableRule = "valid UTF-8 without control characters, bidi controls or line and paragraph separators"
+const printableRule = "valid UTF-8 without control characters, invisible characters (bidi controls, zero-width spaces and joiners, soft hyphens, ...) or line and paragraph separators"
 
 // printableName reports whether name, a cluster's or a shard map's, is
-// valid UTF-8 without control characters (C0, DEL, C1), bidi controls
-// (U+202E and the like, which reorder what follows them on screen) or line
-// and paragraph separators (U+2028, U+2029): names appear in errors, log
-// lines, metric labels and events, where a byte that is not UTF-8 would be
-// mangled and such a character (a newline, a terminal escape, a bidi
-// override) could forge or garble a line.
+// valid UTF-8 without control characters (C0, DEL, C1), invisible
+// characters or line and paragraph separators (U+2028, U+2029): names
+// appear in errors, log lines, metric labels and events, where a byte
+// that is not UTF-8 would be mangled and such a character could forge or
+// garble a line (a newline, a terminal escape, a bidi override such as
+// U+202E, which reorders what follows it on screen) or make two names
+// look the same ("prod" and "pro\u200bd").
 func printableName(name string) bool {
 	return utf8.ValidString(name) && !strings.ContainsFunc(name, unprintable)
 }
 
-// unprintable reports whether r may not appear in a name (printableName).
+// unprintable reports whether r may not appear in a name (printableName):
+// a control character, a line or paragraph separator, or one that shows
+// as nothing — a format character (Unicode's Cf: bidi controls, zero-width
+// space, joiners, word joiner, BOM, soft hyphen, U+180E, tags, ...), a
+// variation selector or another of Unicode's default-ignorable code
+// points (U+034F, the Hangul fillers, ...).
 func unprintable(r rune) bool {
-	return unicode.IsControl(r) || unicode.In(r, unicode.Bidi_Control, unicode.Zl, unicode.Zp)
+	if r < 0x7f && r >= 0x20 {
+		return false // printable ASCII, the common case
+	}
+	return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp,
+		unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point)
 }
 
 // normalizeAddr checks a node address and adds the default port. Its error

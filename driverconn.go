@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"sync/atomic"
@@ -75,6 +76,10 @@ type nodeConn struct {
 	guard  func(ctx context.Context) (*pass, error) // nil: no per-statement pass
 	routed *routedConn                              // nil: not made by a Router's connector
 	node   *node                                    // the connection's node; nil: no stall watch
+	// read: a connection of the node's read pool (a read-only session),
+	// which runs the reads of Cluster.QueryContext: their rows are
+	// watched and typed (see nodeRows).
+	read bool
 	// inTx is set while a transaction holds the connection: its
 	// statements run under the transaction's pass.
 	inTx atomic.Bool
@@ -98,13 +103,87 @@ func (c *nodeConn) watch() *stallDog {
 // Cluster.Conn and Cluster.Writer) that may have reached the server: a
 // connection lost after sending — also closed by the router when a stall
 // check found its node silent — is an *OutcomeUnknownError; anything else
-// (a server error, the driver's driver.ErrBadConn when nothing was sent, a
-// context that ended) is returned as it is, as on any other connection.
+// (a server error, the driver's driver.ErrBadConn when nothing was sent)
+// is returned as it is, as on any other connection. (A statement whose
+// context ended is typed by ctxEnded first.)
 func (c *nodeConn) pinnedLost(op Op, err error) error {
 	if c.guard == nil {
 		return err
 	}
 	return c.lostAfterSend(op, err)
+}
+
+// pinned reports whether the connection is of the pinned pool, with a
+// cluster to name in errors.
+func (c *nodeConn) pinned() bool {
+	return c.guard != nil && c.clustered()
+}
+
+// clustered reports whether the connection's node is a cluster's (not a
+// node alone, as tests build).
+func (c *nodeConn) clustered() bool {
+	return c.node != nil && c.node.cluster != nil
+}
+
+// readLost types an error of reading the rows of a read made with
+// Cluster.QueryContext (in a read-only session; its context had not
+// ended), as a routed read connection's (routedConn.readFailed): the
+// server's own error as it is; anything else lost the connection after
+// the query ran, and is an *OutcomeUnknownError — of a read, which applied
+// nothing and may run again — reported to the node's health as a failed
+// read is.
+func (c *nodeConn) readLost(op Op, err error) error {
+	switch classify(err, true) {
+	case ClassServerError, ClassReadOnly:
+		return err
+	}
+	n := c.node
+	n.cluster.reportCall(n.index, false, ClassOutcomeUnknown, err)
+	return &OutcomeUnknownError{Cluster: n.cluster.name, Node: n.addr, Op: op, Err: err}
+}
+
+// endedBefore returns, on the pinned pool, an error matching ErrNotSent
+// and ctx's error when ctx has ended before a statement is handed to the
+// driver (else nil): the statement is then not sent at all, as
+// Cluster.ExecContext reports a call whose context ended before its
+// statement was written. (go-sql-driver would refuse it too, unsent, but
+// with the bare context error, which ctxEnded could not tell from one that
+// ended while the statement ran.)
+func (c *nodeConn) endedBefore(ctx context.Context, op Op) error {
+	if !c.pinned() {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return &notSentError{cluster: c.node.cluster.name, op: op, node: c.node.addr, err: err}
+	}
+	return nil
+}
+
+// ctxEnded types err, returned by the driver for a statement (or a BEGIN,
+// prepare, ping; rows: a read of a query's rows) whose context ended
+// (ctxErr) after it was handed to the driver, as Cluster.ExecContext types
+// an attempt its caller's context ended: the server's own answer as it is;
+// a BEGIN, prepare or ping, which apply nothing, and a statement that
+// provably sent nothing (driver.ErrBadConn), not sent; anything else —
+// go-sql-driver closes the connection and returns the context's error — an
+// *OutcomeUnknownError, the statement having possibly reached the server
+// (the query of rows being read has). The node's health is not touched:
+// the caller's context says nothing about the node. The error matches
+// ctxErr (context.Canceled or context.DeadlineExceeded) with errors.Is,
+// and keeps err.
+func (c *nodeConn) ctxEnded(op Op, rows bool, ctxErr, err error) error {
+	class := classify(err, true)
+	switch class {
+	case ClassServerError, ClassReadOnly:
+		return err
+	}
+	if !errors.Is(err, ctxErr) {
+		err = fmt.Errorf("%w: %w", ctxErr, err)
+	}
+	if !rows && (op == OpBegin || op == OpPrepare || op == OpPing || class == ClassNotSent) {
+		return &notSentError{cluster: c.node.cluster.name, op: op, node: c.node.addr, err: err}
+	}
+	return &OutcomeUnknownError{Cluster: c.node.cluster.name, Node: c.node.addr, Op: op, Err: err}
 }
 
 // lostAfterSend returns an *OutcomeUnknownError for err when it says the
@@ -145,12 +224,18 @@ func (c *nodeConn) own(ctx context.Context, op Op) (*pass, error) {
 }
 
 // done types the outcome of a call that may have sent something, on a
-// routed connection (routedConn.outcome); on the pinned pool a statement
-// or COMMIT whose connection was lost is outcome unknown (pinnedLost), and
-// a BEGIN, prepare or ping, which apply nothing, not sent; on any other
-// connection it returns err.
+// routed connection (routedConn.outcome); on the pinned pool a call whose
+// context ended meanwhile as ctxEnded says, a statement or COMMIT whose
+// connection was lost is outcome unknown (pinnedLost), and a BEGIN,
+// prepare or ping, which apply nothing, not sent; on any other connection
+// it returns err.
 func (c *nodeConn) done(ctx context.Context, op Op, query string, err error) error {
 	if c.routed == nil {
+		if err != nil && c.pinned() {
+			if cerr := ctx.Err(); cerr != nil {
+				return c.ctxEnded(op, false, cerr, err)
+			}
+		}
 		switch op {
 		case OpBegin, OpPrepare, OpPing: // nothing applied
 			if c.guard != nil && c.node != nil && c.node.cluster != nil && err != nil && connectionLost(err) {
@@ -197,11 +282,13 @@ func (c *nodeConn) ExecContext(ctx context.Context, query string, args []driver.
 		if err := r.enter(ctx, op); err != nil {
 			return nil, err
 		}
-		w := c.watch()
+		defer r.exit()
+		defer c.watch().stop()
 		res, err := ex.ExecContext(ctx, query, args)
-		w.stop()
-		r.exit()
 		return res, c.done(ctx, op, query, err)
+	}
+	if err := c.endedBefore(ctx, op); err != nil {
+		return nil, err
 	}
 	p, err := c.own(ctx, op)
 	if err != nil {
@@ -210,9 +297,8 @@ func (c *nodeConn) ExecContext(ctx context.Context, query string, args []driver.
 	if p != nil {
 		defer p.giveBack()
 	}
-	w := c.watch()
+	defer c.watch().stop()
 	res, err := ex.ExecContext(ctx, query, args)
-	w.stop()
 	return res, c.done(ctx, op, query, err)
 }
 
@@ -230,17 +316,24 @@ func (c *nodeConn) QueryContext(ctx context.Context, query string, args []driver
 // them (see nodeRows.Next); rows that the stall watch covers (see
 // nodeConn.watch) count each read in with it.
 func runQuery(ctx context.Context, c *nodeConn, op Op, query string, run func() (driver.Rows, error)) (driver.Rows, error) {
+	// handed: the rows returned hold the place in flight and the pass
+	// (else they are given back here, also when the driver panics).
+	handed := false
 	if r := c.routed; r != nil && !c.inTx.Load() {
 		// The pass is made only for rows that are returned (a statement
 		// with arguments is first skipped by go-sql-driver).
 		if err := r.enter(ctx, op); err != nil {
 			return nil, err
 		}
+		defer func() {
+			if !handed {
+				r.exit()
+			}
+		}()
 		w := c.watch()
+		defer w.stop()
 		rows, err := run()
-		w.stop()
 		if err != nil {
-			r.exit()
 			return nil, c.done(ctx, op, query, err)
 		}
 		r.succeeded()
@@ -248,22 +341,31 @@ func runQuery(ctx context.Context, c *nodeConn, op Op, query string, run func() 
 		nr := &nodeRows{Rows: rows, ctx: ctx, routed: r, op: op, conn: c}
 		nr.own.leave = r.leave
 		nr.pass = &nr.own
+		handed = true
 		return nr, nil
+	}
+	if err := c.endedBefore(ctx, op); err != nil {
+		return nil, err
 	}
 	own, err := c.own(ctx, op)
 	if err != nil {
 		return nil, err
 	}
+	if own != nil {
+		defer func() {
+			if !handed {
+				own.giveBack()
+			}
+		}()
+	}
 	w := c.watch()
+	defer w.stop()
 	rows, err := run()
-	w.stop()
 	if err != nil {
-		if own != nil {
-			own.giveBack()
-		}
 		return nil, c.done(ctx, op, query, err)
 	}
-	if p := handOn(ctx, own); p != nil || c.routed != nil || w != nil {
+	handed = true // handOn hands own on, if any, to the rows
+	if p := handOn(ctx, own); p != nil || c.routed != nil || w != nil || c.read && c.clustered() {
 		return &nodeRows{Rows: rows, pass: p, ctx: ctx, routed: c.routed, op: op, conn: c}, nil
 	}
 	return rows, nil
@@ -271,26 +373,26 @@ func runQuery(ctx context.Context, c *nodeConn, op Op, query string, run func() 
 
 // BeginTx starts a transaction; it holds the pass until it ends.
 func (c *nodeConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	if err := c.endedBefore(ctx, OpBegin); err != nil {
+		return nil, err
+	}
 	own, err := c.own(ctx, OpBegin)
 	if err != nil {
 		return nil, err
 	}
-	var tx driver.Tx
-	w := c.watch()
-	if b, ok := c.Conn.(driver.ConnBeginTx); ok {
-		tx, err = b.BeginTx(ctx, opts)
-	} else if opts.Isolation != driver.IsolationLevel(0) || opts.ReadOnly {
-		err = errors.New("dbrouter: the driver supports neither isolation levels nor read-only transactions")
-	} else {
-		tx, err = c.Conn.Begin()
+	handed := false // the transaction holds own (else given back here, also on a panic)
+	if own != nil {
+		defer func() {
+			if !handed {
+				own.giveBack()
+			}
+		}()
 	}
-	w.stop()
+	tx, err := c.begin(ctx, opts)
 	if err != nil {
-		if own != nil {
-			own.giveBack()
-		}
 		return nil, c.done(ctx, OpBegin, "", err)
 	}
+	handed = true
 	if c.routed != nil {
 		c.routed.succeeded()
 	}
@@ -302,6 +404,19 @@ func (c *nodeConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.T
 		return &nodeTx{Tx: tx, conn: c}, nil // types its COMMIT
 	}
 	return tx, nil
+}
+
+// begin runs the driver's BEGIN, counted in with the stall watch until it
+// returns (or panics).
+func (c *nodeConn) begin(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	defer c.watch().stop()
+	if b, ok := c.Conn.(driver.ConnBeginTx); ok {
+		return b.BeginTx(ctx, opts)
+	}
+	if opts.Isolation != driver.IsolationLevel(0) || opts.ReadOnly {
+		return nil, errors.New("dbrouter: the driver supports neither isolation levels nor read-only transactions")
+	}
+	return c.Conn.Begin()
 }
 
 // Begin starts a transaction with default options.
@@ -319,17 +434,7 @@ func (c *nodeConn) PrepareContext(ctx context.Context, query string) (driver.Stm
 		}
 		r.exit()
 	}
-	var (
-		st  driver.Stmt
-		err error
-	)
-	w := c.watch()
-	if p, ok := c.Conn.(driver.ConnPrepareContext); ok {
-		st, err = p.PrepareContext(ctx, query)
-	} else {
-		st, err = c.Conn.Prepare(query)
-	}
-	w.stop()
+	st, err := c.prepare(ctx, query)
 	if err != nil {
 		return nil, c.done(ctx, OpPrepare, "", err)
 	}
@@ -338,6 +443,16 @@ func (c *nodeConn) PrepareContext(ctx context.Context, query string) (driver.Stm
 		return &nodeStmtConverter{ns}, nil
 	}
 	return ns, nil
+}
+
+// prepare runs the driver's prepare, counted in with the stall watch
+// until it returns (or panics).
+func (c *nodeConn) prepare(ctx context.Context, query string) (driver.Stmt, error) {
+	defer c.watch().stop()
+	if p, ok := c.Conn.(driver.ConnPrepareContext); ok {
+		return p.PrepareContext(ctx, query)
+	}
+	return c.Conn.Prepare(query)
 }
 
 // Prepare prepares a statement without a context.
@@ -355,10 +470,8 @@ func (c *nodeConn) Ping(ctx context.Context) error {
 		r.exit()
 	}
 	if p, ok := c.Conn.(driver.Pinger); ok {
-		w := c.watch()
-		err := p.Ping(ctx)
-		w.stop()
-		return c.done(ctx, OpPing, "", err)
+		defer c.watch().stop()
+		return c.done(ctx, OpPing, "", p.Ping(ctx))
 	}
 	return nil
 }
@@ -429,6 +542,8 @@ func (s *nodeStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (d
 			return nil, err
 		}
 		defer r.exit()
+	} else if err := s.conn.endedBefore(ctx, op); err != nil {
+		return nil, err
 	} else if p, err = s.conn.own(ctx, op); err != nil {
 		return nil, err
 	}
@@ -437,17 +552,15 @@ func (s *nodeStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (d
 	}
 	var res driver.Result
 	if ex, ok := s.Stmt.(driver.StmtExecContext); ok {
-		w := s.conn.watch()
+		defer s.conn.watch().stop()
 		res, err = ex.ExecContext(ctx, args)
-		w.stop()
 	} else {
 		vals, verr := plainValues(args)
 		if verr != nil {
 			return nil, verr
 		}
-		w := s.conn.watch()
+		defer s.conn.watch().stop()
 		res, err = s.Stmt.Exec(vals)
-		w.stop()
 	}
 	return res, s.conn.done(ctx, op, s.query, err)
 }
@@ -505,10 +618,8 @@ func (t *nodeTx) Commit() error {
 		t.pass.commitSent.Store(true)
 	}
 	defer t.end()
-	w := t.conn.watch()
-	err := t.Tx.Commit()
-	w.stop()
-	return t.conn.done(context.Background(), OpCommit, "", err)
+	defer t.conn.watch().stop()
+	return t.conn.done(context.Background(), OpCommit, "", t.Tx.Commit())
 }
 
 // Rollback rolls back and gives the pass back. On a routed connection
@@ -520,9 +631,8 @@ func (t *nodeTx) Commit() error {
 // errors.Is) then still return the statement's typed error.
 func (t *nodeTx) Rollback() error {
 	defer t.end()
-	w := t.conn.watch()
+	defer t.conn.watch().stop()
 	err := t.Tx.Rollback()
-	w.stop()
 	if r := t.conn.routed; err != nil && r != nil && r.bad.Load() {
 		return nil
 	}
@@ -537,14 +647,14 @@ func (t *nodeTx) end() {
 }
 
 // nodeRows are driver rows that hold a pass until they are closed (pass
-// nil: none), and on a routed connection type the errors of reading them
-// (on the pinned pool and for a Cluster write's rows, a lost
-// connection's: see nodeConn.pinnedLost). Each read, and the Close that
-// reads what is left, counts itself in with the node's stall watch when
-// the connection's statements do (see nodeConn.watch) or the rows hold a
-// Cluster write's pass. They forward every optional interface of
-// go-sql-driver's rows, with database/sql's defaults where the wrapped
-// rows lack one.
+// nil: none), and type the errors of reading them (see readErr): on a
+// routed connection, on the pinned pool, in a transaction, and for the
+// rows of a Cluster.QueryContext write or read. Each read, and the Close
+// that reads what is left, counts itself in with the node's stall watch
+// when the connection's statements do (see nodeConn.watch), the rows hold
+// a Cluster write's pass or they are a Cluster read's. They forward every
+// optional interface of go-sql-driver's rows, with database/sql's
+// defaults where the wrapped rows lack one.
 type nodeRows struct {
 	driver.Rows
 	pass *pass
@@ -559,13 +669,16 @@ type nodeRows struct {
 
 // watch is the connection's watch (nodeConn.watch) for one read. The
 // rows of a write made through the Cluster methods (they hold the call's
-// pass) are watched too: the call's attempt, which covered the statement,
-// has returned, and a read of them waits on the node as any other does.
+// pass) and of a read (the read pool's) are watched too: the call's
+// attempt, which covered the statement, has returned, and a read of them
+// waits on the node as any other does. A long read that the server keeps
+// answering is not cut: a stall check only takes Down a node that answers
+// neither a probe nor a new connection.
 func (r *nodeRows) watch() *stallDog {
 	if r.conn == nil {
 		return nil
 	}
-	if w := r.conn.watch(); w != nil || r.pass == nil {
+	if w := r.conn.watch(); w != nil || r.pass == nil && !r.conn.read {
 		return w
 	}
 	n := r.conn.node
@@ -590,41 +703,54 @@ func (r *nodeRows) Close() error {
 	if r.pass != nil {
 		defer r.pass.giveBack()
 	}
-	w := r.watch()
-	err := r.Rows.Close()
-	w.stop()
-	return err
+	defer r.watch().stop()
+	return r.Rows.Close()
 }
 
 // Next reads the next row. On a routed connection, a row that cannot be
 // read because the connection was lost is an *OutcomeUnknownError (the
 // query ran: INSERT ... RETURNING may or may not be committed), reported
 // to the node's health, and the connection is not used again; on the
-// pinned pool a lost connection's error is an *OutcomeUnknownError too;
-// the server's own errors are returned as they are.
+// pinned pool, in a transaction and for the rows of Cluster.QueryContext a
+// lost connection's error (or the query's context ending) is an
+// *OutcomeUnknownError too (see readErr); the server's own errors are
+// returned as they are.
 func (r *nodeRows) Next(dest []driver.Value) error {
-	w := r.watch()
-	err := r.Rows.Next(dest)
-	w.stop()
-	return r.readErr(err)
+	defer r.watch().stop()
+	return r.readErr(r.Rows.Next(dest))
 }
 
 // readErr types an error of reading the rows: on a routed connection as
-// routedConn.readFailed does, on the pinned pool as nodeConn.pinnedLost,
-// those of a write made through the Cluster methods or of a query in a
-// transaction as lostAfterSend.
+// routedConn.readFailed does; elsewhere, when the query's context has
+// ended, as nodeConn.ctxEnded (an *OutcomeUnknownError matching the
+// context's error, unless the server answered); otherwise on the pinned
+// pool as nodeConn.pinnedLost, those of a write made through the Cluster
+// methods or of a query in a transaction as lostAfterSend, those of a
+// Cluster read as nodeConn.readLost.
 func (r *nodeRows) readErr(err error) error {
 	switch {
 	case err == nil || err == io.EOF:
 		return err
 	case r.routed != nil:
 		return r.routed.readFailed(r.ctx, r.op, err)
-	case r.conn != nil && r.conn.guard == nil && (r.pass != nil || r.op == OpTxQuery):
+	case r.conn == nil || !r.conn.clustered():
+		return err
+	}
+	c := r.conn
+	if r.ctx != nil {
+		if cerr := r.ctx.Err(); cerr != nil {
+			return c.ctxEnded(r.op, true, cerr, err)
+		}
+	}
+	switch {
+	case c.guard != nil:
+		return c.pinnedLost(r.op, err)
+	case r.pass != nil || r.op == OpTxQuery:
 		// A Cluster write's rows (Cluster.QueryContext) or a query's in
 		// a transaction: the query may have written.
-		return r.conn.lostAfterSend(r.op, err)
-	case r.conn != nil:
-		return r.conn.pinnedLost(r.op, err)
+		return c.lostAfterSend(r.op, err)
+	case c.read:
+		return c.readLost(r.op, err)
 	}
 	return err
 }
@@ -644,10 +770,8 @@ func (r *nodeRows) NextResultSet() error {
 	if !ok {
 		return io.EOF
 	}
-	w := r.watch()
-	err := n.NextResultSet()
-	w.stop()
-	return r.readErr(err)
+	defer r.watch().stop()
+	return r.readErr(n.NextResultSet())
 }
 
 // ColumnTypeScanType forwards to the wrapped rows.

@@ -325,11 +325,13 @@ func (c *Cluster) callHandingOn(ctx context.Context, op Op, retryUnknown bool, a
 	if err != nil {
 		return err
 	}
-	err = c.attempts(withPass(ctx, p), op, false, retryUnknown, attempt)
-	if !p.taken.Load() {
-		p.giveBack()
-	}
-	return err
+	defer func() {
+		// Not handed on (also when the driver panicked): give it back.
+		if !p.taken.Load() {
+			p.giveBack()
+		}
+	}()
+	return c.attempts(withPass(ctx, p), op, false, retryUnknown, attempt)
 }
 
 // writePass lets a write in, as a pass: counted among the calls in flight,
@@ -439,9 +441,7 @@ func (c *Cluster) attemptsOn(ctx context.Context, p *picker, op Op, read, retryU
 	var tried []*NodeError
 	for _, i := range order {
 		n := c.nodes[i]
-		w := c.watchStall(i)
-		sent, err := attempt(ctx, n)
-		w.stop()
+		sent, err := c.attemptOn(ctx, i, attempt)
 		if err == nil {
 			// Only what a success can change is reported: a Suspect node
 			// may come Up, a flag may clear. A Down node comes back by
@@ -485,4 +485,12 @@ func (c *Cluster) attemptsOn(ctx context.Context, p *picker, op Op, read, retryU
 		excluded = p.refused // a WriterSource refuses writes: say so, node by node
 	}
 	return &NoNodeError{Cluster: c.name, Op: op, Attempts: append(tried, excluded...)}
+}
+
+// attemptOn runs attempt on node i, counted in with the node's stall watch
+// until it returns — or panics: a driver's panic must not leave it counted
+// in for ever, or the node would be checked every stallAfter from then on.
+func (c *Cluster) attemptOn(ctx context.Context, i int, attempt attemptFunc) (sent bool, err error) {
+	defer c.watchStall(i).stop()
+	return attempt(ctx, c.nodes[i])
 }

@@ -26,13 +26,14 @@ type fakeServer struct {
 	execErr    error                       // returned by Exec/Query/Commit when set
 	execFn     func(ctx context.Context, query string) error
 	commitErr  error
-	commitFn   func() error // runs in Commit when set (e.g. to block)
-	beginFn    func() error // runs in BeginTx when set (e.g. to block)
-	nextFn     func() error // runs in each Next of a query's rows when set (e.g. to block)
-	readOnly   bool         // @@read_only as probes see it
-	gtid       string       // @@gtid_current_pos as probes see it
-	serverID   string       // @@server_id as probes see it
-	lagging    bool         // MASTER_GTID_WAIT times out
+	commitFn   func() error                // runs in Commit when set (e.g. to block)
+	beginFn    func() error                // runs in BeginTx when set (e.g. to block)
+	beginCtxFn func(context.Context) error // runs in BeginTx with its context when set
+	nextFn     func() error                // runs in each Next of a query's rows when set (e.g. to block)
+	readOnly   bool                        // @@read_only as probes see it
+	gtid       string                      // @@gtid_current_pos as probes see it
+	serverID   string                      // @@server_id as probes see it
+	lagging    bool                        // MASTER_GTID_WAIT times out
 	// writes reports whether a query writes: in a read-only session such
 	// a query is refused with error 1792, as a real server does.
 	writes func(query string) bool
@@ -166,10 +167,16 @@ func (c *fakeConn) Close() error                        { c.srv.closes.Add(1); r
 func (c *fakeConn) Begin() (driver.Tx, error) {
 	return c.BeginTx(context.Background(), driver.TxOptions{})
 }
-func (c *fakeConn) BeginTx(context.Context, driver.TxOptions) (driver.Tx, error) {
+func (c *fakeConn) BeginTx(ctx context.Context, _ driver.TxOptions) (driver.Tx, error) {
 	c.srv.mu.Lock()
-	fn := c.srv.beginFn
+	fn, ctxFn := c.srv.beginFn, c.srv.beginCtxFn
 	c.srv.mu.Unlock()
+	if ctxFn != nil {
+		if err := ctxFn(ctx); err != nil {
+			c.bad = true
+			return nil, err
+		}
+	}
 	if fn != nil {
 		if err := fn(); err != nil {
 			c.bad = true

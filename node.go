@@ -396,7 +396,7 @@ func (c *boundedConnector) Connect(ctx context.Context) (driver.Conn, error) {
 			return nil, &connectError{err: fmt.Errorf("making the session read-only: %w", err)}
 		}
 	}
-	return &nodeConn{Conn: conn, guard: c.guard, node: c.node}, nil
+	return &nodeConn{Conn: conn, guard: c.guard, node: c.node, read: c.readOnly}, nil
 }
 
 func (c *boundedConnector) Driver() driver.Driver { return c.inner.Driver() }

@@ -52,7 +52,8 @@ func TestReviewStallClusterWriteRowsWatched(t *testing.T) {
 // errors: a bidi override (U+202E, "Trojan Source") reorders what follows
 // it on screen, and U+2028/U+2029 break a line in many viewers; neither is
 // a control character to unicode.IsControl (they are Cf, Zl, Zp). Names of
-// other scripts stay accepted.
+// other scripts stay accepted (an emoji joined by U+200D ZERO WIDTH JOINER
+// no longer is: see TestNamesRefuseInvisibleCharacters).
 func TestReviewNamesRefuseBidiAndLineSeparators(t *testing.T) {
 	for _, name := range []string{"prod\u202ekcab", "a\u2066b\u2069", "c\u2028x", "c\u2029x", "c\u200fx", "c\u061cx"} {
 		cfg := planTestConfig()
@@ -67,7 +68,7 @@ func TestReviewNamesRefuseBidiAndLineSeparators(t *testing.T) {
 			t.Errorf("shard map name %q: Validate = %v, want a *ConfigError on shard_maps", name, err)
 		}
 	}
-	for _, name := range []string{"kunden 2 – Zürich/東京", "עברית", "مرحبا", "👩‍💻 team"} {
+	for _, name := range []string{"kunden 2 – Zürich/東京", "עברית", "مرحبا", "💻 team"} {
 		cfg := planTestConfig()
 		cfg.Clusters[name] = ClusterConfig{Nodes: []string{"db9"}}
 		if err := cfg.Validate(); err != nil {

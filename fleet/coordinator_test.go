@@ -464,6 +464,14 @@ func TestNewOptions(t *testing.T) {
 		{Options{RouterID: "web\n1"}, `RouterID "web\n1" must be valid UTF-8 without control characters`},
 		{Options{RouterID: "web\u202e1"}, `RouterID "web\u202e1" must be valid UTF-8 without control characters`},
 		{Options{RouterID: "web\u20281"}, `RouterID "web\u20281" must be valid UTF-8 without control characters`},
+		{Options{RouterID: "web\u200b1"}, `RouterID "web\u200b1" must be valid UTF-8 without control characters`},
+		{Options{RouterID: "web\u200d1"}, `RouterID "web\u200d1" must be valid UTF-8 without control characters`},
+		{Options{RouterID: "\ufeffweb1"}, `RouterID "\ufeffweb1" must be valid UTF-8 without control characters`},
+		{Options{RouterID: "web\u00ad1"}, `RouterID "web\u00ad1" must be valid UTF-8 without control characters`},
+		{Options{RouterID: "web\u20601"}, `RouterID "web\u20601" must be valid UTF-8 without control characters`},
+		{Options{RouterID: "web\u180e1"}, `RouterID "web\u180e1" must be valid UTF-8 without control characters`},
+		// HANGUL FILLER is a letter to strconv.IsPrint: %q shows it as it is.
+		{Options{RouterID: "web\u31641"}, "RouterID \"web\u31641\" must be valid UTF-8 without control characters"},
 		{Options{LeaseTTL: -time.Second}, "negative LeaseTTL"},
 		{Options{EtcdLost: 7}, "unknown EtcdLost policy 7"},
 	} {

@@ -13,6 +13,7 @@ package integration
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -244,7 +245,8 @@ func TestStallFrozenWriterPinnedPool(t *testing.T) {
 // a live writer through every watched path — SELECT SLEEP(3) in a RunInTx
 // transaction, on Cluster.Conn, on Cluster.Writer and on Router.OpenDB,
 // and an UPDATE in a transaction that waits 3 s for a row lock another
-// session holds — while a sequential writer keeps writing: the stall
+// session holds — and the rows of a 3 s read made with
+// Cluster.QueryContext, while a sequential writer keeps writing: the stall
 // checks they start find the writer alive, every statement completes, and
 // the writer stays.
 func TestStallLongStatementsOffClusterCallsNotAbandoned(t *testing.T) {
@@ -312,6 +314,26 @@ func TestStallLongStatementsOffClusterCallsNotAbandoned(t *testing.T) {
 	})
 	run("SELECT SLEEP(3) on Cluster.Writer", func() error { return sleep(c.Writer()) })
 	run("SELECT SLEEP(3) on OpenDB", func() error { return sleep(db) })
+	run("rows of SELECT SLEEP(1) FROM seq_1_to_3, a Cluster read", func() error {
+		// Watched while each row is read (or the query, if the server
+		// sends them all at the end): a long read is not cut.
+		rows, err := c.QueryContext(ctx, "SELECT SLEEP(1) FROM seq_1_to_3")
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if n != 3 {
+			return fmt.Errorf("%d rows, want 3", n)
+		}
+		return nil
+	})
 	time.Sleep(3 * time.Second)
 	_, err = admin.ExecContext(ctx, "COMMIT")
 	require.NoError(t, err)
