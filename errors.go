@@ -82,8 +82,12 @@ const (
 	OpConnect Op = "connect"
 	// OpPrepare is preparing a statement on a connection of Router.OpenDB.
 	OpPrepare Op = "prepare"
-	// OpPinned is a statement or transaction on a connection from
-	// Cluster.Conn or Cluster.Writer.
+	// OpPinned is a statement or transaction refused before it was sent
+	// on a connection from Cluster.Conn or Cluster.Writer (its node is no
+	// longer the writer, or the failback fence held it past its context);
+	// what fails once sent on such a connection names what it was
+	// (OpExec, OpQuery, OpBegin, OpPrepare, OpPing, or OpTxExec and
+	// OpTxQuery inside a transaction).
 	OpPinned Op = "statement on a pinned connection"
 	// OpTxExec is Tx.ExecContext.
 	OpTxExec Op = "exec in a transaction"
