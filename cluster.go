@@ -334,6 +334,13 @@ func (c *Cluster) Conn(ctx context.Context) (*sql.Conn, error) {
 	err := c.call(ctx, OpConn, false, false, func(ctx context.Context, n *node) (bool, error) {
 		var err error
 		conn, err = n.pool(poolPinned).Conn(ctx)
+		var ce *connectError
+		if errors.As(err, &ce) {
+			// The pinned pool types a failed connect for Writer's
+			// callers; here it is one attempt of the call, typed with
+			// the others.
+			err = ce
+		}
 		return false, err
 	})
 	return conn, err
@@ -346,8 +353,10 @@ func (c *Cluster) Conn(ctx context.Context) (*sql.Conn, error) {
 // ErrNotSent, and the caller calls Writer again to get the new writer's
 // pool. For a *sql.DB that fails over — what gorm, sqlx, sqlc, bun or ent
 // should be given — use Router.OpenDB. Each statement, and each transaction until it ends, keeps a
-// failback from moving the writer meanwhile. Lost connections and
-// contexts that end while a statement runs are typed as on Conn (a
+// failback from moving the writer meanwhile. A connection the pool cannot
+// open fails the call with an error matching ErrNotSent (OpConnect). Lost
+// connections and contexts that end while a statement runs are typed as on
+// Conn (a
 // context that has ended before database/sql hands the pool's
 // connection over, or while waiting for one, returns database/sql's bare
 // context error). The pool is owned by the router: do not close it.

@@ -327,6 +327,9 @@ func (n *node) newPool(kind poolKind) *sql.DB {
 	case poolPinned:
 		if c, i := n.cluster, n.index; c != nil {
 			bc.guard = func(ctx context.Context) (*pass, error) { return c.pinnedPass(ctx, i) }
+			bc.typed = func(err error) error {
+				return &notSentError{cluster: c.name, op: OpConnect, node: n.addr, err: err}
+			}
 		}
 	}
 	db := sql.OpenDB(bc)
@@ -350,6 +353,9 @@ type boundedConnector struct {
 	readOnly bool
 	guard    func(ctx context.Context) (*pass, error)
 	refuse   func() error // non-nil error: fail at once, nothing sent
+	// typed, when set, types a failed connect for the caller: the pinned
+	// pool's statements reach the caller from database/sql as they are.
+	typed func(err error) error
 	node     *node        // the connections' node, for their stall watch (nil: none, the probe's)
 }
 
@@ -372,6 +378,14 @@ func (n *node) refuseConnect() error {
 const setSessionReadOnly = "SET SESSION TRANSACTION READ ONLY"
 
 func (c *boundedConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.connect(ctx)
+	if err != nil && c.typed != nil {
+		return nil, c.typed(err)
+	}
+	return conn, err
+}
+
+func (c *boundedConnector) connect(ctx context.Context) (driver.Conn, error) {
 	if c.refuse != nil {
 		if err := c.refuse(); err != nil {
 			return nil, &connectError{err: err}
