@@ -123,6 +123,7 @@ func (d *decider) run(ctx context.Context) {
 	c := d.c
 	pfx := c.opts.Prefix
 	var failingSince, warned time.Time // reads of the fleet that fail
+	var watchWarned time.Time          // the last warning about a watch that fails at once
 	for ctx.Err() == nil {
 		rev, err := d.load(ctx)
 		if err != nil {
@@ -150,13 +151,16 @@ func (d *decider) run(ctx context.Context) {
 		}
 		failingSince, warned = time.Time{}, time.Time{}
 		d.decideAll(ctx, nil)
+		watched := time.Now()
 		wch := c.client.Watch(clientv3.WithRequireLeader(ctx), pfx, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 		tick := time.NewTicker(c.opts.LeaseTTL / 3)
+		var watchErr error
 	events:
 		for {
 			select {
 			case wr, ok := <-wch:
 				if !ok || wr.Err() != nil {
+					watchErr = wr.Err()
 					break events // read everything again
 				}
 				dirty, all := map[string]bool{}, false
@@ -180,6 +184,25 @@ func (d *decider) run(ctx context.Context) {
 			}
 		}
 		tick.Stop()
+		if ctx.Err() != nil {
+			return
+		}
+		// A watch refused at once (permission denied: a role that may
+		// read the keys the decider reads, not the whole prefix) would
+		// have it read everything again without a pause
+		// (TestReviewEdges2DeciderWatchDeniedNoHotLoop): read again at
+		// most every retryInterval, and say why.
+		if lasted := time.Since(watched); lasted < retryInterval {
+			if watchErr != nil && time.Since(watchWarned) >= readWarnEvery {
+				watchWarned = time.Now()
+				c.log.Warn("fleet: the decider's watch of the fleet fails at once: it reads the fleet every 250 ms instead", "prefix", pfx, "err", watchErr)
+			} else {
+				c.log.Debug("fleet: the decider's watch of the fleet ended", "err", watchErr)
+			}
+			if !sleepCtx(ctx, retryInterval-lasted) {
+				return
+			}
+		}
 	}
 }
 
