@@ -54,7 +54,15 @@ func (c *Coordinator) campaign(sess *concurrency.Session) {
 				return
 			}
 		}
-		c.serve(ctx, leaderTerm{key: e.Key(), rev: e.Rev()})
+		if c.serve(ctx, leaderTerm{key: e.Key(), rev: e.Rev()}) {
+			// Stepped down: resign, so that the coordinators standing
+			// behind it decide, and stand again behind them.
+			rctx, cancel := context.WithTimeout(ctx, opTimeout)
+			if err := e.Resign(rctx); err != nil && ctx.Err() == nil {
+				c.log.Warn("fleet: resigning as decider", "err", err)
+			}
+			cancel()
+		}
 	}
 }
 
@@ -78,8 +86,9 @@ func campaignOnce(ctx context.Context, e *concurrency.Election, id string) error
 }
 
 // serve is one term as the decider: it decides until ctx ends or the term
-// is found deposed.
-func (c *Coordinator) serve(ctx context.Context, term leaderTerm) {
+// is found deposed, or it steps down (it reports so): it could not read
+// the fleet for a lease while another coordinator stands.
+func (c *Coordinator) serve(ctx context.Context, term leaderTerm) (stepDown bool) {
 	c.log.Info("fleet: elected decider", "key", term.key, "rev", term.rev)
 	c.mu.Lock()
 	c.term = &term
@@ -94,6 +103,7 @@ func (c *Coordinator) serve(ctx context.Context, term leaderTerm) {
 	defer end()
 	d := &decider{c: c, term: term, notes: map[string]string{}, end: end}
 	d.run(ctx)
+	return d.stepDown
 }
 
 // decider is the state of one term as decider: a mirror of the fleet's
@@ -109,6 +119,7 @@ type decider struct {
 	switching map[string]SwitchoverRecord
 	notes     map[string]string  // cluster → the last "stuck" logged
 	end       context.CancelFunc // ends the term: the election key is gone
+	stepDown  bool               // the term ends by resigning (see run)
 }
 
 // writerKV is a decision and the mod revision of its key.
@@ -140,6 +151,17 @@ func (d *decider) run(ctx context.Context) {
 					"failing_for", now.Sub(failingSince).Round(time.Millisecond))
 			} else {
 				c.log.Debug("fleet: decider reading the fleet", "err", err)
+			}
+			// The whole fleet waits for this decider: no first decision,
+			// failover or drain while it cannot read (its role denied the
+			// writer keys, say). Another coordinator standing in the
+			// election may be able to: step down for it
+			// (TestReviewEdges2DeciderThatCannotReadStepsDown).
+			if ctx.Err() == nil && now.Sub(failingSince) >= c.opts.LeaseTTL && d.othersStanding(ctx) {
+				c.log.Warn("fleet: the decider cannot read the fleet: stepping down for another coordinator", "prefix", pfx, "err", err,
+					"failing_for", now.Sub(failingSince).Round(time.Millisecond))
+				d.stepDown = true
+				return
 			}
 			if !sleepCtx(ctx, retryInterval) {
 				return
@@ -204,6 +226,15 @@ func (d *decider) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// othersStanding reports whether another coordinator than this one
+// stands in the decider election (false when that cannot be read).
+func (d *decider) othersStanding(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	resp, err := d.c.client.Get(ctx, ElectionKey(d.c.opts.Prefix)+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	return err == nil && resp.Count > 1
 }
 
 // load reads the views, routers and decisions at one revision.
