@@ -48,6 +48,11 @@ type watch struct {
 	readWarned   time.Time // the last warning about them
 	unreadable   bool      // the start-up refusal outlasted its window
 
+	// lostUndecided: the EtcdLost policy applied while no decision had
+	// been applied (KeepLastDecision's local rule, or RefuseWrites); the
+	// next session starts with the start-up refusal again (follow).
+	lostUndecided bool
+
 	drains    map[string]bool // nodes followDrains drained (drain.go); its goroutine only
 	reconcile bool            // followDrains has yet to undrain the nodes no key names; likewise
 
@@ -80,6 +85,19 @@ func (w *watch) follow(sess *concurrency.Session, gen uint64) {
 	ctx, cancel := sessionContext(w.ctx, sess)
 	w.mu.Lock()
 	w.gen = gen
+	if w.lostUndecided {
+		// Back in the fleet after the EtcdLost policy applied with no
+		// decision read: as at start-up, the fleet's word is unknown (it
+		// may have decided meanwhile) until the writer key is read, and
+		// while it cannot be, only LocalDecisions takes the local rule
+		// (TestReviewEdges2KeepLastUnreadableAfterEtcdLoss: the router
+		// stayed on the local rule, live, the key unreadable).
+		w.lostUndecided = false
+		if !w.decided && w.c.opts.EtcdLost != LocalDecisions {
+			w.pending, w.started, w.unreadable = true, time.Now(), false
+			w.refuseLocked(startCause)
+		}
+	}
 	w.mu.Unlock()
 	var views sync.WaitGroup
 	views.Go(func() { w.publishViews(ctx, sess) })
@@ -435,6 +453,7 @@ func (w *watch) applyLost() {
 		return
 	}
 	w.pending = false
+	w.lostUndecided = !w.decided
 }
 
 // publishViews publishes the router's view of the cluster under the
