@@ -45,6 +45,8 @@ func drainProgress(node string, st fleet.DrainState) string {
 	}
 	var b strings.Builder
 	switch {
+	case st.DecisionError != "":
+		fmt.Fprintf(&b, "writer decision unreadable (%s): the routers keep the writer they use, or refuse writes, until the decider replaces it", oneLine(st.DecisionError))
 	case st.Writer == node:
 		fmt.Fprintf(&b, "the writer decision still names %s", node)
 	case st.Writer == "":

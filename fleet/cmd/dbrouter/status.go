@@ -87,6 +87,11 @@ func readState(ctx context.Context, cli *clientv3.Client, prefix string) (*fleet
 	for _, kv := range get(1).Kvs {
 		var d decision
 		d.err = json.Unmarshal(kv.Value, &d.Decision)
+		if d.err == nil && d.Epoch == 0 {
+			// As the routers and the decider read it: no decision ("{}",
+			// or a writer without an epoch, decode to one).
+			d.err = fmt.Errorf("%.200q has no epoch (the fleet publishes none below 1): no decision; the routers keep the writer they use, or refuse writes, until the decider replaces it", kv.Value)
+		}
 		s.decisions[strings.TrimPrefix(string(kv.Key), writers)] = d
 	}
 	for _, kv := range get(2).Kvs {
