@@ -230,3 +230,33 @@ func TestReviewEdges2SwitchoverOverDecisionWithoutEpoch(t *testing.T) {
 	}
 	t.Logf("err: %v", err)
 }
+
+// Defect: the decider warned "unreadable writer decision: treated as
+// none" each time it read the fleet, for each key that is no decision: once
+// per term and per broken watch while its watch works, but every 250 ms
+// while it reads the fleet instead of watching it
+// (TestReviewEdges2DeciderWatchDeniedNoHotLoop), and as often as it
+// re-read before that fix. Expected: one warning per value.
+func TestReviewEdges2DeciderWarnsOncePerUnreadableValue(t *testing.T) {
+	t.Parallel()
+	te := startEtcd(t)
+	const pfx = "/review-edges2-spam/"
+	cl := newClient(t, te.endpoints[0])
+	// Cluster x: a value that is no decision, no view: nothing replaces it.
+	if _, err := cl.Put(context.Background(), WriterKey(pfx, "x"), "{not json"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := ConfigKey(pfx)
+	enableAuth(t, te, map[string][]permRange{
+		"router": {{pfx, cfg}, {cfg + "\x00", clientv3.GetPrefixRangeEnd(pfx)}},
+	})
+	var logs logBuffer
+	r := newFakeRouter(t, authClient(t, te.endpoints[0], "router", "routerpw"), pfx, "r", Options{Logger: logs.logger(t)},
+		up(n0, "0-1-1"), up(n1, "0-1-1"), up(n2, "0-1-1"))
+	eventually(t, "r the decider", r.coord.IsDecider)
+	time.Sleep(3 * time.Second)
+	n := strings.Count(logs.String(), "treated as none")
+	if n > 1 {
+		t.Errorf("%d warnings about the same unreadable value in 3 s, want 1", n)
+	}
+}
