@@ -101,7 +101,7 @@ func (c *Coordinator) serve(ctx context.Context, term leaderTerm) (stepDown bool
 	}()
 	ctx, end := context.WithCancel(ctx)
 	defer end()
-	d := &decider{c: c, term: term, notes: map[string]string{}, end: end}
+	d := &decider{c: c, term: term, notes: map[string]string{}, unreadable: map[string]int64{}, end: end}
 	d.run(ctx)
 	return d.stepDown
 }
@@ -117,9 +117,12 @@ type decider struct {
 	drained map[string]map[string]bool // cluster → nodes drained (DrainKey)
 	// switching: cluster → the SwitchoverWith under way (SwitchoverKey).
 	switching map[string]SwitchoverRecord
-	notes     map[string]string  // cluster → the last "stuck" logged
-	end       context.CancelFunc // ends the term: the election key is gone
-	stepDown  bool               // the term ends by resigning (see run)
+	notes     map[string]string // cluster → the last "stuck" logged
+	// unreadable: writer key → the mod revision of the value that is no
+	// decision last warned about (one warning per value, not per read).
+	unreadable map[string]int64
+	end        context.CancelFunc // ends the term: the election key is gone
+	stepDown   bool               // the term ends by resigning (see run)
 }
 
 // writerKV is a decision and the mod revision of its key.
@@ -337,7 +340,10 @@ func (d *decider) put(key string, value []byte, modRev int64) (string, bool) {
 			// As the routers read it: no decision, which the rule
 			// replaces (a first decision, above every live router's
 			// epoch).
-			d.c.log.Warn("fleet: unreadable writer decision: treated as none", "key", key, "err", err)
+			if d.unreadable[key] != modRev {
+				d.c.log.Warn("fleet: unreadable writer decision: treated as none", "key", key, "err", err)
+			}
+			d.unreadable[key] = modRev
 			dec = Decision{}
 		}
 		d.writers[cluster] = writerKV{dec, modRev}
