@@ -260,3 +260,73 @@ func TestReviewEdges2DeciderWarnsOncePerUnreadableValue(t *testing.T) {
 		t.Errorf("%d warnings about the same unreadable value in 3 s, want 1", n)
 	}
 }
+
+// Defect: under RefuseWrites ("it never writes without the fleet's word")
+// a router whose reads of the writer key fail for longer than the lease,
+// etcd answering — its role denied writers/ once it had applied a
+// decision, here — kept writing to the last writer it had applied, live,
+// for good, while the fleet moved the writer (a switchover: the old writer
+// stays writable): two writers. The start-up refusal got the EtcdLost
+// policy after a lease; a watch that had read a decision only a warning.
+// Expected: under RefuseWrites it refuses writes once its reads have
+// failed for the lease, and follows the fleet's decision once it reads it.
+func TestReviewEdges2RefuseWritesDecidedThenUnreadable(t *testing.T) {
+	t.Parallel()
+	te := startEtcd(t)
+	const pfx = "/review-edges2-refuse/"
+	cl := newClient(t, te.endpoints[0])
+	if _, err := cl.Put(context.Background(), WriterKey(pfx, "c"), mustJSON(t, Decision{Writer: n0, Epoch: 1, Decider: "old", Cause: "test"})); err != nil {
+		t.Fatal(err)
+	}
+	root := enableAuth(t, te, map[string][]permRange{"router": {{pfx, clientv3.GetPrefixRangeEnd(pfx)}}})
+	c, err := New(authClient(t, te.endpoints[0], "router", "routerpw"), Options{Prefix: pfx, RouterID: "r", LeaseTTL: testTTL, EtcdLost: RefuseWrites, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Not probed: no view counts, the decider (r) decides nothing.
+	s := &fakeSink{}
+	s.set("", unprobed(n0), unprobed(n1), unprobed(n2))
+	stop := c.Watch("c", testNodes, s)
+	defer stop()
+	eventually(t, "n0 at epoch 1", func() bool { return s.has(n0, 1) })
+
+	// The role loses writers/; etcd restarts (within the lease) and the
+	// router's watch, created again, is refused: it reads the key again
+	// and again, denied.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := root.RoleRevokePermission(ctx, "router", pfx, clientv3.GetPrefixRangeEnd(pfx)); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []permRange{{pfx, pfx + "writers/"}, {pfx + "writers0", clientv3.GetPrefixRangeEnd(pfx)}} {
+		if _, err := root.RoleGrantPermission(ctx, "router", r.from, r.to, clientv3.PermissionType(clientv3.PermReadWrite)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	te.crash()
+	time.Sleep(300 * time.Millisecond)
+	te.restart()
+	eventually(t, "reads of the writer key denied", func() bool {
+		st := c.Status()
+		return len(st.Clusters) == 1 && strings.Contains(st.Clusters[0].ReadError, "permission denied")
+	})
+	failing := time.Now()
+	// The fleet moves on: a switchover to n1.
+	if _, err := root.Put(ctx, WriterKey(pfx, "c"), mustJSON(t, Decision{Writer: n1, Epoch: 2, Decider: "ops", Cause: "switchover"})); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(failing.Add(testTTL + 1500*time.Millisecond)))
+	d, _ := s.last()
+	if !c.Status().Session {
+		t.Fatalf("the router lost its lease: the test needs it live")
+	}
+	if !d.Refuse || !strings.Contains(d.Cause, "permission denied") {
+		t.Errorf("RefuseWrites, reads of the writer key denied for longer than the lease, the router live: %+v, want writes refused, saying why", d)
+	}
+	// Readable again: the fleet's decision.
+	if _, err := root.RoleGrantPermission(ctx, "router", pfx+"writers/", pfx+"writers0", clientv3.PermissionType(clientv3.PermRead)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "n1 at epoch 2 once the key may be read", func() bool { return s.has(n1, 2) })
+}
