@@ -47,6 +47,11 @@ type watch struct {
 	readErrSince time.Time // the first failure since the last read that succeeded
 	readWarned   time.Time // the last warning about them
 	unreadable   bool      // the start-up refusal outlasted its window
+	// readRefused: under RefuseWrites, writes are refused because reads
+	// failed for longer than the lease after a decision was applied; the
+	// next decision applied, or a read that finds none (readOK: the last
+	// one again), ends it.
+	readRefused bool
 
 	// lostUndecided: the EtcdLost policy applied while no decision had
 	// been applied (KeepLastDecision's local rule, or RefuseWrites); the
@@ -245,7 +250,23 @@ func (w *watch) readFailed(gen uint64, key string, err error) {
 	} else {
 		w.c.log.Debug("fleet: reading the writer decision", "cluster", w.cluster, "key", key, "err", err)
 	}
-	if !w.pending || w.gen != gen || gen == 0 {
+	if w.gen != gen || gen == 0 {
+		return
+	}
+	if !w.pending {
+		// A decision was applied (or the local rule). Under RefuseWrites,
+		// reads that fail for longer than the lease leave the router, live,
+		// without the fleet's word, as etcd's loss does: the fleet may move
+		// the writer meanwhile (TestReviewEdges2RefuseWritesDecidedThenUnreadable).
+		if w.c.opts.EtcdLost == RefuseWrites && since >= w.c.opts.LeaseTTL && (!w.readRefused || changed) {
+			if !w.readRefused {
+				w.c.log.Error("fleet: writer decision unreadable for longer than the lease: writes refused until it is read (EtcdLost refuse)",
+					"cluster", w.cluster, "key", key, "err", err)
+			}
+			w.readRefused = true
+			w.refuseLocked(fmt.Sprintf("fleet: the writer decision at %s could not be read for longer than the lease (%v), etcd answering: %v: writes refused until it is read (EtcdLost refuse)",
+				key, w.c.opts.LeaseTTL, err))
+		}
 		return
 	}
 	if time.Since(w.started) >= w.c.opts.LeaseTTL {
@@ -311,6 +332,14 @@ func (w *watch) refuseLocked(cause string) {
 func (w *watch) readOK() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.readRefused {
+		// Read, but no decision applied since (the key deleted
+		// meanwhile): the last one applied, as a deleted key keeps it.
+		w.readRefused = false
+		if w.last != nil {
+			w.applyLocked(*w.last)
+		}
+	}
 	if w.readErr == "" {
 		return
 	}
@@ -355,7 +384,7 @@ func (w *watch) applyLocked(d Decision) {
 		return
 	}
 	w.epoch = max(w.epoch, d.Epoch)
-	w.decided, w.pending, w.last = true, false, &d
+	w.decided, w.pending, w.last, w.readRefused = true, false, &d, false
 }
 
 // lastDecision returns the last decision read from etcd and applied (nil:
