@@ -224,7 +224,9 @@ const readWarnEvery = 30 * time.Second
 // the lease; then every readWarnEvery. While the start-up refusal is in
 // force, the refusal's cause says why, and once LeaseTTL has passed since
 // Watch (the window after which the EtcdLost policy applies to a router
-// without etcd), unreadableTooLong applies.
+// without etcd), unreadableTooLong applies. Once a decision was applied,
+// only RefuseWrites acts on failures that last the lease: it refuses
+// writes until a read succeeds (readRefused).
 func (w *watch) readFailed(gen uint64, key string, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
