@@ -535,7 +535,10 @@ func sessionContext(ctx context.Context, sess *concurrency.Session) (context.Con
 // cluster to the local rule, KeepLastDecision keeps the earlier watch's
 // decision if there is one, and otherwise, as RefuseWrites, writes stay
 // refused until a read succeeds: the router is live in the fleet, whose
-// other routers follow etcd.
+// other routers follow etcd. Reads that fail for LeaseTTL after a decision
+// was applied leave it in force, except under RefuseWrites, which refuses
+// writes until a read succeeds. A session that follows one the EtcdLost
+// policy ended with no decision read starts with the refusal again.
 //
 // A cluster name that cannot name etcd keys unchanged (with an empty, "." or
 // ".." path segment, or a leading or trailing "/") is not watched: its

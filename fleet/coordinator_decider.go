@@ -54,7 +54,15 @@ func (c *Coordinator) campaign(sess *concurrency.Session) {
 				return
 			}
 		}
-		c.serve(ctx, leaderTerm{key: e.Key(), rev: e.Rev()})
+		if c.serve(ctx, leaderTerm{key: e.Key(), rev: e.Rev()}) {
+			// Stepped down: resign, so that the coordinators standing
+			// behind it decide, and stand again behind them.
+			rctx, cancel := context.WithTimeout(ctx, opTimeout)
+			if err := e.Resign(rctx); err != nil && ctx.Err() == nil {
+				c.log.Warn("fleet: resigning as decider", "err", err)
+			}
+			cancel()
+		}
 	}
 }
 
@@ -78,8 +86,9 @@ func campaignOnce(ctx context.Context, e *concurrency.Election, id string) error
 }
 
 // serve is one term as the decider: it decides until ctx ends or the term
-// is found deposed.
-func (c *Coordinator) serve(ctx context.Context, term leaderTerm) {
+// is found deposed, or it steps down (it reports so): it could not read
+// the fleet for a lease while another coordinator stands.
+func (c *Coordinator) serve(ctx context.Context, term leaderTerm) (stepDown bool) {
 	c.log.Info("fleet: elected decider", "key", term.key, "rev", term.rev)
 	c.mu.Lock()
 	c.term = &term
@@ -92,8 +101,9 @@ func (c *Coordinator) serve(ctx context.Context, term leaderTerm) {
 	}()
 	ctx, end := context.WithCancel(ctx)
 	defer end()
-	d := &decider{c: c, term: term, notes: map[string]string{}, end: end}
+	d := &decider{c: c, term: term, notes: map[string]string{}, unreadable: map[string]int64{}, end: end}
 	d.run(ctx)
+	return d.stepDown
 }
 
 // decider is the state of one term as decider: a mirror of the fleet's
@@ -107,8 +117,12 @@ type decider struct {
 	drained map[string]map[string]bool // cluster → nodes drained (DrainKey)
 	// switching: cluster → the SwitchoverWith under way (SwitchoverKey).
 	switching map[string]SwitchoverRecord
-	notes     map[string]string  // cluster → the last "stuck" logged
-	end       context.CancelFunc // ends the term: the election key is gone
+	notes     map[string]string // cluster → the last "stuck" logged
+	// unreadable: writer key → the mod revision of the value that is no
+	// decision last warned about (one warning per value, not per read).
+	unreadable map[string]int64
+	end        context.CancelFunc // ends the term: the election key is gone
+	stepDown   bool               // the term ends by resigning (see run)
 }
 
 // writerKV is a decision and the mod revision of its key.
@@ -123,6 +137,7 @@ func (d *decider) run(ctx context.Context) {
 	c := d.c
 	pfx := c.opts.Prefix
 	var failingSince, warned time.Time // reads of the fleet that fail
+	var watchWarned time.Time          // the last warning about a watch that fails at once
 	for ctx.Err() == nil {
 		rev, err := d.load(ctx)
 		if err != nil {
@@ -140,6 +155,17 @@ func (d *decider) run(ctx context.Context) {
 			} else {
 				c.log.Debug("fleet: decider reading the fleet", "err", err)
 			}
+			// The whole fleet waits for this decider: no first decision,
+			// failover or drain while it cannot read (its role denied the
+			// writer keys, say). Another coordinator standing in the
+			// election may be able to: step down for it
+			// (TestReviewEdges2DeciderThatCannotReadStepsDown).
+			if ctx.Err() == nil && now.Sub(failingSince) >= c.opts.LeaseTTL && d.othersStanding(ctx) {
+				c.log.Warn("fleet: the decider cannot read the fleet: stepping down for another coordinator", "prefix", pfx, "err", err,
+					"failing_for", now.Sub(failingSince).Round(time.Millisecond))
+				d.stepDown = true
+				return
+			}
 			if !sleepCtx(ctx, retryInterval) {
 				return
 			}
@@ -150,13 +176,16 @@ func (d *decider) run(ctx context.Context) {
 		}
 		failingSince, warned = time.Time{}, time.Time{}
 		d.decideAll(ctx, nil)
+		watched := time.Now()
 		wch := c.client.Watch(clientv3.WithRequireLeader(ctx), pfx, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 		tick := time.NewTicker(c.opts.LeaseTTL / 3)
+		var watchErr error
 	events:
 		for {
 			select {
 			case wr, ok := <-wch:
 				if !ok || wr.Err() != nil {
+					watchErr = wr.Err()
 					break events // read everything again
 				}
 				dirty, all := map[string]bool{}, false
@@ -180,7 +209,35 @@ func (d *decider) run(ctx context.Context) {
 			}
 		}
 		tick.Stop()
+		if ctx.Err() != nil {
+			return
+		}
+		// A watch refused at once (permission denied: a role that may
+		// read the keys the decider reads, not the whole prefix) would
+		// have it read everything again without a pause
+		// (TestReviewEdges2DeciderWatchDeniedNoHotLoop): read again at
+		// most every retryInterval, and say why.
+		if lasted := time.Since(watched); lasted < retryInterval {
+			if watchErr != nil && time.Since(watchWarned) >= readWarnEvery {
+				watchWarned = time.Now()
+				c.log.Warn("fleet: the decider's watch of the fleet fails at once: it reads the fleet every 250 ms instead", "prefix", pfx, "err", watchErr)
+			} else {
+				c.log.Debug("fleet: the decider's watch of the fleet ended", "err", watchErr)
+			}
+			if !sleepCtx(ctx, retryInterval-lasted) {
+				return
+			}
+		}
 	}
+}
+
+// othersStanding reports whether another coordinator than this one
+// stands in the decider election (false when that cannot be read).
+func (d *decider) othersStanding(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	resp, err := d.c.client.Get(ctx, ElectionKey(d.c.opts.Prefix)+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	return err == nil && resp.Count > 1
 }
 
 // load reads the views, routers and decisions at one revision.
@@ -283,7 +340,10 @@ func (d *decider) put(key string, value []byte, modRev int64) (string, bool) {
 			// As the routers read it: no decision, which the rule
 			// replaces (a first decision, above every live router's
 			// epoch).
-			d.c.log.Warn("fleet: unreadable writer decision: treated as none", "key", key, "err", err)
+			if d.unreadable[key] != modRev {
+				d.c.log.Warn("fleet: unreadable writer decision: treated as none", "key", key, "err", err)
+			}
+			d.unreadable[key] = modRev
 			dec = Decision{}
 		}
 		d.writers[cluster] = writerKV{dec, modRev}

@@ -47,6 +47,16 @@ type watch struct {
 	readErrSince time.Time // the first failure since the last read that succeeded
 	readWarned   time.Time // the last warning about them
 	unreadable   bool      // the start-up refusal outlasted its window
+	// readRefused: under RefuseWrites, writes are refused because reads
+	// failed for longer than the lease after a decision was applied; the
+	// next decision applied, or a read that finds none (readOK: the last
+	// one again), ends it.
+	readRefused bool
+
+	// lostUndecided: the EtcdLost policy applied while no decision had
+	// been applied (KeepLastDecision's local rule, or RefuseWrites); the
+	// next session starts with the start-up refusal again (follow).
+	lostUndecided bool
 
 	drains    map[string]bool // nodes followDrains drained (drain.go); its goroutine only
 	reconcile bool            // followDrains has yet to undrain the nodes no key names; likewise
@@ -80,6 +90,19 @@ func (w *watch) follow(sess *concurrency.Session, gen uint64) {
 	ctx, cancel := sessionContext(w.ctx, sess)
 	w.mu.Lock()
 	w.gen = gen
+	if w.lostUndecided {
+		// Back in the fleet after the EtcdLost policy applied with no
+		// decision read: as at start-up, the fleet's word is unknown (it
+		// may have decided meanwhile) until the writer key is read, and
+		// while it cannot be, only LocalDecisions takes the local rule
+		// (TestReviewEdges2KeepLastUnreadableAfterEtcdLoss: the router
+		// stayed on the local rule, live, the key unreadable).
+		w.lostUndecided = false
+		if !w.decided && w.c.opts.EtcdLost != LocalDecisions {
+			w.pending, w.started, w.unreadable = true, time.Now(), false
+			w.refuseLocked(startCause)
+		}
+	}
 	w.mu.Unlock()
 	var views sync.WaitGroup
 	views.Go(func() { w.publishViews(ctx, sess) })
@@ -201,7 +224,9 @@ const readWarnEvery = 30 * time.Second
 // the lease; then every readWarnEvery. While the start-up refusal is in
 // force, the refusal's cause says why, and once LeaseTTL has passed since
 // Watch (the window after which the EtcdLost policy applies to a router
-// without etcd), unreadableTooLong applies.
+// without etcd), unreadableTooLong applies. Once a decision was applied,
+// only RefuseWrites acts on failures that last the lease: it refuses
+// writes until a read succeeds (readRefused).
 func (w *watch) readFailed(gen uint64, key string, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -227,7 +252,23 @@ func (w *watch) readFailed(gen uint64, key string, err error) {
 	} else {
 		w.c.log.Debug("fleet: reading the writer decision", "cluster", w.cluster, "key", key, "err", err)
 	}
-	if !w.pending || w.gen != gen || gen == 0 {
+	if w.gen != gen || gen == 0 {
+		return
+	}
+	if !w.pending {
+		// A decision was applied (or the local rule). Under RefuseWrites,
+		// reads that fail for longer than the lease leave the router, live,
+		// without the fleet's word, as etcd's loss does: the fleet may move
+		// the writer meanwhile (TestReviewEdges2RefuseWritesDecidedThenUnreadable).
+		if w.c.opts.EtcdLost == RefuseWrites && since >= w.c.opts.LeaseTTL && (!w.readRefused || changed) {
+			if !w.readRefused {
+				w.c.log.Error("fleet: writer decision unreadable for longer than the lease: writes refused until it is read (EtcdLost refuse)",
+					"cluster", w.cluster, "key", key, "err", err)
+			}
+			w.readRefused = true
+			w.refuseLocked(fmt.Sprintf("fleet: the writer decision at %s could not be read for longer than the lease (%v), etcd answering: %v: writes refused until it is read (EtcdLost refuse)",
+				key, w.c.opts.LeaseTTL, err))
+		}
 		return
 	}
 	if time.Since(w.started) >= w.c.opts.LeaseTTL {
@@ -293,6 +334,14 @@ func (w *watch) refuseLocked(cause string) {
 func (w *watch) readOK() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.readRefused {
+		// Read, but no decision applied since (the key deleted
+		// meanwhile): the last one applied, as a deleted key keeps it.
+		w.readRefused = false
+		if w.last != nil {
+			w.applyLocked(*w.last)
+		}
+	}
 	if w.readErr == "" {
 		return
 	}
@@ -337,7 +386,7 @@ func (w *watch) applyLocked(d Decision) {
 		return
 	}
 	w.epoch = max(w.epoch, d.Epoch)
-	w.decided, w.pending, w.last = true, false, &d
+	w.decided, w.pending, w.last, w.readRefused = true, false, &d, false
 }
 
 // lastDecision returns the last decision read from etcd and applied (nil:
@@ -435,6 +484,7 @@ func (w *watch) applyLost() {
 		return
 	}
 	w.pending = false
+	w.lostUndecided = !w.decided
 }
 
 // publishViews publishes the router's view of the cluster under the

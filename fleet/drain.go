@@ -166,6 +166,11 @@ type DrainState struct {
 	// Decider is the elected decider (the RouterID it campaigned with),
 	// which moves the writer role off a drained node; "" when none is.
 	Decider string
+	// DecisionError says why the writer key holds no decision — a value
+	// that is not a decision's JSON, or has no epoch: the routers keep the
+	// writer they use, or refuse writes, until the decider replaces it —
+	// ("" when it is one, or absent); Writer is then "".
+	DecisionError string
 }
 
 // Done reports whether the node is off the writer role and every live
@@ -196,9 +201,10 @@ func WaitDrained(ctx context.Context, cli *clientv3.Client, prefix, cluster, nod
 		if err == nil {
 			st.Read = true
 			if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
-				var d Decision
-				if json.Unmarshal(kvs[0].Value, &d) == nil {
+				if d, err := parseDecision(kvs[0].Value); err == nil {
 					st.Writer, st.Epoch, st.DecidedBy = d.Writer, d.Epoch, d.Decider
+				} else {
+					st.DecisionError = err.Error()
 				}
 			}
 			if kvs := resp.Responses[3].GetResponseRange().Kvs; len(kvs) > 0 {

@@ -148,9 +148,17 @@ func SwitchoverWith(ctx context.Context, cli *clientv3.Client, prefix, cluster, 
 	if len(wr) == 0 {
 		return refuse("the fleet has not decided its writer yet (each router uses its local rule)")
 	}
-	var cur Decision
-	if err := json.Unmarshal(wr[0].Value, &cur); err != nil {
-		return Decision{}, fmt.Errorf("fleet: switchover of cluster %q: the decision at %s is not valid JSON: %w", cluster, wkey, err)
+	// As the routers and the decider read it: a value that is not the
+	// JSON of a decision, or has no epoch, is no decision — the routers
+	// keep the writer they use, which is not the one it may name: that
+	// one is not the old writer to demote and wait for
+	// (TestReviewEdges2SwitchoverOverDecisionWithoutEpoch).
+	cur, err := parseDecision(wr[0].Value)
+	if errors.Is(err, errUnreadable) {
+		return refuse("the value at %s is no writer decision (%v): the routers do not follow it, and the decider replaces it with one; switch over once it has", wkey, err)
+	}
+	if err != nil {
+		return Decision{}, fmt.Errorf("fleet: switchover of cluster %q: the decision at %s: %w", cluster, wkey, err)
 	}
 	if cur.Writer == to {
 		return refuse("%s is already the writer (epoch %d)", to, cur.Epoch)
@@ -218,8 +226,7 @@ func SwitchoverWith(ctx context.Context, cli *clientv3.Client, prefix, cluster, 
 		// or two nodes take writes. Unreadable, the decision is taken to
 		// be unchanged (nothing was published by this call).
 		if resp, err := cli.Get(uctx, wkey); err == nil && len(resp.Kvs) > 0 {
-			var now Decision
-			if json.Unmarshal(resp.Kvs[0].Value, &now) == nil && now.Writer != cur.Writer {
+			if now, err := parseDecision(resp.Kvs[0].Value); err == nil && now.Writer != cur.Writer {
 				return fmt.Sprintf("; the writer is now %s (epoch %d, %s): %s stays read-only", now.Writer, now.Epoch, now.Cause, cur.Writer)
 			}
 		}
@@ -400,9 +407,9 @@ func afterFailedPut(ctx context.Context, cli *clientv3.Client, wkey, cluster str
 	if err != nil || len(resp.Kvs) == 0 {
 		return refuse("%s, and the stored decision cannot be read (%v): %s may be read-only; look at dbrouter status", why, err, cur.Writer)
 	}
-	var now Decision
-	if err := json.Unmarshal(resp.Kvs[0].Value, &now); err != nil {
-		return refuse("%s, and the stored decision is not valid JSON: %s may be read-only", why, cur.Writer)
+	now, err := parseDecision(resp.Kvs[0].Value)
+	if err != nil {
+		return refuse("%s, and the stored value is no decision (%v): %s may be read-only", why, err, cur.Writer)
 	}
 	switch now.Writer {
 	case to:

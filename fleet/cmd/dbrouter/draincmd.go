@@ -32,7 +32,7 @@ func cmdDrain(e *env, args []string) int {
 		return e.fail("drain", fmt.Errorf("cluster %s: %s is drained in etcd, but timed out after %v (--timeout) waiting for the fleet to follow: %s; the key stays and the routers follow when they can: check with dbrouter status",
 			cluster, node, e.timeout, drainProgress(node, st)))
 	}
-	fmt.Fprintf(e.stdout, "cluster %s: %s drained by every live router; writer %s\n", cluster, node, orDash(st.Writer))
+	fmt.Fprintf(e.stdout, "cluster %s: %s drained by every live router; writer %s\n", cluster, node, orDash(oneLine(st.Writer)))
 	return exitOK
 }
 
@@ -45,6 +45,8 @@ func drainProgress(node string, st fleet.DrainState) string {
 	}
 	var b strings.Builder
 	switch {
+	case st.DecisionError != "":
+		fmt.Fprintf(&b, "writer decision unreadable (%s): the routers keep the writer they use, or refuse writes, until the decider replaces it", oneLine(st.DecisionError))
 	case st.Writer == node:
 		fmt.Fprintf(&b, "the writer decision still names %s", node)
 	case st.Writer == "":
@@ -66,7 +68,11 @@ func drainProgress(node string, st fleet.DrainState) string {
 	if len(st.Pending) == 0 {
 		fmt.Fprintf(&b, "; every live router shows %s drained", node)
 	} else {
-		fmt.Fprintf(&b, "; not yet drained by %s", strings.Join(st.Pending, ", "))
+		pending := make([]string, len(st.Pending))
+		for i, id := range st.Pending {
+			pending[i] = oneLine(id)
+		}
+		fmt.Fprintf(&b, "; not yet drained by %s", strings.Join(pending, ", "))
 	}
 	return b.String()
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/dbrouter/dbrouter/fleet"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -87,6 +88,11 @@ func readState(ctx context.Context, cli *clientv3.Client, prefix string) (*fleet
 	for _, kv := range get(1).Kvs {
 		var d decision
 		d.err = json.Unmarshal(kv.Value, &d.Decision)
+		if d.err == nil && d.Epoch == 0 {
+			// As the routers and the decider read it: no decision ("{}",
+			// or a writer without an epoch, decode to one).
+			d.err = fmt.Errorf("%.200q has no epoch (the fleet publishes none below 1): no decision; the routers keep the writer they use, or refuse writes, until the decider replaces it", kv.Value)
+		}
 		s.decisions[strings.TrimPrefix(string(kv.Key), writers)] = d
 	}
 	for _, kv := range get(2).Kvs {
@@ -214,10 +220,10 @@ func (s *fleetState) write(w io.Writer, endpoints, prefix string, clusters []str
 		for _, id := range ids {
 			r := s.routers[id]
 			if r.err != nil {
-				fmt.Fprintf(tw, "  %s\t(unreadable: %v)\t\t\n", id, r.err)
+				fmt.Fprintf(tw, "  %s\t(unreadable: %v)\t\t\n", oneLine(id), r.err)
 				continue
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\n", id, r.Host, r.PID, stamp(r.Started, now))
+			fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\n", oneLine(id), oneLine(r.Host), r.PID, stamp(r.Started, now))
 		}
 		tw.Flush()
 	}
@@ -234,7 +240,7 @@ func (s *fleetState) write(w io.Writer, endpoints, prefix string, clusters []str
 // view by each router.
 func (s *fleetState) writeCluster(w io.Writer, name string, now time.Time) {
 	configured, inConfig := s.nodes[name]
-	head := "cluster " + name
+	head := "cluster " + oneLine(name)
 	if !inConfig && s.configRev != 0 {
 		head += " (not in the configuration)"
 	}
@@ -247,15 +253,15 @@ func (s *fleetState) writeCluster(w io.Writer, name string, now time.Time) {
 	case d.Writer == "":
 		fmt.Fprintf(w, "%s: epoch %d, writer handed back to each router's local rule\n", head, d.Epoch)
 	default:
-		fmt.Fprintf(w, "%s: writer %s, epoch %d\n", head, d.Writer, d.Epoch)
+		fmt.Fprintf(w, "%s: writer %s, epoch %d\n", head, oneLine(d.Writer), d.Epoch)
 	}
 	if decided && d.err == nil {
 		line := fmt.Sprintf("  decided %s", stamp(d.At, now))
 		if d.Decider != "" {
-			line += " by " + d.Decider
+			line += " by " + oneLine(d.Decider)
 		}
 		if d.GTID != "" {
-			line += ", gtid " + d.GTID
+			line += ", gtid " + oneLine(d.GTID)
 		}
 		if d.Cause != "" {
 			line += ": " + oneLine(d.Cause)
@@ -282,7 +288,7 @@ func (s *fleetState) writeCluster(w io.Writer, name string, now time.Time) {
 	tw := newTable(w)
 	fmt.Fprintln(tw, "  NODE\tROUTER\tSTATE\tREAD_ONLY\tGTID\tAGE\tERROR")
 	for _, addr := range nodes {
-		label := addr
+		label := oneLine(addr)
 		if decided && d.err == nil && addr == d.Writer {
 			label += " (writer)"
 		}
@@ -292,7 +298,7 @@ func (s *fleetState) writeCluster(w io.Writer, name string, now time.Time) {
 		rows := 0
 		for _, id := range routerIDs {
 			v := views[id]
-			who := id
+			who := oneLine(id)
 			if _, live := s.routers[id]; !live {
 				who += " (gone)"
 			}
@@ -304,12 +310,12 @@ func (s *fleetState) writeCluster(w io.Writer, name string, now time.Time) {
 				continue
 			}
 			n := v.Nodes[i]
-			state := orDash(n.State)
+			state := orDash(oneLine(n.State))
 			if n.Drained {
 				state += " (drained)"
 			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", label, who, state, yesNo(n.ReadOnly),
-				orDash(n.GTID), age(v.At, now), oneLine(n.Error))
+				orDash(oneLine(n.GTID)), age(v.At, now), oneLine(n.Error))
 			label, rows = "", rows+1
 		}
 		if rows == 0 {
@@ -319,13 +325,13 @@ func (s *fleetState) writeCluster(w io.Writer, name string, now time.Time) {
 	tw.Flush()
 	for _, id := range routerIDs {
 		v := views[id]
-		who := id
+		who := oneLine(id)
 		if _, live := s.routers[id]; !live {
 			who += " (gone)"
 		}
 		switch {
 		case v.err != nil:
-			fmt.Fprintf(w, "  view of %s unreadable: %v\n", id, v.err)
+			fmt.Fprintf(w, "  view of %s unreadable: %v\n", oneLine(id), v.err)
 		case v.Refused != "":
 			// The refusal's cause says why, the read error included.
 			fmt.Fprintf(w, "  %s refuses writes: %s\n", who, oneLine(v.Refused))
@@ -336,7 +342,7 @@ func (s *fleetState) writeCluster(w io.Writer, name string, now time.Time) {
 	var silent []string
 	for _, id := range slices.Sorted(maps.Keys(s.routers)) {
 		if _, ok := views[id]; !ok {
-			silent = append(silent, id)
+			silent = append(silent, oneLine(id))
 		}
 	}
 	if len(silent) > 0 {
@@ -411,8 +417,32 @@ func orDash(s string) string {
 	return s
 }
 
-// oneLine keeps a table row on one line: an error's newlines and tabs
-// become spaces.
+// oneLine keeps a value read from etcd on one line and inert on a
+// terminal: its runs of white space (newlines, tabs, carriage returns)
+// become one space, and the control characters, bidi controls and line
+// or paragraph separators left (a terminal escape, a bidi override) are
+// shown escaped as Go quotes them ("\x1b", "\u202e"). Any client that may
+// write under the prefix can store such a value
+// (TestReviewEdges2HostileValuesInStatusAndDrain).
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	s = strings.Join(strings.Fields(s), " ")
+	if !strings.ContainsFunc(s, unprintable) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unprintable(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// unprintable reports whether r must not reach a terminal as is: a
+// control character, a bidi control, a line or paragraph separator.
+func unprintable(r rune) bool {
+	return unicode.IsControl(r) || unicode.In(r, unicode.Bidi_Control, unicode.Zl, unicode.Zp)
 }
