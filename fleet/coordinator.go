@@ -72,7 +72,9 @@ const (
 	// (a WriterDecision with an empty Writer): writes fail over on this
 	// router's own evidence, as without a fleet, so the writer may move
 	// while etcd is down, but so may a one-sided partition make two routers
-	// write to two nodes (the split brain etcd is there to prevent).
+	// write to two nodes (the split brain etcd is there to prevent). It
+	// applies when etcd is lost, not while etcd answers but the writer
+	// key cannot be read (see Coordinator.Watch).
 	LocalDecisions
 
 	// RefuseWrites refuses every write (WriterDecision.Refuse): writes fail
@@ -531,11 +533,11 @@ func sessionContext(ctx context.Context, sess *concurrency.Session) (context.Con
 // A read that fails with etcd answering (permission denied, a value that
 // is no decision) is retried every 250 ms; the refusal's cause, a
 // warning, Status and the published view name the key and the error. Once
-// LeaseTTL has passed since Watch without a read, LocalDecisions hands the
-// cluster to the local rule, KeepLastDecision keeps the earlier watch's
-// decision if there is one, and otherwise, as RefuseWrites, writes stay
-// refused until a read succeeds: the router is live in the fleet, whose
-// other routers follow etcd. Reads that fail for LeaseTTL after a decision
+// LeaseTTL has passed since Watch without a read, KeepLastDecision and
+// LocalDecisions keep the earlier watch's decision if there is one, and
+// otherwise, as RefuseWrites, writes stay refused until a read succeeds:
+// the router is live in the fleet, whose other routers follow etcd, so
+// its local rule could make a second writer without any fault. Reads that fail for LeaseTTL after a decision
 // was applied leave it in force, except under RefuseWrites, which refuses
 // writes until a read succeeds. A session that follows one the EtcdLost
 // policy ended with no decision read starts with the refusal again.

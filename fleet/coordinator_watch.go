@@ -93,12 +93,13 @@ func (w *watch) follow(sess *concurrency.Session, gen uint64) {
 	if w.lostUndecided {
 		// Back in the fleet after the EtcdLost policy applied with no
 		// decision read: as at start-up, the fleet's word is unknown (it
-		// may have decided meanwhile) until the writer key is read, and
-		// while it cannot be, only LocalDecisions takes the local rule
-		// (TestReviewEdges2KeepLastUnreadableAfterEtcdLoss: the router
-		// stayed on the local rule, live, the key unreadable).
+		// may have decided meanwhile) until the writer key is read, under
+		// every policy: live, the router must not stay on its local rule
+		// while the others follow etcd
+		// (TestReviewEdges2KeepLastUnreadableAfterEtcdLoss: it stayed on
+		// the local rule, the key unreadable).
 		w.lostUndecided = false
-		if !w.decided && w.c.opts.EtcdLost != LocalDecisions {
+		if !w.decided {
 			w.pending, w.started, w.unreadable = true, time.Now(), false
 			w.refuseLocked(startCause)
 		}
@@ -284,11 +285,13 @@ func (w *watch) readFailed(gen uint64, key string, err error) {
 // could not be read for LeaseTTL since Watch, etcd answering. This router
 // is live in the fleet and the other routers follow etcd: the local rule
 // could make a second writer (a node the fleet moved off, back and
-// writable). So, unlike for a router without etcd, only LocalDecisions,
-// which accepts that risk, hands the cluster to the local rule;
-// KeepLastDecision keeps the last decision if there is one (a cluster
+// writable) while they write to the fleet's writer. So, unlike for a
+// router without etcd, no policy hands the cluster to the local rule
+// (LocalDecisions did: two writers without any fault,
+// TestReviewEdges2LocalDecisionsUnreadableKeyTwoWriters): KeepLastDecision
+// and LocalDecisions keep the last decision if there is one (a cluster
 // rebuilt by a Reload: the one its earlier watch applied) and otherwise,
-// as RefuseWrites, keeps refusing writes until a read succeeds. w.mu is
+// as RefuseWrites, keep refusing writes until a read succeeds. w.mu is
 // held.
 func (w *watch) unreadableTooLong(key string, err error, changed bool) {
 	first := !w.unreadable
@@ -296,15 +299,8 @@ func (w *watch) unreadableTooLong(key string, err error, changed bool) {
 	policy := w.c.opts.EtcdLost
 	why := fmt.Sprintf("fleet: the writer decision at %s could not be read for longer than the lease (%v), etcd answering: %v", key, w.c.opts.LeaseTTL, err)
 	switch {
-	case policy == LocalDecisions:
-		w.c.log.Warn("fleet: writer decision unreadable for longer than the lease: local rule (EtcdLost local)", "cluster", w.cluster, "key", key, "err", err)
-		if derr := w.decideLocked(dbrouter.WriterDecision{Epoch: w.epoch, Cause: why + ": local rule (EtcdLost local)"}); derr != nil {
-			w.c.log.Error("fleet: start-up refusal not ended", "cluster", w.cluster, "err", derr)
-			return
-		}
-		w.pending = false
-	case policy == KeepLastDecision && w.inherited != nil:
-		w.c.log.Warn("fleet: writer decision unreadable for longer than the lease: keeping the last decision (EtcdLost keep-last)",
+	case policy != RefuseWrites && w.inherited != nil:
+		w.c.log.Warn("fleet: writer decision unreadable for longer than the lease: keeping the last decision (EtcdLost "+policy.String()+")",
 			"cluster", w.cluster, "key", key, "err", err, "writer", w.inherited.Writer, "epoch", w.inherited.Epoch)
 		w.applyLocked(*w.inherited)
 	default:
@@ -314,8 +310,8 @@ func (w *watch) unreadableTooLong(key string, err error, changed bool) {
 		}
 		if first || changed {
 			tail := "writes refused until it is read (EtcdLost refuse)"
-			if policy == KeepLastDecision {
-				tail = "writes refused until it is read (EtcdLost keep-last: no decision to keep, and the other routers follow etcd)"
+			if policy != RefuseWrites {
+				tail = "writes refused until it is read (EtcdLost " + policy.String() + ": no decision to keep, and the other routers follow etcd)"
 			}
 			w.refuseLocked(why + ": " + tail)
 		}

@@ -344,7 +344,6 @@ func TestReviewEdges2RefuseWritesDecidedThenUnreadable(t *testing.T) {
 // is to hold: refuse writes, as KeepLastDecision does with nothing to
 // keep.
 func TestReviewEdges2LocalDecisionsUnreadableKeyTwoWriters(t *testing.T) {
-	t.Skip("defect: LocalDecisions takes the local rule for an unreadable writer key while the other routers follow etcd: two writers without any fault (documented as accepted; needs a design decision)")
 	t.Parallel()
 	te := startEtcd(t)
 	const pfx = "/review-edges2-local/"
