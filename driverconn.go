@@ -231,6 +231,13 @@ func (c *nodeConn) own(ctx context.Context, op Op) (*pass, error) {
 // it returns err.
 func (c *nodeConn) done(ctx context.Context, op Op, query string, err error) error {
 	if c.routed == nil {
+		if err == driver.ErrSkip {
+			// Not run: database/sql prepares the statement instead
+			// (go-sql-driver asks for it for a statement with arguments
+			// unless interpolateParams is set), and compares the error
+			// with ErrSkip itself — also when ctx ended meanwhile.
+			return err
+		}
 		if err != nil && c.pinned() {
 			if cerr := ctx.Err(); cerr != nil {
 				return c.ctxEnded(op, false, cerr, err)
