@@ -672,6 +672,11 @@ type nodeRows struct {
 	ctx    context.Context
 	routed *routedConn
 	op     Op
+
+	// failed: a read returned a typed error (readErr); Close, which
+	// database/sql then calls, returns its own error as it is, neither
+	// typed nor reported a second time.
+	failed bool
 }
 
 // watch is the connection's watch (nodeConn.watch) for one read. The
@@ -705,13 +710,20 @@ var (
 )
 
 // Close closes the rows (the driver reads what is left of them) and gives
-// the pass back.
+// the pass back. Its error is typed as a read's (readErr): a connection
+// lost while go-sql-driver reads the rows left (QueryRowContext's Scan
+// closes rows it read one row of, a caller may close them early) is one
+// lost while a row is read.
 func (r *nodeRows) Close() error {
 	if r.pass != nil {
 		defer r.pass.giveBack()
 	}
 	defer r.watch().stop()
-	return r.Rows.Close()
+	err := r.Rows.Close()
+	if err == nil || r.failed {
+		return err
+	}
+	return r.readErr(err)
 }
 
 // Next reads the next row. On a routed connection, a row that cannot be
@@ -735,9 +747,11 @@ func (r *nodeRows) Next(dest []driver.Value) error {
 // methods or of a query in a transaction as lostAfterSend, those of a
 // Cluster read as nodeConn.readLost.
 func (r *nodeRows) readErr(err error) error {
-	switch {
-	case err == nil || err == io.EOF:
+	if err == nil || err == io.EOF {
 		return err
+	}
+	r.failed = true
+	switch {
 	case r.routed != nil:
 		return r.routed.readFailed(r.ctx, r.op, err)
 	case r.conn == nil || !r.conn.clustered():
