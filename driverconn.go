@@ -373,7 +373,19 @@ func runQuery(ctx context.Context, c *nodeConn, op Op, query string, run func() 
 	}
 	handed = true // handOn hands own on, if any, to the rows
 	if p := handOn(ctx, own); p != nil || c.routed != nil || w != nil || c.read && c.clustered() {
-		return &nodeRows{Rows: rows, pass: p, ctx: ctx, routed: c.routed, op: op, conn: c}, nil
+		nr := &nodeRows{Rows: rows, pass: p, ctx: ctx, routed: c.routed, op: op, conn: c}
+		if p == nil && c.read && c.clustered() {
+			// A Cluster read's rows keep a place among the cluster's
+			// calls in flight until they are closed (the call's own,
+			// held while this runs, is given back when it returns), so
+			// that a cluster Router.Reload retires is not closed under
+			// them; the failback fence is a write's, not theirs.
+			cl := c.node.cluster
+			cl.inflight.Add(1)
+			nr.own.leave = cl.leave
+			nr.pass = &nr.own
+		}
+		return nr, nil
 	}
 	return rows, nil
 }
@@ -766,12 +778,13 @@ func (r *nodeRows) readErr(err error) error {
 	switch {
 	case c.guard != nil:
 		return c.pinnedLost(r.op, err)
+	case c.read:
+		// A Cluster read's rows (their pass is only a place in flight).
+		return c.readLost(r.op, err)
 	case r.pass != nil || r.op == OpTxQuery:
 		// A Cluster write's rows (Cluster.QueryContext) or a query's in
 		// a transaction: the query may have written.
 		return c.lostAfterSend(r.op, err)
-	case c.read:
-		return c.readLost(r.op, err)
 	}
 	return err
 }
