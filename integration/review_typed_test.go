@@ -165,3 +165,27 @@ func which(err error) (string, bool) {
 	}
 	return "neither", false
 }
+
+// TestReviewTypedRowScanCloseFrozen freezes the writer while Row.Scan of
+// a read closes its rows: go-sql-driver's Close reads every row left (the
+// query has many; QueryRowContext wants the first), the stall check
+// releases it, and Scan returns Close's error — which must be typed as a
+// read's lost connection (*OutcomeUnknownError), not the bare
+// mysql.ErrInvalidConn that matches neither ErrNotSent nor
+// ErrOutcomeUnknown.
+func TestReviewTypedRowScanCloseFrozen(t *testing.T) {
+	ring, _, c, _ := stallRing(t)
+	ctx := testContext(t, 60*time.Second)
+	row := c.QueryRowContext(ctx, "SELECT seq, REPEAT('x', 1000000) FROM seq_1_to_1000000")
+	go func() {
+		time.Sleep(300 * time.Millisecond) // Scan's Close is reading the rows left
+		freezeWriter(t, ring)
+	}()
+	var seq int
+	var pad string
+	start := time.Now()
+	err := row.Scan(&seq, &pad)
+	got, _ := which(err)
+	t.Logf("Row.Scan after %v: %v (%T), matches %s", time.Since(start).Round(time.Millisecond), err, err, got)
+	requireStuckReleased(t, ring, "Row.Scan's Close of a Cluster read", dbrouter.OpQuery, err, time.Since(start)-300*time.Millisecond)
+}
