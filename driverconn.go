@@ -345,7 +345,7 @@ func runQuery(ctx context.Context, c *nodeConn, op Op, query string, run func() 
 		}
 		r.succeeded()
 		// The rows and their pass in one allocation.
-		nr := &nodeRows{Rows: rows, ctx: ctx, routed: r, op: op, conn: c}
+		nr := &nodeRows{Rows: rows, ctx: ctx, op: op, conn: c}
 		nr.own.leave = r.leave
 		nr.pass = &nr.own
 		handed = true
@@ -373,7 +373,7 @@ func runQuery(ctx context.Context, c *nodeConn, op Op, query string, run func() 
 	}
 	handed = true // handOn hands own on, if any, to the rows
 	if p := handOn(ctx, own); p != nil || c.routed != nil || w != nil || c.read && c.clustered() {
-		nr := &nodeRows{Rows: rows, pass: p, ctx: ctx, routed: c.routed, op: op, conn: c}
+		nr := &nodeRows{Rows: rows, pass: p, ctx: ctx, op: op, conn: c}
 		if p == nil && c.read && c.clustered() {
 			// A Cluster read's rows keep a place among the cluster's
 			// calls in flight until they are closed (the call's own,
@@ -382,7 +382,7 @@ func runQuery(ctx context.Context, c *nodeConn, op Op, query string, run func() 
 			// them; the failback fence is a write's, not theirs.
 			cl := c.node.cluster
 			cl.inflight.Add(1)
-			nr.own.leave = cl.leave
+			nr.own.leave = cl.leaveFn // made once: a method value allocates
 			nr.pass = &nr.own
 		}
 		return nr, nil
@@ -680,10 +680,10 @@ type nodeRows struct {
 	own  pass      // the pass of a routed connection's rows (pass points here)
 	conn *nodeConn // the connection the rows are read from
 
-	// On a routed connection: the query's context, connection and op.
-	ctx    context.Context
-	routed *routedConn
-	op     Op
+	// The query's context and op (the connection's routedConn, if any,
+	// types the errors of a routed connection's rows).
+	ctx context.Context
+	op  Op
 
 	// failed: a read returned a typed error (readErr); Close, which
 	// database/sql then calls, returns its own error as it is, neither
@@ -763,13 +763,15 @@ func (r *nodeRows) readErr(err error) error {
 		return err
 	}
 	r.failed = true
+	c := r.conn
 	switch {
-	case r.routed != nil:
-		return r.routed.readFailed(r.ctx, r.op, err)
-	case r.conn == nil || !r.conn.clustered():
+	case c == nil:
+		return err
+	case c.routed != nil:
+		return c.routed.readFailed(r.ctx, r.op, err)
+	case !c.clustered():
 		return err
 	}
-	c := r.conn
 	if r.ctx != nil {
 		if cerr := r.ctx.Err(); cerr != nil {
 			return c.ctxEnded(r.op, true, cerr, err)
