@@ -129,3 +129,35 @@ func TestReviewTypedPinnedSkipNotTyped(t *testing.T) {
 		t.Errorf("ExecContext = %v, want it to match context.Canceled", err)
 	}
 }
+
+// TestReviewTypedUnknownThenContextEnd: a write marked idempotent fails
+// outcome unknown on a (it may be applied there) and is tried on b, where
+// the caller's context ends before anything is sent. NoNodeError's rule —
+// ErrOutcomeUnknown as soon as one attempt's outcome is unknown — must
+// hold for this ending too: ErrNotSent ("provably never reached any
+// server") is false, the write may be on a. Also for a read (whose
+// NoNodeError matches ErrOutcomeUnknown in the same case).
+func TestReviewTypedUnknownThenContextEnd(t *testing.T) {
+	for _, read := range []bool{false, true} {
+		c, srv := newFakeCluster(t, 2, Settings{})
+		srv[0].set(func(s *fakeServer) { s.execErr = mysql.ErrInvalidConn })
+		srv[1].set(func(s *fakeServer) {
+			s.connectFn = func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		var err error
+		if read {
+			_, err = c.QueryContext(ctx, "SELECT id FROM t")
+		} else {
+			_, err = c.ExecContext(WithIdempotent(ctx), "UPDATE t SET v = 1 WHERE id = 1")
+		}
+		cancel()
+		got, _ := exactlyOne(err)
+		if got != "ErrOutcomeUnknown" {
+			t.Errorf("read %v: err = %v (%T): matches %s, want ErrOutcomeUnknown (a:3306's attempt may have been applied)", read, err, err, got)
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("read %v: err = %v, want it to match context.DeadlineExceeded", read, err)
+		}
+	}
+}
