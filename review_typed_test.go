@@ -161,3 +161,21 @@ func TestReviewTypedUnknownThenContextEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestReviewTypedNameBrailleBlank: U+2800 BRAILLE PATTERN BLANK shows as
+// nothing (it is the usual "invisible name" character) but is a symbol
+// (So), neither a format character nor default-ignorable, nor a space for
+// strings.TrimSpace: a cluster named by it alone passes the empty-name
+// check and printableName, and shows as an empty name in every error,
+// log line and metric label (%q keeps it: strconv.IsPrint says it
+// prints). 23f8b44's rule refuses what shows as nothing.
+func TestReviewTypedNameBrailleBlank(t *testing.T) {
+	for _, name := range []string{"\u2800", "pro\u2800d"} {
+		cfg := planTestConfig()
+		cfg.Clusters[name] = ClusterConfig{Nodes: []string{"db9"}}
+		var ce *ConfigError
+		if err := cfg.Validate(); !errors.As(err, &ce) || ce.Field != "clusters" {
+			t.Errorf("cluster %q: Validate = %v, want a *ConfigError on clusters", name, err)
+		}
+	}
+}
