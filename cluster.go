@@ -38,6 +38,7 @@ type Cluster struct {
 	// is closed only after they end (rows until they are closed, a
 	// transaction until it ends).
 	inflight  atomic.Int64
+	leaveFn   func() // c.leave, made once (the rows of a read hold it)
 	retiring  atomic.Bool
 	drained   chan struct{}
 	drainOnce sync.Once
@@ -87,6 +88,7 @@ func (c *Cluster) initHealth() {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.stop = make(chan struct{})
 	c.drained = make(chan struct{})
+	c.leaveFn = c.leave
 	c.dogs = make([]stallDog, len(c.nodes))
 	c.ready = make(chan struct{})
 	addrs := make([]string, len(c.nodes))

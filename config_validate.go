@@ -337,14 +337,19 @@ func printableName(name string) bool {
 // as nothing — a format character (Unicode's Cf: bidi controls, zero-width
 // space, joiners, word joiner, BOM, soft hyphen, U+180E, tags, ...), a
 // variation selector or another of Unicode's default-ignorable code
-// points (U+034F, the Hangul fillers, ...).
+// points (U+034F, the Hangul fillers, ...), or U+2800 BRAILLE PATTERN
+// BLANK (a symbol that is drawn as a blank cell: the usual "invisible
+// name" character, which neither strings.TrimSpace nor %q sees).
 func unprintable(r rune) bool {
 	if r < 0x7f && r >= 0x20 {
 		return false // printable ASCII, the common case
 	}
-	return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp,
+	return unicode.IsControl(r) || r == brailleBlank || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp,
 		unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point)
 }
+
+// brailleBlank is U+2800 BRAILLE PATTERN BLANK (see unprintable).
+const brailleBlank = '\u2800'
 
 // normalizeAddr checks a node address and adds the default port. Its error
 // is an *addrError.

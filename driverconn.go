@@ -231,6 +231,13 @@ func (c *nodeConn) own(ctx context.Context, op Op) (*pass, error) {
 // it returns err.
 func (c *nodeConn) done(ctx context.Context, op Op, query string, err error) error {
 	if c.routed == nil {
+		if err == driver.ErrSkip {
+			// Not run: database/sql prepares the statement instead
+			// (go-sql-driver asks for it for a statement with arguments
+			// unless interpolateParams is set), and compares the error
+			// with ErrSkip itself — also when ctx ended meanwhile.
+			return err
+		}
 		if err != nil && c.pinned() {
 			if cerr := ctx.Err(); cerr != nil {
 				return c.ctxEnded(op, false, cerr, err)
@@ -338,7 +345,7 @@ func runQuery(ctx context.Context, c *nodeConn, op Op, query string, run func() 
 		}
 		r.succeeded()
 		// The rows and their pass in one allocation.
-		nr := &nodeRows{Rows: rows, ctx: ctx, routed: r, op: op, conn: c}
+		nr := &nodeRows{Rows: rows, ctx: ctx, op: op, conn: c}
 		nr.own.leave = r.leave
 		nr.pass = &nr.own
 		handed = true
@@ -366,7 +373,19 @@ func runQuery(ctx context.Context, c *nodeConn, op Op, query string, run func() 
 	}
 	handed = true // handOn hands own on, if any, to the rows
 	if p := handOn(ctx, own); p != nil || c.routed != nil || w != nil || c.read && c.clustered() {
-		return &nodeRows{Rows: rows, pass: p, ctx: ctx, routed: c.routed, op: op, conn: c}, nil
+		nr := &nodeRows{Rows: rows, pass: p, ctx: ctx, op: op, conn: c}
+		if p == nil && c.read && c.clustered() {
+			// A Cluster read's rows keep a place among the cluster's
+			// calls in flight until they are closed (the call's own,
+			// held while this runs, is given back when it returns), so
+			// that a cluster Router.Reload retires is not closed under
+			// them; the failback fence is a write's, not theirs.
+			cl := c.node.cluster
+			cl.inflight.Add(1)
+			nr.own.leave = cl.leaveFn // made once: a method value allocates
+			nr.pass = &nr.own
+		}
+		return nr, nil
 	}
 	return rows, nil
 }
@@ -661,10 +680,15 @@ type nodeRows struct {
 	own  pass      // the pass of a routed connection's rows (pass points here)
 	conn *nodeConn // the connection the rows are read from
 
-	// On a routed connection: the query's context, connection and op.
-	ctx    context.Context
-	routed *routedConn
-	op     Op
+	// The query's context and op (the connection's routedConn, if any,
+	// types the errors of a routed connection's rows).
+	ctx context.Context
+	op  Op
+
+	// failed: a read returned a typed error (readErr); Close, which
+	// database/sql then calls, returns its own error as it is, neither
+	// typed nor reported a second time.
+	failed bool
 }
 
 // watch is the connection's watch (nodeConn.watch) for one read. The
@@ -698,13 +722,20 @@ var (
 )
 
 // Close closes the rows (the driver reads what is left of them) and gives
-// the pass back.
+// the pass back. Its error is typed as a read's (readErr): a connection
+// lost while go-sql-driver reads the rows left (QueryRowContext's Scan
+// closes rows it read one row of, a caller may close them early) is one
+// lost while a row is read.
 func (r *nodeRows) Close() error {
 	if r.pass != nil {
 		defer r.pass.giveBack()
 	}
 	defer r.watch().stop()
-	return r.Rows.Close()
+	err := r.Rows.Close()
+	if err == nil || r.failed {
+		return err
+	}
+	return r.readErr(err)
 }
 
 // Next reads the next row. On a routed connection, a row that cannot be
@@ -728,15 +759,19 @@ func (r *nodeRows) Next(dest []driver.Value) error {
 // methods or of a query in a transaction as lostAfterSend, those of a
 // Cluster read as nodeConn.readLost.
 func (r *nodeRows) readErr(err error) error {
-	switch {
-	case err == nil || err == io.EOF:
-		return err
-	case r.routed != nil:
-		return r.routed.readFailed(r.ctx, r.op, err)
-	case r.conn == nil || !r.conn.clustered():
+	if err == nil || err == io.EOF {
 		return err
 	}
+	r.failed = true
 	c := r.conn
+	switch {
+	case c == nil:
+		return err
+	case c.routed != nil:
+		return c.routed.readFailed(r.ctx, r.op, err)
+	case !c.clustered():
+		return err
+	}
 	if r.ctx != nil {
 		if cerr := r.ctx.Err(); cerr != nil {
 			return c.ctxEnded(r.op, true, cerr, err)
@@ -745,12 +780,13 @@ func (r *nodeRows) readErr(err error) error {
 	switch {
 	case c.guard != nil:
 		return c.pinnedLost(r.op, err)
+	case c.read:
+		// A Cluster read's rows (their pass is only a place in flight).
+		return c.readLost(r.op, err)
 	case r.pass != nil || r.op == OpTxQuery:
 		// A Cluster write's rows (Cluster.QueryContext) or a query's in
 		// a transaction: the query may have written.
 		return c.lostAfterSend(r.op, err)
-	case c.read:
-		return c.readLost(r.op, err)
 	}
 	return err
 }

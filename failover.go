@@ -462,12 +462,19 @@ func (c *Cluster) attemptsOn(ctx context.Context, p *picker, op Op, read, retryU
 			// The node is up but refused this router a connection:
 			// neither a failover nor a health change (refusedAtConnect).
 			traceOf(ctx).record(n.addr, tried)
-			return &notSentError{cluster: c.name, op: op, err: &NodeError{Node: n.addr, Class: class, Err: err}, tried: tried}
+			ne := &NodeError{Node: n.addr, Class: class, Err: err}
+			if u := c.unknownIn(op, tried, ne); u != nil {
+				return u
+			}
+			return &notSentError{cluster: c.name, op: op, err: ne, tried: tried}
 		}
 		if ctx.Err() != nil {
 			// The caller's deadline or cancellation ended the call.
 			traceOf(ctx).record("", tried)
 			if class == ClassNotSent || class == ClassReadOnly {
+				if u := c.unknownIn(op, tried, ctx.Err()); u != nil {
+					return u
+				}
 				return &notSentError{cluster: c.name, op: op, err: ctx.Err(), tried: tried}
 			}
 			return &OutcomeUnknownError{Cluster: c.name, Node: n.addr, Op: op, Err: err}
@@ -485,6 +492,22 @@ func (c *Cluster) attemptsOn(ctx context.Context, p *picker, op Op, read, retryU
 		excluded = p.refused // a WriterSource refuses writes: say so, node by node
 	}
 	return &NoNodeError{Cluster: c.name, Op: op, Attempts: append(tried, excluded...)}
+}
+
+// unknownIn returns, when one of the attempts tried before a call ended
+// without sending anything more (its context ended, or a node refused it
+// a connection) had an unknown outcome (a read, or a write marked
+// idempotent, retried after it), an *OutcomeUnknownError naming that
+// attempt's node, with why the call ended (end) in its chain; else nil.
+// Such a call is not "not sent": as a NoNodeError with such an attempt,
+// it matches ErrOutcomeUnknown and not ErrNotSent.
+func (c *Cluster) unknownIn(op Op, tried []*NodeError, end error) error {
+	for _, a := range tried {
+		if a.Class == ClassOutcomeUnknown {
+			return &OutcomeUnknownError{Cluster: c.name, Node: a.Node, Op: op, Err: fmt.Errorf("%w (then: %w)", a.Err, end)}
+		}
+	}
+	return nil
 }
 
 // attemptOn runs attempt on node i, counted in with the node's stall watch

@@ -20,20 +20,21 @@ import (
 type fakeServer struct {
 	addr string
 
-	mu         sync.Mutex
-	connectErr error                       // returned by Connect when set
-	connectFn  func(context.Context) error // runs in Connect when set (e.g. to block)
-	execErr    error                       // returned by Exec/Query/Commit when set
-	execFn     func(ctx context.Context, query string) error
-	commitErr  error
-	commitFn   func() error                // runs in Commit when set (e.g. to block)
-	beginFn    func() error                // runs in BeginTx when set (e.g. to block)
-	beginCtxFn func(context.Context) error // runs in BeginTx with its context when set
-	nextFn     func() error                // runs in each Next of a query's rows when set (e.g. to block)
-	readOnly   bool                        // @@read_only as probes see it
-	gtid       string                      // @@gtid_current_pos as probes see it
-	serverID   string                      // @@server_id as probes see it
-	lagging    bool                        // MASTER_GTID_WAIT times out
+	mu          sync.Mutex
+	connectErr  error                       // returned by Connect when set
+	connectFn   func(context.Context) error // runs in Connect when set (e.g. to block)
+	execErr     error                       // returned by Exec/Query/Commit when set
+	execFn      func(ctx context.Context, query string) error
+	commitErr   error
+	commitFn    func() error                // runs in Commit when set (e.g. to block)
+	beginFn     func() error                // runs in BeginTx when set (e.g. to block)
+	beginCtxFn  func(context.Context) error // runs in BeginTx with its context when set
+	nextFn      func() error                // runs in each Next of a query's rows when set (e.g. to block)
+	rowsCloseFn func() error                // runs in Close of a query's rows when set (its error is Close's)
+	readOnly    bool                        // @@read_only as probes see it
+	gtid        string                      // @@gtid_current_pos as probes see it
+	serverID    string                      // @@server_id as probes see it
+	lagging     bool                        // MASTER_GTID_WAIT times out
 	// writes reports whether a query writes: in a read-only session such
 	// a query is refused with error 1792, as a real server does.
 	writes func(query string) bool
@@ -224,7 +225,18 @@ type fakeRows struct {
 }
 
 func (r *fakeRows) Columns() []string { return r.cols }
-func (r *fakeRows) Close() error      { return nil }
+func (r *fakeRows) Close() error {
+	if r.srv != nil {
+		r.srv.mu.Lock()
+		fn := r.srv.rowsCloseFn
+		r.srv.mu.Unlock()
+		if fn != nil {
+			return fn()
+		}
+	}
+	return nil
+}
+
 func (r *fakeRows) Next(dest []driver.Value) error {
 	if r.srv != nil {
 		r.srv.mu.Lock()

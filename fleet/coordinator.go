@@ -210,7 +210,7 @@ func New(client *clientv3.Client, opts Options) (*Coordinator, error) {
 		return nil, fmt.Errorf("fleet: New: RouterID %q contains a \"/\"", opts.RouterID)
 	}
 	if !utf8.ValidString(opts.RouterID) || strings.ContainsFunc(opts.RouterID, func(r rune) bool {
-		return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp,
+		return unicode.IsControl(r) || r == '\u2800' || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp,
 			unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point)
 	}) {
 		// It is a key of etcd, a field of RouterInfo's JSON (which would
@@ -218,7 +218,8 @@ func New(client *clientv3.Client, opts Options) (*Coordinator, error) {
 		// attribute (where a bidi override or a line separator would
 		// garble the line, and a character that shows as nothing — a
 		// zero-width space or joiner, a soft hyphen, a BOM: Unicode's
-		// format characters and default-ignorable code points — make two
+		// format characters and default-ignorable code points, and U+2800
+		// BRAILLE PATTERN BLANK, drawn as a blank cell — make two
 		// IDs look the same), as cluster names are (see dbrouter's Config).
 		return nil, fmt.Errorf("fleet: New: RouterID %q must be valid UTF-8 without control characters, invisible characters (bidi controls, zero-width spaces and joiners, soft hyphens, ...) or line and paragraph separators", opts.RouterID)
 	}

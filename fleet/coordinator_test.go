@@ -472,6 +472,7 @@ func TestNewOptions(t *testing.T) {
 		{Options{RouterID: "web\u180e1"}, `RouterID "web\u180e1" must be valid UTF-8 without control characters`},
 		// HANGUL FILLER is a letter to strconv.IsPrint: %q shows it as it is.
 		{Options{RouterID: "web\u31641"}, "RouterID \"web\u31641\" must be valid UTF-8 without control characters"},
+		{Options{RouterID: "web\u28001"}, "RouterID \"web\u28001\" must be valid UTF-8 without control characters"},
 		{Options{LeaseTTL: -time.Second}, "negative LeaseTTL"},
 		{Options{EtcdLost: 7}, "unknown EtcdLost policy 7"},
 	} {
