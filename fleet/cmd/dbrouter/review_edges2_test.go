@@ -132,3 +132,23 @@ func TestReviewEdges2ToolsShowValueWithoutEpochAsUnreadable(t *testing.T) {
 		t.Errorf("drain with a writer key that is not JSON: %v", r)
 	}
 }
+
+// oneLine shows escaped what shows as nothing or as a blank on a terminal
+// — zero-width characters, a byte-order mark, variation selectors, the
+// braille blank — as fleet.New refuses them in router IDs; before, only
+// control characters, bidi controls and separators were (noted by
+// review-typed: a cluster name "\u200b" printed as an empty name).
+func TestOneLineEscapesInvisible(t *testing.T) {
+	for in, want := range map[string]string{
+		"web\u200b1":  `web\u200b1`,
+		"\ufeffweb":   `\ufeffweb`,
+		"a\u2800b":    `a\u2800b`,
+		"x\ufe0fy":    `x\ufe0fy`,
+		"esc\x1b[31m": `esc\x1b[31m`,
+		"ok name é":   "ok name é",
+	} {
+		if got := oneLine(in); got != want {
+			t.Errorf("oneLine(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

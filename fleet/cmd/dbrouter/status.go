@@ -433,6 +433,10 @@ func oneLine(s string) string {
 	for _, r := range s {
 		if unprintable(r) {
 			q := strconv.QuoteRune(r)
+			if q == "'"+string(r)+"'" {
+				// Printable to strconv, blank to the eye (U+2800).
+				q = fmt.Sprintf("'\\u%04x'", r)
+			}
 			b.WriteString(q[1 : len(q)-1])
 			continue
 		}
@@ -442,7 +446,11 @@ func oneLine(s string) string {
 }
 
 // unprintable reports whether r must not reach a terminal as is: a
-// control character, a bidi control, a line or paragraph separator.
+// control character, a line or paragraph separator, or a character that
+// shows as nothing or as a blank (format characters — bidi controls, zero
+// widths —, variation selectors, other default-ignorable code points,
+// U+2800): the rule fleet.New applies to router IDs.
 func unprintable(r rune) bool {
-	return unicode.IsControl(r) || unicode.In(r, unicode.Bidi_Control, unicode.Zl, unicode.Zp)
+	return unicode.IsControl(r) || r == '\u2800' || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp,
+		unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point)
 }
