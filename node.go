@@ -356,7 +356,7 @@ type boundedConnector struct {
 	// typed, when set, types a failed connect for the caller: the pinned
 	// pool's statements reach the caller from database/sql as they are.
 	typed func(err error) error
-	node     *node        // the connections' node, for their stall watch (nil: none, the probe's)
+	node  *node // the connections' node, for their stall watch (nil: none, the probe's)
 }
 
 // refuseConnect returns an error when the node is Down and no call is
