@@ -29,6 +29,7 @@ type clusterState struct {
 	health     []nodeHealth // parallel to addrs
 	writer     int          // -1: none
 	lastWriter int          // the last writer there was, -1 before any
+	writerAt   time.Time    // when the writer was set (caughtUp)
 	target     int          // node a fenced switch should move the writer to, -1: none
 
 	// The first probe round: until every node has answered (or failed) one
@@ -84,16 +85,19 @@ type nodeHealth struct {
 	havePos     bool
 	prevPos     gtidSet // the position at the good probe before the last
 	havePrevPos bool
-	self        string // @@server_id (MariaDB) or @@server_uuid (MySQL), "" unknown
-	flavorKnown bool
-	mysql       bool // MySQL rather than MariaDB GTIDs
-	probed      bool // at least one probe result
-	consecFail  int
-	consecOK    int
-	latency     time.Duration
-	lastErr     error
-	changedAt   time.Time
-	caughtUpAt  time.Time // last probe at which it had the writer's position
+	// posAt and prevPosAt are when pos and prevPos were learned (the
+	// probe's result applied): see caughtUp.
+	posAt, prevPosAt time.Time
+	self             string // @@server_id (MariaDB) or @@server_uuid (MySQL), "" unknown
+	flavorKnown      bool
+	mysql            bool // MySQL rather than MariaDB GTIDs
+	probed           bool // at least one probe result
+	consecFail       int
+	consecOK         int
+	latency          time.Duration
+	lastErr          error
+	changedAt        time.Time
+	caughtUpAt       time.Time // last probe at which it had the writer's position
 	// The last pooled probe and the last new connection (stall check) that
 	// got no answer at all within the probe timeout: from when to when they
 	// waited (zero: the last one was answered). Two such waits that overlap
@@ -228,9 +232,9 @@ func (s *clusterState) probeResult(i int, r probeResult, now time.Time) stateOut
 		h.probeHung, h.shakeHung = span{}, span{}
 		h.flavorKnown, h.mysql, h.self = true, r.mysql, r.self
 		if h.havePos {
-			h.prevPos, h.havePrevPos = h.pos, true
+			h.prevPos, h.havePrevPos, h.prevPosAt = h.pos, true, h.posAt
 		}
-		h.pos, h.havePos = r.pos, true
+		h.pos, h.havePos, h.posAt = r.pos, true, now
 		if h.readOnly != r.readOnly {
 			out.events = append(out.events, s.event(i, EventReadOnly, onOff(h.readOnly), onOff(r.readOnly), "probe", now))
 			h.readOnly = r.readOnly
@@ -720,7 +724,7 @@ func (s *clusterState) behindAnother(i int) bool {
 // caughtUp reports whether node i, earlier in order than the healthy writer
 // w, may take the writer role back: it has had RecoverAfter good probes in
 // a row and holds the position w had at its probe before the last one (or,
-// before w has two, its last). Under a steady write load the writer's
+// before w has two, its last), learned while w was the writer. Under a steady write load the writer's
 // latest position moves on between two probes, so asking for it would
 // never start a failback; the fenced switch then waits for the exact
 // position.
@@ -732,10 +736,20 @@ func (s *clusterState) caughtUp(i, w int) bool {
 	if hi.consecOK < s.settings.Health.RecoverAfter || !hi.havePos || !hw.havePos {
 		return false
 	}
+	want, at := hw.pos, hw.posAt
 	if hw.havePrevPos {
-		return hi.pos.contains(hw.prevPos)
+		want, at = hw.prevPos, hw.prevPosAt
 	}
-	return hi.pos.contains(hw.pos)
+	if at.Before(s.writerAt) {
+		// w's position one probe back predates its term: holding it
+		// proves nothing of i receiving w's writes. Right after a
+		// failover from A to a later C, an earlier B that cannot (a ring
+		// A→B→C→A with A gone) would have the fence wait its whole second
+		// for writes C took meanwhile (bench/failover -fault kill, 1 s
+		// stalls in 2 runs of 17). Wait for a probe of w in its term.
+		return false
+	}
+	return hi.pos.contains(want)
 }
 
 // setWriter makes node w the writer (-1: none) and returns the event.
@@ -749,6 +763,7 @@ func (s *clusterState) setWriter(w int, cause string, now time.Time) Event {
 		s.lastWriter = w
 	}
 	s.writer = w
+	s.writerAt = now
 	s.provisional = false
 	if w != s.pinned {
 		s.pinned = -1

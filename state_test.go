@@ -305,6 +305,10 @@ func TestStateDefectDOneFailedCallDoesNotFlap(t *testing.T) {
 	m.wantWriter(0)
 	m.fail(0)
 	m.wantWriter(1)
+	// b is probed as the writer (a failback needs a position of b's
+	// learned in its term: TestStateNoFailbackBeforeWritersTerm).
+	m.ok(1, "0-1-1")
+	m.ok(1, "0-1-1")
 
 	// A recovering a needs recover_after good probes in a row, with no
 	// failed call in between, before the failback.
@@ -801,5 +805,47 @@ func TestStateUnanswered(t *testing.T) {
 				m.wantWriter(in.wantWriter)
 			}
 		})
+	}
+}
+
+// A candidate probed after the writer and still lacking its writes is
+// behind: the choice passes it over (as TestStateDefectAFailbackRecordsLastWriter).
+func TestStateFailoverChoiceBehindAfterWriter(t *testing.T) {
+	m := newMachine(t, 3, Settings{})
+	m.round("0-1-100", "0-1-100", "0-1-100")
+	m.ok(0, "0-1-160")
+	m.ok(1, "0-1-150") // probed after a, 10 behind
+	m.ok(2, "0-1-160")
+	m.down(0)
+	m.wantWriter(2)
+}
+
+// Right after a failover to a later node, an earlier node is not offered
+// the role back until the new writer has been probed in its term: holding
+// a position the writer had before it was the writer proves nothing of
+// receiving its writes (a ring A→B→C→A with A gone: the fence held writes
+// a whole second waiting for B to get C's). Before, the failback to b was
+// asked for at b's first good probe after the failover.
+func TestStateNoFailbackBeforeWritersTerm(t *testing.T) {
+	m := newMachine(t, 3, Settings{})
+	m.round("0-1-100", "0-1-100", "0-1-100")
+	m.ok(0, "0-1-160")
+	m.ok(1, "0-1-150") // probed after a, behind
+	m.ok(2, "0-1-160")
+	m.down(0)
+	m.wantWriter(2)
+	m.ok(1, "0-1-160") // b has caught up with what c had before its term
+	if m.sw != nil {
+		t.Fatalf("failback to b asked for before c was probed as the writer: %+v", *m.sw)
+	}
+	m.ok(2, "0-1-160,0-3-5") // c as the writer
+	m.ok(1, "0-1-160")
+	if m.sw != nil {
+		t.Fatalf("failback to b asked for with c probed once as the writer: %+v", *m.sw)
+	}
+	m.ok(2, "0-1-160,0-3-9")
+	m.ok(1, "0-1-160,0-3-5") // b holds what c had at its first probe as the writer
+	if m.sw == nil || m.sw.to != 1 {
+		t.Fatalf("no failback to b once it holds c's writes: %+v", m.sw)
 	}
 }
